@@ -1,0 +1,268 @@
+//! Command-line interface: clap structs, their conversion into validated configs, and
+//! dispatch to the library.
+use crate::checkpoint::RunDir;
+use crate::config::{Hyper, LabelNoise, TrainConfig};
+use crate::data::cifar::{self, Variant};
+use crate::data::synth::{self, SynthSpec};
+use crate::data::{download, DatasetSpec};
+use crate::info::Info;
+use crate::train::{self, Verbosity};
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+/// Size of the built-in synthetic dataset (`--dataset synth`).
+pub const SYNTH_TRAIN: usize = 2000;
+pub const SYNTH_TEST: usize = 500;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vog",
+    version,
+    about = "Rank the examples of an image dataset by difficulty with Variance of Gradients"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the vog, tch and libtorch versions and the devices libtorch sees.
+    Info {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download CIFAR-10 or CIFAR-100 (official binary archives, MD5-checked).
+    Download(DownloadArgs),
+    /// Dataset utilities.
+    #[command(subcommand)]
+    Data(DataCommand),
+    /// Train the CIFAR ResNet-18 and save checkpoints for VoG.
+    Train(TrainArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CifarName {
+    Cifar10,
+    Cifar100,
+}
+
+impl From<CifarName> for Variant {
+    fn from(n: CifarName) -> Self {
+        match n {
+            CifarName::Cifar10 => Variant::Cifar10,
+            CifarName::Cifar100 => Variant::Cifar100,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DownloadArgs {
+    /// Which dataset.
+    pub dataset: CifarName,
+    /// Folder to extract into.
+    #[arg(long, default_value = "data")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Write the synthetic dataset as CIFAR-10-format binaries.
+    Synth(SynthArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SynthArgs {
+    /// Output folder (read it back with `--dataset cifar10 --data-dir DIR`).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = SYNTH_TRAIN)]
+    pub train: usize,
+    #[arg(long, default_value_t = SYNTH_TEST)]
+    pub test: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// cifar10, cifar100, synth, or an image folder ROOT with train/<class>/ (and test/<class>/).
+    #[arg(long)]
+    pub dataset: String,
+    /// Where CIFAR binaries live (as extracted by `vog download`).
+    #[arg(long, default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Run directory to create.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// TOML file with the hyper-parameters (default: the built-in configs/cifar10.toml or
+    /// cifar100.toml); flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Initial learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Base channel count of the ResNet (64 = the paper's 11.2M-parameter network).
+    #[arg(long)]
+    pub width: Option<i64>,
+    /// Epochs to checkpoint: lists, ranges and strides, e.g. `1,2,3,348-350`, `every:10`,
+    /// `first:3,last:3`, `paper` (first three, last three, every 10th), `all`.
+    #[arg(long)]
+    pub save_epochs: Option<String>,
+    /// Seed for weight init, data order, augmentation and subsets.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Train without random crop and flip.
+    #[arg(long)]
+    pub no_augment: bool,
+    /// Train on a class-stratified, seeded subset of N examples.
+    #[arg(long, value_name = "N")]
+    pub train_subset: Option<usize>,
+    /// Evaluate on a class-stratified, seeded subset of N test examples.
+    #[arg(long, value_name = "N")]
+    pub test_subset: Option<usize>,
+    /// Shuffle the labels of this fraction of the training set (memorization experiment).
+    #[arg(long, value_name = "F")]
+    pub label_noise: Option<f64>,
+    /// Seed of the label shuffle (default: --seed).
+    #[arg(long, requires = "label_noise")]
+    pub noise_seed: Option<u64>,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Replace the run already in --out.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// No progress output.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl TrainArgs {
+    /// Merges the config file (or built-in defaults) with the flags and validates the result.
+    pub fn to_config(&self) -> Result<TrainConfig> {
+        let seed_hint = self.seed.unwrap_or(0);
+        let dataset = resolve_dataset(&self.dataset, &self.data_dir, seed_hint)?;
+        let mut h = match &self.config {
+            Some(path) => Hyper::from_file(path)?,
+            None => Hyper::defaults_for(&dataset),
+        };
+        override_with(&mut h.epochs, self.epochs);
+        override_with(&mut h.batch_size, self.batch_size);
+        override_with(&mut h.lr, self.lr);
+        override_with(&mut h.width, self.width);
+        override_with(&mut h.save_epochs, self.save_epochs.clone());
+        override_with(&mut h.seed, self.seed);
+        h.augment &= !self.no_augment;
+        // The synthetic data follows the run's seed, whichever source set it.
+        let dataset = match dataset {
+            DatasetSpec::Synth { train, test, .. } => DatasetSpec::Synth { train, test, seed: h.seed },
+            other => other,
+        };
+        let label_noise = self.label_noise.map(|fraction| LabelNoise {
+            fraction,
+            seed: self.noise_seed.unwrap_or(h.seed),
+        });
+        TrainConfig::new(
+            dataset,
+            h,
+            self.train_subset,
+            self.test_subset,
+            label_noise,
+            self.device.clone(),
+        )
+    }
+}
+
+fn override_with<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}
+
+/// Turns `--dataset` (and `--data-dir`) into a dataset spec with absolute paths.
+pub fn resolve_dataset(name: &str, data_dir: &Path, seed: u64) -> Result<DatasetSpec> {
+    let abs = |p: &Path| {
+        std::path::absolute(p).with_context(|| format!("cannot resolve path '{}'", p.display()))
+    };
+    Ok(match name {
+        "cifar10" => DatasetSpec::Cifar10 { dir: abs(data_dir)? },
+        "cifar100" => DatasetSpec::Cifar100 { dir: abs(data_dir)? },
+        "synth" => DatasetSpec::Synth {
+            train: SYNTH_TRAIN,
+            test: SYNTH_TEST,
+            seed,
+        },
+        path if Path::new(path).is_dir() => DatasetSpec::Folder { root: abs(Path::new(path))? },
+        other => bail!(
+            "--dataset '{other}' is neither cifar10, cifar100, synth nor an existing folder"
+        ),
+    })
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Info { json } => {
+            let info = Info::gather();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&info)?);
+            } else {
+                println!("{info}");
+            }
+            Ok(())
+        }
+        Command::Download(a) => {
+            let dir = download::fetch(a.dataset.into(), &a.dir, std::io::stderr().is_terminal())?;
+            println!("{}", dir.display());
+            Ok(())
+        }
+        Command::Data(DataCommand::Synth(a)) => {
+            let data = synth::generate(&SynthSpec::new(a.train, a.test, a.seed));
+            cifar::write_cifar10(&a.out, &data)?;
+            println!(
+                "wrote {} train and {} test synthetic images to '{}'",
+                a.train,
+                a.test,
+                a.out.display()
+            );
+            Ok(())
+        }
+        Command::Train(a) => run_train(&a),
+    }
+}
+
+fn run_train(a: &TrainArgs) -> Result<()> {
+    let cfg = a.to_config()?;
+    crate::device::parse(&cfg.device)?;
+    let run = RunDir::create(&a.out, a.overwrite)?;
+    let verbosity = if a.quiet {
+        Verbosity::Quiet
+    } else if std::io::stderr().is_terminal() {
+        Verbosity::Bar
+    } else {
+        Verbosity::Lines
+    };
+    let m = train::run(&cfg, &run, verbosity)?;
+    let last = m.epochs.last().context("no epoch ran")?;
+    let test = last
+        .test_accuracy
+        .map_or(String::new(), |a| format!(", test accuracy {:.1}%", 100.0 * a));
+    println!(
+        "trained {} epochs on {} ({} examples, {} device){test}; checkpoints for epochs {:?} in '{}'",
+        m.epochs.len(),
+        cfg.dataset.name(),
+        m.dataset.train_examples,
+        m.device,
+        m.saved_epochs,
+        run.root().display()
+    );
+    Ok(())
+}

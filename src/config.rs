@@ -1,0 +1,180 @@
+//! Training configuration: the TOML files in `configs/` hold the paper's defaults, command
+//! line flags override them, and the validated result is saved in the run directory.
+use crate::data::DatasetSpec;
+use crate::schedule::{self, LrSchedule};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+const CIFAR10_TOML: &str = include_str!("../configs/cifar10.toml");
+const CIFAR100_TOML: &str = include_str!("../configs/cifar100.toml");
+
+/// Training hyper-parameters: exactly the keys of a `configs/*.toml` file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hyper {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    /// 1-based epochs from which the learning rate is multiplied by `lr_gamma`.
+    pub lr_milestones: Vec<usize>,
+    pub lr_gamma: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    /// Base channel count of the ResNet (64 = the paper's network).
+    pub width: i64,
+    /// Random crop with 4-pixel padding plus horizontal flip.
+    pub augment: bool,
+    /// Which epochs to checkpoint (see [`schedule::parse_epochs`]).
+    pub save_epochs: String,
+    pub seed: u64,
+}
+
+impl Hyper {
+    /// The built-in defaults for a dataset (CIFAR-100's for CIFAR-100, else CIFAR-10's).
+    pub fn defaults_for(dataset: &DatasetSpec) -> Self {
+        let text = match dataset {
+            DatasetSpec::Cifar100 { .. } => CIFAR100_TOML,
+            _ => CIFAR10_TOML,
+        };
+        toml::from_str(text).expect("built-in configs are valid")
+    }
+
+    /// Reads a config file.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config '{}'", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid config '{}'", path.display()))
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("Hyper serializes to TOML")
+    }
+
+    pub fn lr_schedule(&self) -> LrSchedule {
+        LrSchedule {
+            base: self.lr,
+            milestones: self.lr_milestones.clone(),
+            gamma: self.lr_gamma,
+        }
+    }
+}
+
+/// The paper's memorization experiment: shuffle the labels of a fraction of the train set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelNoise {
+    pub fraction: f64,
+    pub seed: u64,
+}
+
+/// A validated training configuration, as saved in `run.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub dataset: DatasetSpec,
+    pub hyper: Hyper,
+    /// The epochs `hyper.save_epochs` expands to.
+    pub saved_epochs: Vec<usize>,
+    pub train_subset: Option<usize>,
+    pub test_subset: Option<usize>,
+    pub label_noise: Option<LabelNoise>,
+    /// As given: auto, cpu, cuda or cuda:N.
+    pub device: String,
+}
+
+impl TrainConfig {
+    /// Checks every value and expands the save-epochs spec.
+    pub fn new(
+        dataset: DatasetSpec,
+        hyper: Hyper,
+        train_subset: Option<usize>,
+        test_subset: Option<usize>,
+        label_noise: Option<LabelNoise>,
+        device: String,
+    ) -> Result<Self> {
+        check_hyper(&hyper)?;
+        let saved_epochs = schedule::parse_epochs(&hyper.save_epochs, hyper.epochs)
+            .with_context(|| format!("invalid --save-epochs '{}'", hyper.save_epochs))?;
+        for (flag, n) in [("--train-subset", train_subset), ("--test-subset", test_subset)] {
+            if n == Some(0) {
+                bail!("{flag} must be at least 1");
+            }
+        }
+        if let Some(noise) = &label_noise {
+            if !(0.0..=1.0).contains(&noise.fraction) {
+                bail!("--label-noise must be a fraction in [0, 1], got {}", noise.fraction);
+            }
+        }
+        Ok(TrainConfig {
+            dataset,
+            hyper,
+            saved_epochs,
+            train_subset,
+            test_subset,
+            label_noise,
+            device,
+        })
+    }
+}
+
+fn check_hyper(h: &Hyper) -> Result<()> {
+    let checks = [
+        (h.epochs >= 1, "--epochs must be at least 1"),
+        (h.batch_size >= 1, "--batch-size must be at least 1"),
+        (h.lr > 0.0 && h.lr.is_finite(), "--lr must be a positive number"),
+        (h.width >= 1, "--width must be at least 1"),
+        ((0.0..1.0).contains(&h.momentum), "momentum must lie in [0, 1)"),
+        (h.weight_decay >= 0.0, "weight_decay must not be negative"),
+        (h.lr_gamma > 0.0, "lr_gamma must be positive"),
+    ];
+    for (ok, msg) in checks {
+        if !ok {
+            bail!("{msg}");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn synth() -> DatasetSpec {
+        DatasetSpec::Synth { train: 10, test: 10, seed: 0 }
+    }
+
+    #[test]
+    fn defaults_are_the_papers_recipe() {
+        let h = Hyper::defaults_for(&synth());
+        assert_eq!((h.epochs, h.batch_size, h.width), (350, 128, 64));
+        assert_eq!(h.lr_milestones, vec![150, 250]);
+        assert_eq!((h.momentum, h.weight_decay), (0.9, 5e-4));
+        let c = TrainConfig::new(synth(), h.clone(), None, None, None, "cpu".into()).unwrap();
+        assert_eq!(&c.saved_epochs[..3], &[1, 2, 3]);
+        assert_eq!(&c.saved_epochs[c.saved_epochs.len() - 3..], &[348, 349, 350]);
+        let h100 = Hyper::defaults_for(&DatasetSpec::Cifar100 { dir: "x".into() });
+        assert_eq!(h100, h);
+        assert_eq!(toml::from_str::<Hyper>(&h.to_toml()).unwrap(), h);
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        let mut h = Hyper::defaults_for(&synth());
+        h.save_epochs = "1,400".into();
+        let err = TrainConfig::new(synth(), h.clone(), None, None, None, "cpu".into()).unwrap_err();
+        assert_eq!(format!("{err:#}"), "invalid --save-epochs '1,400': epoch 400 is outside 1..350");
+        h.save_epochs = "paper".into();
+        h.epochs = 0;
+        assert!(TrainConfig::new(synth(), h, None, None, None, "cpu".into()).is_err());
+        let h = Hyper::defaults_for(&synth());
+        assert!(TrainConfig::new(synth(), h, Some(0), None, None, "cpu".into()).is_err());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, CIFAR10_TOML.replace("epochs = 350", "epoch = 350")).unwrap();
+        let err = Hyper::from_file(&p).unwrap_err();
+        assert!(format!("{err:#}").contains("c.toml"), "{err:#}");
+    }
+}

@@ -1,0 +1,165 @@
+//! Image-folder datasets: `ROOT/train/<class>/*.{png,jpg,jpeg}` and optionally
+//! `ROOT/test/<class>/*`. Class names are the training folder names, sorted; every image
+//! is decoded to RGB8 and all must share one size.
+use super::{images_tensor, Dataset, Split};
+use anyhow::{bail, Context, Result};
+use rayon::prelude::*;
+use std::path::{Path, PathBuf};
+
+const EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+
+/// Loads `root/train` (required) and `root/test` (if present).
+pub fn load(root: &Path) -> Result<Dataset> {
+    if !root.is_dir() {
+        bail!("dataset folder '{}' does not exist", root.display());
+    }
+    let train_dir = root.join("train");
+    if !train_dir.is_dir() {
+        bail!(
+            "'{}' has no train/ folder (expected ROOT/train/<class>/*.png|jpg)",
+            root.display()
+        );
+    }
+    let class_names = class_folders(&train_dir)?;
+    if class_names.is_empty() {
+        bail!("'{}' holds no class folders", train_dir.display());
+    }
+    let train = read_split(root, "train", &class_names, None)?;
+    let test_dir = root.join("test");
+    let test = if test_dir.is_dir() {
+        let shape = train.image_shape();
+        Some(read_split(root, "test", &class_names, Some(shape))?)
+    } else {
+        None
+    };
+    Ok(Dataset {
+        class_names,
+        train,
+        test,
+    })
+}
+
+fn class_folders(dir: &Path) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in read_dir(dir)? {
+        if entry.is_dir() {
+            names.push(file_name(&entry));
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn read_dir(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("cannot read '{}'", dir.display()))?;
+    entries
+        .map(|e| Ok(e?.path()))
+        .collect::<std::io::Result<Vec<_>>>()
+        .with_context(|| format!("cannot read '{}'", dir.display()))
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn is_image(path: &Path) -> bool {
+    path.is_file()
+        && path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase())
+            .is_some_and(|e| EXTENSIONS.contains(&e.as_str()))
+}
+
+/// Lists (relative id, path, label) for every image of `split`, classes in `class_names`
+/// order and files sorted by name, so ids and order are stable.
+fn list_images(
+    root: &Path,
+    split: &str,
+    class_names: &[String],
+) -> Result<Vec<(String, PathBuf, i64)>> {
+    let split_dir = root.join(split);
+    for name in class_folders(&split_dir)? {
+        if !class_names.contains(&name) {
+            bail!(
+                "'{}' is a class folder that train/ does not have",
+                split_dir.join(&name).display()
+            );
+        }
+    }
+    let mut out = Vec::new();
+    for (label, class) in class_names.iter().enumerate() {
+        let dir = split_dir.join(class);
+        if !dir.is_dir() {
+            continue;
+        }
+        let mut files: Vec<PathBuf> = read_dir(&dir)?.into_iter().filter(|p| is_image(p)).collect();
+        if files.is_empty() {
+            bail!("class folder '{}' holds no png or jpeg images", dir.display());
+        }
+        files.sort();
+        for f in files {
+            let id = format!("{split}/{class}/{}", file_name(&f));
+            out.push((id, f, label as i64));
+        }
+    }
+    Ok(out)
+}
+
+fn decode(path: &Path) -> Result<image::RgbImage> {
+    let img = image::ImageReader::open(path)
+        .with_context(|| format!("cannot open image '{}'", path.display()))?
+        .with_guessed_format()
+        .with_context(|| format!("cannot read image '{}'", path.display()))?
+        .decode()
+        .with_context(|| format!("cannot decode image '{}'", path.display()))?;
+    Ok(img.to_rgb8())
+}
+
+fn read_split(
+    root: &Path,
+    split: &str,
+    class_names: &[String],
+    expected: Option<[i64; 3]>,
+) -> Result<Split> {
+    let list = list_images(root, split, class_names)?;
+    if list.is_empty() {
+        bail!("'{}' holds no images", root.join(split).display());
+    }
+    let decoded: Vec<Result<image::RgbImage>> =
+        list.par_iter().map(|(_, path, _)| decode(path)).collect();
+    let (w, h) = match (&decoded[0], expected) {
+        (_, Some([_, h, w])) => (w as u32, h as u32),
+        (Ok(first), None) => first.dimensions(),
+        (Err(_), None) => (0, 0),
+    };
+    let mut pixels = Vec::with_capacity(list.len() * (3 * w * h) as usize);
+    for ((_, path, _), img) in list.iter().zip(decoded) {
+        let img = img?;
+        if img.dimensions() != (w, h) {
+            let (iw, ih) = img.dimensions();
+            bail!(
+                "image '{}' is {iw}x{ih}, but the dataset's images are {w}x{h}: \
+                 all images must have one size",
+                path.display()
+            );
+        }
+        push_chw(&img, &mut pixels);
+    }
+    Ok(Split {
+        images: images_tensor(&pixels, list.len(), [3, h as i64, w as i64])?,
+        labels: list.iter().map(|(_, _, l)| *l).collect(),
+        ids: list.into_iter().map(|(id, _, _)| id).collect(),
+        coarse_labels: None,
+    })
+}
+
+/// Appends an HWC RGB image as CHW planes.
+fn push_chw(img: &image::RgbImage, out: &mut Vec<u8>) {
+    let raw = img.as_raw();
+    for c in 0..3 {
+        out.extend(raw.iter().skip(c).step_by(3));
+    }
+}

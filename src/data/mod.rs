@@ -1,0 +1,165 @@
+//! Datasets held in memory as uint8 NCHW tensors, each example with a stable id that
+//! travels with it through training, scoring and every report.
+pub mod cifar;
+pub mod download;
+pub mod folder;
+pub mod noise;
+pub mod subset;
+pub mod synth;
+pub mod transform;
+
+use anyhow::{bail, Context, Result};
+use md5::{Digest, Md5};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use tch::Tensor;
+
+/// Where a dataset comes from; saved in the run so later stages reload the same data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum DatasetSpec {
+    /// CIFAR-10 binary batches under `dir`.
+    Cifar10 { dir: PathBuf },
+    /// CIFAR-100 binary files under `dir`.
+    Cifar100 { dir: PathBuf },
+    /// An image folder `root/train/<class>/*` (and optionally `root/test/<class>/*`).
+    Folder { root: PathBuf },
+    /// The in-process synthetic dataset.
+    Synth { train: usize, test: usize, seed: u64 },
+}
+
+impl DatasetSpec {
+    /// A short name for messages and reports.
+    pub fn name(&self) -> String {
+        match self {
+            DatasetSpec::Cifar10 { .. } => "cifar10".into(),
+            DatasetSpec::Cifar100 { .. } => "cifar100".into(),
+            DatasetSpec::Folder { root } => format!("folder {}", root.display()),
+            DatasetSpec::Synth { .. } => "synth".into(),
+        }
+    }
+
+    /// Reads the dataset into memory.
+    pub fn load(&self) -> Result<Dataset> {
+        match self {
+            DatasetSpec::Cifar10 { dir } => cifar::load(dir, cifar::Variant::Cifar10),
+            DatasetSpec::Cifar100 { dir } => cifar::load(dir, cifar::Variant::Cifar100),
+            DatasetSpec::Folder { root } => folder::load(root),
+            DatasetSpec::Synth { train, test, seed } => {
+                Ok(synth::generate(&synth::SynthSpec::new(*train, *test, *seed)))
+            }
+        }
+    }
+}
+
+/// One split (train or test) in memory.
+#[derive(Debug)]
+pub struct Split {
+    /// NCHW uint8 RGB pixels, on the CPU.
+    pub images: Tensor,
+    /// Class index of each example, in `0..num_classes`.
+    pub labels: Vec<i64>,
+    /// Stable id of each example (`train/000123` for CIFAR, the relative path for folders).
+    pub ids: Vec<String>,
+    /// CIFAR-100's coarse (superclass) label, kept alongside the fine one.
+    pub coarse_labels: Option<Vec<i64>>,
+}
+
+impl Split {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// The examples at `indices` (in that order), ids and labels included.
+    pub fn select(&self, indices: &[usize]) -> Split {
+        let idx: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
+        Split {
+            images: self.images.index_select(0, &Tensor::from_slice(&idx)),
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            ids: indices.iter().map(|&i| self.ids[i].clone()).collect(),
+            coarse_labels: self
+                .coarse_labels
+                .as_ref()
+                .map(|c| indices.iter().map(|&i| c[i]).collect()),
+        }
+    }
+
+    /// (channels, height, width) of every image.
+    pub fn image_shape(&self) -> [i64; 3] {
+        let s = self.images.size();
+        [s[1], s[2], s[3]]
+    }
+
+    /// Examples per class.
+    pub fn class_counts(&self, num_classes: usize) -> Vec<usize> {
+        let mut counts = vec![0; num_classes];
+        for &l in &self.labels {
+            counts[l as usize] += 1;
+        }
+        counts
+    }
+
+    fn hash_into(&self, h: &mut Md5) {
+        for (id, label) in self.ids.iter().zip(&self.labels) {
+            h.update(id.as_bytes());
+            h.update([0u8]);
+            h.update(label.to_le_bytes());
+        }
+        let pixels = Vec::<u8>::try_from(self.images.flatten(0, -1))
+            .expect("split images are a contiguous uint8 tensor");
+        h.update(&pixels);
+    }
+}
+
+/// A dataset: class names, a training split and an optional test split.
+#[derive(Debug)]
+pub struct Dataset {
+    pub class_names: Vec<String>,
+    pub train: Split,
+    pub test: Option<Split>,
+}
+
+impl Dataset {
+    pub fn num_classes(&self) -> usize {
+        self.class_names.len()
+    }
+
+    /// MD5 over ids, labels and pixels of both splits: changes when any example does.
+    pub fn fingerprint(&self) -> String {
+        let mut h = Md5::new();
+        self.train.hash_into(&mut h);
+        if let Some(test) = &self.test {
+            h.update(b"test");
+            test.hash_into(&mut h);
+        }
+        format!("{:x}", h.finalize())
+    }
+}
+
+/// Checks that every label lies in `0..num_classes`; `what` names the source in the error.
+pub(crate) fn check_labels(labels: &[i64], num_classes: usize, what: &str) -> Result<()> {
+    if let Some((i, l)) = labels
+        .iter()
+        .enumerate()
+        .find(|(_, &l)| l < 0 || l as usize >= num_classes)
+    {
+        bail!("{what}: record {i} has label {l}, but the dataset has {num_classes} classes");
+    }
+    Ok(())
+}
+
+/// Builds an NCHW uint8 tensor from `n` images of `c*h*w` bytes each, stored CHW.
+pub(crate) fn images_tensor(pixels: &[u8], n: usize, shape: [i64; 3]) -> Result<Tensor> {
+    let [c, h, w] = shape;
+    let expected = n * (c * h * w) as usize;
+    if pixels.len() != expected {
+        bail!("expected {expected} pixel bytes, found {}", pixels.len());
+    }
+    Tensor::from_slice(pixels)
+        .f_view([n as i64, c, h, w])
+        .context("cannot shape the pixel buffer")
+}

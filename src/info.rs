@@ -1,0 +1,92 @@
+//! Versions of the tool and of the libtorch it runs against, and what devices it sees
+//! (`vog info`; also recorded in every run and score file).
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use tch::Cuda;
+
+/// The versions an output was produced with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Versions {
+    pub vog: String,
+    pub tch: String,
+    /// The libtorch loaded at run time (from its `version.py`), else the one built against.
+    pub libtorch: String,
+}
+
+impl Versions {
+    pub fn current() -> Self {
+        Versions {
+            vog: env!("CARGO_PKG_VERSION").to_string(),
+            tch: env!("VOG_TCH_VERSION").to_string(),
+            libtorch: loaded_libtorch()
+                .map(|(v, _)| v)
+                .unwrap_or_else(|| env!("VOG_BUILD_LIBTORCH_VERSION").to_string()),
+        }
+    }
+}
+
+/// Version and folder of the libtorch this process has loaded (Linux: /proc/self/maps).
+fn loaded_libtorch() -> Option<(String, String)> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let lib = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| p.ends_with("/libtorch_cpu.so"))?;
+    let lib_dir = std::path::Path::new(lib).parent()?;
+    let text = std::fs::read_to_string(lib_dir.parent()?.join("version.py")).ok()?;
+    let version = text
+        .lines()
+        .find_map(|l| l.strip_prefix("__version__")?.split('\'').nth(1).map(String::from))?;
+    Some((version, lib_dir.display().to_string()))
+}
+
+/// What `vog info` reports.
+#[derive(Debug, Serialize)]
+pub struct Info {
+    pub versions: Versions,
+    pub built_against: String,
+    pub libtorch_dir: Option<String>,
+    pub cuda_available: bool,
+    pub cuda_devices: i64,
+    pub cudnn_available: bool,
+    pub cpu_threads: i32,
+    pub devices: Vec<String>,
+}
+
+impl Info {
+    pub fn gather() -> Self {
+        let cuda_devices = Cuda::device_count();
+        let mut devices = vec!["cpu".to_string()];
+        devices.extend((0..cuda_devices).map(|i| format!("cuda:{i}")));
+        Info {
+            versions: Versions::current(),
+            built_against: env!("VOG_BUILD_LIBTORCH_VERSION").to_string(),
+            libtorch_dir: loaded_libtorch().map(|(_, d)| d),
+            cuda_available: Cuda::is_available(),
+            cuda_devices,
+            cudnn_available: Cuda::cudnn_is_available(),
+            cpu_threads: tch::get_num_threads(),
+            devices,
+        }
+    }
+}
+
+impl fmt::Display for Info {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let yes_no = |b: bool| if b { "yes" } else { "no" };
+        writeln!(f, "vog       {}", self.versions.vog)?;
+        writeln!(f, "tch       {}", self.versions.tch)?;
+        writeln!(
+            f,
+            "libtorch  {} (built against {})",
+            self.versions.libtorch, self.built_against
+        )?;
+        if let Some(dir) = &self.libtorch_dir {
+            writeln!(f, "loaded    {dir}")?;
+        }
+        writeln!(f, "cuda      {} ({} device(s))", yes_no(self.cuda_available), self.cuda_devices)?;
+        writeln!(f, "cudnn     {}", yes_no(self.cudnn_available))?;
+        writeln!(f, "threads   {}", self.cpu_threads)?;
+        write!(f, "devices   {}", self.devices.join(", "))
+    }
+}
