@@ -48,7 +48,10 @@ fn locked_version(name: &str) -> Option<String> {
     let mut lines = lock.lines();
     while let Some(line) = lines.next() {
         if line == format!("name = \"{name}\"") {
-            let v = lines.next()?.strip_prefix("version = \"")?.trim_end_matches('"');
+            let v = lines
+                .next()?
+                .strip_prefix("version = \"")?
+                .trim_end_matches('"');
             return Some(v.to_string());
         }
     }

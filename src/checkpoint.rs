@@ -81,22 +81,31 @@ impl RunDir {
     /// Prepares `root` for a new run. A folder that already holds a run is refused unless
     /// `overwrite`, in which case that run's files are removed (nothing else is touched).
     pub fn create(root: &Path, overwrite: bool) -> Result<Self> {
+        Self::ensure_free(root, overwrite)?;
         let run = RunDir {
             root: root.to_path_buf(),
         };
         if run.holds_run() {
-            if !overwrite {
-                bail!(
-                    "'{}' already holds a run (run.json or checkpoints/); pass --overwrite to replace it",
-                    root.display()
-                );
-            }
             run.remove_run_files()?;
         }
         let ckpt = run.root.join(CHECKPOINTS);
         std::fs::create_dir_all(&ckpt)
             .with_context(|| format!("cannot create run folder '{}'", ckpt.display()))?;
         Ok(run)
+    }
+
+    /// Fails if `root` holds a run and `overwrite` is not set; writes nothing.
+    pub fn ensure_free(root: &Path, overwrite: bool) -> Result<()> {
+        let run = RunDir {
+            root: root.to_path_buf(),
+        };
+        if run.holds_run() && !overwrite {
+            bail!(
+                "'{}' already holds a run (run.json or checkpoints/); pass --overwrite to replace it",
+                root.display()
+            );
+        }
+        Ok(())
     }
 
     /// Opens an existing run (one with a `run.json`).
@@ -154,12 +163,16 @@ impl RunDir {
 
     pub fn read_manifest(&self) -> Result<RunManifest> {
         let p = self.manifest_path();
-        let text =
-            std::fs::read_to_string(&p).with_context(|| format!("cannot read '{}'", p.display()))?;
-        let m: RunManifest =
-            serde_json::from_str(&text).with_context(|| format!("invalid run manifest '{}'", p.display()))?;
+        let text = std::fs::read_to_string(&p)
+            .with_context(|| format!("cannot read '{}'", p.display()))?;
+        let m: RunManifest = serde_json::from_str(&text)
+            .with_context(|| format!("invalid run manifest '{}'", p.display()))?;
         if m.format != FORMAT {
-            bail!("'{}' has format '{}', expected '{FORMAT}'", p.display(), m.format);
+            bail!(
+                "'{}' has format '{}', expected '{FORMAT}'",
+                p.display(),
+                m.format
+            );
         }
         Ok(m)
     }
@@ -221,7 +234,10 @@ mod tests {
         let mut vs2 = VarStore::new(Device::Cpu);
         let _net2 = ResNet::new(&vs2.root(), 10, 8);
         let err = load_checkpoint(&mut vs2, &run.path(&name)).unwrap_err();
-        assert!(format!("{err:#}").contains("epoch-0001.safetensors"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("epoch-0001.safetensors"),
+            "{err:#}"
+        );
     }
 
     #[test]

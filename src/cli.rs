@@ -41,7 +41,7 @@ pub enum Command {
     #[command(subcommand)]
     Data(DataCommand),
     /// Train the CIFAR ResNet-18 and save checkpoints for VoG.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -163,7 +163,11 @@ impl TrainArgs {
         h.augment &= !self.no_augment;
         // The synthetic data follows the run's seed, whichever source set it.
         let dataset = match dataset {
-            DatasetSpec::Synth { train, test, .. } => DatasetSpec::Synth { train, test, seed: h.seed },
+            DatasetSpec::Synth { train, test, .. } => DatasetSpec::Synth {
+                train,
+                test,
+                seed: h.seed,
+            },
             other => other,
         };
         let label_noise = self.label_noise.map(|fraction| LabelNoise {
@@ -193,17 +197,23 @@ pub fn resolve_dataset(name: &str, data_dir: &Path, seed: u64) -> Result<Dataset
         std::path::absolute(p).with_context(|| format!("cannot resolve path '{}'", p.display()))
     };
     Ok(match name {
-        "cifar10" => DatasetSpec::Cifar10 { dir: abs(data_dir)? },
-        "cifar100" => DatasetSpec::Cifar100 { dir: abs(data_dir)? },
+        "cifar10" => DatasetSpec::Cifar10 {
+            dir: abs(data_dir)?,
+        },
+        "cifar100" => DatasetSpec::Cifar100 {
+            dir: abs(data_dir)?,
+        },
         "synth" => DatasetSpec::Synth {
             train: SYNTH_TRAIN,
             test: SYNTH_TEST,
             seed,
         },
-        path if Path::new(path).is_dir() => DatasetSpec::Folder { root: abs(Path::new(path))? },
-        other => bail!(
-            "--dataset '{other}' is neither cifar10, cifar100, synth nor an existing folder"
-        ),
+        path if Path::new(path).is_dir() => DatasetSpec::Folder {
+            root: abs(Path::new(path))?,
+        },
+        other => {
+            bail!("--dataset '{other}' is neither cifar10, cifar100, synth nor an existing folder")
+        }
     })
 }
 
@@ -242,6 +252,9 @@ pub fn run(cli: Cli) -> Result<()> {
 fn run_train(a: &TrainArgs) -> Result<()> {
     let cfg = a.to_config()?;
     crate::device::parse(&cfg.device)?;
+    // Every check that can fail comes before the run directory is touched.
+    RunDir::ensure_free(&a.out, a.overwrite)?;
+    let prepared = train::prepare_data(&cfg)?;
     let run = RunDir::create(&a.out, a.overwrite)?;
     let verbosity = if a.quiet {
         Verbosity::Quiet
@@ -250,11 +263,11 @@ fn run_train(a: &TrainArgs) -> Result<()> {
     } else {
         Verbosity::Lines
     };
-    let m = train::run(&cfg, &run, verbosity)?;
+    let m = train::run(&cfg, &prepared, &run, verbosity)?;
     let last = m.epochs.last().context("no epoch ran")?;
-    let test = last
-        .test_accuracy
-        .map_or(String::new(), |a| format!(", test accuracy {:.1}%", 100.0 * a));
+    let test = last.test_accuracy.map_or(String::new(), |a| {
+        format!(", test accuracy {:.1}%", 100.0 * a)
+    });
     println!(
         "trained {} epochs on {} ({} examples, {} device){test}; checkpoints for epochs {:?} in '{}'",
         m.epochs.len(),

@@ -94,14 +94,20 @@ impl TrainConfig {
         check_hyper(&hyper)?;
         let saved_epochs = schedule::parse_epochs(&hyper.save_epochs, hyper.epochs)
             .with_context(|| format!("invalid --save-epochs '{}'", hyper.save_epochs))?;
-        for (flag, n) in [("--train-subset", train_subset), ("--test-subset", test_subset)] {
+        for (flag, n) in [
+            ("--train-subset", train_subset),
+            ("--test-subset", test_subset),
+        ] {
             if n == Some(0) {
                 bail!("{flag} must be at least 1");
             }
         }
         if let Some(noise) = &label_noise {
             if !(0.0..=1.0).contains(&noise.fraction) {
-                bail!("--label-noise must be a fraction in [0, 1], got {}", noise.fraction);
+                bail!(
+                    "--label-noise must be a fraction in [0, 1], got {}",
+                    noise.fraction
+                );
             }
         }
         Ok(TrainConfig {
@@ -120,9 +126,15 @@ fn check_hyper(h: &Hyper) -> Result<()> {
     let checks = [
         (h.epochs >= 1, "--epochs must be at least 1"),
         (h.batch_size >= 1, "--batch-size must be at least 1"),
-        (h.lr > 0.0 && h.lr.is_finite(), "--lr must be a positive number"),
+        (
+            h.lr > 0.0 && h.lr.is_finite(),
+            "--lr must be a positive number",
+        ),
         (h.width >= 1, "--width must be at least 1"),
-        ((0.0..1.0).contains(&h.momentum), "momentum must lie in [0, 1)"),
+        (
+            (0.0..1.0).contains(&h.momentum),
+            "momentum must lie in [0, 1)",
+        ),
         (h.weight_decay >= 0.0, "weight_decay must not be negative"),
         (h.lr_gamma > 0.0, "lr_gamma must be positive"),
     ];
@@ -139,7 +151,11 @@ mod tests {
     use super::*;
 
     fn synth() -> DatasetSpec {
-        DatasetSpec::Synth { train: 10, test: 10, seed: 0 }
+        DatasetSpec::Synth {
+            train: 10,
+            test: 10,
+            seed: 0,
+        }
     }
 
     #[test]
@@ -150,7 +166,10 @@ mod tests {
         assert_eq!((h.momentum, h.weight_decay), (0.9, 5e-4));
         let c = TrainConfig::new(synth(), h.clone(), None, None, None, "cpu".into()).unwrap();
         assert_eq!(&c.saved_epochs[..3], &[1, 2, 3]);
-        assert_eq!(&c.saved_epochs[c.saved_epochs.len() - 3..], &[348, 349, 350]);
+        assert_eq!(
+            &c.saved_epochs[c.saved_epochs.len() - 3..],
+            &[348, 349, 350]
+        );
         let h100 = Hyper::defaults_for(&DatasetSpec::Cifar100 { dir: "x".into() });
         assert_eq!(h100, h);
         assert_eq!(toml::from_str::<Hyper>(&h.to_toml()).unwrap(), h);
@@ -161,7 +180,10 @@ mod tests {
         let mut h = Hyper::defaults_for(&synth());
         h.save_epochs = "1,400".into();
         let err = TrainConfig::new(synth(), h.clone(), None, None, None, "cpu".into()).unwrap_err();
-        assert_eq!(format!("{err:#}"), "invalid --save-epochs '1,400': epoch 400 is outside 1..350");
+        assert_eq!(
+            format!("{err:#}"),
+            "invalid --save-epochs '1,400': epoch 400 is outside 1..350"
+        );
         h.save_epochs = "paper".into();
         h.epochs = 0;
         assert!(TrainConfig::new(synth(), h, None, None, None, "cpu".into()).is_err());

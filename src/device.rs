@@ -1,6 +1,6 @@
 //! `--device auto|cpu|cuda|cuda:N`, checked against what libtorch can see.
-use thiserror::Error;
 use tch::{Cuda, Device};
+use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq)]
 pub enum DeviceError {
@@ -72,8 +72,14 @@ mod tests {
     #[test]
     fn rejects_unknown_and_missing() {
         assert_eq!(resolve("tpu", 1), Err(DeviceError::Unknown("tpu".into())));
-        assert_eq!(resolve("cuda:x", 1), Err(DeviceError::Unknown("cuda:x".into())));
+        assert_eq!(
+            resolve("cuda:x", 1),
+            Err(DeviceError::Unknown("cuda:x".into()))
+        );
         assert_eq!(resolve("cuda", 0), Err(DeviceError::NoCuda("cuda".into())));
-        assert!(matches!(resolve("cuda:3", 2), Err(DeviceError::NoSuchGpu { index: 3, .. })));
+        assert!(matches!(
+            resolve("cuda:3", 2),
+            Err(DeviceError::NoSuchGpu { index: 3, .. })
+        ));
     }
 }

@@ -34,9 +34,12 @@ fn loaded_libtorch() -> Option<(String, String)> {
         .find(|p| p.ends_with("/libtorch_cpu.so"))?;
     let lib_dir = std::path::Path::new(lib).parent()?;
     let text = std::fs::read_to_string(lib_dir.parent()?.join("version.py")).ok()?;
-    let version = text
-        .lines()
-        .find_map(|l| l.strip_prefix("__version__")?.split('\'').nth(1).map(String::from))?;
+    let version = text.lines().find_map(|l| {
+        l.strip_prefix("__version__")?
+            .split('\'')
+            .nth(1)
+            .map(String::from)
+    })?;
     Some((version, lib_dir.display().to_string()))
 }
 
@@ -84,7 +87,12 @@ impl fmt::Display for Info {
         if let Some(dir) = &self.libtorch_dir {
             writeln!(f, "loaded    {dir}")?;
         }
-        writeln!(f, "cuda      {} ({} device(s))", yes_no(self.cuda_available), self.cuda_devices)?;
+        writeln!(
+            f,
+            "cuda      {} ({} device(s))",
+            yes_no(self.cuda_available),
+            self.cuda_devices
+        )?;
         writeln!(f, "cudnn     {}", yes_no(self.cudnn_available))?;
         writeln!(f, "threads   {}", self.cpu_threads)?;
         write!(f, "devices   {}", self.devices.join(", "))

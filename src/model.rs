@@ -82,7 +82,12 @@ impl ResNet {
             let layer = vs / format!("layer{}", stage + 1);
             for b in 0..n {
                 let stride = if stage > 0 && b == 0 { 2 } else { 1 };
-                blocks.push(BasicBlock::new(&(&layer / b.to_string()), c_in, c_out, stride));
+                blocks.push(BasicBlock::new(
+                    &(&layer / b.to_string()),
+                    c_in,
+                    c_out,
+                    stride,
+                ));
                 c_in = c_out;
             }
         }
@@ -107,7 +112,10 @@ impl ModuleT for ResNet {
 
 /// Number of trainable parameters in `vs`.
 pub fn parameter_count(vs: &nn::VarStore) -> i64 {
-    vs.trainable_variables().iter().map(Tensor::numel).sum::<usize>() as i64
+    vs.trainable_variables()
+        .iter()
+        .map(Tensor::numel)
+        .sum::<usize>() as i64
 }
 
 #[cfg(test)]

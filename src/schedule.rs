@@ -117,7 +117,10 @@ mod tests {
             vec![1, 2, 3, 348, 349, 350]
         );
         assert_eq!(parse_epochs("every:10", 35).unwrap(), vec![10, 20, 30]);
-        assert_eq!(parse_epochs("every:4, 1, 5-6", 12).unwrap(), vec![1, 4, 5, 6, 8, 12]);
+        assert_eq!(
+            parse_epochs("every:4, 1, 5-6", 12).unwrap(),
+            vec![1, 4, 5, 6, 8, 12]
+        );
         assert_eq!(parse_epochs("last:2,first:1", 5).unwrap(), vec![1, 4, 5]);
         assert_eq!(parse_epochs("all", 3).unwrap(), vec![1, 2, 3]);
     }
@@ -135,13 +138,19 @@ mod tests {
     fn rejects_bad_specs() {
         assert_eq!(
             parse_epochs("1,400", 350),
-            Err(SpecError::OutOfRange { epoch: 400, max: 350 })
+            Err(SpecError::OutOfRange {
+                epoch: 400,
+                max: 350
+            })
         );
         assert_eq!(
             parse_epochs("0", 5),
             Err(SpecError::OutOfRange { epoch: 0, max: 5 })
         );
-        assert_eq!(parse_epochs("5-3", 9), Err(SpecError::Backwards("5-3".into())));
+        assert_eq!(
+            parse_epochs("5-3", 9),
+            Err(SpecError::Backwards("5-3".into()))
+        );
         assert_eq!(
             parse_epochs("every:0", 9),
             Err(SpecError::ZeroCount("every:0".into()))

@@ -70,8 +70,13 @@ pub fn prepare_data(cfg: &TrainConfig) -> Result<PreparedData> {
 }
 
 fn take_subset(split: &Split, k: usize, n: usize, seed: u64, name: &str) -> Result<Split> {
-    let idx = subset::stratified(&split.labels, k, n, &mut rng::stream(seed, &format!("{name}-subset")))
-        .with_context(|| format!("--{name}-subset {n}"))?;
+    let idx = subset::stratified(
+        &split.labels,
+        k,
+        n,
+        &mut rng::stream(seed, &format!("{name}-subset")),
+    )
+    .with_context(|| format!("--{name}-subset {n}"))?;
     Ok(split.select(&idx))
 }
 
@@ -95,7 +100,12 @@ pub struct Trainer {
 
 impl Trainer {
     /// Initializes the network from the seed (libtorch's generator) on `device`.
-    pub fn new(device: Device, num_classes: usize, hyper: &Hyper, normalization: Normalization) -> Result<Self> {
+    pub fn new(
+        device: Device,
+        num_classes: usize,
+        hyper: &Hyper,
+        normalization: Normalization,
+    ) -> Result<Self> {
         tch::manual_seed(rng::torch_seed(hyper.seed));
         let vs = nn::VarStore::new(device);
         let net = ResNet::new(&vs.root(), num_classes as i64, hyper.width);
@@ -168,12 +178,24 @@ impl Trainer {
 
     /// Loss and accuracy in eval mode over `images` (NCHW uint8) and `labels` (i64).
     pub fn evaluate(&self, images: &Tensor, labels: &Tensor) -> PassStats {
-        evaluate(&self.net, &self.normalization, images, labels, self.batch_size.max(256))
+        evaluate(
+            &self.net,
+            &self.normalization,
+            images,
+            labels,
+            self.batch_size.max(256),
+        )
     }
 }
 
 /// Loss and accuracy of `net` in eval mode, batch by batch on the tensors' device.
-pub fn evaluate(net: &ResNet, norm: &Normalization, images: &Tensor, labels: &Tensor, batch: usize) -> PassStats {
+pub fn evaluate(
+    net: &ResNet,
+    norm: &Normalization,
+    images: &Tensor,
+    labels: &Tensor,
+    batch: usize,
+) -> PassStats {
     let n = labels.size()[0];
     let (mut loss, mut correct) = (0.0, 0i64);
     tch::no_grad(|| {
@@ -183,7 +205,11 @@ pub fn evaluate(net: &ResNet, norm: &Normalization, images: &Tensor, labels: &Te
             let y = labels.narrow(0, start, len);
             let logits = net.forward_t(&x, false);
             loss += logits.cross_entropy_for_logits(&y).double_value(&[]) * len as f64;
-            correct += logits.argmax(1, false).eq_tensor(&y).sum(Kind::Int64).int64_value(&[]);
+            correct += logits
+                .argmax(1, false)
+                .eq_tensor(&y)
+                .sum(Kind::Int64)
+                .int64_value(&[]);
         }
     });
     PassStats {
@@ -202,19 +228,34 @@ fn running_message(loss_sum: &Tensor, correct: &Tensor, seen: usize, started: In
     )
 }
 
-/// Trains per `cfg` into `run`, writing checkpoints, `run.json` and the label-noise record.
-pub fn run(cfg: &TrainConfig, run: &RunDir, verbosity: Verbosity) -> Result<RunManifest> {
+/// Trains per `cfg` on `prepared` (from [`prepare_data`]) into `run`, writing checkpoints,
+/// `run.json` and the label-noise record.
+pub fn run(
+    cfg: &TrainConfig,
+    prepared: &PreparedData,
+    run: &RunDir,
+    verbosity: Verbosity,
+) -> Result<RunManifest> {
     let device = device::parse(&cfg.device)?;
-    let prepared = prepare_data(cfg)?;
     let data = &prepared.data;
     let noise_file = write_noise_record(run, &prepared.noise, cfg)?;
-    atomic_file::write_bytes(&run.path(crate::checkpoint::CONFIG), cfg.hyper.to_toml().as_bytes())?;
+    atomic_file::write_bytes(
+        &run.path(crate::checkpoint::CONFIG),
+        cfg.hyper.to_toml().as_bytes(),
+    )?;
 
-    let mut trainer = Trainer::new(device, data.num_classes(), &cfg.hyper, prepared.normalization.clone())?;
+    let mut trainer = Trainer::new(
+        device,
+        data.num_classes(),
+        &cfg.hyper,
+        prepared.normalization.clone(),
+    )?;
     let mut manifest = RunManifest {
         format: FORMAT.into(),
         versions: Versions::current(),
-        started_unix: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        started_unix: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
         device: device::name(device),
         config: cfg.clone(),
         dataset: DatasetInfo {
@@ -235,10 +276,12 @@ pub fn run(cfg: &TrainConfig, run: &RunDir, verbosity: Verbosity) -> Result<RunM
 
     let train_x = data.train.images.to_device(device);
     let train_y = Tensor::from_slice(&prepared.train_labels).to_device(device);
-    let test = data
-        .test
-        .as_ref()
-        .map(|t| (t.images.to_device(device), Tensor::from_slice(&t.labels).to_device(device)));
+    let test = data.test.as_ref().map(|t| {
+        (
+            t.images.to_device(device),
+            Tensor::from_slice(&t.labels).to_device(device),
+        )
+    });
     let mut order_rng = rng::stream(cfg.hyper.seed, "train-order");
     let schedule = cfg.hyper.lr_schedule();
     let batches = data.train.len().div_ceil(cfg.hyper.batch_size) as u64;
@@ -278,7 +321,11 @@ pub fn run(cfg: &TrainConfig, run: &RunDir, verbosity: Verbosity) -> Result<RunM
     Ok(manifest)
 }
 
-fn write_noise_record(run: &RunDir, record: &[NoisyLabel], cfg: &TrainConfig) -> Result<Option<String>> {
+fn write_noise_record(
+    run: &RunDir,
+    record: &[NoisyLabel],
+    cfg: &TrainConfig,
+) -> Result<Option<String>> {
     if cfg.label_noise.is_none() {
         return Ok(None);
     }
@@ -305,7 +352,11 @@ pub fn summary_line(r: &EpochRecord, epochs: usize) -> String {
         (Some(l), Some(a)) => format!(" | test loss {l:.4} acc {:.1}%", 100.0 * a),
         _ => String::new(),
     };
-    let saved = if r.checkpoint.is_some() { " | saved" } else { "" };
+    let saved = if r.checkpoint.is_some() {
+        " | saved"
+    } else {
+        ""
+    };
     format!(
         "epoch {}/{epochs} lr {} | train loss {:.4} acc {:.1}%{test} | {:.1} s, {:.0} img/s{saved}",
         r.epoch,
@@ -325,7 +376,11 @@ mod tests {
     #[test]
     fn a_few_steps_lower_the_loss() {
         let data = generate(&SynthSpec::new(64, 0, 0));
-        let mut hyper = Hyper::defaults_for(&DatasetSpec::Synth { train: 64, test: 0, seed: 0 });
+        let mut hyper = Hyper::defaults_for(&DatasetSpec::Synth {
+            train: 64,
+            test: 0,
+            seed: 0,
+        });
         hyper.width = 4;
         hyper.batch_size = 16;
         hyper.lr = 0.05;
@@ -333,7 +388,15 @@ mod tests {
         let mut t = Trainer::new(Device::Cpu, 10, &hyper, norm).unwrap();
         let y = Tensor::from_slice(&data.train.labels);
         let mut r = rng::stream(0, "test");
-        let mut epoch = || t.train_epoch(&data.train.images, &y, hyper.lr, &mut r, &ProgressBar::hidden());
+        let mut epoch = || {
+            t.train_epoch(
+                &data.train.images,
+                &y,
+                hyper.lr,
+                &mut r,
+                &ProgressBar::hidden(),
+            )
+        };
         let before = epoch().loss;
         for _ in 0..6 {
             epoch();

@@ -83,7 +83,7 @@ pub struct Records {
 /// Parses the records of one file's bytes; `what` names the file in errors.
 pub fn parse_records(bytes: &[u8], variant: Variant, what: &str) -> Result<Records> {
     let rec = variant.record_bytes();
-    if bytes.is_empty() || bytes.len() % rec != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(rec) {
         bail!(
             "{what}: {} bytes is not a whole number of {rec}-byte {variant:?} records \
              (truncated or not a CIFAR binary file?)",
@@ -236,7 +236,10 @@ pub fn write_cifar10(dir: &Path, data: &Dataset) -> Result<()> {
             )
         })?;
     }
-    let test = data.test.as_ref().context("the dataset has no test split")?;
+    let test = data
+        .test
+        .as_ref()
+        .context("the dataset has no test split")?;
     write_file(&dir.join("test_batch.bin"), |w| {
         write_records(w, Variant::Cifar10, &split_bytes(test), &test.labels, None)
     })?;

@@ -33,7 +33,11 @@ pub fn archive(variant: Variant) -> Archive {
 pub fn fetch(variant: Variant, dir: &Path, show_progress: bool) -> Result<PathBuf> {
     let target = dir.join(variant.archive_folder());
     if let Ok(found) = super::cifar::locate(dir, variant) {
-        eprintln!("{} is already in '{}'", variant.archive_folder(), found.display());
+        eprintln!(
+            "{} is already in '{}'",
+            variant.archive_folder(),
+            found.display()
+        );
         return Ok(found);
     }
     std::fs::create_dir_all(dir)
@@ -57,8 +61,10 @@ fn download(url: &str, mut out: &std::fs::File, show_progress: bool) -> Result<(
         .and_then(|l| l.parse::<u64>().ok());
     let bar = if show_progress {
         ProgressBar::new(len.unwrap_or(0)).with_style(
-            ProgressStyle::with_template("{bytes}/{total_bytes} {wide_bar} {bytes_per_sec} eta {eta}")
-                .expect("valid template"),
+            ProgressStyle::with_template(
+                "{bytes}/{total_bytes} {wide_bar} {bytes_per_sec} eta {eta}",
+            )
+            .expect("valid template"),
         )
     } else {
         ProgressBar::hidden()
@@ -102,8 +108,8 @@ pub fn install_archive(archive: &Path, md5: &str, variant: Variant, dir: &Path) 
         .prefix(".vog-extract-")
         .tempdir_in(dir)
         .with_context(|| format!("cannot create a staging folder in '{}'", dir.display()))?;
-    let file =
-        std::fs::File::open(archive).with_context(|| format!("cannot open '{}'", archive.display()))?;
+    let file = std::fs::File::open(archive)
+        .with_context(|| format!("cannot open '{}'", archive.display()))?;
     tar::Archive::new(flate2::read::GzDecoder::new(file))
         .unpack(staging.path())
         .with_context(|| format!("cannot extract '{}'", archive.display()))?;
@@ -132,7 +138,8 @@ mod tests {
             h.set_size(data.len() as u64);
             h.set_mode(0o644);
             h.set_cksum();
-            tar.append_data(&mut h, format!("cifar-10-batches-bin/{name}"), data).unwrap();
+            tar.append_data(&mut h, format!("cifar-10-batches-bin/{name}"), data)
+                .unwrap();
         };
         add(&mut tar, "test_batch.bin", &[0u8; 3073]);
         add(&mut tar, "batches.meta.txt", b"a\n");
@@ -145,8 +152,13 @@ mod tests {
         let src = tempfile::tempdir().unwrap();
         let dest = tempfile::tempdir().unwrap();
         let archive = make_archive(src.path());
-        let err = install_archive(&archive, "00000000000000000000000000000000", Variant::Cifar10, dest.path())
-            .unwrap_err();
+        let err = install_archive(
+            &archive,
+            "00000000000000000000000000000000",
+            Variant::Cifar10,
+            dest.path(),
+        )
+        .unwrap_err();
         assert!(format!("{err:#}").contains("MD5"), "{err:#}");
         assert_eq!(std::fs::read_dir(dest.path()).unwrap().count(), 0);
     }

@@ -95,9 +95,15 @@ fn list_images(
         if !dir.is_dir() {
             continue;
         }
-        let mut files: Vec<PathBuf> = read_dir(&dir)?.into_iter().filter(|p| is_image(p)).collect();
+        let mut files: Vec<PathBuf> = read_dir(&dir)?
+            .into_iter()
+            .filter(|p| is_image(p))
+            .collect();
         if files.is_empty() {
-            bail!("class folder '{}' holds no png or jpeg images", dir.display());
+            bail!(
+                "class folder '{}' holds no png or jpeg images",
+                dir.display()
+            );
         }
         files.sort();
         for f in files {

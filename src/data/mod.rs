@@ -25,7 +25,11 @@ pub enum DatasetSpec {
     /// An image folder `root/train/<class>/*` (and optionally `root/test/<class>/*`).
     Folder { root: PathBuf },
     /// The in-process synthetic dataset.
-    Synth { train: usize, test: usize, seed: u64 },
+    Synth {
+        train: usize,
+        test: usize,
+        seed: u64,
+    },
 }
 
 impl DatasetSpec {
@@ -45,9 +49,9 @@ impl DatasetSpec {
             DatasetSpec::Cifar10 { dir } => cifar::load(dir, cifar::Variant::Cifar10),
             DatasetSpec::Cifar100 { dir } => cifar::load(dir, cifar::Variant::Cifar100),
             DatasetSpec::Folder { root } => folder::load(root),
-            DatasetSpec::Synth { train, test, seed } => {
-                Ok(synth::generate(&synth::SynthSpec::new(*train, *test, *seed)))
-            }
+            DatasetSpec::Synth { train, test, seed } => Ok(synth::generate(
+                &synth::SynthSpec::new(*train, *test, *seed),
+            )),
         }
     }
 }

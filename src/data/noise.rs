@@ -74,7 +74,8 @@ mod tests {
     fn permutes_a_fraction_keeping_class_counts() {
         let labels: Vec<i64> = (0..200).map(|i| i % 10).collect();
         let ids: Vec<String> = (0..200).map(|i| format!("train/{i}")).collect();
-        let (assigned, record) = shuffle_labels(&labels, &ids, 0.2, &mut rng::stream(5, "noise")).unwrap();
+        let (assigned, record) =
+            shuffle_labels(&labels, &ids, 0.2, &mut rng::stream(5, "noise")).unwrap();
         assert_eq!(record.len(), 40);
         let mut before: Vec<i64> = record.iter().map(|r| r.original_label).collect();
         let mut after: Vec<i64> = record.iter().map(|r| r.assigned_label).collect();
@@ -96,7 +97,13 @@ mod tests {
     #[test]
     fn rejects_bad_fraction() {
         assert!(shuffle_labels(&[0], &["a".into()], 1.5, &mut rng::stream(0, "n")).is_err());
-        let (a, r) = shuffle_labels(&[0, 1], &["a".into(), "b".into()], 0.0, &mut rng::stream(0, "n")).unwrap();
+        let (a, r) = shuffle_labels(
+            &[0, 1],
+            &["a".into(), "b".into()],
+            0.0,
+            &mut rng::stream(0, "n"),
+        )
+        .unwrap();
         assert_eq!((a, r.len()), (vec![0, 1], 0));
     }
 }

@@ -6,12 +6,20 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 
 /// Indices (sorted) of `n` examples drawn per class in proportion to the class sizes.
-pub fn stratified(labels: &[i64], num_classes: usize, n: usize, rng: &mut impl Rng) -> Result<Vec<usize>> {
+pub fn stratified(
+    labels: &[i64],
+    num_classes: usize,
+    n: usize,
+    rng: &mut impl Rng,
+) -> Result<Vec<usize>> {
     if n == 0 {
         bail!("a subset must hold at least one example");
     }
     if n > labels.len() {
-        bail!("a subset of {n} examples was asked for, but the split has only {}", labels.len());
+        bail!(
+            "a subset of {n} examples was asked for, but the split has only {}",
+            labels.len()
+        );
     }
     let mut by_class = vec![Vec::new(); num_classes];
     for (i, &l) in labels.iter().enumerate() {

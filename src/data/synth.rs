@@ -105,10 +105,14 @@ mod tests {
         let x = d.train.images.to_kind(tch::Kind::Float);
         let mean_of = |c: i64| {
             let idx: Vec<i64> = (0..200).filter(|i| i % 10 == c).collect();
-            x.index_select(0, &tch::Tensor::from_slice(&idx)).mean_dim(0, false, tch::Kind::Float)
+            x.index_select(0, &tch::Tensor::from_slice(&idx))
+                .mean_dim(0, false, tch::Kind::Float)
         };
         // Same-class images share a colour, so class means differ clearly.
-        let d01 = (mean_of(0) - mean_of(5)).abs().mean(tch::Kind::Float).double_value(&[]);
+        let d01 = (mean_of(0) - mean_of(5))
+            .abs()
+            .mean(tch::Kind::Float)
+            .double_value(&[]);
         assert!(d01 > 5.0, "class means too close: {d01}");
     }
 }

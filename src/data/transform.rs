@@ -39,8 +39,12 @@ impl Normalization {
     /// `(x - mean) / std` per channel; `x` is NCHW f32 in [0, 1] on any device.
     pub fn apply(&self, x: &Tensor) -> Tensor {
         let opts = (Kind::Float, x.device());
-        let mean = Tensor::from_slice(&self.mean).to_kind(Kind::Float).view([1, 3, 1, 1]);
-        let std = Tensor::from_slice(&self.std).to_kind(Kind::Float).view([1, 3, 1, 1]);
+        let mean = Tensor::from_slice(&self.mean)
+            .to_kind(Kind::Float)
+            .view([1, 3, 1, 1]);
+        let std = Tensor::from_slice(&self.std)
+            .to_kind(Kind::Float)
+            .view([1, 3, 1, 1]);
         (x - mean.to_device(opts.1)) / std.to_device(opts.1)
     }
 }
@@ -79,8 +83,14 @@ pub fn crop(x: &Tensor, pad: i64, offsets: &[(i64, i64)]) -> Tensor {
     let [n, c, h, w] = <[i64; 4]>::try_from(x.size()).expect("NCHW batch");
     let dev = x.device();
     let padded = x.constant_pad_nd([pad, pad, pad, pad]);
-    let rows: Vec<i64> = offsets.iter().flat_map(|&(dy, _)| (0..h).map(move |i| i + dy)).collect();
-    let cols: Vec<i64> = offsets.iter().flat_map(|&(_, dx)| (0..w).map(move |j| j + dx)).collect();
+    let rows: Vec<i64> = offsets
+        .iter()
+        .flat_map(|&(dy, _)| (0..h).map(move |i| i + dy))
+        .collect();
+    let cols: Vec<i64> = offsets
+        .iter()
+        .flat_map(|&(_, dx)| (0..w).map(move |j| j + dx))
+        .collect();
     let rows = Tensor::from_slice(&rows).to_device(dev).view([n, 1, h, 1]);
     let cols = Tensor::from_slice(&cols).to_device(dev).view([n, 1, 1, w]);
     let wp = w + 2 * pad;
@@ -92,7 +102,9 @@ pub fn crop(x: &Tensor, pad: i64, offsets: &[(i64, i64)]) -> Tensor {
 /// Mirrors left-right the images whose flag is set.
 pub fn flip(x: &Tensor, flags: &[bool]) -> Tensor {
     let n = flags.len() as i64;
-    let mask = Tensor::from_slice(flags).to_device(x.device()).view([n, 1, 1, 1]);
+    let mask = Tensor::from_slice(flags)
+        .to_device(x.device())
+        .view([n, 1, 1, 1]);
     x.flip([3]).where_self(&mask, x)
 }
 
@@ -112,7 +124,8 @@ mod tests {
         // Offset (pad, pad) is the identity.
         assert_eq!(out.get(0), x.get(0));
         // Image 1 shifted: row -1 is padding, columns 1..3 then padding.
-        let expect = Tensor::from_slice(&[0f32, 0., 0., 10., 11., 0., 13., 14., 0.]).view([1, 3, 3]);
+        let expect =
+            Tensor::from_slice(&[0f32, 0., 0., 10., 11., 0., 13., 14., 0.]).view([1, 3, 3]);
         assert_eq!(out.get(1), expect);
     }
 
@@ -136,11 +149,13 @@ mod tests {
 
     #[test]
     fn normalization_statistics_and_apply() {
-        let imgs = Tensor::from_slice(&[0u8, 255, 0, 255, 51, 51, 51, 51, 0, 0, 0, 0]).view([1, 3, 2, 2]);
+        let imgs =
+            Tensor::from_slice(&[0u8, 255, 0, 255, 51, 51, 51, 51, 0, 0, 0, 0]).view([1, 3, 2, 2]);
         let n = Normalization::from_images(&imgs);
         assert!((n.mean[0] - 0.5).abs() < 1e-12 && (n.std[0] - 0.5).abs() < 1e-12);
         assert!((n.mean[1] - 0.2).abs() < 1e-12 && n.std[1].abs() < 1e-12);
-        let z = Normalization::CIFAR10.apply(&Tensor::ones([1, 3, 1, 1], (Kind::Float, tch::Device::Cpu)));
+        let z = Normalization::CIFAR10
+            .apply(&Tensor::ones([1, 3, 1, 1], (Kind::Float, tch::Device::Cpu)));
         let expect = (1.0 - 0.4914) / 0.2470;
         assert!((z.double_value(&[0, 0, 0, 0]) - expect).abs() < 1e-5);
     }

@@ -1,0 +1,38 @@
+//! Helpers shared by the end-to-end tests: the `vog` binary and small image folders.
+#![allow(dead_code)]
+use assert_cmd::Command;
+use std::path::Path;
+
+pub fn vog() -> Command {
+    let mut c = Command::cargo_bin("vog").unwrap();
+    c.env_remove("RUST_BACKTRACE");
+    c
+}
+
+/// Runs vog with `args`, expects failure, and returns its stderr.
+pub fn vog_fails(args: &[&str]) -> String {
+    let out = vog().args(args).output().unwrap();
+    assert!(!out.status.success(), "expected failure: vog {args:?}");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(err.starts_with("error: "), "{err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one-line error expected: {err}"
+    );
+    err
+}
+
+/// Writes an RGB image of `w`x`h` whose pixels depend on `seed`, as PNG or JPEG by extension.
+pub fn write_image(path: &Path, w: u32, h: u32, seed: u8) -> image::RgbImage {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([
+            (x as u8).wrapping_mul(7).wrapping_add(seed),
+            (y as u8).wrapping_mul(11),
+            seed.wrapping_mul(3),
+        ])
+    });
+    img.save(path).unwrap();
+    img
+}
