@@ -15,8 +15,10 @@ use crate::data::transform::Normalization;
 use crate::info::Versions;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use tch::nn::VarStore;
+use tch::Tensor;
 
 pub const MANIFEST: &str = "run.json";
 pub const CONFIG: &str = "config.toml";
@@ -189,10 +191,45 @@ impl RunDir {
     }
 }
 
-/// Loads a checkpoint into `vs`, whose variables must all be present with the same shapes.
+/// Loads a checkpoint into `vs`. Every variable must be present with the same shape and
+/// the file may hold nothing else, so a checkpoint of another width or class count is
+/// refused with the first tensor that differs.
 pub fn load_checkpoint(vs: &mut VarStore, path: &Path) -> Result<()> {
-    vs.load(path)
-        .with_context(|| format!("cannot load checkpoint '{}'", path.display()))
+    let saved = Tensor::read_safetensors(path)
+        .with_context(|| format!("cannot read checkpoint '{}'", path.display()))?;
+    let saved: HashMap<String, Tensor> = saved.into_iter().collect();
+    let mut vars = vs.variables();
+    let mut names: Vec<&String> = vars.keys().collect();
+    names.sort();
+    for name in names {
+        let Some(src) = saved.get(name) else {
+            bail!(
+                "checkpoint '{}' lacks '{name}': not a checkpoint of this network",
+                path.display()
+            );
+        };
+        let want = vars[name].size();
+        if src.size() != want {
+            bail!(
+                "checkpoint '{}': '{name}' has shape {:?} where the run's network has {want:?} \
+                 (a checkpoint of another width or class count?)",
+                path.display(),
+                src.size()
+            );
+        }
+    }
+    if let Some(extra) = saved.keys().find(|k| !vars.contains_key(*k)) {
+        bail!(
+            "checkpoint '{}' holds '{extra}', which the network does not have",
+            path.display()
+        );
+    }
+    tch::no_grad(|| {
+        for (name, var) in vars.iter_mut() {
+            var.copy_(&saved[name]);
+        }
+    });
+    Ok(())
 }
 
 #[cfg(test)]
@@ -200,7 +237,7 @@ mod tests {
     use super::*;
     use crate::model::ResNet;
     use tch::nn::ModuleT;
-    use tch::{Device, Kind, Tensor};
+    use tch::{Device, Kind};
 
     #[test]
     fn saved_checkpoint_reloads_to_identical_logits() {

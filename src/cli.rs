@@ -2,11 +2,15 @@
 //! dispatch to the library.
 use crate::checkpoint::RunDir;
 use crate::config::{Hyper, LabelNoise, TrainConfig};
-use crate::data::cifar::{self, Variant};
+use crate::data::cifar;
 use crate::data::synth::{self, SynthSpec};
 use crate::data::{download, DatasetSpec};
 use crate::info::Info;
+use crate::rank::{self, Format};
+use crate::score::{self, ScoreConfig, SplitChoice};
+use crate::scores::ScoreTable;
 use crate::train::{self, Verbosity};
+use crate::vog::{Channels, GradNorm, Reduce, Target, Variant};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io::IsTerminal;
@@ -42,6 +46,80 @@ pub enum Command {
     Data(DataCommand),
     /// Train the CIFAR ResNet-18 and save checkpoints for VoG.
     Train(Box<TrainArgs>),
+    /// Compute every example's VoG from a run's checkpoints and write it as CSV.
+    Score(Box<ScoreArgs>),
+    /// Show the highest- or lowest-VoG examples of a scores CSV, and their images.
+    Rank(Box<RankArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// Run directory written by `vog train`.
+    #[arg(long)]
+    pub run: PathBuf,
+    #[arg(long, value_enum, default_value_t = SplitChoice::Test)]
+    pub split: SplitChoice,
+    /// Checkpoints: early (first three saved), late (last three), all, or epochs
+    /// such as `1-3,every:10`.
+    #[arg(long, default_value = "all")]
+    pub stage: String,
+    /// Output CSV (default RUN/scores-SPLIT-STAGE.csv); a .json sidecar goes next to it.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// What is differentiated, comma-separated: logit (the paper), prob, logprob, margin.
+    /// The first keeps the plain vog_raw/vog columns; each further one adds vog_raw_T/vog_T.
+    #[arg(long, default_value = "logit")]
+    pub target: String,
+    /// paper: sqrt of the pixel-mean variance; official: pixel-mean standard deviation
+    /// (the authors' code); cv: paper / mean |gradient|.
+    #[arg(long, value_enum, default_value_t = Reduce::Paper)]
+    pub reduce: Reduce,
+    /// mean: average the gradient over colour channels first; all: every channel value is a pixel.
+    #[arg(long, value_enum, default_value_t = Channels::Mean)]
+    pub channels: Channels,
+    /// unit: scale each gradient map to unit L2 norm before the variance.
+    #[arg(long, value_enum, default_value_t = GradNorm::None)]
+    pub grad_norm: GradNorm,
+    /// Dataset location, if it moved since training.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RankArgs {
+    /// Scores CSV written by `vog score`.
+    pub scores: PathBuf,
+    /// How many examples (per class with --per-class).
+    #[arg(long, default_value_t = 25)]
+    pub top: usize,
+    /// The lowest scores instead of the highest.
+    #[arg(long)]
+    pub lowest: bool,
+    /// Only this class (name or label number).
+    #[arg(long)]
+    pub class: Option<String>,
+    /// The top examples of every class; with --grid, a highest and a lowest grid per class.
+    #[arg(long, conflicts_with = "class")]
+    pub per_class: bool,
+    /// Score column: vog (class-normalized), vog_raw, or a further target's column.
+    #[arg(long, default_value = "vog")]
+    pub column: String,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Write the examples' images as a square grid PNG.
+    #[arg(long, value_name = "FILE.png")]
+    pub grid: Option<PathBuf>,
+    /// Dataset location, if it moved since scoring.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -50,11 +128,11 @@ pub enum CifarName {
     Cifar100,
 }
 
-impl From<CifarName> for Variant {
+impl From<CifarName> for cifar::Variant {
     fn from(n: CifarName) -> Self {
         match n {
-            CifarName::Cifar10 => Variant::Cifar10,
-            CifarName::Cifar100 => Variant::Cifar100,
+            CifarName::Cifar10 => cifar::Variant::Cifar10,
+            CifarName::Cifar100 => cifar::Variant::Cifar100,
         }
     }
 }
@@ -246,7 +324,98 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Train(a) => run_train(&a),
+        Command::Score(a) => run_score(&a),
+        Command::Rank(a) => run_rank(&a),
     }
+}
+
+fn run_score(a: &ScoreArgs) -> Result<()> {
+    if a.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let split_name = format!("{:?}", a.split).to_lowercase();
+    let stage_slug: String = a
+        .stage
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let cfg = ScoreConfig {
+        run: a.run.clone(),
+        split: a.split,
+        stage: a.stage.clone(),
+        out: a
+            .out
+            .clone()
+            .unwrap_or_else(|| a.run.join(format!("scores-{split_name}-{stage_slug}.csv"))),
+        batch_size: a.batch_size,
+        device: a.device.clone(),
+        targets: Target::parse_list(&a.target)?,
+        variant: Variant {
+            reduce: a.reduce,
+            channels: a.channels,
+            grad_norm: a.grad_norm,
+        },
+        data: a.data.clone(),
+    };
+    let meta = score::run(&cfg, !a.quiet && std::io::stderr().is_terminal())?;
+    let targets: Vec<&str> = meta.targets.iter().map(|t| t.name()).collect();
+    println!(
+        "scored {} {split_name} examples at epochs {:?} (targets {}) in {:.1} s ({:.0} image x checkpoint/s) -> '{}'",
+        meta.examples,
+        meta.epochs,
+        targets.join(","),
+        meta.seconds,
+        (meta.examples * meta.epochs.len()) as f64 / meta.seconds,
+        cfg.out.display()
+    );
+    Ok(())
+}
+
+fn run_rank(a: &RankArgs) -> Result<()> {
+    if a.top == 0 {
+        bail!("--top must be at least 1");
+    }
+    let table = ScoreTable::read(&a.scores)?;
+    let mut entries = rank::read_entries(&table, &a.column)?;
+    if entries.is_empty() {
+        bail!("'{}' holds no examples", a.scores.display());
+    }
+    let names = rank::class_names(&entries);
+    if let Some(class) = &a.class {
+        entries = rank::filter_class(entries, class)?;
+    }
+    let classes = if a.per_class {
+        rank::per_class(&entries)
+    } else {
+        vec![(String::new(), entries)]
+    };
+    let groups: Vec<(String, Vec<rank::Ranked>)> = classes
+        .iter()
+        .map(|(c, es)| (c.clone(), rank::top_k(es, a.top, a.lowest, &names)))
+        .collect();
+    // Images are checked before anything is printed, so a bad --grid leaves no output.
+    if let Some(path) = &a.grid {
+        let images = rank::ImageLookup::load(&rank::image_source(&a.scores, a.data.as_deref())?)?;
+        if a.per_class {
+            for (class, es) in &classes {
+                for (which, lowest) in [("highest", false), ("lowest", true)] {
+                    let p = rank::class_grid_path(path, class, which);
+                    images.write_grid(&rank::top_k(es, a.top, lowest, &names), &p)?;
+                    eprintln!("wrote {}", p.display());
+                }
+            }
+        } else {
+            images.write_grid(&groups[0].1, path)?;
+            eprintln!("wrote {}", path.display());
+        }
+    }
+    rank::write(std::io::stdout().lock(), &groups, &a.column, a.format)
 }
 
 fn run_train(a: &TrainArgs) -> Result<()> {

@@ -1,0 +1,153 @@
+//! Image grids for auditing (like the paper's figures 1-3): the chosen examples in a square
+//! grid, row by row in rank order, each tile scaled up with nearest-neighbour sampling and
+//! framed green when the model classified it correctly, red when not.
+use anyhow::{Context, Result};
+use image::{ImageEncoder, Rgb, RgbImage};
+use std::path::Path;
+use tch::Tensor;
+
+const BORDER: u32 = 2;
+const GAP: u32 = 2;
+const BACKGROUND: Rgb<u8> = Rgb([255, 255, 255]);
+const CORRECT: Rgb<u8> = Rgb([0, 160, 60]);
+const WRONG: Rgb<u8> = Rgb([220, 30, 30]);
+
+/// One tile: an image and whether the model got it right.
+pub struct Tile {
+    pub image: RgbImage,
+    pub correct: bool,
+}
+
+/// Geometry of a grid of `n` tiles of `w`x`h` images.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Layout {
+    pub cols: u32,
+    pub rows: u32,
+    pub scale: u32,
+    /// Side of one tile including its frame.
+    pub tile_w: u32,
+    pub tile_h: u32,
+}
+
+impl Layout {
+    pub fn new(n: usize, w: u32, h: u32) -> Self {
+        let cols = ((n as f64).sqrt().ceil() as u32).max(1);
+        let rows = (n as u32).div_ceil(cols).max(1);
+        let scale = (96 / w.max(h)).max(1);
+        Layout {
+            cols,
+            rows,
+            scale,
+            tile_w: w * scale + 2 * BORDER,
+            tile_h: h * scale + 2 * BORDER,
+        }
+    }
+
+    pub fn width(&self) -> u32 {
+        self.cols * self.tile_w + (self.cols + 1) * GAP
+    }
+
+    pub fn height(&self) -> u32 {
+        self.rows * self.tile_h + (self.rows + 1) * GAP
+    }
+
+    /// Top-left pixel of image `i` (inside its frame).
+    pub fn image_origin(&self, i: usize) -> (u32, u32) {
+        let (c, r) = (i as u32 % self.cols, i as u32 / self.cols);
+        (
+            GAP + c * (self.tile_w + GAP) + BORDER,
+            GAP + r * (self.tile_h + GAP) + BORDER,
+        )
+    }
+}
+
+/// Draws the grid; all tiles must have the size of the first.
+pub fn render(tiles: &[Tile]) -> RgbImage {
+    let (w, h) = tiles.first().map_or((1, 1), |t| t.image.dimensions());
+    let layout = Layout::new(tiles.len(), w, h);
+    let mut out = RgbImage::from_pixel(layout.width(), layout.height(), BACKGROUND);
+    for (i, tile) in tiles.iter().enumerate() {
+        let (x0, y0) = layout.image_origin(i);
+        let frame = if tile.correct { CORRECT } else { WRONG };
+        for y in 0..layout.tile_h {
+            for x in 0..layout.tile_w {
+                out.put_pixel(x0 - BORDER + x, y0 - BORDER + y, frame);
+            }
+        }
+        let s = layout.scale;
+        for (x, y, p) in tile.image.enumerate_pixels() {
+            for dy in 0..s {
+                for dx in 0..s {
+                    out.put_pixel(x0 + x * s + dx, y0 + y * s + dy, *p);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A CHW uint8 tensor as an RGB image.
+pub fn to_rgb(image: &Tensor) -> Result<RgbImage> {
+    let size = image.size();
+    let (h, w) = (size[1] as u32, size[2] as u32);
+    let hwc = Vec::<u8>::try_from(image.permute([1, 2, 0]).contiguous().flatten(0, -1))
+        .context("image tensor is not uint8")?;
+    RgbImage::from_raw(w, h, hwc).context("image buffer has the wrong size")
+}
+
+/// Writes `img` as PNG, atomically.
+pub fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
+    crate::atomic_file::write_with(path, |w| {
+        image::codecs::png::PngEncoder::new(w)
+            .write_image(
+                img.as_raw(),
+                img.width(),
+                img.height(),
+                image::ExtendedColorType::Rgb8,
+            )
+            .with_context(|| format!("cannot encode '{}'", path.display()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_of_25_cifar_images() {
+        let l = Layout::new(25, 32, 32);
+        assert_eq!((l.cols, l.rows, l.scale, l.tile_w), (5, 5, 3, 100));
+        assert_eq!((l.width(), l.height()), (512, 512));
+        assert_eq!(Layout::new(10, 32, 32).rows, 3);
+        assert_eq!(Layout::new(1, 200, 100).scale, 1);
+    }
+
+    #[test]
+    fn tiles_hold_their_images_and_frames() {
+        let tiles: Vec<Tile> = (0..5u8)
+            .map(|i| Tile {
+                image: RgbImage::from_fn(4, 4, |x, y| Rgb([i * 40, x as u8, y as u8])),
+                correct: i % 2 == 0,
+            })
+            .collect();
+        let img = render(&tiles);
+        let l = Layout::new(5, 4, 4);
+        assert_eq!(img.dimensions(), (l.width(), l.height()));
+        for (i, t) in tiles.iter().enumerate() {
+            let (x0, y0) = l.image_origin(i);
+            for (x, y, p) in t.image.enumerate_pixels() {
+                assert_eq!(img.get_pixel(x0 + x * l.scale, y0 + y * l.scale), p);
+            }
+            let frame = *img.get_pixel(x0 - 1, y0 - 1);
+            assert_eq!(frame, if t.correct { CORRECT } else { WRONG });
+        }
+    }
+
+    #[test]
+    fn tensor_to_rgb() {
+        let t = Tensor::from_slice(&[1u8, 2, 3, 4, 5, 6]).view([3, 1, 2]);
+        let img = to_rgb(&t).unwrap();
+        assert_eq!(img.get_pixel(0, 0), &Rgb([1, 3, 5]));
+        assert_eq!(img.get_pixel(1, 0), &Rgb([2, 4, 6]));
+    }
+}

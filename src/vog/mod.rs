@@ -1,0 +1,142 @@
+//! Variance of Gradients (Agarwal & Hooker, Section 2).
+//!
+//! For checkpoint t and example x with label p, S_t = dA_p/dx is the gradient of the
+//! true-class pre-softmax logit with respect to the normalized input, in eval mode. With
+//! mu_i = (1/K) sum_t S_ti per pixel i,
+//!
+//! ```text
+//! VoG = sqrt( (1/K) sum_t (1/N) sum_i (S_ti - mu_i)^2 )        N = pixels
+//! ```
+//!
+//! then z-scored within each class. The variants here (what is differentiated, how the
+//! colour channels and the magnitude are handled, how pixels are reduced) make the
+//! comparison between the paper, the authors' released code and magnitude-free forms cheap.
+pub mod gradient;
+pub mod normalize;
+pub mod reduce;
+
+use anyhow::{bail, Result};
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// What is differentiated with respect to the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// The true-class pre-softmax logit (the paper).
+    Logit,
+    /// The softmax probability of the true class.
+    Prob,
+    /// Its logarithm, the negative per-example loss.
+    Logprob,
+    /// The true-class logit minus the largest other logit.
+    Margin,
+}
+
+impl Target {
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Logit => "logit",
+            Target::Prob => "prob",
+            Target::Logprob => "logprob",
+            Target::Margin => "margin",
+        }
+    }
+
+    /// Parses a comma-separated list (`logit,prob`); order kept, duplicates refused.
+    pub fn parse_list(s: &str) -> Result<Vec<Target>> {
+        let mut out: Vec<Target> = Vec::new();
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let t = Target::from_str(item, true).map_err(|_| {
+                anyhow::anyhow!(
+                    "--target: unknown target '{item}' (expected logit, prob, logprob or margin)"
+                )
+            })?;
+            if out.contains(&t) {
+                bail!("--target: '{item}' is listed twice");
+            }
+            out.push(t);
+        }
+        if out.is_empty() {
+            bail!("--target: no target given");
+        }
+        Ok(out)
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How the per-pixel spread over checkpoints becomes one number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Reduce {
+    /// sqrt of the pixel mean of the variance (the paper's formula).
+    Paper,
+    /// Pixel mean of the standard deviation (the authors' released code).
+    Official,
+    /// The paper's value divided by the mean absolute gradient (a relative spread).
+    Cv,
+}
+
+/// What a pixel is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Channels {
+    /// A spatial location; the gradient is first averaged over the colour channels.
+    Mean,
+    /// Every channel value counts as a pixel.
+    All,
+}
+
+/// Scaling of each gradient map before the variance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum GradNorm {
+    None,
+    /// Unit L2 norm per example and checkpoint: the spread of the pattern, not its size.
+    Unit,
+}
+
+/// The VoG variant: everything but the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Variant {
+    pub reduce: Reduce,
+    pub channels: Channels,
+    pub grad_norm: GradNorm,
+}
+
+impl Default for Variant {
+    /// The paper's definition.
+    fn default() -> Self {
+        Variant {
+            reduce: Reduce::Paper,
+            channels: Channels::Mean,
+            grad_norm: GradNorm::None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_lists() {
+        assert_eq!(Target::parse_list("logit").unwrap(), vec![Target::Logit]);
+        assert_eq!(
+            Target::parse_list("prob, margin,logprob").unwrap(),
+            vec![Target::Prob, Target::Margin, Target::Logprob]
+        );
+        assert!(Target::parse_list("logit,logit").is_err());
+        assert!(Target::parse_list("loss")
+            .unwrap_err()
+            .to_string()
+            .contains("'loss'"));
+        assert!(Target::parse_list(",").is_err());
+    }
+}
