@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use tch::nn::VarStore;
+use tch::nn::{ModuleT, VarStore};
 use tch::{Device, Tensor};
 
 /// Which split(s) to score.
@@ -113,7 +113,6 @@ pub fn select_epochs(stage: &str, saved: &[usize], epochs: usize) -> Result<Vec<
 /// One checkpoint's network, in eval mode.
 pub struct LoadedModel {
     pub epoch: usize,
-    pub device: Device,
     /// Owns the network's variables.
     _vs: VarStore,
     pub net: ResNet,
@@ -140,7 +139,6 @@ pub fn load_models(
             vs.freeze();
             Ok(LoadedModel {
                 epoch,
-                device,
                 _vs: vs,
                 net,
             })
@@ -157,7 +155,9 @@ pub struct SplitScores {
 
 /// Everything that turns a batch into VoG scores.
 pub struct Scorer<'a> {
-    pub models: &'a [LoadedModel],
+    /// The K checkpoints' networks, in epoch order, all on `device`.
+    pub models: Vec<&'a dyn ModuleT>,
+    pub device: Device,
     pub normalization: &'a Normalization,
     pub targets: &'a [Target],
     pub variant: Variant,
@@ -190,15 +190,14 @@ impl Scorer<'_> {
         labels: &[i64],
         bar: &ProgressBar,
     ) -> (Vec<Vec<f64>>, Vec<i64>) {
-        let device = self.models[0].device;
         let x = self
             .normalization
-            .apply(&transform::to_unit(&images.to_device(device)));
-        let y = Tensor::from_slice(labels).to_device(device);
+            .apply(&transform::to_unit(&images.to_device(self.device)));
+        let y = Tensor::from_slice(labels).to_device(self.device);
         let mut accs: Vec<Accumulator> = self.targets.iter().map(|_| Accumulator::new()).collect();
         let mut last_logits = None;
-        for m in self.models {
-            let (grads, logits) = input_gradients(&m.net, &x, &y, self.targets);
+        for m in &self.models {
+            let (grads, logits) = input_gradients(*m, &x, &y, self.targets);
             for (acc, g) in accs.iter_mut().zip(&grads) {
                 acc.push(&pixel_map(g, self.variant.channels, self.variant.grad_norm));
             }
@@ -276,7 +275,8 @@ pub fn run(cfg: &ScoreConfig, show_progress: bool) -> Result<ScoresMeta> {
     let bar = progress_bar(show_progress, (total * models.len()) as u64);
 
     let scorer = Scorer {
-        models: &models,
+        models: models.iter().map(|m| &m.net as &dyn ModuleT).collect(),
+        device,
         normalization: &m.normalization,
         targets: &cfg.targets,
         variant: cfg.variant,
@@ -391,6 +391,89 @@ fn progress_bar(show: bool, len: u64) -> ProgressBar {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vog::{Channels, GradNorm, Reduce};
+
+    /// logits = flatten(x) W^T: the input gradient of logit p is row p of W.
+    #[derive(Debug)]
+    struct Linear(Tensor);
+
+    impl ModuleT for Linear {
+        fn forward_t(&self, x: &Tensor, _train: bool) -> Tensor {
+            x.flatten(1, -1).matmul(&self.0.tr())
+        }
+    }
+
+    #[test]
+    fn closed_form_linear_models() {
+        // Images of 3 channels x 1 x 2 pixels, 2 classes, K = 2 checkpoints.
+        let w1 = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 0., 0., 0., 0., 0., 0.])
+            .view([2, 6]);
+        let w2 = Tensor::from_slice(&[3.0f32, 2.0, 1.0, 4.0, 5.0, 0.0, 5., 5., 5., 5., 5., 5.])
+            .view([2, 6]);
+        let (m1, m2) = (Linear(w1), Linear(w2));
+        let images = Tensor::from_slice(&[200u8, 210, 220, 230, 240, 250, 1, 2, 3, 4, 5, 6])
+            .view([2, 3, 1, 2]);
+        let norm = Normalization {
+            mean: [0.1, 0.2, 0.3],
+            std: [0.5, 0.25, 2.0],
+        };
+        let targets = [Target::Logit];
+        let score = |variant| {
+            let s = Scorer {
+                models: vec![&m1 as &dyn ModuleT, &m2],
+                device: Device::Cpu,
+                normalization: &norm,
+                targets: &targets,
+                variant,
+                batch_size: 1,
+            };
+            s.score(&images, &[0, 1], &ProgressBar::hidden())
+        };
+        // Example 0 (class 0): channel-mean maps, pixel order (x=0, x=1):
+        //   W1 row 0 -> channels (1,2),(3,4),(5,6) -> means (3, 4); W2 row 0 -> (3,2),(1,4),(5,0) -> (3, 2).
+        //   Pixel variances over K: (0, 1) -> paper sqrt(1/2), official (0 + 1)/2.
+        // Example 1 (class 1): maps (0, 0) and (5, 5): variances (25/4, 25/4) -> 5/2 for both.
+        let paper = score(Variant::default());
+        assert!(
+            (paper.raw[0][0] - 0.5f64.sqrt()).abs() < 1e-12,
+            "{:?}",
+            paper.raw
+        );
+        assert!((paper.raw[0][1] - 2.5).abs() < 1e-12);
+        let official = score(Variant {
+            reduce: Reduce::Official,
+            ..Variant::default()
+        });
+        assert!(
+            (official.raw[0][0] - 0.5).abs() < 1e-12 && (official.raw[0][1] - 2.5).abs() < 1e-12
+        );
+        // Every channel value a pixel: example 0 differences W1-W2 = (-2, 0, 2, 0, 0, 6), so
+        // deviations are half of that: variances (1, 0, 1, 0, 0, 9) -> paper sqrt(11/6).
+        let all = score(Variant {
+            channels: Channels::All,
+            ..Variant::default()
+        });
+        assert!((all.raw[0][0] - (11.0f64 / 6.0).sqrt()).abs() < 1e-12);
+        // cv: example 1 has mean |S| = (0 + 0 + 5 + 5) / 4 = 5/2 -> (5/2) / (5/2) = 1.
+        let cv = score(Variant {
+            reduce: Reduce::Cv,
+            ..Variant::default()
+        });
+        assert!((cv.raw[0][1] - 1.0).abs() < 1e-12);
+        // Unit norm: example 1's second map (5, 5) becomes (1/sqrt2, 1/sqrt2), the first stays 0.
+        let unit = score(Variant {
+            grad_norm: GradNorm::Unit,
+            ..Variant::default()
+        });
+        // Pixel means (1/(2 sqrt2)) twice, variances 1/8 each -> paper sqrt(1/8).
+        assert!((unit.raw[0][1] - 0.125f64.sqrt()).abs() < 1e-12);
+        // Predictions come from the last checkpoint, which here disagrees with the first.
+        let x = norm.apply(&transform::to_unit(&images));
+        let argmax =
+            |m: &Linear| Vec::<i64>::try_from(m.forward_t(&x, false).argmax(1, false)).unwrap();
+        assert_eq!(paper.predicted, argmax(&m2));
+        assert_ne!(paper.predicted, argmax(&m1));
+    }
 
     #[test]
     fn stages() {
@@ -399,7 +482,7 @@ mod tests {
         assert_eq!(select_epochs("late", &saved, 30).unwrap(), vec![28, 29, 30]);
         assert_eq!(select_epochs("all", &saved, 30).unwrap(), saved.to_vec());
         assert_eq!(
-            select_epochs("1,10-20", &saved, 30).unwrap(),
+            select_epochs("1,10,20-20", &saved, 30).unwrap(),
             vec![1, 10, 20]
         );
         let err = select_epochs("1-4", &saved, 30).unwrap_err().to_string();

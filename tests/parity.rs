@@ -1,0 +1,132 @@
+//! The PyTorch oracle: `scripts/reference_vog.py` recomputes VoG with an independent
+//! PyTorch ResNet-18 from the same checkpoints, without streaming; `vog score` must agree
+//! on every example within 1e-4 relative, and the rankings must agree.
+mod common;
+use common::vog;
+use std::path::Path;
+use std::process::Command;
+
+fn read(path: &Path) -> Vec<csv::StringRecord> {
+    csv::Reader::from_path(path)
+        .unwrap()
+        .records()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn ranks(v: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+    let mut r = vec![0.0; v.len()];
+    for (rank, i) in idx.into_iter().enumerate() {
+        r[i] = rank as f64;
+    }
+    r
+}
+
+fn spearman(a: &[f64], b: &[f64]) -> f64 {
+    let (ra, rb) = (ranks(a), ranks(b));
+    let n = a.len() as f64;
+    let d2: f64 = ra.iter().zip(&rb).map(|(x, y)| (x - y).powi(2)).sum();
+    1.0 - 6.0 * d2 / (n * (n * n - 1.0))
+}
+
+#[test]
+fn vog_matches_pytorch() {
+    let python = std::env::var("VOG_PYTHON").expect(
+        "VOG_PYTHON is unset: run the tests through scripts/test.sh (it sources scripts/env.sh)",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    vog()
+        .args([
+            "data", "synth", "--train", "200", "--test", "120", "--seed", "5", "--out",
+        ])
+        .arg(&data)
+        .assert()
+        .success();
+    let run = dir.path().join("run");
+    vog()
+        .args(["train", "--dataset", "cifar10", "--data-dir"])
+        .arg(&data)
+        .args([
+            "--width",
+            "8",
+            "--epochs",
+            "4",
+            "--save-epochs",
+            "all",
+            "--label-noise",
+            "0.2",
+        ])
+        .args(["--device", "cpu", "--quiet", "--out"])
+        .arg(&run)
+        .assert()
+        .success();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/reference_vog.py");
+    let variants: [&[&str]; 3] = [
+        &["--target", "logit,prob,logprob,margin"],
+        &[
+            "--target",
+            "logit",
+            "--reduce",
+            "official",
+            "--channels",
+            "all",
+        ],
+        &["--target", "prob", "--reduce", "cv", "--grad-norm", "unit"],
+    ];
+    for (v, flags) in variants.iter().enumerate() {
+        let ours = dir.path().join(format!("ours{v}.csv"));
+        let theirs = dir.path().join(format!("ref{v}.csv"));
+        vog()
+            .args([
+                "score", "--split", "both", "--device", "cpu", "--quiet", "--run",
+            ])
+            .arg(&run)
+            .args(*flags)
+            .arg("--out")
+            .arg(&ours)
+            .assert()
+            .success();
+        let status = Command::new(&python)
+            .arg(&script)
+            .args(["--split", "both", "--run"])
+            .arg(&run)
+            .args(*flags)
+            .arg("--out")
+            .arg(&theirs)
+            .status()
+            .unwrap();
+        assert!(status.success(), "reference script failed for {flags:?}");
+        let (a, b) = (read(&ours), read(&theirs));
+        assert_eq!(a.len(), 320);
+        assert_eq!(a.len(), b.len());
+        let score_cols: Vec<usize> = (9..a[0].len()).step_by(2).collect();
+        for &c in &score_cols {
+            let mut xs = Vec::new();
+            let mut ys = Vec::new();
+            for (ra, rb) in a.iter().zip(&b) {
+                for f in [0, 1, 2, 3, 5, 6, 7, 8] {
+                    assert_eq!(ra.get(f), rb.get(f), "{flags:?} column {f} of {}", &ra[0]);
+                }
+                let (x, y): (f64, f64) = (ra[c].parse().unwrap(), rb[c].parse().unwrap());
+                assert!(
+                    (x - y).abs() <= 1e-4 * y.abs(),
+                    "{flags:?} {}: {x} vs {y}",
+                    &ra[0]
+                );
+                let (zx, zy): (f64, f64) = (ra[c + 1].parse().unwrap(), rb[c + 1].parse().unwrap());
+                assert!(
+                    (zx - zy).abs() <= 1e-4,
+                    "{flags:?} {} z: {zx} vs {zy}",
+                    &ra[0]
+                );
+                xs.push(x);
+                ys.push(y);
+            }
+            let rho = spearman(&xs, &ys);
+            assert!(rho >= 0.9999, "{flags:?}: Spearman {rho}");
+        }
+    }
+}
