@@ -5,6 +5,7 @@ use crate::config::{Hyper, LabelNoise, TrainConfig};
 use crate::data::cifar;
 use crate::data::synth::{self, SynthSpec};
 use crate::data::{download, DatasetSpec};
+use crate::eval;
 use crate::info::Info;
 use crate::rank::{self, Format};
 use crate::score::{self, ScoreConfig, SplitChoice};
@@ -50,6 +51,30 @@ pub enum Command {
     Score(Box<ScoreArgs>),
     /// Show the highest- or lowest-VoG examples of a scores CSV, and their images.
     Rank(Box<RankArgs>),
+    /// The paper's evaluations of a scores CSV (figures 4-7) and whether VoG ranks difficulty.
+    Eval(EvalArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Scores CSV written by `vog score`.
+    pub scores: PathBuf,
+    /// Folder for eval.json, the CSV tables and the plots (default: SCORES without .csv,
+    /// plus `-eval`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// What to print.
+    #[arg(long, value_enum, default_value_t = EvalFormat::Table)]
+    pub format: EvalFormat,
+    /// Another scores file of the same examples (e.g. another stage) to compare rankings with.
+    #[arg(long, value_name = "OTHER.csv")]
+    pub compare: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EvalFormat {
+    Table,
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -326,7 +351,34 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(a) => run_train(&a),
         Command::Score(a) => run_score(&a),
         Command::Rank(a) => run_rank(&a),
+        Command::Eval(a) => run_eval(&a),
     }
+}
+
+fn run_eval(a: &EvalArgs) -> Result<()> {
+    let data = eval::load_scores(&a.scores)?;
+    let mut e = eval::evaluate(&data, &a.scores.display().to_string());
+    if let Some(other) = &a.compare {
+        let b = eval::load_scores(other)?;
+        e.comparison = Some(eval::compare(&data, &b, &other.display().to_string())?);
+    }
+    let dir = a.out.clone().unwrap_or_else(|| {
+        let stem = a
+            .scores
+            .file_stem()
+            .map_or("scores".into(), |s| s.to_string_lossy().into_owned());
+        a.scores.with_file_name(format!("{stem}-eval"))
+    });
+    eval::write_outputs(&dir, &e, &data)?;
+    match a.format {
+        EvalFormat::Table => eval::write_table(std::io::stdout().lock(), &e)?,
+        EvalFormat::Json => println!("{}", serde_json::to_string_pretty(&e)?),
+    }
+    eprintln!(
+        "wrote eval.json, deciles.csv, groups.csv, classes.csv and plots to '{}'",
+        dir.display()
+    );
+    Ok(())
 }
 
 fn run_score(a: &ScoreArgs) -> Result<()> {

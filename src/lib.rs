@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod data;
 pub mod device;
+pub mod eval;
 pub mod grid;
 pub mod info;
 pub mod model;

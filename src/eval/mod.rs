@@ -1,0 +1,663 @@
+//! `vog eval`: the paper's evaluations of a scores CSV (Agarwal & Hooker, Section 4),
+//! computed for every target the file holds.
+//!
+//! - Figure 4: top-1 error in ten equal buckets of examples ordered by class-normalized VoG.
+//! - Figure 5: error of the 10% lowest, all, and the 10% highest VoG examples.
+//! - Figure 6: per class, mean absolute raw VoG against the false-negative rate, with Pearson
+//!   r (two-sided p) and Spearman rho. (The normalized score is zero-mean in every class by
+//!   construction, so the class-level view uses `vog_raw`.)
+//! - Figure 7: raw VoG of shuffled-label versus correctly labelled training examples,
+//!   AUROC of VoG for picking out the shuffled ones, and precision at k = their number.
+//! - The verdict: does high VoG mean hard on this run, nothing, or easy?
+pub mod plots;
+pub mod stats;
+
+use crate::scores::ScoreTable;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+
+/// The scores of one target: class-normalized and raw columns.
+#[derive(Debug, Clone)]
+pub struct TargetScores {
+    pub target: String,
+    pub column: String,
+    pub z: Vec<f64>,
+    pub raw: Vec<f64>,
+}
+
+/// What the evaluations read from a scores CSV.
+#[derive(Debug, Clone)]
+pub struct ScoreData {
+    pub ids: Vec<String>,
+    pub splits: Vec<String>,
+    pub labels: Vec<i64>,
+    pub label_names: Vec<String>,
+    pub correct: Vec<bool>,
+    pub noisy: Vec<bool>,
+    pub targets: Vec<TargetScores>,
+}
+
+impl ScoreData {
+    /// Reads every `vog`/`vog_raw` pair of `table`; `primary` names the target of the
+    /// plain columns (from the sidecar; "logit" when unknown).
+    pub fn from_table(table: &ScoreTable, primary: &str) -> Result<Self> {
+        let c = table.require(&["id", "label", "correct", "vog", "vog_raw"])?;
+        let optional = |name: &str| table.headers.iter().position(|h| h == name);
+        let (split_c, name_c, noisy_c) =
+            (optional("split"), optional("label_name"), optional("noisy"));
+        let n = table.records.len();
+        if n == 0 {
+            bail!("'{}' holds no examples", table.path.display());
+        }
+        let mut d = ScoreData {
+            ids: Vec::with_capacity(n),
+            splits: Vec::with_capacity(n),
+            labels: Vec::with_capacity(n),
+            label_names: Vec::with_capacity(n),
+            correct: Vec::with_capacity(n),
+            noisy: Vec::with_capacity(n),
+            targets: Vec::new(),
+        };
+        for r in 0..n {
+            d.ids.push(table.get(r, c[0]).to_string());
+            let label: i64 = table.parse(r, c[1])?;
+            d.labels.push(label);
+            d.correct.push(table.parse(r, c[2])?);
+            d.splits
+                .push(split_c.map_or("test".into(), |i| table.get(r, i).to_string()));
+            d.label_names
+                .push(name_c.map_or(label.to_string(), |i| table.get(r, i).to_string()));
+            d.noisy.push(match noisy_c {
+                Some(i) => table.parse(r, i)?,
+                None => false,
+            });
+        }
+        for h in &table.headers {
+            let suffix = match h.strip_prefix("vog") {
+                Some("") => "",
+                Some(s) if s.starts_with('_') && !s.starts_with("_raw") => s,
+                _ => continue,
+            };
+            let raw_col = format!("vog_raw{suffix}");
+            let cols = table.require(&[h, &raw_col])?;
+            let column = |col: usize| {
+                (0..n)
+                    .map(|r| table.parse::<f64>(r, col))
+                    .collect::<Result<Vec<_>>>()
+            };
+            d.targets.push(TargetScores {
+                target: suffix.strip_prefix('_').unwrap_or(primary).to_string(),
+                column: h.clone(),
+                z: column(cols[0])?,
+                raw: column(cols[1])?,
+            });
+        }
+        let classes: HashSet<i64> = d.labels.iter().copied().collect();
+        if classes.len() < 2 {
+            bail!(
+                "'{}' holds a single class: the evaluations compare classes and need at least two",
+                table.path.display()
+            );
+        }
+        Ok(d)
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+/// Error of a group of examples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Group {
+    pub name: String,
+    pub count: usize,
+    pub errors: usize,
+    /// Top-1 error in percent.
+    pub error: f64,
+    /// Score range of the group.
+    pub min: f64,
+    pub max: f64,
+}
+
+/// Figure 6.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassLevel {
+    pub classes: Vec<ClassRow>,
+    pub pearson_r: Option<f64>,
+    pub p_value: Option<f64>,
+    pub spearman: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassRow {
+    pub label: i64,
+    pub name: String,
+    pub count: usize,
+    pub mean_abs_vog_raw: f64,
+    /// Fraction of the class's examples that were misclassified (1 - recall).
+    pub false_negative_rate: f64,
+}
+
+/// Distribution summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub count: usize,
+    pub min: f64,
+    pub q1: f64,
+    pub median: f64,
+    pub q3: f64,
+    pub mean: f64,
+    pub max: f64,
+}
+
+impl Summary {
+    pub fn of(values: &[f64]) -> Option<Self> {
+        if values.is_empty() {
+            return None;
+        }
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        Some(Summary {
+            count: v.len(),
+            min: v[0],
+            q1: stats::quantile(&v, 0.25),
+            median: stats::quantile(&v, 0.5),
+            q3: stats::quantile(&v, 0.75),
+            mean: v.iter().sum::<f64>() / v.len() as f64,
+            max: v[v.len() - 1],
+        })
+    }
+}
+
+/// Figure 7.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Memorization {
+    /// Raw VoG of the training examples whose label was shuffled.
+    pub shuffled: Summary,
+    pub clean: Summary,
+    /// AUROC of raw VoG for telling shuffled from clean examples.
+    pub auroc: f64,
+    /// Fraction of shuffled examples among the k highest-VoG ones, k = number shuffled.
+    pub precision_at_k: f64,
+    pub k: usize,
+}
+
+/// Whether high VoG meant hard on this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    RanksDifficulty,
+    NoSignal,
+    Inverted,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Verdict::RanksDifficulty => "VoG ranks difficulty",
+            Verdict::NoSignal => "no signal",
+            Verdict::Inverted => "inverted: high-VoG examples are the easier ones",
+        })
+    }
+}
+
+/// AUROC at or beyond this distance from 0.5, with a decile trend of the same sign, counts.
+pub const VERDICT_MARGIN: f64 = 0.05;
+
+/// The verdict from the misclassification AUROC and the decile-error trend.
+pub fn verdict(auroc: Option<f64>, decile_trend: Option<f64>) -> Verdict {
+    match (auroc, decile_trend) {
+        (Some(a), Some(t)) if a >= 0.5 + VERDICT_MARGIN && t > 0.0 => Verdict::RanksDifficulty,
+        (Some(a), Some(t)) if a <= 0.5 - VERDICT_MARGIN && t < 0.0 => Verdict::Inverted,
+        _ => Verdict::NoSignal,
+    }
+}
+
+/// Every evaluation of one target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetEval {
+    pub target: String,
+    pub column: String,
+    pub deciles: Vec<Group>,
+    pub bottom_all_top: Vec<Group>,
+    pub class_level: ClassLevel,
+    pub memorization: Option<Memorization>,
+    /// AUROC of `vog` for predicting a misclassification (None without errors or without
+    /// correct examples).
+    pub misclassification_auroc: Option<f64>,
+    /// Spearman between decile index and decile error.
+    pub decile_trend: Option<f64>,
+    pub verdict: Verdict,
+}
+
+/// Indices ordered by score, ties by id (deterministic buckets).
+fn order(scores: &[f64], ids: &[String]) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|&a, &b| {
+        scores[a]
+            .total_cmp(&scores[b])
+            .then_with(|| ids[a].cmp(&ids[b]))
+    });
+    idx
+}
+
+fn group(name: String, members: &[usize], scores: &[f64], correct: &[bool]) -> Group {
+    let errors = members.iter().filter(|&&i| !correct[i]).count();
+    let values = members.iter().map(|&i| scores[i]);
+    Group {
+        name,
+        count: members.len(),
+        errors,
+        error: if members.is_empty() {
+            0.0
+        } else {
+            100.0 * errors as f64 / members.len() as f64
+        },
+        min: values.clone().fold(f64::INFINITY, f64::min),
+        max: values.fold(f64::NEG_INFINITY, f64::max),
+    }
+}
+
+/// Ten buckets of (nearly) equal size by score: bucket b holds positions [b n/10, (b+1) n/10).
+pub fn deciles(scores: &[f64], ids: &[String], correct: &[bool]) -> Vec<Group> {
+    let idx = order(scores, ids);
+    let n = idx.len();
+    (0..10)
+        .map(|b| {
+            group(
+                format!("D{}", b + 1),
+                &idx[b * n / 10..(b + 1) * n / 10],
+                scores,
+                correct,
+            )
+        })
+        .collect()
+}
+
+/// The 10% lowest, all, and the 10% highest (at least one example each).
+pub fn bottom_all_top(scores: &[f64], ids: &[String], correct: &[bool]) -> Vec<Group> {
+    let idx = order(scores, ids);
+    let k = (idx.len() / 10).max(1);
+    vec![
+        group("bottom 10%".into(), &idx[..k], scores, correct),
+        group("all".into(), &idx, scores, correct),
+        group("top 10%".into(), &idx[idx.len() - k..], scores, correct),
+    ]
+}
+
+pub fn class_level(d: &ScoreData, raw: &[f64]) -> ClassLevel {
+    let mut per: BTreeMap<i64, (String, Vec<usize>)> = BTreeMap::new();
+    for i in 0..d.len() {
+        per.entry(d.labels[i])
+            .or_insert_with(|| (d.label_names[i].clone(), Vec::new()))
+            .1
+            .push(i);
+    }
+    let classes: Vec<ClassRow> = per
+        .into_iter()
+        .map(|(label, (name, m))| ClassRow {
+            label,
+            name,
+            count: m.len(),
+            mean_abs_vog_raw: m.iter().map(|&i| raw[i].abs()).sum::<f64>() / m.len() as f64,
+            false_negative_rate: m.iter().filter(|&&i| !d.correct[i]).count() as f64
+                / m.len() as f64,
+        })
+        .collect();
+    let x: Vec<f64> = classes.iter().map(|c| c.mean_abs_vog_raw).collect();
+    let y: Vec<f64> = classes.iter().map(|c| c.false_negative_rate).collect();
+    let r = stats::pearson(&x, &y);
+    ClassLevel {
+        p_value: r.and_then(|r| stats::pearson_p(r, x.len())),
+        pearson_r: r,
+        spearman: stats::spearman(&x, &y),
+        classes,
+    }
+}
+
+/// Figure 7 over the training rows; `None` when no example was shuffled.
+pub fn memorization(d: &ScoreData, raw: &[f64]) -> Option<Memorization> {
+    let rows: Vec<usize> = (0..d.len()).filter(|&i| d.splits[i] == "train").collect();
+    let noisy: Vec<bool> = rows.iter().map(|&i| d.noisy[i]).collect();
+    let k = noisy.iter().filter(|&&n| n).count();
+    if k == 0 || k == rows.len() {
+        return None;
+    }
+    let scores: Vec<f64> = rows.iter().map(|&i| raw[i]).collect();
+    let pick = |want: bool| -> Vec<f64> {
+        scores
+            .iter()
+            .zip(&noisy)
+            .filter(|(_, &n)| n == want)
+            .map(|(s, _)| *s)
+            .collect()
+    };
+    let ids: Vec<String> = rows.iter().map(|&i| d.ids[i].clone()).collect();
+    let top = order(&scores, &ids);
+    let hits = top[top.len() - k..].iter().filter(|&&i| noisy[i]).count();
+    Some(Memorization {
+        shuffled: Summary::of(&pick(true))?,
+        clean: Summary::of(&pick(false))?,
+        auroc: stats::auroc(&scores, &noisy)?,
+        precision_at_k: hits as f64 / k as f64,
+        k,
+    })
+}
+
+/// All evaluations of one target.
+pub fn evaluate_target(d: &ScoreData, t: &TargetScores) -> TargetEval {
+    let deciles = deciles(&t.z, &d.ids, &d.correct);
+    let wrong: Vec<bool> = d.correct.iter().map(|c| !c).collect();
+    let misclassification_auroc = stats::auroc(&t.z, &wrong);
+    let index: Vec<f64> = (1..=10).map(f64::from).collect();
+    let errors: Vec<f64> = deciles.iter().map(|g| g.error).collect();
+    let decile_trend = stats::spearman(&index, &errors);
+    TargetEval {
+        target: t.target.clone(),
+        column: t.column.clone(),
+        bottom_all_top: bottom_all_top(&t.z, &d.ids, &d.correct),
+        class_level: class_level(d, &t.raw),
+        memorization: memorization(d, &t.raw),
+        misclassification_auroc,
+        decile_trend,
+        verdict: verdict(misclassification_auroc, decile_trend),
+        deciles,
+    }
+}
+
+/// `--compare`: agreement between two score files of the same examples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    pub other: String,
+    pub spearman: Option<f64>,
+    /// |top10(a) ∩ top10(b)| / |top10|.
+    pub top10_overlap: f64,
+}
+
+pub fn compare(a: &ScoreData, b: &ScoreData, other: &str) -> Result<Comparison> {
+    let pos: std::collections::HashMap<&str, usize> = b
+        .ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    if a.len() != b.len() || a.ids.iter().any(|id| !pos.contains_key(id.as_str())) {
+        let missing = a.ids.iter().find(|id| !pos.contains_key(id.as_str()));
+        bail!(
+            "--compare: the two files do not hold the same examples ({} vs {} rows{})",
+            a.len(),
+            b.len(),
+            missing.map_or(String::new(), |m| format!("; '{m}' is only in the first"))
+        );
+    }
+    let sa = &a.targets[0].z;
+    let sb: Vec<f64> = a
+        .ids
+        .iter()
+        .map(|id| b.targets[0].z[pos[id.as_str()]])
+        .collect();
+    let k = (a.len() / 10).max(1);
+    let top =
+        |s: &[f64]| -> HashSet<usize> { order(s, &a.ids).into_iter().rev().take(k).collect() };
+    let overlap = top(sa).intersection(&top(&sb)).count() as f64 / k as f64;
+    Ok(Comparison {
+        other: other.to_string(),
+        spearman: stats::spearman(sa, &sb),
+        top10_overlap: overlap,
+    })
+}
+
+/// The whole evaluation of a scores file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub scores: String,
+    pub examples: usize,
+    pub error: f64,
+    pub targets: Vec<TargetEval>,
+    pub comparison: Option<Comparison>,
+}
+
+pub fn evaluate(d: &ScoreData, scores: &str) -> Evaluation {
+    let errors = d.correct.iter().filter(|c| !**c).count();
+    Evaluation {
+        scores: scores.to_string(),
+        examples: d.len(),
+        error: 100.0 * errors as f64 / d.len() as f64,
+        targets: d.targets.iter().map(|t| evaluate_target(d, t)).collect(),
+        comparison: None,
+    }
+}
+
+/// Reads a scores CSV and the primary target's name from its sidecar.
+pub fn load_scores(path: &std::path::Path) -> Result<ScoreData> {
+    let table = ScoreTable::read(path)?;
+    let primary = std::fs::read_to_string(crate::scores::sidecar_path(path))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["targets"][0].as_str().map(String::from))
+        .unwrap_or_else(|| "logit".into());
+    ScoreData::from_table(&table, &primary)
+        .with_context(|| format!("cannot evaluate '{}'", path.display()))
+}
+
+fn fmt_opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("n/a".into(), |v| format!("{v:.digits$}"))
+}
+
+/// The compact table `vog eval` prints.
+pub fn write_table(mut w: impl std::io::Write, e: &Evaluation) -> Result<()> {
+    writeln!(w, "{} examples, top-1 error {:.1}%", e.examples, e.error)?;
+    let wide = e
+        .targets
+        .iter()
+        .map(|t| t.target.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    writeln!(w, "\nerror (%) by VoG decile, lowest to highest (figure 4)")?;
+    writeln!(
+        w,
+        "{:wide$}  {}",
+        "target",
+        (1..=10)
+            .map(|d| format!("{:>5}", format!("D{d}")))
+            .collect::<String>()
+    )?;
+    for t in &e.targets {
+        let row: String = t
+            .deciles
+            .iter()
+            .map(|g| format!("{:>5.1}", g.error))
+            .collect();
+        writeln!(w, "{:wide$}  {row}", t.target)?;
+    }
+    writeln!(
+        w,
+        "\nerror (%) of the bottom 10% / all / top 10% (figure 5); class level (figure 6)"
+    )?;
+    writeln!(
+        w,
+        "{:wide$}  {:>7} {:>7} {:>7}   {:>7} {:>8} {:>7}",
+        "target", "bottom", "all", "top", "class r", "p", "rho"
+    )?;
+    for t in &e.targets {
+        let g = &t.bottom_all_top;
+        let c = &t.class_level;
+        writeln!(
+            w,
+            "{:wide$}  {:>7.1} {:>7.1} {:>7.1}   {:>7} {:>8} {:>7}",
+            t.target,
+            g[0].error,
+            g[1].error,
+            g[2].error,
+            fmt_opt(c.pearson_r, 3),
+            fmt_opt(c.p_value, 4),
+            fmt_opt(c.spearman, 3)
+        )?;
+    }
+    if e.targets.iter().any(|t| t.memorization.is_some()) {
+        writeln!(
+            w,
+            "\nshuffled labels (figure 7): raw VoG median shuffled vs clean, AUROC, precision@k"
+        )?;
+        for t in &e.targets {
+            if let Some(m) = &t.memorization {
+                writeln!(
+                    w,
+                    "{:wide$}  {:.3e} vs {:.3e}  AUROC {:.3}  precision@{} {:.3}",
+                    t.target, m.shuffled.median, m.clean.median, m.auroc, m.k, m.precision_at_k
+                )?;
+            }
+        }
+    }
+    writeln!(
+        w,
+        "\ndoes VoG rank difficulty? (AUROC of vog for a misclassification; decile trend)"
+    )?;
+    for t in &e.targets {
+        writeln!(
+            w,
+            "{:wide$}  AUROC {}  trend {}  -> {}",
+            t.target,
+            fmt_opt(t.misclassification_auroc, 3),
+            fmt_opt(t.decile_trend, 3),
+            t.verdict
+        )?;
+    }
+    if let Some(c) = &e.comparison {
+        writeln!(
+            w,
+            "\ncompared with {}: Spearman {}, top-10% overlap {:.1}%",
+            c.other,
+            fmt_opt(c.spearman, 4),
+            100.0 * c.top10_overlap
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("e{i:03}")).collect()
+    }
+
+    #[test]
+    fn deciles_with_ties_are_equal_sized_and_deterministic() {
+        // 20 examples, all with the same score: buckets of two, filled in id order.
+        let scores = vec![1.0; 20];
+        let mut correct = vec![true; 20];
+        correct[19] = false;
+        let d = deciles(&scores, &ids(20), &correct);
+        assert!(d.iter().all(|g| g.count == 2));
+        assert_eq!(d[9].errors, 1);
+        assert_eq!(d[9].error, 50.0);
+        assert_eq!(d[0].error, 0.0);
+        // 25 examples: sizes 2 or 3, all examples placed once.
+        let d = deciles(&vec![0.0; 25], &ids(25), &vec![true; 25]);
+        assert_eq!(d.iter().map(|g| g.count).sum::<usize>(), 25);
+    }
+
+    #[test]
+    fn verdicts() {
+        // Error rises with the score: ranks difficulty.
+        let scores: Vec<f64> = (0..100).map(f64::from).collect();
+        let correct: Vec<bool> = (0..100).map(|i| i < 70).collect();
+        let wrong: Vec<bool> = correct.iter().map(|c| !c).collect();
+        let a = stats::auroc(&scores, &wrong);
+        assert_eq!(a, Some(1.0));
+        let d = deciles(&scores, &ids(100), &correct);
+        let trend = stats::spearman(
+            &(1..=10).map(f64::from).collect::<Vec<_>>(),
+            &d.iter().map(|g| g.error).collect::<Vec<_>>(),
+        );
+        assert_eq!(verdict(a, trend), Verdict::RanksDifficulty);
+        let neg: Vec<f64> = scores.iter().map(|s| -s).collect();
+        let d = deciles(&neg, &ids(100), &correct);
+        let trend = stats::spearman(
+            &(1..=10).map(f64::from).collect::<Vec<_>>(),
+            &d.iter().map(|g| g.error).collect::<Vec<_>>(),
+        );
+        assert_eq!(
+            verdict(stats::auroc(&neg, &wrong), trend),
+            Verdict::Inverted
+        );
+        assert_eq!(verdict(Some(0.52), Some(0.9)), Verdict::NoSignal);
+        assert_eq!(verdict(None, None), Verdict::NoSignal);
+        let g = bottom_all_top(&scores, &ids(100), &correct);
+        assert_eq!((g[0].error, g[1].error, g[2].error), (0.0, 30.0, 100.0));
+    }
+}
+
+/// Writes `eval.json`, `deciles.csv`, `groups.csv`, `classes.csv` and every plot (PNG and
+/// SVG) into `dir`; returns the plot PNGs.
+pub fn write_outputs(
+    dir: &std::path::Path,
+    e: &Evaluation,
+    d: &ScoreData,
+) -> Result<Vec<std::path::PathBuf>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create '{}'", dir.display()))?;
+    let json = serde_json::to_vec_pretty(e)?;
+    crate::atomic_file::write_bytes(&dir.join("eval.json"), &json)?;
+    write_groups_csv(&dir.join("deciles.csv"), e, |t| &t.deciles)?;
+    write_groups_csv(&dir.join("groups.csv"), e, |t| &t.bottom_all_top)?;
+    crate::atomic_file::write_with(&dir.join("classes.csv"), |w| {
+        let mut csv = csv::Writer::from_writer(w);
+        csv.write_record([
+            "target",
+            "label",
+            "class",
+            "count",
+            "mean_abs_vog_raw",
+            "false_negative_rate",
+        ])?;
+        for t in &e.targets {
+            for c in &t.class_level.classes {
+                csv.serialize((
+                    &t.target,
+                    c.label,
+                    &c.name,
+                    c.count,
+                    c.mean_abs_vog_raw,
+                    c.false_negative_rate,
+                ))?;
+            }
+        }
+        csv.flush()?;
+        Ok(())
+    })?;
+    let mut pngs = Vec::new();
+    for (t, scores) in e.targets.iter().zip(&d.targets) {
+        for (name, svg) in plots::all(t, &scores.z)? {
+            pngs.push(plots::save(dir, &name, &svg)?);
+        }
+    }
+    Ok(pngs)
+}
+
+fn write_groups_csv(
+    path: &std::path::Path,
+    e: &Evaluation,
+    pick: impl Fn(&TargetEval) -> &Vec<Group>,
+) -> Result<()> {
+    crate::atomic_file::write_with(path, |w| {
+        let mut csv = csv::Writer::from_writer(w);
+        csv.write_record(["target", "group", "count", "errors", "error", "min", "max"])?;
+        for t in &e.targets {
+            for g in pick(t) {
+                csv.serialize((&t.target, &g.name, g.count, g.errors, g.error, g.min, g.max))?;
+            }
+        }
+        csv.flush()?;
+        Ok(())
+    })
+}

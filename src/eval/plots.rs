@@ -1,0 +1,332 @@
+//! The evaluation plots (Agarwal & Hooker, figures 4-7) drawn with plotters as SVG, and
+//! rasterized to PNG with resvg using the embedded DejaVu Sans font, so both formats render
+//! the same text on any machine without system fonts.
+use super::{Group, Memorization, TargetEval};
+use anyhow::{anyhow, Context, Result};
+use plotters::prelude::*;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+const SIZE: (u32, u32) = (640, 400);
+const BAR: RGBColor = RGBColor(60, 110, 180);
+const ACCENT: RGBColor = RGBColor(210, 80, 50);
+
+fn err(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow!("plotting failed: {e}")
+}
+
+/// Vertical bars with category labels; values in percent.
+pub fn bars(title: &str, labels: &[String], values: &[f64], y_label: &str) -> Result<String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let top = values.iter().cloned().fold(0.0, f64::max).max(1.0) * 1.1;
+        let n = labels.len();
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d((0..n - 1).into_segmented(), 0.0..top)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .y_desc(y_label)
+            .x_labels(n)
+            .x_label_formatter(&|v| match v {
+                SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
+                _ => String::new(),
+            })
+            .draw()
+            .map_err(err)?;
+        chart
+            .draw_series(
+                Histogram::vertical(&chart)
+                    .style(BAR.filled())
+                    .margin(6)
+                    .data(values.iter().enumerate().map(|(i, v)| (i, *v))),
+            )
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+/// Error of the ten VoG deciles (figure 4).
+pub fn deciles(t: &TargetEval) -> Result<String> {
+    let labels: Vec<String> = t.deciles.iter().map(|g| g.name.clone()).collect();
+    let values: Vec<f64> = t.deciles.iter().map(|g| g.error).collect();
+    bars(
+        &format!("Test error by VoG decile ({})", t.target),
+        &labels,
+        &values,
+        "top-1 error (%)",
+    )
+}
+
+/// Error of the bottom 10%, all, top 10% (figure 5).
+pub fn groups(t: &TargetEval) -> Result<String> {
+    let labels: Vec<String> = t
+        .bottom_all_top
+        .iter()
+        .map(|g: &Group| g.name.clone())
+        .collect();
+    let values: Vec<f64> = t.bottom_all_top.iter().map(|g| g.error).collect();
+    bars(
+        &format!("Error of the lowest / all / highest VoG ({})", t.target),
+        &labels,
+        &values,
+        "top-1 error (%)",
+    )
+}
+
+fn padded(lo: f64, hi: f64) -> (f64, f64) {
+    let pad = ((hi - lo) * 0.08).max(hi.abs() * 1e-3).max(1e-12);
+    (lo - pad, hi + pad)
+}
+
+/// Class-level mean |VoG| against false-negative rate, with the least-squares line (figure 6).
+pub fn classes(t: &TargetEval) -> Result<String> {
+    let pts: Vec<(f64, f64, &str)> = t
+        .class_level
+        .classes
+        .iter()
+        .map(|c| {
+            (
+                c.mean_abs_vog_raw,
+                100.0 * c.false_negative_rate,
+                c.name.as_str(),
+            )
+        })
+        .collect();
+    let (x0, x1) = padded(
+        pts.iter().map(|p| p.0).fold(f64::INFINITY, f64::min),
+        pts.iter().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max),
+    );
+    let y1 = pts.iter().map(|p| p.1).fold(1.0, f64::max) * 1.15;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let r = t
+            .class_level
+            .pearson_r
+            .map_or("n/a".into(), |r| format!("{r:.2}"));
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!(
+                    "Class mean |VoG| vs false-negative rate ({}, r = {r})",
+                    t.target
+                ),
+                ("sans-serif", 18),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d(x0..x1, 0.0..y1)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("mean |vog_raw| of the class")
+            .y_desc("false-negative rate (%)")
+            .x_label_formatter(&|v| format!("{v:.2e}"))
+            .draw()
+            .map_err(err)?;
+        if let Some((a, b)) = least_squares(&pts.iter().map(|p| (p.0, p.1)).collect::<Vec<_>>()) {
+            chart
+                .draw_series(LineSeries::new(
+                    [(x0, a + b * x0), (x1, a + b * x1)],
+                    ACCENT.stroke_width(2),
+                ))
+                .map_err(err)?;
+        }
+        chart
+            .draw_series(pts.iter().map(|&(x, y, name)| {
+                EmptyElement::at((x, y))
+                    + Circle::new((0, 0), 4, BAR.filled())
+                    + Text::new(name.to_string(), (6, -12), ("sans-serif", 12))
+            }))
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+/// Intercept and slope of the least-squares line through `pts`.
+pub fn least_squares(pts: &[(f64, f64)]) -> Option<(f64, f64)> {
+    let n = pts.len() as f64;
+    let (mx, my) = (
+        pts.iter().map(|p| p.0).sum::<f64>() / n,
+        pts.iter().map(|p| p.1).sum::<f64>() / n,
+    );
+    let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    if pts.len() < 2 || sxx == 0.0 {
+        return None;
+    }
+    let b = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / sxx;
+    Some((my - b * mx, b))
+}
+
+/// Box plots of raw VoG, shuffled vs correctly labelled (figure 7).
+pub fn memorization(target: &str, m: &Memorization) -> Result<String> {
+    let boxes = [("shuffled", &m.shuffled), ("clean", &m.clean)];
+    let (y0, y1) = padded(
+        m.shuffled.min.min(m.clean.min),
+        m.shuffled.max.max(m.clean.max),
+    );
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!(
+                    "Raw VoG, shuffled vs clean labels ({target}, AUROC {:.2})",
+                    m.auroc
+                ),
+                ("sans-serif", 18),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d((0..1usize).into_segmented(), y0 as f32..y1 as f32)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .y_desc("vog_raw")
+            .y_label_formatter(&|v| format!("{v:.2e}"))
+            .x_label_formatter(&|v| match v {
+                SegmentValue::CenterOf(i) => boxes
+                    .get(*i)
+                    .map_or(String::new(), |b| format!("{} (n={})", b.0, b.1.count)),
+                _ => String::new(),
+            })
+            .draw()
+            .map_err(err)?;
+        chart
+            .draw_series(boxes.iter().enumerate().map(|(i, (_, s))| {
+                let q = Quartiles::new(&[s.min, s.q1, s.median, s.q3, s.max]);
+                Boxplot::new_vertical(SegmentValue::CenterOf(i), &q)
+                    .width(60)
+                    .style(if i == 0 { ACCENT } else { BAR })
+            }))
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+/// Histogram of class-normalized VoG in 30 bins.
+pub fn histogram(target: &str, values: &[f64]) -> Result<String> {
+    let lo = values.iter().cloned().fold(f64::INFINITY, f64::min);
+    let hi = values.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let bins = 30;
+    let width = ((hi - lo) / bins as f64).max(1e-12);
+    let mut counts = vec![0.0; bins];
+    for v in values {
+        counts[(((v - lo) / width) as usize).min(bins - 1)] += 1.0;
+    }
+    let labels: Vec<String> = (0..bins)
+        .map(|b| {
+            if b % 5 == 0 {
+                format!("{:.1}", lo + b as f64 * width)
+            } else {
+                String::new()
+            }
+        })
+        .collect();
+    bars(
+        &format!("Distribution of class-normalized VoG ({target})"),
+        &labels,
+        &counts,
+        "examples",
+    )
+}
+
+fn font_options() -> &'static resvg::usvg::Options<'static> {
+    static OPTIONS: OnceLock<resvg::usvg::Options<'static>> = OnceLock::new();
+    OPTIONS.get_or_init(|| {
+        let mut opt = resvg::usvg::Options::default();
+        let db = opt.fontdb_mut();
+        db.load_font_data(dejavu::sans::regular().to_vec());
+        db.set_sans_serif_family("DejaVu Sans");
+        opt
+    })
+}
+
+/// Rasterizes an SVG document to PNG bytes.
+pub fn svg_to_png(svg: &str) -> Result<Vec<u8>> {
+    let tree = resvg::usvg::Tree::from_str(svg, font_options()).context("invalid SVG")?;
+    let size = tree.size().to_int_size();
+    let mut pixmap =
+        resvg::tiny_skia::Pixmap::new(size.width(), size.height()).context("empty image")?;
+    resvg::render(
+        &tree,
+        resvg::tiny_skia::Transform::default(),
+        &mut pixmap.as_mut(),
+    );
+    pixmap.encode_png().context("cannot encode PNG")
+}
+
+/// Writes `NAME.svg` and `NAME.png` into `dir`; returns the PNG path.
+pub fn save(dir: &Path, name: &str, svg: &str) -> Result<PathBuf> {
+    crate::atomic_file::write_bytes(&dir.join(format!("{name}.svg")), svg.as_bytes())?;
+    let png = dir.join(format!("{name}.png"));
+    crate::atomic_file::write_bytes(&png, &svg_to_png(svg)?)?;
+    Ok(png)
+}
+
+/// Every plot of one target as (file stem, SVG).
+pub fn all(t: &TargetEval, z: &[f64]) -> Result<Vec<(String, String)>> {
+    let mut out = vec![
+        (format!("deciles-{}", t.target), deciles(t)?),
+        (format!("groups-{}", t.target), groups(t)?),
+        (format!("classes-{}", t.target), classes(t)?),
+        (format!("histogram-{}", t.target), histogram(&t.target, z)?),
+    ];
+    if let Some(m) = &t.memorization {
+        out.push((
+            format!("memorization-{}", t.target),
+            memorization(&t.target, m)?,
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bars_render_to_svg_and_png() {
+        let labels: Vec<String> = (1..=10).map(|d| format!("D{d}")).collect();
+        let svg = bars(
+            "t",
+            &labels,
+            &[5.0, 10.0, 3.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 60.0],
+            "error",
+        )
+        .unwrap();
+        assert!(
+            svg.starts_with("<svg") && svg.contains("D10"),
+            "{}",
+            &svg[..200]
+        );
+        let png = svg_to_png(&svg).unwrap();
+        let img = image::load_from_memory(&png).unwrap().to_rgb8();
+        assert_eq!(img.dimensions(), SIZE);
+        // Some pixels carry the bar colour, and text was drawn (dark pixels).
+        assert!(img.pixels().any(|p| p.0 == [BAR.0, BAR.1, BAR.2]));
+        assert!(img.pixels().filter(|p| p.0.iter().all(|&c| c < 80)).count() > 200);
+    }
+
+    #[test]
+    fn least_squares_line() {
+        let (a, b) = least_squares(&[(0.0, 1.0), (1.0, 3.0), (2.0, 5.0)]).unwrap();
+        assert!((a - 1.0).abs() < 1e-12 && (b - 2.0).abs() < 1e-12);
+        assert_eq!(least_squares(&[(1.0, 1.0), (1.0, 2.0)]), None);
+    }
+}
