@@ -24,6 +24,14 @@ where
     tmp.as_file()
         .sync_all()
         .with_context(|| format!("cannot sync '{}'", path.display()))?;
+    // Temporary files are created private (0600); the result is an ordinary output file.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = tmp
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644));
+    }
     tmp.persist(path)
         .with_context(|| format!("cannot move the finished file to '{}'", path.display()))?;
     Ok(())

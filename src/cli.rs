@@ -53,6 +53,22 @@ pub enum Command {
     Rank(Box<RankArgs>),
     /// The paper's evaluations of a scores CSV (figures 4-7) and whether VoG ranks difficulty.
     Eval(EvalArgs),
+    /// One self-contained HTML report of a scored run.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Run directory.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Scores files to evaluate, comma-separated (default: RUN/scores-*.csv); the first one's
+    /// examples fill the grids and the table.
+    #[arg(long, value_delimiter = ',')]
+    pub scores: Vec<PathBuf>,
+    /// Output HTML file.
+    #[arg(long, default_value = "report.html")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -266,10 +282,16 @@ impl TrainArgs {
         h.augment &= !self.no_augment;
         // The synthetic data follows the run's seed, whichever source set it.
         let dataset = match dataset {
-            DatasetSpec::Synth { train, test, .. } => DatasetSpec::Synth {
+            DatasetSpec::Synth {
+                train,
+                test,
+                atypical,
+                ..
+            } => DatasetSpec::Synth {
                 train,
                 test,
                 seed: h.seed,
+                atypical,
             },
             other => other,
         };
@@ -310,6 +332,7 @@ pub fn resolve_dataset(name: &str, data_dir: &Path, seed: u64) -> Result<Dataset
             train: SYNTH_TRAIN,
             test: SYNTH_TEST,
             seed,
+            atypical: 0.0,
         },
         path if Path::new(path).is_dir() => DatasetSpec::Folder {
             root: abs(Path::new(path))?,
@@ -352,6 +375,16 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Score(a) => run_score(&a),
         Command::Rank(a) => run_rank(&a),
         Command::Eval(a) => run_eval(&a),
+        Command::Report(a) => {
+            let scores = if a.scores.is_empty() {
+                crate::report::find_scores(&a.run)?
+            } else {
+                a.scores.clone()
+            };
+            crate::report::run(&a.run, &scores, &a.out, &[])?;
+            println!("wrote '{}'", a.out.display());
+            Ok(())
+        }
     }
 }
 

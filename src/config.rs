@@ -155,6 +155,7 @@ mod tests {
             train: 10,
             test: 10,
             seed: 0,
+            atypical: 0.0,
         }
     }
 

@@ -14,6 +14,7 @@ pub mod grid;
 pub mod info;
 pub mod model;
 pub mod rank;
+pub mod report;
 pub mod rng;
 pub mod schedule;
 pub mod score;

@@ -380,6 +380,7 @@ mod tests {
             train: 64,
             test: 0,
             seed: 0,
+            atypical: 0.0,
         });
         hyper.width = 4;
         hyper.batch_size = 16;

@@ -37,16 +37,36 @@ fn known_answers_and_outputs() {
     let scores = dir.path().join("s.csv");
     write_scores(&scores, false);
     let out = dir.path().join("ev");
-    let o = vog().arg("eval").arg(&scores).arg("--out").arg(&out).args(["--format", "json"]).output().unwrap();
+    let o = vog()
+        .arg("eval")
+        .arg(&scores)
+        .arg("--out")
+        .arg(&out)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let e: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(e["examples"], 100);
     assert_eq!(e["error"], 20.0);
     let logit = &e["targets"][0];
     assert_eq!(logit["target"], "logit");
-    let dec: Vec<f64> = logit["deciles"].as_array().unwrap().iter().map(|g| g["error"].as_f64().unwrap()).collect();
-    assert_eq!(dec, vec![0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 100.0, 100.0]);
-    let g: Vec<f64> = logit["bottom_all_top"].as_array().unwrap().iter().map(|g| g["error"].as_f64().unwrap()).collect();
+    let dec: Vec<f64> = logit["deciles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["error"].as_f64().unwrap())
+        .collect();
+    assert_eq!(
+        dec,
+        vec![0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 100.0, 100.0]
+    );
+    let g: Vec<f64> = logit["bottom_all_top"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["error"].as_f64().unwrap())
+        .collect();
     assert_eq!(g, vec![0.0, 20.0, 100.0]);
     assert_eq!(logit["misclassification_auroc"], 1.0);
     assert_eq!(logit["verdict"], "ranks_difficulty");
@@ -78,10 +98,19 @@ fn known_answers_and_outputs() {
     assert_eq!(deciles.lines().count(), 1 + 20);
 
     // The table names the verdict of each target.
-    let o = vog().arg("eval").arg(&scores).arg("--out").arg(&out).output().unwrap();
+    let o = vog()
+        .arg("eval")
+        .arg(&scores)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
     let table = String::from_utf8(o.stdout).unwrap();
     assert!(table.contains("-> VoG ranks difficulty"), "{table}");
-    assert!(table.contains("-> inverted: high-VoG examples are the easier ones"), "{table}");
+    assert!(
+        table.contains("-> inverted: high-VoG examples are the easier ones"),
+        "{table}"
+    );
 }
 
 #[test]
@@ -89,7 +118,13 @@ fn memorization_and_compare() {
     let dir = tempfile::tempdir().unwrap();
     let scores = dir.path().join("train.csv");
     write_scores(&scores, true);
-    let o = vog().arg("eval").arg(&scores).args(["--format", "json", "--compare"]).arg(&scores).output().unwrap();
+    let o = vog()
+        .arg("eval")
+        .arg(&scores)
+        .args(["--format", "json", "--compare"])
+        .arg(&scores)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let e: Value = serde_json::from_slice(&o.stdout).unwrap();
     let m = &e["targets"][0]["memorization"];
@@ -100,7 +135,10 @@ fn memorization_and_compare() {
     assert_eq!(m["clean"]["count"], 90);
     let auroc = m["auroc"].as_f64().unwrap();
     assert!(auroc > 0.8 && auroc < 1.0, "{auroc}");
-    assert!(dir.path().join("train-eval/memorization-logit.png").is_file());
+    assert!(dir
+        .path()
+        .join("train-eval/memorization-logit.png")
+        .is_file());
     let c = &e["comparison"];
     assert_eq!(c["spearman"], 1.0);
     assert_eq!(c["top10_overlap"], 1.0);
@@ -114,11 +152,15 @@ fn bad_score_files() {
         std::fs::write(&p, text).unwrap();
         p.to_str().unwrap().to_string()
     };
-    let header = "id,split,index,label,label_name,trained_label,noisy,predicted,correct,vog_raw,vog\n";
+    let header =
+        "id,split,index,label,label_name,trained_label,noisy,predicted,correct,vog_raw,vog\n";
     let empty = write("empty.csv", header);
     let err = vog_fails(&["eval", &empty]);
     assert!(err.contains("holds no examples"), "{err}");
-    let single = write("single.csv", &format!("{header}a,test,0,0,c,0,false,0,true,1,0\nb,test,1,0,c,0,false,0,true,2,0\n"));
+    let single = write(
+        "single.csv",
+        &format!("{header}a,test,0,0,c,0,false,0,true,1,0\nb,test,1,0,c,0,false,0,true,2,0\n"),
+    );
     let err = vog_fails(&["eval", &single]);
     assert!(err.contains("single class"), "{err}");
     let no_correct = write("nc.csv", "id,label,vog,vog_raw\na,0,1,1\n");
@@ -129,7 +171,10 @@ fn bad_score_files() {
     assert!(err.contains("vog, vog_raw"), "{err}");
     let ok = dir.path().join("ok.csv");
     write_scores(&ok, false);
-    let other = write("other.csv", &format!("{header}x,test,0,0,c,0,false,0,true,1,0\ny,test,1,1,d,1,false,0,false,2,0\n"));
+    let other = write(
+        "other.csv",
+        &format!("{header}x,test,0,0,c,0,false,0,true,1,0\ny,test,1,1,d,1,false,0,false,2,0\n"),
+    );
     let err = vog_fails(&["eval", ok.to_str().unwrap(), "--compare", &other]);
     assert!(err.contains("do not hold the same examples"), "{err}");
     assert!(!dir.path().join("ok-eval").exists());

@@ -24,11 +24,13 @@ pub enum DatasetSpec {
     Cifar100 { dir: PathBuf },
     /// An image folder `root/train/<class>/*` (and optionally `root/test/<class>/*`).
     Folder { root: PathBuf },
-    /// The in-process synthetic dataset.
+    /// The in-process synthetic dataset, with a fraction of atypical training images.
     Synth {
         train: usize,
         test: usize,
         seed: u64,
+        #[serde(default)]
+        atypical: f64,
     },
 }
 
@@ -49,9 +51,15 @@ impl DatasetSpec {
             DatasetSpec::Cifar10 { dir } => cifar::load(dir, cifar::Variant::Cifar10),
             DatasetSpec::Cifar100 { dir } => cifar::load(dir, cifar::Variant::Cifar100),
             DatasetSpec::Folder { root } => folder::load(root),
-            DatasetSpec::Synth { train, test, seed } => Ok(synth::generate(
-                &synth::SynthSpec::new(*train, *test, *seed),
-            )),
+            DatasetSpec::Synth {
+                train,
+                test,
+                seed,
+                atypical,
+            } => Ok(synth::generate(&synth::SynthSpec {
+                atypical: *atypical,
+                ..synth::SynthSpec::new(*train, *test, *seed)
+            })),
         }
     }
 }

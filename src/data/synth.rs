@@ -1,6 +1,10 @@
 //! A deterministic synthetic image dataset: each class is a stripe pattern with its own
 //! orientation and colour, drawn with a random phase, contrast and pixel noise, so a small
 //! network learns it in seconds. Tests, CI and the demo use it; nothing is downloaded.
+//!
+//! A fraction of the training images can be planted as *atypical*: still their class's
+//! orientation, but at twice the stripe frequency, in inverted colours and with heavier
+//! noise. Which ones is known ([`planted`]), so the demo can measure whether VoG finds them.
 use super::{images_tensor, Dataset, Split};
 use crate::rng;
 use rand::Rng;
@@ -15,6 +19,8 @@ pub struct SynthSpec {
     pub classes: usize,
     /// Height and width in pixels.
     pub size: usize,
+    /// Fraction of training images drawn atypically.
+    pub atypical: f64,
 }
 
 impl SynthSpec {
@@ -26,28 +32,40 @@ impl SynthSpec {
             seed,
             classes: 10,
             size: 32,
+            atypical: 0.0,
         }
     }
+}
+
+/// Indices (sorted) of the training images drawn atypically.
+pub fn planted(spec: &SynthSpec) -> Vec<usize> {
+    let k = (spec.atypical.clamp(0.0, 1.0) * spec.train as f64).round() as usize;
+    let mut idx =
+        rand::seq::index::sample(&mut rng::stream(spec.seed, "synth-atypical"), spec.train, k)
+            .into_vec();
+    idx.sort_unstable();
+    idx
 }
 
 /// Generates the dataset; examples cycle through the classes so every class is balanced.
 pub fn generate(spec: &SynthSpec) -> Dataset {
     let class_names = (0..spec.classes).map(|c| format!("pattern{c}")).collect();
-    let test = (spec.test > 0).then(|| split(spec, "test", spec.test));
+    let test = (spec.test > 0).then(|| split(spec, "test", spec.test, &[]));
     Dataset {
         class_names,
-        train: split(spec, "train", spec.train),
+        train: split(spec, "train", spec.train, &planted(spec)),
         test,
     }
 }
 
-fn split(spec: &SynthSpec, name: &str, n: usize) -> Split {
+fn split(spec: &SynthSpec, name: &str, n: usize, atypical: &[usize]) -> Split {
     let mut rng = rng::stream(spec.seed, &format!("synth-{name}"));
     let s = spec.size;
     let mut pixels = Vec::with_capacity(n * 3 * s * s);
     let labels: Vec<i64> = (0..n).map(|i| (i % spec.classes) as i64).collect();
-    for &label in &labels {
-        draw(label as usize, spec, &mut rng, &mut pixels);
+    for (i, &label) in labels.iter().enumerate() {
+        let odd = atypical.binary_search(&i).is_ok();
+        draw(label as usize, odd, spec, &mut rng, &mut pixels);
     }
     Split {
         images: images_tensor(&pixels, n, [3, s as i64, s as i64]).expect("sized buffer"),
@@ -57,12 +75,14 @@ fn split(spec: &SynthSpec, name: &str, n: usize) -> Split {
     }
 }
 
-/// Appends one CHW image of class `c`.
-fn draw(c: usize, spec: &SynthSpec, rng: &mut impl Rng, out: &mut Vec<u8>) {
+/// Appends one CHW image of class `c`, typical or atypical.
+fn draw(c: usize, atypical: bool, spec: &SynthSpec, rng: &mut impl Rng, out: &mut Vec<u8>) {
     let k = spec.classes as f64;
     let angle = PI * c as f64 / k;
     let (dx, dy) = (angle.cos(), angle.sin());
-    let freq = 2.0 * PI * 3.0 / spec.size as f64;
+    let cycles = if atypical { 6.0 } else { 3.0 };
+    let freq = 2.0 * PI * cycles / spec.size as f64;
+    let noise_scale = if atypical { 40.0 } else { 18.0 };
     let phase = rng.gen_range(0.0..2.0 * PI);
     let contrast = rng.gen_range(0.6..1.0);
     let colour: [f64; 3] =
@@ -76,7 +96,9 @@ fn draw(c: usize, spec: &SynthSpec, rng: &mut impl Rng, out: &mut Vec<u8>) {
     for col in colour {
         for &v in &plane {
             let noise: f64 = rng.gen_range(-1.0..1.0) + rng.gen_range(-1.0..1.0);
-            let value = 128.0 + 40.0 * (col - 0.5) + 70.0 * v * (0.3 + 0.7 * col) + 18.0 * noise;
+            let value =
+                128.0 + 40.0 * (col - 0.5) + 70.0 * v * (0.3 + 0.7 * col) + noise_scale * noise;
+            let value = if atypical { 255.0 - value } else { value };
             out.push(value.round().clamp(0.0, 255.0) as u8);
         }
     }
@@ -97,6 +119,21 @@ mod tests {
         assert_eq!(a.train.class_counts(10), vec![4; 10]);
         assert_eq!(a.test.as_ref().unwrap().len(), 20);
         assert_eq!(a.train.ids[7], "train/000007");
+    }
+
+    #[test]
+    fn planted_atypical_images_are_known_and_only_in_train() {
+        let mut spec = SynthSpec::new(100, 20, 2);
+        let plain = generate(&spec);
+        spec.atypical = 0.1;
+        let idx = planted(&spec);
+        assert_eq!(idx.len(), 10);
+        let odd = generate(&spec);
+        for i in 0..100 {
+            let same = plain.train.images.get(i as i64) == odd.train.images.get(i as i64);
+            assert_eq!(same, !idx.contains(&i), "image {i}");
+        }
+        assert_eq!(plain.test.unwrap().images, odd.test.unwrap().images);
     }
 
     #[test]

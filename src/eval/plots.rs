@@ -59,7 +59,7 @@ pub fn deciles(t: &TargetEval) -> Result<String> {
     let labels: Vec<String> = t.deciles.iter().map(|g| g.name.clone()).collect();
     let values: Vec<f64> = t.deciles.iter().map(|g| g.error).collect();
     bars(
-        &format!("Test error by VoG decile ({})", t.target),
+        &format!("Error by VoG decile ({})", t.target),
         &labels,
         &values,
         "top-1 error (%)",
@@ -148,6 +148,66 @@ pub fn classes(t: &TargetEval) -> Result<String> {
                     + Circle::new((0, 0), 4, BAR.filled())
                     + Text::new(name.to_string(), (6, -12), ("sans-serif", 12))
             }))
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+/// Lines over epochs: each series is (name, value per epoch); `None` values are skipped.
+pub fn epoch_lines(
+    title: &str,
+    y_label: &str,
+    epochs: &[usize],
+    series: &[(&str, Vec<Option<f64>>)],
+) -> Result<String> {
+    let values = series.iter().flat_map(|(_, v)| v.iter().flatten().copied());
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+        (l.min(v), h.max(v))
+    });
+    let (lo, hi) = if lo.is_finite() {
+        padded(lo.min(0.0), hi)
+    } else {
+        (0.0, 1.0)
+    };
+    let last = epochs.last().copied().unwrap_or(1).max(2);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d(1.0..last as f64, lo..hi)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("epoch")
+            .y_desc(y_label)
+            .draw()
+            .map_err(err)?;
+        for (i, (name, v)) in series.iter().enumerate() {
+            let colour = if i == 0 { BAR } else { ACCENT };
+            let pts: Vec<(f64, f64)> = epochs
+                .iter()
+                .zip(v)
+                .filter_map(|(&e, v)| v.map(|v| (e as f64, v)))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(pts, colour.stroke_width(2)))
+                .map_err(err)?
+                .label(*name)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE)
+            .border_style(BLACK)
+            .draw()
             .map_err(err)?;
         root.present().map_err(err)?;
     }

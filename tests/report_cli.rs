@@ -1,0 +1,118 @@
+//! `vog report` on a small scored synthetic run: every section, every image embedded, nothing
+//! external; and the report of a run that was never scored.
+mod common;
+use common::{vog, vog_fails};
+
+#[test]
+fn self_contained_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    vog()
+        .args([
+            "train",
+            "--dataset",
+            "synth",
+            "--train-subset",
+            "300",
+            "--test-subset",
+            "100",
+        ])
+        .args([
+            "--width",
+            "4",
+            "--epochs",
+            "3",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--label-noise",
+            "0.1",
+            "--out",
+        ])
+        .arg(&run)
+        .assert()
+        .success();
+    let err = vog_fails(&[
+        "report",
+        "--run",
+        run.to_str().unwrap(),
+        "--out",
+        dir.path().join("r.html").to_str().unwrap(),
+    ]);
+    assert!(err.contains("was never scored"), "{err}");
+    assert!(!dir.path().join("r.html").exists());
+
+    for split in ["test", "train"] {
+        vog()
+            .args([
+                "score",
+                "--quiet",
+                "--device",
+                "cpu",
+                "--target",
+                "logit,logprob",
+                "--split",
+                split,
+                "--run",
+            ])
+            .arg(&run)
+            .assert()
+            .success();
+    }
+    let out = dir.path().join("r.html");
+    vog()
+        .args(["report", "--run"])
+        .arg(&run)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let html = std::fs::read_to_string(&out).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"));
+    for section in [
+        "<h2>Run</h2>",
+        "Training curves",
+        "Evaluation of scores-test-all.csv",
+        "Evaluation of scores-train-all.csv",
+        "Does VoG rank difficulty?",
+        "Error (%) by VoG decile",
+        "Highest VoG",
+        "Lowest VoG",
+        "pattern3: highest",
+        "pattern3: lowest",
+        "The 200 highest-VoG examples",
+    ] {
+        assert!(html.contains(section), "missing {section}");
+    }
+    // One verdict row per target in each evaluation.
+    assert_eq!(
+        html.matches(r#"<td class="l">logprob</td>"#).count(),
+        4,
+        "2 tables x 2 evaluations"
+    );
+    // Every image is embedded; nothing is fetched from elsewhere.
+    let imgs = html.matches("<img ").count();
+    assert_eq!(html.matches(r#"src="data:image/png;base64,"#).count(), imgs);
+    // 2 curves + 2 evaluations x 2 targets x 4 plots + memorization plots for the train split
+    // (2) + 50 overall tiles + 10 classes x 16 tiles + 100 table thumbnails (test has 100 rows).
+    assert_eq!(imgs, 2 + 16 + 2 + 50 + 160 + 100);
+    for external in [
+        "http://",
+        "https://",
+        "<link",
+        "src=\"/",
+        "src=\"file:",
+        "@import",
+        "url(",
+    ] {
+        assert!(!html.contains(external), "references {external}");
+    }
+    let table = html
+        .split(r#"id="top-table""#)
+        .nth(1)
+        .unwrap()
+        .split("</table>")
+        .next()
+        .unwrap();
+    assert_eq!(table.matches("<tr>").count(), 1 + 100);
+}
