@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod data;
+pub mod demo;
 pub mod device;
 pub mod eval;
 pub mod grid;

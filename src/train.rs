@@ -346,6 +346,12 @@ fn epoch_bar(verbosity: Verbosity, batches: u64, epoch: usize, epochs: usize) ->
     bar
 }
 
+/// A learning rate without float noise (`0.005`, not `0.005000000000000001`).
+fn fmt_lr(lr: f64) -> String {
+    let s = format!("{lr:.8}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
 /// `epoch 3/350 lr 0.1 | train loss 1.2345 acc 56.7% | test loss 1.3 acc 52.0% | 12.3 s, 4065 img/s`
 pub fn summary_line(r: &EpochRecord, epochs: usize) -> String {
     let test = match (r.test_loss, r.test_accuracy) {
@@ -360,7 +366,7 @@ pub fn summary_line(r: &EpochRecord, epochs: usize) -> String {
     format!(
         "epoch {}/{epochs} lr {} | train loss {:.4} acc {:.1}%{test} | {:.1} s, {:.0} img/s{saved}",
         r.epoch,
-        r.lr,
+        fmt_lr(r.lr),
         r.train_loss,
         100.0 * r.train_accuracy,
         r.seconds,
