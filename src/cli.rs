@@ -58,6 +58,32 @@ pub enum Command {
     /// Train, score, evaluate and report on synthetic data with planted hard examples
     /// (about three minutes on a 2-core CPU), or on a real dataset with --data.
     Demo(DemoArgs),
+    /// Reproduce the paper from a configs/paper-*.toml file: train, score, evaluate, report.
+    Experiment(Box<ExperimentArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct ExperimentArgs {
+    /// Experiment file, e.g. configs/paper-cifar10.toml.
+    pub config: PathBuf,
+    /// Shorten the schedule to N epochs (learning-rate steps scale along).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long)]
+    pub width: Option<i64>,
+    /// Output folder (default: the file's `out`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub device: Option<String>,
+    #[arg(long, value_name = "N")]
+    pub train_subset: Option<usize>,
+    #[arg(long, value_name = "N")]
+    pub test_subset: Option<usize>,
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -410,6 +436,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Rank(a) => run_rank(&a),
         Command::Eval(a) => run_eval(&a),
         Command::Demo(a) => run_demo(&a),
+        Command::Experiment(a) => run_experiment(&a),
         Command::Report(a) => {
             let scores = if a.scores.is_empty() {
                 crate::report::find_scores(&a.run)?
@@ -546,6 +573,45 @@ fn verbosity(quiet: bool) -> Verbosity {
     } else {
         Verbosity::Lines
     }
+}
+
+fn run_experiment(a: &ExperimentArgs) -> Result<()> {
+    use crate::experiment::{self, ExperimentFile, Overrides};
+    let overrides = Overrides {
+        epochs: a.epochs,
+        width: a.width,
+        out: a.out.clone(),
+        data_dir: a.data_dir.clone(),
+        device: a.device.clone(),
+        train_subset: a.train_subset,
+        test_subset: a.test_subset,
+    };
+    let (file, cfg) = ExperimentFile::read(&a.config)?.resolve(&overrides)?;
+    let results = experiment::run(file, &cfg, verbosity(a.quiet))?;
+    println!(
+        "train accuracy {:.1}%, test accuracy {}",
+        100.0 * results.final_train_accuracy,
+        results
+            .final_test_accuracy
+            .map_or("n/a".into(), |t| format!("{:.1}%", 100.0 * t))
+    );
+    for s in &results.stages {
+        let verdicts: Vec<String> = s
+            .evaluation
+            .targets
+            .iter()
+            .map(|t| format!("{} {}", t.target, crate::eval::short_verdict(t.verdict)))
+            .collect();
+        println!(
+            "{:5} {:5} (epochs {:?}): {}",
+            s.split,
+            s.stage,
+            s.epochs,
+            verdicts.join(", ")
+        );
+    }
+    println!("report: {}", results.report.display());
+    Ok(())
 }
 
 fn run_demo(a: &DemoArgs) -> Result<()> {

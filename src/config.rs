@@ -42,13 +42,23 @@ impl Hyper {
 
     /// Reads a config file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config '{}'", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("invalid config '{}'", path.display()))
+        read_toml(path, "config")
     }
 
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("Hyper serializes to TOML")
+    }
+
+    /// The same recipe over `epochs` epochs, learning-rate milestones scaled along.
+    pub fn with_epochs(mut self, epochs: usize) -> Self {
+        let old = self.epochs.max(1);
+        self.lr_milestones = self
+            .lr_milestones
+            .iter()
+            .map(|&m| (m * epochs).div_ceil(old).max(1))
+            .collect();
+        self.epochs = epochs;
+        self
     }
 
     pub fn lr_schedule(&self) -> LrSchedule {
@@ -58,6 +68,20 @@ impl Hyper {
             gamma: self.lr_gamma,
         }
     }
+}
+
+/// Reads a TOML file into `T`; errors are one line naming the file and line (`what` says
+/// which kind of file it is).
+pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {what} '{}'", path.display()))?;
+    toml::from_str(&text).map_err(|e| {
+        let line = e
+            .span()
+            .map_or(0, |s| text[..s.start].lines().count().max(1));
+        let msg = e.message().replace('\n', " ");
+        anyhow::anyhow!("invalid {what} '{}' at line {line}: {msg}", path.display())
+    })
 }
 
 /// The paper's memorization experiment: shuffle the labels of a fraction of the train set.
@@ -174,6 +198,14 @@ mod tests {
         let h100 = Hyper::defaults_for(&DatasetSpec::Cifar100 { dir: "x".into() });
         assert_eq!(h100, h);
         assert_eq!(toml::from_str::<Hyper>(&h.to_toml()).unwrap(), h);
+    }
+
+    #[test]
+    fn shortened_recipe_scales_milestones() {
+        let h = Hyper::defaults_for(&synth()).with_epochs(35);
+        assert_eq!((h.epochs, h.lr_milestones.clone()), (35, vec![15, 25]));
+        let h = h.with_epochs(350);
+        assert_eq!(h.lr_milestones, vec![150, 250]);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::checkpoint::RunDir;
 use crate::cli::resolve_dataset;
 use crate::config::{Hyper, LabelNoise, TrainConfig};
 use crate::data::synth::{self, SynthSpec};
-use crate::data::{cifar, download, DatasetSpec};
+use crate::data::{download, DatasetSpec};
 use crate::eval::{self, stats, Evaluation, ScoreData};
 use crate::report::{self, esc, Section};
 use crate::score::{self, ScoreConfig, SplitChoice};
@@ -144,9 +144,7 @@ pub fn config(o: &DemoOptions) -> Result<TrainConfig> {
         }
     };
     if let Some(e) = o.epochs {
-        let scale = |m: usize| (m * e).div_ceil(hyper.epochs).max(1);
-        hyper.lr_milestones = hyper.lr_milestones.iter().map(|&m| scale(m)).collect();
-        hyper.epochs = e;
+        hyper = hyper.with_epochs(e);
     }
     if let Some(w) = o.width {
         hyper.width = w;
@@ -164,24 +162,11 @@ pub fn config(o: &DemoOptions) -> Result<TrainConfig> {
     )
 }
 
-/// Fetches CIFAR when it was named and is not there yet.
-fn ensure_data(spec: &DatasetSpec) -> Result<()> {
-    let (dir, variant) = match spec {
-        DatasetSpec::Cifar10 { dir } => (dir, cifar::Variant::Cifar10),
-        DatasetSpec::Cifar100 { dir } => (dir, cifar::Variant::Cifar100),
-        _ => return Ok(()),
-    };
-    if cifar::locate(dir, variant).is_err() {
-        download::fetch(variant, dir, true)?;
-    }
-    Ok(())
-}
-
 /// Runs the demo into `o.out` (replacing an earlier demo there).
 pub fn run(o: &DemoOptions) -> Result<DemoSummary> {
     let started = Instant::now();
     let cfg = config(o)?;
-    ensure_data(&cfg.dataset)?;
+    download::ensure(&cfg.dataset)?;
     crate::device::parse(&cfg.device)?;
     std::fs::create_dir_all(&o.out)
         .with_context(|| format!("cannot create '{}'", o.out.display()))?;

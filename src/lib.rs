@@ -11,6 +11,7 @@ pub mod data;
 pub mod demo;
 pub mod device;
 pub mod eval;
+pub mod experiment;
 pub mod grid;
 pub mod info;
 pub mod model;

@@ -76,6 +76,24 @@ fn download(url: &str, mut out: &std::fs::File, show_progress: bool) -> Result<(
     Ok(())
 }
 
+/// Downloads the CIFAR dataset `spec` names when it is not in its folder yet; other
+/// datasets are left alone.
+pub fn ensure(spec: &super::DatasetSpec) -> Result<()> {
+    let (dir, variant) = match spec {
+        super::DatasetSpec::Cifar10 { dir } => (dir, Variant::Cifar10),
+        super::DatasetSpec::Cifar100 { dir } => (dir, Variant::Cifar100),
+        _ => return Ok(()),
+    };
+    if super::cifar::locate(dir, variant).is_err() {
+        fetch(
+            variant,
+            dir,
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        )?;
+    }
+    Ok(())
+}
+
 /// MD5 of a file, as lowercase hex.
 pub fn file_md5(path: &Path) -> Result<String> {
     let mut f =

@@ -211,6 +211,15 @@ impl fmt::Display for Verdict {
     }
 }
 
+/// One word for a verdict, for compact listings.
+pub fn short_verdict(v: Verdict) -> &'static str {
+    match v {
+        Verdict::RanksDifficulty => "ranks",
+        Verdict::NoSignal => "none",
+        Verdict::Inverted => "inverted",
+    }
+}
+
 /// AUROC at or beyond this distance from 0.5, with a decile trend of the same sign, counts.
 pub const VERDICT_MARGIN: f64 = 0.05;
 

@@ -1,0 +1,118 @@
+//! `vog experiment` on a tiny synthetic configuration: every output, resuming, and a run
+//! directory of another configuration.
+mod common;
+use common::{vog, vog_fails};
+use serde_json::Value;
+
+#[test]
+fn runs_resumes_and_refuses_foreign_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("exp");
+    let config = dir.path().join("exp.toml");
+    let text = format!(
+        r#"dataset = "synth"
+data_dir = "data"
+out = "{}"
+device = "cpu"
+label_noise = 0.1
+train_subset = 200
+test_subset = 100
+
+[train]
+epochs = 6
+batch_size = 64
+lr = 0.05
+lr_milestones = [4]
+lr_gamma = 0.1
+momentum = 0.9
+weight_decay = 5e-4
+width = 4
+augment = true
+save_epochs = "paper"
+seed = 1
+
+[score]
+stages = ["early", "late"]
+splits = ["test", "train"]
+targets = ["logit", "margin"]
+batch_size = 64
+"#,
+        out.display()
+    );
+    std::fs::write(&config, &text).unwrap();
+    let o = vog()
+        .arg("experiment")
+        .arg(&config)
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        stdout.contains("test  early (epochs [1, 2, 3])"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("train late  (epochs [4, 5, 6])"),
+        "{stdout}"
+    );
+
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let stages = results["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 4);
+    let early_test = &stages[0];
+    assert_eq!(
+        (early_test["split"].as_str(), early_test["stage"].as_str()),
+        (Some("test"), Some("early"))
+    );
+    assert!(early_test["evaluation"]["comparison"]["spearman"].is_number());
+    assert_eq!(
+        early_test["evaluation"]["targets"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let train_late = &stages[3];
+    assert!(train_late["evaluation"]["targets"][0]["memorization"]["auroc"].is_number());
+    for s in ["test-early", "test-late", "train-early", "train-late"] {
+        assert!(out.join("eval").join(s).join("eval.json").is_file(), "{s}");
+    }
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert_eq!(html.matches("<h2>Evaluation of").count(), 4);
+
+    // Re-running finds every step done and changes nothing.
+    let manifest = std::fs::read(out.join("run/run.json")).unwrap();
+    let scores = std::fs::read(out.join("run/scores-train-late.csv")).unwrap();
+    std::fs::remove_file(out.join("run/scores-test-late.csv")).unwrap();
+    let o = vog().arg("experiment").arg(&config).output().unwrap();
+    assert!(o.status.success());
+    let stderr = String::from_utf8(o.stderr).unwrap();
+    assert!(stderr.contains("training: up to date"), "{stderr}");
+    assert!(
+        stderr.contains("scoring train late: up to date"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("scoring test late: up to date"),
+        "{stderr}"
+    );
+    assert!(out.join("run/scores-test-late.csv").is_file());
+    assert_eq!(std::fs::read(out.join("run/run.json")).unwrap(), manifest);
+    assert_eq!(
+        std::fs::read(out.join("run/scores-train-late.csv")).unwrap(),
+        scores
+    );
+
+    // The same output folder with another recipe is refused.
+    std::fs::write(&config, text.replace("width = 4", "width = 2")).unwrap();
+    let err = vog_fails(&["experiment", config.to_str().unwrap()]);
+    assert!(err.contains("another configuration"), "{err}");
+    std::fs::write(&config, text.replace("width = 4", "widht = 4")).unwrap();
+    let err = vog_fails(&["experiment", config.to_str().unwrap()]);
+    assert!(
+        err.contains("invalid experiment") && err.contains("widht"),
+        "{err}"
+    );
+}
