@@ -2,22 +2,12 @@
 //! demo's own score files, the network fits its noisy training labels, and the report has
 //! one row per target.
 mod common;
-use common::vog;
+use common::{succeed, vog};
 use serde_json::Value;
 use std::path::Path;
 
 fn eval_json(scores: &Path) -> Value {
-    let out = vog()
-        .arg("eval")
-        .arg(scores)
-        .args(["--format", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeed(vog().arg("eval").arg(scores).args(["--format", "json"]));
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -25,18 +15,13 @@ fn eval_json(scores: &Path) -> Value {
 fn reduced_demo() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("demo");
-    let out = vog()
-        .args([
-            "demo", "--train", "300", "--test", "200", "--epochs", "30", "--width", "8",
-        ])
-        .args(["--device", "cpu", "--out"])
-        .arg(&out_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        vog()
+            .args([
+                "demo", "--train", "300", "--test", "200", "--epochs", "30", "--width", "8",
+            ])
+            .args(["--device", "cpu", "--out"])
+            .arg(&out_dir),
     );
     let stdout = String::from_utf8(out.stdout).unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();

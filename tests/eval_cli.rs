@@ -1,6 +1,6 @@
 //! `vog eval` on hand-made score files whose answers are known, its outputs, and its errors.
 mod common;
-use common::{vog, vog_fails};
+use common::{succeed, vog, vog_fails};
 use serde_json::Value;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -37,15 +37,14 @@ fn known_answers_and_outputs() {
     let scores = dir.path().join("s.csv");
     write_scores(&scores, false);
     let out = dir.path().join("ev");
-    let o = vog()
-        .arg("eval")
-        .arg(&scores)
-        .arg("--out")
-        .arg(&out)
-        .args(["--format", "json"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = succeed(
+        vog()
+            .arg("eval")
+            .arg(&scores)
+            .arg("--out")
+            .arg(&out)
+            .args(["--format", "json"]),
+    );
     let e: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(e["examples"], 100);
     assert_eq!(e["error"], 20.0);
@@ -105,6 +104,7 @@ fn known_answers_and_outputs() {
         .arg(&out)
         .output()
         .unwrap();
+    assert!(o.status.success());
     let table = String::from_utf8(o.stdout).unwrap();
     assert!(table.contains("-> VoG ranks difficulty"), "{table}");
     assert!(
@@ -118,14 +118,13 @@ fn memorization_and_compare() {
     let dir = tempfile::tempdir().unwrap();
     let scores = dir.path().join("train.csv");
     write_scores(&scores, true);
-    let o = vog()
-        .arg("eval")
-        .arg(&scores)
-        .args(["--format", "json", "--compare"])
-        .arg(&scores)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = succeed(
+        vog()
+            .arg("eval")
+            .arg(&scores)
+            .args(["--format", "json", "--compare"])
+            .arg(&scores),
+    );
     let e: Value = serde_json::from_slice(&o.stdout).unwrap();
     let m = &e["targets"][0]["memorization"];
     // The 10 shuffled examples (i >= 90) have high raw VoG, (1 + label)(1 + i) 1e-3, but

@@ -1,7 +1,7 @@
 //! `vog experiment` on a tiny synthetic configuration: every output, resuming, and a run
 //! directory of another configuration.
 mod common;
-use common::{vog, vog_fails};
+use common::{succeed, vog, vog_fails};
 use serde_json::Value;
 
 #[test]
@@ -40,13 +40,7 @@ batch_size = 64
         out.display()
     );
     std::fs::write(&config, &text).unwrap();
-    let o = vog()
-        .arg("experiment")
-        .arg(&config)
-        .arg("--quiet")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = succeed(vog().arg("experiment").arg(&config).arg("--quiet"));
     let stdout = String::from_utf8(o.stdout).unwrap();
     assert!(
         stdout.contains("test  early (epochs [1, 2, 3])"),

@@ -1,37 +1,23 @@
 //! `vog report` on a small scored synthetic run: every section, every image embedded, nothing
 //! external; and the report of a run that was never scored.
 mod common;
-use common::{vog, vog_fails};
+use common::{train_synth, vog, vog_fails};
 
 #[test]
 fn self_contained_report() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    vog()
-        .args([
-            "train",
-            "--dataset",
-            "synth",
-            "--train-subset",
-            "300",
-            "--test-subset",
-            "100",
-        ])
-        .args([
-            "--width",
-            "4",
-            "--epochs",
-            "3",
-            "--device",
-            "cpu",
-            "--quiet",
-            "--label-noise",
-            "0.1",
-            "--out",
-        ])
-        .arg(&run)
-        .assert()
-        .success();
+    let args = [
+        "--train-subset",
+        "300",
+        "--test-subset",
+        "100",
+        "--width",
+        "4",
+        "--epochs",
+        "3",
+    ];
+    train_synth(&run, &[&args[..], &["--label-noise", "0.1"]].concat());
     let err = vog_fails(&[
         "report",
         "--run",

@@ -1,7 +1,7 @@
 //! End to end: synthetic data -> `vog train` (3 saved epochs) -> `vog score` -> `vog rank`
 //! -> image grids, and the errors of bad runs, stages, score files and flags.
 mod common;
-use common::{vog, vog_fails};
+use common::{succeed, train_synth, vog, vog_fails};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use vog::data::cifar::{self, Variant};
@@ -51,26 +51,21 @@ fn train_score_rank_grid() {
     let dir = tempfile::tempdir().unwrap();
     let (data, run) = trained_run(dir.path());
     let scores = dir.path().join("scores.csv");
-    let out = vog()
-        .args([
-            "score",
-            "--split",
-            "both",
-            "--target",
-            "logit,margin",
-            "--device",
-            "cpu",
-            "--run",
-        ])
-        .arg(&run)
-        .arg("--out")
-        .arg(&scores)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        vog()
+            .args([
+                "score",
+                "--split",
+                "both",
+                "--target",
+                "logit,margin",
+                "--device",
+                "cpu",
+                "--run",
+            ])
+            .arg(&run)
+            .arg("--out")
+            .arg(&scores),
     );
     assert!(String::from_utf8_lossy(&out.stdout)
         .contains("scored 300 both examples at epochs [1, 2, 3]"));
@@ -246,31 +241,17 @@ fn score_errors() {
 
     // A stage naming an epoch that exists but was not saved.
     let sparse = dir.path().join("sparse");
-    vog()
-        .args([
-            "train",
-            "--dataset",
-            "synth",
-            "--train-subset",
-            "50",
-            "--test-subset",
-            "20",
-            "--width",
-            "2",
-        ])
-        .args([
-            "--epochs",
-            "3",
-            "--save-epochs",
-            "1,3",
-            "--device",
-            "cpu",
-            "--quiet",
-            "--out",
-        ])
-        .arg(&sparse)
-        .assert()
-        .success();
+    let args = [
+        "--train-subset",
+        "50",
+        "--test-subset",
+        "20",
+        "--width",
+        "2",
+        "--epochs",
+        "3",
+    ];
+    train_synth(&sparse, &[&args[..], &["--save-epochs", "1,3"]].concat());
     let err = vog_fails(&[
         "score",
         "--run",

@@ -1,6 +1,6 @@
 //! End to end: `vog train` on synthetic data, and the run directory it leaves.
 mod common;
-use common::{vog, vog_fails};
+use common::{succeed, train_synth, vog, vog_fails};
 use serde_json::Value;
 use std::path::Path;
 
@@ -13,28 +13,23 @@ fn trains_synthetic_data_and_writes_a_complete_run() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let started = std::time::Instant::now();
-    let out = vog()
-        .args([
-            "train",
-            "--dataset",
-            "synth",
-            "--train-subset",
-            "500",
-            "--test-subset",
-            "200",
-        ])
-        .args([
-            "--width", "8", "--epochs", "3", "--device", "cpu", "--seed", "3",
-        ])
-        .args(["--label-noise", "0.1"])
-        .arg("--out")
-        .arg(&run)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        vog()
+            .args([
+                "train",
+                "--dataset",
+                "synth",
+                "--train-subset",
+                "500",
+                "--test-subset",
+                "200",
+            ])
+            .args([
+                "--width", "8", "--epochs", "3", "--device", "cpu", "--seed", "3",
+            ])
+            .args(["--label-noise", "0.1"])
+            .arg("--out")
+            .arg(&run),
     );
     assert!(started.elapsed().as_secs() < 60);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -131,23 +126,18 @@ fn same_seed_same_run() {
     let dir = tempfile::tempdir().unwrap();
     let train = |name: &str| {
         let run = dir.path().join(name);
-        vog()
-            .args([
-                "train",
-                "--dataset",
-                "synth",
-                "--train-subset",
-                "100",
-                "--test-subset",
-                "50",
-            ])
-            .args([
-                "--width", "4", "--epochs", "2", "--device", "cpu", "--quiet", "--seed", "9",
-            ])
-            .arg("--out")
-            .arg(&run)
-            .assert()
-            .success();
+        let args = [
+            "--train-subset",
+            "100",
+            "--test-subset",
+            "50",
+            "--width",
+            "4",
+        ];
+        train_synth(
+            &run,
+            &[&args[..], &["--epochs", "2", "--seed", "9"]].concat(),
+        );
         let m = manifest(&run);
         (
             m["dataset"]["fingerprint"].clone(),

@@ -9,6 +9,24 @@ pub fn vog() -> Command {
     c
 }
 
+/// Runs `cmd`, expects success (showing its stderr otherwise) and returns its output.
+pub fn succeed(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `vog train --dataset synth --device cpu --quiet` with `args`, into `run`.
+pub fn train_synth(run: &Path, args: &[&str]) {
+    let mut cmd = vog();
+    cmd.args(["train", "--dataset", "synth", "--device", "cpu", "--quiet"]);
+    succeed(cmd.args(args).arg("--out").arg(run));
+}
+
 /// Runs vog with `args`, expects failure, and returns its stderr.
 pub fn vog_fails(args: &[&str]) -> String {
     let out = vog().args(args).output().unwrap();
