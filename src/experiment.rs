@@ -8,7 +8,7 @@ use crate::checkpoint::RunDir;
 use crate::cli::resolve_dataset;
 use crate::config::{Hyper, LabelNoise, TrainConfig};
 use crate::data::download;
-use crate::eval::{self, Evaluation};
+use crate::eval::{self, Evaluation, ScoreData};
 use crate::score::{self, ScoreConfig, ScoresMeta, SplitChoice};
 use crate::train::{self, Verbosity};
 use crate::vog::{Target, Variant};
@@ -135,22 +135,21 @@ pub fn run(file: ExperimentFile, cfg: &TrainConfig, verbosity: Verbosity) -> Res
     let run_path = file.out.join("run");
     let manifest = train_or_resume(cfg, &run_path, verbosity)?;
     let mut stages = Vec::new();
+    let mut data = Vec::new();
     for &split in &file.score.splits {
         for stage in &file.score.stages {
-            stages.push(score_stage(&file, cfg, &run_path, split, stage, verbosity)?);
+            let (s, d) = score_stage(&file, cfg, &run_path, split, stage, verbosity)?;
+            stages.push(s);
+            data.push(d);
         }
     }
-    compare_early_late(&mut stages)?;
-    for s in &stages {
-        let data = eval::load_scores(&s.scores)?;
-        eval::write_outputs(
-            &file
-                .out
-                .join("eval")
-                .join(format!("{}-{}", s.split, s.stage)),
-            &s.evaluation,
-            &data,
-        )?;
+    compare_early_late(&mut stages, &data)?;
+    for (s, d) in stages.iter().zip(&data) {
+        let dir = file
+            .out
+            .join("eval")
+            .join(format!("{}-{}", s.split, s.stage));
+        eval::write_outputs(&dir, &s.evaluation, d)?;
     }
     let report_path = file.out.join("report.html");
     let mut ordered: Vec<PathBuf> = stages.iter().map(|s| s.scores.clone()).collect();
@@ -218,7 +217,7 @@ fn score_stage(
     split: SplitChoice,
     stage: &str,
     verbosity: Verbosity,
-) -> Result<ScoredStage> {
+) -> Result<(ScoredStage, ScoreData)> {
     let split_name = format!("{split:?}").to_lowercase();
     let out = run_path.join(format!("scores-{split_name}-{stage}.csv"));
     let meta = match read_meta(&out) {
@@ -242,13 +241,14 @@ fn score_stage(
         )?,
     };
     let data = eval::load_scores(&out)?;
-    Ok(ScoredStage {
+    let scored = ScoredStage {
         split: split_name,
         stage: stage.to_string(),
         epochs: meta.epochs,
         evaluation: eval::evaluate(&data, &out.display().to_string()),
         scores: out,
-    })
+    };
+    Ok((scored, data))
 }
 
 /// The sidecar of an existing scores file, if both are there and readable.
@@ -260,8 +260,9 @@ fn read_meta(csv: &Path) -> Option<ScoresMeta> {
     serde_json::from_str(&text).ok()
 }
 
-/// Adds the early-versus-late comparison to each split's early stage.
-fn compare_early_late(stages: &mut [ScoredStage]) -> Result<()> {
+/// Adds the early-versus-late comparison to each split's early stage (`data[i]` holds the
+/// scores of `stages[i]`).
+fn compare_early_late(stages: &mut [ScoredStage], data: &[ScoreData]) -> Result<()> {
     for i in 0..stages.len() {
         if stages[i].stage != "early" {
             continue;
