@@ -271,13 +271,8 @@ fn compare_early_late(stages: &mut [ScoredStage], data: &[ScoreData]) -> Result<
             .iter()
             .position(|s| s.split == stages[i].split && s.stage == "late");
         if let Some(j) = late {
-            let a = eval::load_scores(&stages[i].scores)?;
-            let b = eval::load_scores(&stages[j].scores)?;
-            stages[i].evaluation.comparison = Some(eval::compare(
-                &a,
-                &b,
-                &stages[j].scores.display().to_string(),
-            )?);
+            let other = stages[j].scores.display().to_string();
+            stages[i].evaluation.comparison = Some(eval::compare(&data[i], &data[j], &other)?);
         }
     }
     Ok(())
