@@ -65,7 +65,8 @@ fn temp_sibling(path: &Path) -> PathBuf {
     parent_dir(path).join(format!(".tmp-{}-{name}", std::process::id()))
 }
 
-fn parent_dir(path: &Path) -> PathBuf {
+/// The folder `path` lives in (`.` for a bare file name).
+pub fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),

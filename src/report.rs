@@ -110,11 +110,10 @@ pub fn write_report(
         cache: HashMap::new(),
     };
     for (i, path) in scores.iter().enumerate() {
-        let data = eval::load_scores(path)?;
+        let (table, data) = eval::load_scores_table(path)?;
         let e = eval::evaluate(&data, &path.display().to_string());
         write_eval_section(&mut body, &e, &data, path)?;
         if i == 0 {
-            let table = ScoreTable::read(path)?;
             write_examples_section(&mut body, &table, &data, &mut thumbs)?;
         }
     }

@@ -221,11 +221,7 @@ fn check_writable(out: &Path) -> Result<()> {
             out.display()
         );
     }
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    tempfile::tempfile_in(&dir)
+    tempfile::tempfile_in(atomic_file::parent_dir(out))
         .map(drop)
         .with_context(|| format!("cannot write to --out '{}'", out.display()))
 }

@@ -449,14 +449,21 @@ pub fn evaluate(d: &ScoreData, scores: &str) -> Evaluation {
 
 /// Reads a scores CSV and the primary target's name from its sidecar.
 pub fn load_scores(path: &std::path::Path) -> Result<ScoreData> {
+    Ok(load_scores_table(path)?.1)
+}
+
+/// Like [`load_scores`], also handing back the table read (for callers that need other
+/// columns of the same file).
+pub fn load_scores_table(path: &std::path::Path) -> Result<(ScoreTable, ScoreData)> {
     let table = ScoreTable::read(path)?;
     let primary = std::fs::read_to_string(crate::scores::sidecar_path(path))
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .and_then(|v| v["targets"][0].as_str().map(String::from))
         .unwrap_or_else(|| "logit".into());
-    ScoreData::from_table(&table, &primary)
-        .with_context(|| format!("cannot evaluate '{}'", path.display()))
+    let data = ScoreData::from_table(&table, &primary)
+        .with_context(|| format!("cannot evaluate '{}'", path.display()))?;
+    Ok((table, data))
 }
 
 #[cfg(test)]
