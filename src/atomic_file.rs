@@ -1,5 +1,6 @@
-//! Atomic file writes: write to a temporary file in the destination folder, then rename,
-//! so a killed process never leaves a truncated file that looks valid.
+//! Output files: atomic writes (to a temporary file in the destination folder, then a
+//! rename, so a killed process never leaves a truncated file that looks valid) and
+//! file-safe names.
 use anyhow::{Context, Result};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -63,6 +64,20 @@ fn temp_sibling(path: &Path) -> PathBuf {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
     let name = name.unwrap_or_default();
     parent_dir(path).join(format!(".tmp-{}-{name}", std::process::id()))
+}
+
+/// `name` with every character but ASCII letters, digits, `-` and `_` replaced by `_`, for
+/// use inside a file name.
+pub fn safe_file_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// The folder `path` lives in (`.` for a bare file name).

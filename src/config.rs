@@ -1,10 +1,13 @@
 //! Training configuration: the TOML files in `configs/` hold the paper's defaults, command
 //! line flags override them, and the validated result is saved in the run directory.
+use crate::data::prepare::{LabelNoise, Selection};
 use crate::data::DatasetSpec;
+use crate::origin::Origins;
 use crate::schedule::{self, LrSchedule};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+use tch::Device;
 
 const CIFAR10_TOML: &str = include_str!("../configs/cifar10.toml");
 const CIFAR100_TOML: &str = include_str!("../configs/cifar100.toml");
@@ -84,13 +87,6 @@ pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Res
     })
 }
 
-/// The paper's memorization experiment: shuffle the labels of a fraction of the train set.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LabelNoise {
-    pub fraction: f64,
-    pub seed: u64,
-}
-
 /// A validated training configuration, as saved in `run.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
@@ -101,70 +97,77 @@ pub struct TrainConfig {
     pub train_subset: Option<usize>,
     pub test_subset: Option<usize>,
     pub label_noise: Option<LabelNoise>,
-    /// As given: auto, cpu, cuda or cuda:N.
-    pub device: String,
+    /// Where training runs.
+    #[serde(with = "crate::device::by_name")]
+    pub device: Device,
 }
 
 impl TrainConfig {
-    /// Checks every value and expands the save-epochs spec.
+    /// Checks every value and expands the save-epochs spec; `origins` says where each value
+    /// came from, for the error.
     pub fn new(
         dataset: DatasetSpec,
         hyper: Hyper,
-        train_subset: Option<usize>,
-        test_subset: Option<usize>,
-        label_noise: Option<LabelNoise>,
-        device: String,
+        selection: Selection,
+        device: Device,
+        origins: &Origins,
     ) -> Result<Self> {
-        check_hyper(&hyper)?;
-        let saved_epochs = schedule::parse_epochs(&hyper.save_epochs, hyper.epochs)
-            .with_context(|| format!("invalid --save-epochs '{}'", hyper.save_epochs))?;
-        for (flag, n) in [
-            ("--train-subset", train_subset),
-            ("--test-subset", test_subset),
-        ] {
-            if n == Some(0) {
-                bail!("{flag} must be at least 1");
-            }
-        }
-        if let Some(noise) = &label_noise {
-            if !(0.0..=1.0).contains(&noise.fraction) {
-                bail!(
-                    "--label-noise must be a fraction in [0, 1], got {}",
-                    noise.fraction
-                );
-            }
-        }
+        check_hyper(&hyper, origins)?;
+        let saved_epochs =
+            schedule::parse_epochs(&hyper.save_epochs, hyper.epochs).with_context(|| {
+                format!(
+                    "invalid {} '{}'",
+                    origins.name("save_epochs"),
+                    hyper.save_epochs
+                )
+            })?;
+        selection.validate(origins)?;
         Ok(TrainConfig {
             dataset,
             hyper,
             saved_epochs,
-            train_subset,
-            test_subset,
-            label_noise,
+            train_subset: selection.train_subset,
+            test_subset: selection.test_subset,
+            label_noise: selection.label_noise,
             device,
         })
     }
+
+    /// The examples and labels this run uses.
+    pub fn selection(&self) -> Selection {
+        Selection {
+            train_subset: self.train_subset,
+            test_subset: self.test_subset,
+            label_noise: self.label_noise.clone(),
+        }
+    }
 }
 
-fn check_hyper(h: &Hyper) -> Result<()> {
+fn check_hyper(h: &Hyper, origins: &Origins) -> Result<()> {
     let checks = [
-        (h.epochs >= 1, "--epochs must be at least 1"),
-        (h.batch_size >= 1, "--batch-size must be at least 1"),
+        (h.epochs >= 1, "epochs", "must be at least 1"),
+        (h.batch_size >= 1, "batch_size", "must be at least 1"),
         (
             h.lr > 0.0 && h.lr.is_finite(),
-            "--lr must be a positive number",
+            "lr",
+            "must be a positive number",
         ),
-        (h.width >= 1, "--width must be at least 1"),
+        (h.width >= 1, "width", "must be at least 1"),
         (
             (0.0..1.0).contains(&h.momentum),
-            "momentum must lie in [0, 1)",
+            "momentum",
+            "must lie in [0, 1)",
         ),
-        (h.weight_decay >= 0.0, "weight_decay must not be negative"),
-        (h.lr_gamma > 0.0, "lr_gamma must be positive"),
+        (
+            h.weight_decay >= 0.0,
+            "weight_decay",
+            "must not be negative",
+        ),
+        (h.lr_gamma > 0.0, "lr_gamma", "must be positive"),
     ];
-    for (ok, msg) in checks {
+    for (ok, key, msg) in checks {
         if !ok {
-            bail!("{msg}");
+            bail!("{} {msg}", origins.name(key));
         }
     }
     Ok(())
@@ -183,13 +186,17 @@ mod tests {
         }
     }
 
+    fn config(h: Hyper, sel: Selection, origins: &Origins) -> Result<TrainConfig> {
+        TrainConfig::new(synth(), h, sel, Device::Cpu, origins)
+    }
+
     #[test]
     fn defaults_are_the_papers_recipe() {
         let h = Hyper::defaults_for(&synth());
         assert_eq!((h.epochs, h.batch_size, h.width), (350, 128, 64));
         assert_eq!(h.lr_milestones, vec![150, 250]);
         assert_eq!((h.momentum, h.weight_decay), (0.9, 5e-4));
-        let c = TrainConfig::new(synth(), h.clone(), None, None, None, "cpu".into()).unwrap();
+        let c = config(h.clone(), Selection::default(), &Origins::default()).unwrap();
         assert_eq!(&c.saved_epochs[..3], &[1, 2, 3]);
         assert_eq!(
             &c.saved_epochs[c.saved_epochs.len() - 3..],
@@ -209,19 +216,32 @@ mod tests {
     }
 
     #[test]
-    fn rejects_bad_values() {
+    fn rejects_bad_values_naming_their_source() {
         let mut h = Hyper::defaults_for(&synth());
         h.save_epochs = "1,400".into();
-        let err = TrainConfig::new(synth(), h.clone(), None, None, None, "cpu".into()).unwrap_err();
+        let flags = Origins::default().flag("save_epochs", true);
+        let err = config(h.clone(), Selection::default(), &flags).unwrap_err();
         assert_eq!(
             format!("{err:#}"),
             "invalid --save-epochs '1,400': epoch 400 is outside 1..350"
         );
         h.save_epochs = "paper".into();
-        h.epochs = 0;
-        assert!(TrainConfig::new(synth(), h, None, None, None, "cpu".into()).is_err());
-        let h = Hyper::defaults_for(&synth());
-        assert!(TrainConfig::new(synth(), h, Some(0), None, None, "cpu".into()).is_err());
+        h.batch_size = 0;
+        // A value from a config file is named as such, not as a flag.
+        let file = Origins::file(Path::new("configs/x.toml"), "");
+        let err = config(h.clone(), Selection::default(), &file).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "batch_size in 'configs/x.toml' must be at least 1"
+        );
+        h.batch_size = 1;
+        let zero = Selection {
+            train_subset: Some(0),
+            ..Selection::default()
+        };
+        let flags = Origins::default().flag("train_subset", true);
+        let err = config(h, zero, &flags).unwrap_err();
+        assert_eq!(err.to_string(), "--train-subset must be at least 1");
     }
 
     #[test]

@@ -4,32 +4,56 @@
 //! both splits with every target, evaluates, writes the HTML report, and prints what it
 //! measured: how each VoG variant ranks test difficulty and how well it finds the shuffled
 //! and the planted examples, whichever way that falls. `--data` runs the same on real data.
-use crate::checkpoint::RunDir;
-use crate::cli::resolve_dataset;
-use crate::config::{Hyper, LabelNoise, TrainConfig};
+use crate::config::{Hyper, TrainConfig};
+use crate::data::prepare::{LabelNoise, Selection};
 use crate::data::synth::{self, SynthSpec};
-use crate::data::{download, DatasetSpec};
-use crate::eval::{self, stats, Evaluation, ScoreData};
-use crate::report::{self, esc, Section};
-use crate::score::{self, ScoreConfig, SplitChoice};
-use crate::train::{self, Verbosity};
-use crate::vog::{Target, Variant};
+use crate::data::DatasetSpec;
+use crate::eval::{stats, Evaluation};
+use crate::origin::Origins;
+use crate::pipeline::{self, Plan, ScoreSettings};
+use crate::progress::Reporter;
+use crate::report::Section;
+use crate::schedule::Stage;
+use crate::scores::{Column, ScoresFile, SplitChoice};
 use anyhow::{Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use tch::Device;
 
 const DEMO_TOML: &str = include_str!("../configs/demo.toml");
-/// Synthetic demo sizes and planted fractions.
-pub const SYNTH_TRAIN: usize = 800;
-pub const SYNTH_TEST: usize = 500;
-pub const ATYPICAL: f64 = 0.05;
-pub const LABEL_NOISE: f64 = 0.1;
-/// Real-data defaults: subsets and a shortened schedule a CPU finishes.
-pub const REAL_TRAIN: usize = 5000;
-pub const REAL_TEST: usize = 1000;
+
+/// `configs/demo.toml`: the demo's whole recipe.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoFile {
+    pub label_noise: f64,
+    pub synth: DemoData,
+    pub real: DemoData,
+    pub score: ScoreSettings,
+}
+
+/// The data size and training recipe of one kind of demo.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoData {
+    /// Training examples (the synthetic size, or the real-data subset).
+    pub train: usize,
+    pub test: usize,
+    /// Fraction of planted atypical training images (synthetic data only).
+    #[serde(default)]
+    pub atypical: f64,
+    pub recipe: Hyper,
+}
+
+impl DemoFile {
+    /// The built-in `configs/demo.toml`.
+    pub fn builtin() -> Self {
+        toml::from_str(DEMO_TOML).expect("configs/demo.toml is valid")
+    }
+}
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -43,8 +67,7 @@ pub struct DemoOptions {
     pub epochs: Option<usize>,
     pub width: Option<i64>,
     pub seed: u64,
-    pub device: String,
-    pub verbosity: Verbosity,
+    pub device: Device,
 }
 
 /// One target's headline figures.
@@ -107,116 +130,93 @@ impl fmt::Display for DemoSummary {
     }
 }
 
-/// The dataset and training configuration of the demo.
-pub fn config(o: &DemoOptions) -> Result<TrainConfig> {
-    let mut hyper: Hyper = toml::from_str(DEMO_TOML).expect("configs/demo.toml is valid");
-    hyper.seed = o.seed;
-    let (dataset, subsets) = match &o.data {
+/// The pipeline plan of the demo (settings from `configs/demo.toml`, then the options).
+pub fn plan(o: &DemoOptions) -> Result<Plan> {
+    let file = DemoFile::builtin();
+    let origins = Origins::default()
+        .flag("epochs", o.epochs.is_some())
+        .flag("width", o.width.is_some())
+        .flag("train_subset", o.train.is_some())
+        .flag("test_subset", o.test.is_some());
+    let (dataset, d, subsets) = match &o.data {
         None => {
+            let d = &file.synth;
             let spec = DatasetSpec::Synth {
-                train: o.train.unwrap_or(SYNTH_TRAIN),
-                test: o.test.unwrap_or(SYNTH_TEST),
+                train: o.train.unwrap_or(d.train),
+                test: o.test.unwrap_or(d.test),
                 seed: o.seed,
-                atypical: ATYPICAL,
+                atypical: d.atypical,
             };
-            (spec, (None, None))
+            (spec, d, (None, None))
         }
         Some(name) => {
-            let spec = resolve_dataset(name, &o.data_dir, o.seed)?;
-            // A shortened version of the paper's recipe: augmentation on, steps scaled.
-            hyper = Hyper {
-                epochs: 30,
-                lr: 0.1,
-                lr_milestones: vec![15, 25],
-                weight_decay: 5e-4,
-                augment: true,
-                save_epochs: "first:3,last:3,every:5".into(),
-                batch_size: 128,
-                ..hyper
-            };
-            (
-                spec,
-                (
-                    Some(o.train.unwrap_or(REAL_TRAIN)),
-                    Some(o.test.unwrap_or(REAL_TEST)),
-                ),
-            )
+            let d = &file.real;
+            let spec = DatasetSpec::resolve(name, &o.data_dir, o.seed).context("--data")?;
+            let subsets = (
+                Some(o.train.unwrap_or(d.train)),
+                Some(o.test.unwrap_or(d.test)),
+            );
+            (spec, d, subsets)
         }
     };
+    let mut hyper = d.recipe.clone();
+    hyper.seed = o.seed;
     if let Some(e) = o.epochs {
         hyper = hyper.with_epochs(e);
     }
     if let Some(w) = o.width {
         hyper.width = w;
     }
-    TrainConfig::new(
-        dataset,
-        hyper,
-        subsets.0,
-        subsets.1,
-        Some(LabelNoise {
-            fraction: LABEL_NOISE,
+    let selection = Selection {
+        train_subset: subsets.0,
+        test_subset: subsets.1,
+        label_noise: Some(LabelNoise {
+            fraction: file.label_noise,
             seed: o.seed,
         }),
-        o.device.clone(),
-    )
+    };
+    let train = TrainConfig::new(dataset, hyper, selection, o.device, &origins)?;
+    Ok(Plan {
+        train,
+        origins,
+        out: o.out.clone(),
+        splits: file.score.splits,
+        stages: file.score.stages,
+        targets: file.score.targets,
+        batch_size: file.score.batch_size,
+        reuse: false,
+    })
 }
 
 /// Runs the demo into `o.out` (replacing an earlier demo there).
-pub fn run(o: &DemoOptions) -> Result<DemoSummary> {
+pub fn run(o: &DemoOptions, reporter: &dyn Reporter) -> Result<DemoSummary> {
     let started = Instant::now();
-    let cfg = config(o)?;
-    download::ensure(&cfg.dataset)?;
-    crate::device::parse(&cfg.device)?;
+    let plan = plan(o)?;
     std::fs::create_dir_all(&o.out)
         .with_context(|| format!("cannot create '{}'", o.out.display()))?;
-    let run_path = o.out.join("run");
-    let prepared = train::prepare_data(&cfg)?;
-    let run = RunDir::create(&run_path, true)?;
-    let manifest = train::run(&cfg, &prepared, &run, o.verbosity)?;
-
-    let mut evals = Vec::new();
-    let mut paths = Vec::new();
-    for split in [SplitChoice::Test, SplitChoice::Train] {
-        let name = format!("{split:?}").to_lowercase();
-        let path = run_path.join(format!("scores-{name}-all.csv"));
-        score::run(
-            &ScoreConfig {
-                run: run_path.clone(),
-                split,
-                stage: "all".into(),
-                out: path.clone(),
-                batch_size: 128,
-                device: cfg.device.clone(),
-                targets: vec![Target::Logit, Target::Prob, Target::Logprob, Target::Margin],
-                variant: Variant::default(),
-                data: None,
-            },
-            o.verbosity == Verbosity::Bar,
-        )?;
-        let data = eval::load_scores(&path)?;
-        let e = eval::evaluate(&data, &path.display().to_string());
-        eval::write_outputs(&o.out.join(format!("eval-{name}")), &e, &data)?;
-        evals.push((e, data));
-        paths.push(path);
-    }
-    let planted = planted_ids(&cfg.dataset);
-    let atypical = atypical_aurocs(&evals[1].1, &planted);
+    let outcome = pipeline::run(&plan, reporter)?;
+    let test = outcome
+        .find(SplitChoice::Test, &Stage::All)
+        .context("the demo scores the test split")?;
+    let train = outcome
+        .find(SplitChoice::Train, &Stage::All)
+        .context("the demo scores the train split")?;
+    let planted = planted_ids(&plan.train.dataset);
+    let atypical = atypical_aurocs(&train.file, &planted);
     let mut extra = Vec::new();
     if !planted.is_empty() {
         write_planted(&o.out.join("planted.csv"), &planted)?;
-        extra.push(planted_section(&evals[1].1, &atypical, planted.len()));
+        extra.push(planted_section(&train.file, &atypical, planted.len()));
     }
-    let report_path = o.out.join("report.html");
-    report::run(&run_path, &paths, &report_path, &extra)?;
+    let report = pipeline::write_report(&plan, &outcome, &extra)?;
 
-    let last = manifest.epochs.last().context("no epoch ran")?;
+    let last = outcome.manifest.epochs.last().context("no epoch ran")?;
     let summary = DemoSummary {
-        dataset: cfg.dataset.name(),
-        rows: rows(&evals[0].0, &evals[1].0, &atypical),
+        dataset: plan.train.dataset.name(),
+        rows: rows(&test.evaluation, &train.evaluation, &atypical),
         final_train_accuracy: last.train_accuracy,
         final_test_accuracy: last.test_accuracy,
-        report: report_path,
+        report,
         seconds: started.elapsed().as_secs_f64(),
     };
     let json = serde_json::to_vec_pretty(&summary)?;
@@ -265,18 +265,17 @@ pub fn planted_ids(spec: &DatasetSpec) -> Vec<String> {
 
 /// Per target, AUROC of raw VoG for the planted images among the training examples whose
 /// label was not shuffled.
-pub fn atypical_aurocs(train: &ScoreData, planted: &[String]) -> Vec<Option<f64>> {
+pub fn atypical_aurocs(train: &ScoresFile, planted: &[String]) -> Vec<Option<f64>> {
     let planted: HashSet<&str> = planted.iter().map(String::as_str).collect();
-    let rows: Vec<usize> = (0..train.len()).filter(|&i| !train.noisy[i]).collect();
+    let rows: Vec<usize> = (0..train.len()).filter(|&i| !train.rows[i].noisy).collect();
     let positive: Vec<bool> = rows
         .iter()
-        .map(|&i| planted.contains(train.ids[i].as_str()))
+        .map(|&i| planted.contains(train.rows[i].id.as_str()))
         .collect();
-    train
-        .targets
-        .iter()
+    (0..train.targets().len())
         .map(|t| {
-            let scores: Vec<f64> = rows.iter().map(|&i| t.raw[i]).collect();
+            let raw = train.values(t, Column::Raw);
+            let scores: Vec<f64> = rows.iter().map(|&i| raw[i]).collect();
             stats::auroc(&scores, &positive)
         })
         .collect()
@@ -291,22 +290,19 @@ fn write_planted(path: &Path, ids: &[String]) -> Result<()> {
     crate::atomic_file::write_bytes(path, text.as_bytes())
 }
 
-fn planted_section(train: &ScoreData, aurocs: &[Option<f64>], n: usize) -> Section {
-    let mut html = format!(
-        "<p>{n} training images were drawn atypically (twice the stripe frequency, inverted colours, heavier noise) \
-         but keep their label. AUROC of raw VoG for finding them among the training examples with unshuffled labels:</p>\
-         <table><tr><th class=\"l\">target</th><th>AUROC</th></tr>"
-    );
-    for (t, a) in train.targets.iter().zip(aurocs) {
-        html += &format!(
-            "<tr><td class=\"l\">{}</td><td>{}</td></tr>",
-            esc(&t.target),
-            a.map_or("n/a".into(), |a| format!("{a:.3}"))
-        );
-    }
-    html += "</table>";
+fn planted_section(train: &ScoresFile, aurocs: &[Option<f64>], n: usize) -> Section {
     Section {
         title: "Planted atypical examples".into(),
-        html,
+        intro: format!(
+            "{n} training images were drawn atypically (twice the stripe frequency, inverted colours, heavier noise) \
+             but keep their label. AUROC of raw VoG for finding them among the training examples with unshuffled labels:"
+        ),
+        headers: vec!["target".into(), "AUROC".into()],
+        rows: train
+            .targets()
+            .iter()
+            .zip(aurocs)
+            .map(|(t, a)| vec![t.to_string(), a.map_or("n/a".into(), |a| format!("{a:.3}"))])
+            .collect(),
     }
 }

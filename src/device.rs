@@ -1,4 +1,5 @@
-//! `--device auto|cpu|cuda|cuda:N`, checked against what libtorch can see.
+//! Device names (`auto|cpu|cuda|cuda:N`), resolved once where they enter the program and
+//! checked against what libtorch can see; afterwards only `tch::Device` travels.
 use tch::{Cuda, Device};
 use thiserror::Error;
 
@@ -6,9 +7,9 @@ use thiserror::Error;
 pub enum DeviceError {
     #[error("unknown device '{0}' (expected auto, cpu, cuda or cuda:N)")]
     Unknown(String),
-    #[error("--device {0}: CUDA is not available (libtorch sees no GPU on this machine)")]
+    #[error("'{0}': CUDA is not available (libtorch sees no GPU on this machine)")]
     NoCuda(String),
-    #[error("--device {asked}: there is no CUDA device {index} (libtorch sees {count})")]
+    #[error("'{asked}': there is no CUDA device {index} (libtorch sees {count})")]
     NoSuchGpu {
         asked: String,
         index: usize,
@@ -46,6 +47,35 @@ pub fn resolve(name: &str, cuda_count: usize) -> Result<Device, DeviceError> {
     Ok(Device::Cuda(index))
 }
 
+/// The device a recorded name (`cpu`, `cuda`, `cuda:N`) stands for, without checking that
+/// it exists here (a run trained on a GPU is read on machines without one).
+pub fn from_name(name: &str) -> Result<Device, DeviceError> {
+    match name.trim() {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => Ok(Device::Cuda(0)),
+        other => other
+            .strip_prefix("cuda:")
+            .and_then(|i| i.parse::<usize>().ok())
+            .map(Device::Cuda)
+            .ok_or_else(|| DeviceError::Unknown(other.to_string())),
+    }
+}
+
+/// Serializes a `tch::Device` as its [`name`] (`#[serde(with = "crate::device::by_name")]`).
+pub mod by_name {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use tch::Device;
+
+    pub fn serialize<S: Serializer>(d: &Device, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::name(*d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Device, D::Error> {
+        let text = String::deserialize(d)?;
+        super::from_name(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// A device's name as `--device` spells it.
 pub fn name(device: Device) -> String {
     match device {
@@ -67,6 +97,9 @@ mod tests {
         assert_eq!(resolve("cuda", 1), Ok(Device::Cuda(0)));
         assert_eq!(resolve("cuda:1", 2), Ok(Device::Cuda(1)));
         assert_eq!(name(Device::Cuda(1)), "cuda:1");
+        assert_eq!(from_name("cuda:3"), Ok(Device::Cuda(3)));
+        assert_eq!(from_name("cpu"), Ok(Device::Cpu));
+        assert!(from_name("auto").is_err());
     }
 
     #[test]

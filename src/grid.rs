@@ -1,9 +1,14 @@
-//! Image grids for auditing (like the paper's figures 1-3): the chosen examples in a square
-//! grid, row by row in rank order, each tile scaled up with nearest-neighbour sampling and
-//! framed green when the model classified it correctly, red when not.
+//! The images of scored examples, for auditing (like the paper's figures 1-3): looked up
+//! by example id in the dataset a scores file records, and drawn as a square grid, row by
+//! row in rank order, each tile scaled up with nearest-neighbour sampling and framed green
+//! when the model classified it correctly, red when not. `vog rank --grid` and the report
+//! both draw through here.
+use crate::data::{Dataset, DatasetSpec, SplitKind};
+use crate::scores::{ScoreRow, ScoresMeta};
 use anyhow::{Context, Result};
 use image::{ImageEncoder, Rgb, RgbImage};
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use tch::Tensor;
 
 const BORDER: u32 = 2;
@@ -109,6 +114,73 @@ pub fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
     })
 }
 
+/// Where the images of a scores file come from: its sidecar's dataset, or the same
+/// dataset moved to `moved_to`.
+pub fn image_source(meta: &ScoresMeta, moved_to: Option<&Path>) -> Result<DatasetSpec> {
+    match moved_to {
+        Some(dir) => meta.dataset.relocated(dir),
+        None => Ok(meta.dataset.clone()),
+    }
+}
+
+/// Looks up example images by id.
+pub struct ImageLookup {
+    data: Dataset,
+    index: HashMap<String, (SplitKind, usize)>,
+}
+
+impl ImageLookup {
+    pub fn load(spec: &DatasetSpec) -> Result<Self> {
+        let data = spec.load()?;
+        let mut index = HashMap::new();
+        for kind in [SplitKind::Train, SplitKind::Test] {
+            if let Some(split) = data.split(kind) {
+                for (i, id) in split.ids.iter().enumerate() {
+                    index.insert(id.clone(), (kind, i));
+                }
+            }
+        }
+        Ok(ImageLookup { data, index })
+    }
+
+    /// The tile of a scored example.
+    pub fn tile(&self, row: &ScoreRow) -> Result<Tile> {
+        let &(kind, i) = self.index.get(&row.id).with_context(|| {
+            format!(
+                "example '{}' is not in the dataset (pass --data to point at it)",
+                row.id
+            )
+        })?;
+        let split = self.data.split(kind).expect("indexed splits exist");
+        Ok(Tile {
+            image: to_rgb(&split.images.get(i as i64))?,
+            correct: row.correct,
+        })
+    }
+
+    /// Renders the grid of `rows` into `path`.
+    pub fn write_grid<'a>(
+        &self,
+        rows: impl IntoIterator<Item = &'a ScoreRow>,
+        path: &Path,
+    ) -> Result<()> {
+        let tiles = rows
+            .into_iter()
+            .map(|r| self.tile(r))
+            .collect::<Result<Vec<_>>>()?;
+        save_png(&render(&tiles), path)
+    }
+}
+
+/// `<stem>-<class>-<which>.png` beside `path`, the class name made file-safe.
+pub fn class_grid_path(path: &Path, class: &str, which: &str) -> PathBuf {
+    let stem = path
+        .file_stem()
+        .map_or("grid".into(), |s| s.to_string_lossy().into_owned());
+    let safe = crate::atomic_file::safe_file_name(class);
+    path.with_file_name(format!("{stem}-{safe}-{which}.png"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +213,12 @@ mod tests {
             let frame = *img.get_pixel(x0 - 1, y0 - 1);
             assert_eq!(frame, if t.correct { CORRECT } else { WRONG });
         }
+    }
+
+    #[test]
+    fn grid_paths() {
+        let p = class_grid_path(Path::new("out/g.png"), "pick up/truck", "highest");
+        assert_eq!(p, Path::new("out/g-pick_up_truck-highest.png"));
     }
 
     #[test]

@@ -1,10 +1,25 @@
 //! `vog`: rank the examples of an image dataset by difficulty with Variance of Gradients
 //! (Agarwal & Hooker, "Estimating Example Difficulty using Variance of Gradients").
 //!
-//! Layers: [`data`] (datasets, transforms), [`model`] (ResNet-18), [`train`],
-//! [`checkpoint`] (run directory and manifest), [`cli`].
+//! The modules follow the data's one-way flow, dataset -> training -> checkpoints ->
+//! scores -> evaluation, ranking and report. Lowest layer first; a module imports only
+//! from layers below its own (`tests/layers.rs` checks this from the source):
+//!
+//! 1. Foundations: [`atomic_file`], [`rng`], [`progress`] (the one reporting interface),
+//!    [`origin`] (where a setting came from), [`device`].
+//! 2. [`schedule`] (learning rate, epoch specs, stages), [`info`] (versions).
+//! 3. [`data`]: datasets, subsets, label noise, normalization, downloads.
+//! 4. [`model`]: the CIFAR ResNet-18.
+//! 5. [`vog`] (the math; its tests run it through the model), [`config`] (training recipe).
+//! 6. File formats: [`run_dir`] (run directory and manifest), [`scores`] (scores CSV,
+//!    sidecar and the ordering of scored examples).
+//! 7. [`grid`]: example images by id, and grids of them.
+//! 8. The stages, side by side: [`train`], [`score`], [`eval`], [`rank`].
+//! 9. [`report`]: the HTML page over their results.
+//! 10. [`pipeline`]: train -> score -> evaluate -> report in one call.
+//! 11. [`demo`] and [`experiment`]: the pipeline with their settings.
+//! 12. [`cli`]: argument parsing, validation and the terminal reporter.
 pub mod atomic_file;
-pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod data;
@@ -15,9 +30,13 @@ pub mod experiment;
 pub mod grid;
 pub mod info;
 pub mod model;
+pub mod origin;
+pub mod pipeline;
+pub mod progress;
 pub mod rank;
 pub mod report;
 pub mod rng;
+pub mod run_dir;
 pub mod schedule;
 pub mod score;
 pub mod scores;

@@ -1,9 +1,7 @@
-use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = vog::cli::Cli::parse();
-    match vog::cli::run(cli) {
+    match vog::cli::run(vog::cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -1,8 +1,11 @@
 //! Epoch schedules: the step learning-rate schedule and epoch-set specs such as
 //! `1,2,3,348-350`, `every:10` or `paper` (the paper's first three, last three and every
 //! 10th epoch; Agarwal & Hooker, Section 3).
+use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
 use thiserror::Error;
 
 /// Step learning-rate schedule: `base * gamma^k` where k counts the milestones at or
@@ -37,19 +40,85 @@ pub enum SpecError {
     Empty,
 }
 
-/// Parses an epoch-set spec against `max` epochs into sorted, distinct 1-based epochs.
-pub fn parse_epochs(spec: &str, max: usize) -> Result<Vec<usize>, SpecError> {
-    let mut set = BTreeSet::new();
-    for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        add_item(item, max, &mut set)?;
-    }
-    if set.is_empty() {
-        return Err(SpecError::Empty);
-    }
-    Ok(set.into_iter().collect())
+/// One comma-separated item of an epoch-set spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Item {
+    Epoch(usize),
+    Range(usize, usize),
+    Every(usize),
+    First(usize),
+    Last(usize),
+    All,
 }
 
-fn add_item(item: &str, max: usize, set: &mut BTreeSet<usize>) -> Result<(), SpecError> {
+/// A parsed epoch-set spec such as `1,2,3,348-350`, `every:10` or `paper`: checked for
+/// syntax when parsed, expanded against a run's epoch count with [`EpochSpec::expand`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EpochSpec {
+    text: String,
+    items: Vec<Item>,
+}
+
+impl FromStr for EpochSpec {
+    type Err = SpecError;
+
+    fn from_str(spec: &str) -> Result<Self, SpecError> {
+        let mut items = Vec::new();
+        for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            parse_item(item, &mut items)?;
+        }
+        if items.is_empty() {
+            return Err(SpecError::Empty);
+        }
+        Ok(EpochSpec {
+            text: spec.trim().to_string(),
+            items,
+        })
+    }
+}
+
+impl fmt::Display for EpochSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl EpochSpec {
+    /// The sorted, distinct 1-based epochs the spec names among `1..=max`.
+    pub fn expand(&self, max: usize) -> Result<Vec<usize>, SpecError> {
+        let in_range = |epoch: usize| {
+            if (1..=max).contains(&epoch) {
+                Ok(epoch)
+            } else {
+                Err(SpecError::OutOfRange { epoch, max })
+            }
+        };
+        let mut set = BTreeSet::new();
+        for item in &self.items {
+            match *item {
+                Item::Epoch(e) => {
+                    set.insert(in_range(e)?);
+                }
+                Item::Range(a, b) => set.extend(in_range(a)?..=in_range(b)?),
+                Item::Every(k) => set.extend((1..=max).filter(|e| e % k == 0)),
+                Item::First(n) => set.extend(1..=n.min(max)),
+                Item::Last(n) => set.extend(max.saturating_sub(n) + 1..=max),
+                Item::All => set.extend(1..=max),
+            }
+        }
+        if set.is_empty() {
+            return Err(SpecError::Empty);
+        }
+        Ok(set.into_iter().collect())
+    }
+}
+
+/// Parses an epoch-set spec against `max` epochs into sorted, distinct 1-based epochs.
+pub fn parse_epochs(spec: &str, max: usize) -> Result<Vec<usize>, SpecError> {
+    spec.parse::<EpochSpec>()?.expand(max)
+}
+
+fn parse_item(item: &str, items: &mut Vec<Item>) -> Result<(), SpecError> {
     let unknown = || SpecError::Unknown(item.to_string());
     let count = |s: &str| -> Result<usize, SpecError> {
         match s.trim().parse::<usize>() {
@@ -58,37 +127,121 @@ fn add_item(item: &str, max: usize, set: &mut BTreeSet<usize>) -> Result<(), Spe
             Err(_) => Err(unknown()),
         }
     };
-    let in_range = |epoch: usize| {
-        if (1..=max).contains(&epoch) {
-            Ok(epoch)
-        } else {
-            Err(SpecError::OutOfRange { epoch, max })
-        }
-    };
-    if item == "paper" {
-        for sub in ["first:3", "last:3", "every:10"] {
-            add_item(sub, max, set)?;
-        }
+    let epoch = |s: &str| s.trim().parse::<usize>().map_err(|_| unknown());
+    let parsed = if item == "paper" {
+        items.extend([Item::First(PAPER_STAGE), Item::Last(PAPER_STAGE)]);
+        Item::Every(PAPER_STRIDE)
     } else if item == "all" {
-        set.extend(1..=max);
+        Item::All
     } else if let Some(k) = item.strip_prefix("every:") {
-        let k = count(k)?;
-        set.extend((1..=max).filter(|e| e % k == 0));
+        Item::Every(count(k)?)
     } else if let Some(n) = item.strip_prefix("first:") {
-        set.extend(1..=count(n)?.min(max));
+        Item::First(count(n)?)
     } else if let Some(n) = item.strip_prefix("last:") {
-        set.extend(max.saturating_sub(count(n)?) + 1..=max);
+        Item::Last(count(n)?)
     } else if let Some((a, b)) = item.split_once('-') {
-        let a = in_range(a.trim().parse().map_err(|_| unknown())?)?;
-        let b = in_range(b.trim().parse().map_err(|_| unknown())?)?;
+        let (a, b) = (epoch(a)?, epoch(b)?);
         if a > b {
             return Err(SpecError::Backwards(item.to_string()));
         }
-        set.extend(a..=b);
+        Item::Range(a, b)
     } else {
-        set.insert(in_range(item.parse().map_err(|_| unknown())?)?);
-    }
+        Item::Epoch(epoch(item)?)
+    };
+    items.push(parsed);
     Ok(())
+}
+
+/// Checkpoints in the paper's "early" and "late" stages: the first and the last three.
+pub const PAPER_STAGE: usize = 3;
+/// The paper's "across training" stride: every 10th epoch.
+pub const PAPER_STRIDE: usize = 10;
+
+/// Which saved checkpoints VoG is computed over (Agarwal & Hooker, Section 3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stage {
+    /// The first [`PAPER_STAGE`] saved checkpoints.
+    Early,
+    /// The last [`PAPER_STAGE`] saved checkpoints.
+    Late,
+    /// Every saved checkpoint.
+    All,
+    /// The named epochs, each of which must have been saved.
+    Epochs(EpochSpec),
+}
+
+impl FromStr for Stage {
+    type Err = SpecError;
+
+    fn from_str(s: &str) -> Result<Self, SpecError> {
+        Ok(match s.trim() {
+            "early" => Stage::Early,
+            "late" => Stage::Late,
+            "all" => Stage::All,
+            spec => Stage::Epochs(spec.parse()?),
+        })
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stage::Early => f.write_str("early"),
+            Stage::Late => f.write_str("late"),
+            Stage::All => f.write_str("all"),
+            Stage::Epochs(spec) => spec.fmt(f),
+        }
+    }
+}
+
+impl Serialize for Stage {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Stage {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse()
+            .map_err(|e| serde::de::Error::custom(format!("stage '{text}': {e}")))
+    }
+}
+
+impl Stage {
+    /// The epochs of this stage among a run's `saved` checkpoints (of `epochs` in all);
+    /// VoG needs at least two.
+    pub fn select(&self, saved: &[usize], epochs: usize) -> anyhow::Result<Vec<usize>> {
+        if saved.is_empty() {
+            bail!("the run has no saved checkpoints");
+        }
+        let picked: Vec<usize> = match self {
+            Stage::Early => saved.iter().take(PAPER_STAGE).copied().collect(),
+            Stage::Late => saved[saved.len().saturating_sub(PAPER_STAGE)..].to_vec(),
+            Stage::All => saved.to_vec(),
+            Stage::Epochs(spec) => {
+                let wanted = spec
+                    .expand(epochs)
+                    .with_context(|| format!("stage '{spec}'"))?;
+                if let Some(e) = wanted.iter().find(|e| !saved.contains(e)) {
+                    bail!("stage '{spec}': epoch {e} was not saved (saved epochs: {saved:?})");
+                }
+                wanted
+            }
+        };
+        if picked.len() < 2 {
+            bail!(
+                "stage '{self}' selects {} checkpoint(s) ({picked:?}); VoG needs at least 2 (saved epochs: {saved:?})",
+                picked.len()
+            );
+        }
+        Ok(picked)
+    }
+
+    /// The stage as part of a file name (`1-3,every:10` -> `1-3_every_10`).
+    pub fn slug(&self) -> String {
+        crate::atomic_file::safe_file_name(&self.to_string())
+    }
 }
 
 #[cfg(test)]
@@ -157,5 +310,39 @@ mod tests {
         );
         assert_eq!(parse_epochs("x", 9), Err(SpecError::Unknown("x".into())));
         assert_eq!(parse_epochs(" , ", 9), Err(SpecError::Empty));
+        assert_eq!(
+            "1-x".parse::<EpochSpec>(),
+            Err(SpecError::Unknown("1-x".into()))
+        );
+    }
+
+    #[test]
+    fn stages() {
+        let saved = [1, 2, 3, 10, 20, 28, 29, 30];
+        let select = |s: &str| s.parse::<Stage>().unwrap().select(&saved, 30);
+        assert_eq!(select("early").unwrap(), vec![1, 2, 3]);
+        assert_eq!(select("late").unwrap(), vec![28, 29, 30]);
+        assert_eq!(select("all").unwrap(), saved.to_vec());
+        assert_eq!(select("1,10,20-20").unwrap(), vec![1, 10, 20]);
+        let err = select("1-4").unwrap_err().to_string();
+        assert!(err.contains("epoch 4 was not saved"), "{err}");
+        let err = format!("{:#}", select("40").unwrap_err());
+        assert!(err.contains("epoch 40 is outside 1..30"), "{err}");
+        let early = Stage::Early.select(&[5], 30).unwrap_err().to_string();
+        assert!(early.contains("at least 2"), "{early}");
+        assert!(Stage::All.select(&[], 30).is_err());
+        assert!("every:x".parse::<Stage>().is_err());
+    }
+
+    #[test]
+    fn stage_names_round_trip() {
+        for s in ["early", "late", "all", "1-3,every:10"] {
+            let stage: Stage = s.parse().unwrap();
+            assert_eq!(stage.to_string(), s);
+            let json = serde_json::to_string(&stage).unwrap();
+            assert_eq!(serde_json::from_str::<Stage>(&json).unwrap(), stage);
+        }
+        let spec: Stage = "1-3,every:10".parse().unwrap();
+        assert_eq!(spec.slug(), "1-3_every_10");
     }
 }

@@ -4,110 +4,40 @@
 //! running statistics at once and reduced to one number per example and target; memory
 //! does not grow with the number of examples. Scores are then z-scored within each
 //! (split, trained class) and written as CSV plus a JSON sidecar (see [`crate::scores`]).
-use crate::checkpoint::{load_checkpoint, RunDir, RunManifest};
-use crate::data::noise;
+use crate::data::prepare::{self, PreparedData};
 use crate::data::transform::{self, Normalization};
-use crate::data::{DatasetSpec, Split};
+use crate::data::{noise, Split, SplitKind};
 use crate::info::Versions;
 use crate::model::ResNet;
-use crate::scores::{self, ScoreRow};
+use crate::origin::Origins;
+use crate::progress::{Reporter, Task};
+use crate::run_dir::{load_checkpoint, RunDir, RunManifest, MANIFEST};
+use crate::schedule::Stage;
+use crate::scores::{self, ScoreRow, ScoresMeta, SplitChoice, SCORES_FORMAT};
 use crate::vog::gradient::{input_gradients, pixel_map};
 use crate::vog::reduce::Accumulator;
 use crate::vog::{normalize, Target, Variant};
-use crate::{atomic_file, device, schedule, train};
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 use tch::nn::{ModuleT, VarStore};
 use tch::{Device, Tensor};
-
-/// Which split(s) to score.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum SplitChoice {
-    Test,
-    Train,
-    Both,
-}
-
-impl SplitChoice {
-    fn names(self) -> &'static [&'static str] {
-        match self {
-            SplitChoice::Test => &["test"],
-            SplitChoice::Train => &["train"],
-            SplitChoice::Both => &["train", "test"],
-        }
-    }
-}
 
 /// A validated `vog score` request.
 #[derive(Debug, Clone)]
 pub struct ScoreConfig {
     pub run: PathBuf,
     pub split: SplitChoice,
-    /// `early`, `late`, `all` or an epoch spec.
-    pub stage: String,
+    pub stage: Stage,
     pub out: PathBuf,
     pub batch_size: usize,
-    pub device: String,
+    pub device: Device,
+    /// At least one, none twice.
     pub targets: Vec<Target>,
     pub variant: Variant,
     /// Replaces the dataset location recorded in the run.
     pub data: Option<PathBuf>,
-}
-
-/// The JSON sidecar of a scores file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ScoresMeta {
-    pub format: String,
-    pub run: PathBuf,
-    pub dataset_fingerprint: String,
-    pub dataset: DatasetSpec,
-    pub split: SplitChoice,
-    pub stage: String,
-    pub epochs: Vec<usize>,
-    pub checkpoints: Vec<String>,
-    /// In column order; the first has the plain `vog_raw`/`vog` columns.
-    pub targets: Vec<Target>,
-    pub variant: Variant,
-    pub examples: usize,
-    /// Per split, the (trained) classes whose scores had no spread and were set to 0.
-    pub degenerate_classes: HashMap<String, Vec<String>>,
-    pub device: String,
-    pub seconds: f64,
-    pub versions: Versions,
-}
-
-pub const SCORES_FORMAT: &str = "vog-scores/1";
-
-/// Resolves a stage against the run's saved epochs.
-pub fn select_epochs(stage: &str, saved: &[usize], epochs: usize) -> Result<Vec<usize>> {
-    if saved.is_empty() {
-        bail!("the run has no saved checkpoints");
-    }
-    let picked: Vec<usize> = match stage {
-        "early" => saved.iter().take(3).copied().collect(),
-        "late" => saved[saved.len().saturating_sub(3)..].to_vec(),
-        "all" => saved.to_vec(),
-        spec => {
-            let wanted = schedule::parse_epochs(spec, epochs)
-                .with_context(|| format!("invalid --stage '{spec}'"))?;
-            if let Some(e) = wanted.iter().find(|e| !saved.contains(e)) {
-                bail!("--stage '{spec}': epoch {e} was not saved (saved epochs: {saved:?})");
-            }
-            wanted
-        }
-    };
-    if picked.len() < 2 {
-        bail!(
-            "--stage '{stage}' selects {} checkpoint(s) ({picked:?}); VoG needs at least 2 (saved epochs: {saved:?})",
-            picked.len()
-        );
-    }
-    Ok(picked)
 }
 
 /// One checkpoint's network, in eval mode.
@@ -166,15 +96,15 @@ pub struct Scorer<'a> {
 
 impl Scorer<'_> {
     /// Scores `images` (NCHW uint8, CPU) against `labels` (the labels trained with);
-    /// `bar` advances by one per image and checkpoint.
-    pub fn score(&self, images: &Tensor, labels: &[i64], bar: &ProgressBar) -> SplitScores {
+    /// `task` advances by one per image and checkpoint.
+    pub fn score(&self, images: &Tensor, labels: &[i64], task: &dyn Task) -> SplitScores {
         let n = labels.len();
         let mut raw = vec![Vec::with_capacity(n); self.targets.len()];
         let mut predicted = Vec::with_capacity(n);
         for start in (0..n).step_by(self.batch_size) {
             let len = self.batch_size.min(n - start);
             let batch = images.narrow(0, start as i64, len as i64);
-            let (values, pred) = self.score_batch(&batch, &labels[start..start + len], bar);
+            let (values, pred) = self.score_batch(&batch, &labels[start..start + len], task);
             for (col, v) in raw.iter_mut().zip(values) {
                 col.extend(v);
             }
@@ -188,7 +118,7 @@ impl Scorer<'_> {
         &self,
         images: &Tensor,
         labels: &[i64],
-        bar: &ProgressBar,
+        task: &dyn Task,
     ) -> (Vec<Vec<f64>>, Vec<i64>) {
         let x = self
             .normalization
@@ -202,7 +132,7 @@ impl Scorer<'_> {
                 acc.push(&pixel_map(g, self.variant.channels, self.variant.grad_norm));
             }
             last_logits = Some(logits);
-            bar.inc(labels.len() as u64);
+            task.advance(labels.len() as u64);
         }
         let values = accs.iter().map(|a| a.finish(self.variant.reduce)).collect();
         let pred = last_logits
@@ -213,116 +143,57 @@ impl Scorer<'_> {
     }
 }
 
-/// Checks that `out` can be written before any work is done.
-fn check_writable(out: &Path) -> Result<()> {
-    if out.extension().is_some_and(|e| e == "json") {
-        bail!(
-            "--out '{}' must not end in .json (that name is the sidecar's)",
-            out.display()
-        );
-    }
-    tempfile::tempfile_in(atomic_file::parent_dir(out))
-        .map(drop)
-        .with_context(|| format!("cannot write to --out '{}'", out.display()))
-}
-
-/// Runs `vog score`; returns the sidecar written next to the CSV.
-pub fn run(cfg: &ScoreConfig, show_progress: bool) -> Result<ScoresMeta> {
+/// Runs `vog score`, reporting progress and warnings to `reporter`; returns the sidecar
+/// written next to the CSV.
+pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
     let started = Instant::now();
+    if cfg.batch_size == 0 || cfg.targets.is_empty() {
+        bail!("scoring needs a batch size of at least 1 and at least one target");
+    }
     let run = RunDir::open(&cfg.run)?;
     let m = run.read_manifest()?;
-    let epochs = select_epochs(&cfg.stage, &m.saved_epochs, m.config.hyper.epochs)
+    let epochs = cfg
+        .stage
+        .select(&m.saved_epochs, m.config.hyper.epochs)
         .with_context(|| format!("run '{}'", cfg.run.display()))?;
-    check_writable(&cfg.out)?;
-    let device = device::parse(&cfg.device)?;
-    let models = load_models(&run, &m, &epochs, device)?;
-
-    let mut train_cfg = m.config.clone();
-    if let Some(dir) = &cfg.data {
-        train_cfg.dataset = relocate(&train_cfg.dataset, dir)?;
-    }
-    let prepared = train::prepare_data(&train_cfg)?;
-    let fingerprint = prepared.data.fingerprint();
-    if fingerprint != m.dataset.fingerprint {
-        bail!(
-            "the dataset ({}) no longer matches the one run '{}' trained on (fingerprint {fingerprint}, run has {})",
-            train_cfg.dataset.name(),
-            cfg.run.display(),
-            m.dataset.fingerprint
-        );
-    }
+    scores::check_out(&cfg.out)?;
+    let models = load_models(&run, &m, &epochs, cfg.device)?;
+    let (dataset, prepared) = load_data(cfg, &run, &m)?;
     let assigned = read_assigned_labels(&run, &m)?;
 
-    let splits: Vec<(&str, &Split)> = cfg
+    let splits: Vec<(SplitKind, &Split)> = cfg
         .split
-        .names()
+        .kinds()
         .iter()
-        .map(|&name| match name {
-            "train" => Ok((name, &prepared.data.train)),
-            _ => prepared
+        .map(|&kind| {
+            prepared
                 .data
-                .test
-                .as_ref()
-                .map(|t| (name, t))
-                .context("the run's dataset has no test split (use --split train)"),
+                .split(kind)
+                .map(|s| (kind, s))
+                .context("the run's dataset has no test split (score the train split instead)")
         })
         .collect::<Result<_>>()?;
-    let total: usize = splits.iter().map(|(_, s)| s.len()).sum();
-    let bar = progress_bar(show_progress, (total * models.len()) as u64);
-
     let scorer = Scorer {
         models: models.iter().map(|m| &m.net as &dyn ModuleT).collect(),
-        device,
+        device: cfg.device,
         normalization: &m.normalization,
         targets: &cfg.targets,
         variant: cfg.variant,
         batch_size: cfg.batch_size,
     };
-    let mut rows = Vec::with_capacity(total);
-    let mut degenerate = HashMap::new();
-    for (name, split) in splits {
-        let trained: Vec<i64> = split
-            .ids
-            .iter()
-            .zip(&split.labels)
-            .map(|(id, &l)| *assigned.get(id).unwrap_or(&l))
-            .collect();
-        let s = scorer.score(&split.images, &trained, &bar);
-        let mut z = Vec::new();
-        for raw in &s.raw {
-            let (zs, bad) = normalize::by_class(raw, &trained);
-            for c in &bad {
-                let entry: &mut Vec<String> = degenerate.entry(name.to_string()).or_default();
-                let class = m.dataset.class_names[*c as usize].clone();
-                if !entry.contains(&class) {
-                    eprintln!("warning: {name} class '{class}' has a single example or no spread in VoG; its scores are set to 0");
-                    entry.push(class);
-                }
-            }
-            z.push(zs);
-        }
-        for i in 0..split.len() {
-            rows.push(ScoreRow {
-                id: split.ids[i].clone(),
-                split: name.to_string(),
-                index: i,
-                label: split.labels[i],
-                label_name: m.dataset.class_names[split.labels[i] as usize].clone(),
-                trained_label: trained[i],
-                noisy: trained[i] != split.labels[i],
-                predicted: s.predicted[i],
-                correct: s.predicted[i] == split.labels[i],
-                scores: s.raw.iter().zip(&z).map(|(r, z)| (r[i], z[i])).collect(),
-            });
-        }
-    }
-    bar.finish_and_clear();
+    let (rows, degenerate) = score_splits(
+        &scorer,
+        &splits,
+        &assigned,
+        &m.dataset.class_names,
+        reporter,
+    );
 
     let meta = ScoresMeta {
         format: SCORES_FORMAT.into(),
         run: std::path::absolute(&cfg.run).unwrap_or_else(|_| cfg.run.clone()),
-        dataset_fingerprint: fingerprint,
-        dataset: train_cfg.dataset.clone(),
+        dataset_fingerprint: m.dataset.fingerprint.clone(),
+        dataset,
         split: cfg.split,
         stage: cfg.stage.clone(),
         checkpoints: epochs.iter().map(|&e| RunDir::checkpoint_name(e)).collect(),
@@ -331,28 +202,134 @@ pub fn run(cfg: &ScoreConfig, show_progress: bool) -> Result<ScoresMeta> {
         variant: cfg.variant,
         examples: rows.len(),
         degenerate_classes: degenerate,
-        device: device::name(device),
+        device: cfg.device,
         seconds: started.elapsed().as_secs_f64(),
         versions: Versions::current(),
     };
-    atomic_file::write_with(&cfg.out, |w| scores::write_csv(w, &cfg.targets, &rows))?;
-    let json = serde_json::to_vec_pretty(&meta)?;
-    atomic_file::write_bytes(&scores::sidecar_path(&cfg.out), &json)?;
+    scores::write(&cfg.out, &meta, &rows)?;
     Ok(meta)
 }
 
-/// The dataset spec with its location replaced by `dir` (synthetic data has none).
-pub fn relocate(spec: &DatasetSpec, dir: &Path) -> Result<DatasetSpec> {
-    let dir =
-        std::path::absolute(dir).with_context(|| format!("cannot resolve '{}'", dir.display()))?;
-    Ok(match spec {
-        DatasetSpec::Cifar10 { .. } => DatasetSpec::Cifar10 { dir },
-        DatasetSpec::Cifar100 { .. } => DatasetSpec::Cifar100 { dir },
-        DatasetSpec::Folder { .. } => DatasetSpec::Folder { root: dir },
-        DatasetSpec::Synth { .. } => {
-            bail!("--data: the run uses the built-in synthetic dataset, which has no location")
-        }
-    })
+/// Scores every split (labels as trained, from `assigned` where shuffled), class-normalizes
+/// per split, and returns the rows and the classes whose scores had no spread.
+fn score_splits(
+    scorer: &Scorer,
+    splits: &[(SplitKind, &Split)],
+    assigned: &HashMap<String, i64>,
+    class_names: &[String],
+    reporter: &dyn Reporter,
+) -> (Vec<ScoreRow>, HashMap<String, Vec<String>>) {
+    let total: usize = splits.iter().map(|(_, s)| s.len()).sum();
+    let task = reporter.task(
+        "scoring",
+        (total * scorer.models.len()) as u64,
+        "image x checkpoint",
+    );
+    let mut rows = Vec::with_capacity(total);
+    let mut degenerate = HashMap::new();
+    for &(kind, split) in splits {
+        let trained: Vec<i64> = split
+            .ids
+            .iter()
+            .zip(&split.labels)
+            .map(|(id, &l)| *assigned.get(id).unwrap_or(&l))
+            .collect();
+        let s = scorer.score(&split.images, &trained, task.as_ref());
+        let z = normalize_split(
+            &s.raw,
+            &trained,
+            kind,
+            class_names,
+            reporter,
+            &mut degenerate,
+        );
+        rows.extend(split_rows(kind, split, &trained, &s, &z, class_names));
+    }
+    (rows, degenerate)
+}
+
+/// The run's data as training saw it (moved to `cfg.data` if given), checked against the
+/// fingerprint the run recorded.
+fn load_data(
+    cfg: &ScoreConfig,
+    run: &RunDir,
+    m: &RunManifest,
+) -> Result<(crate::data::DatasetSpec, PreparedData)> {
+    let dataset =
+        match &cfg.data {
+            Some(dir) => m.config.dataset.relocated(dir).with_context(|| {
+                format!("cannot look for the run's data in '{}'", dir.display())
+            })?,
+            None => m.config.dataset.clone(),
+        };
+    let origins = Origins::file(&run.path(MANIFEST), "config.");
+    let prepared = prepare::prepare(
+        &dataset,
+        &m.config.selection(),
+        m.config.hyper.seed,
+        &origins,
+    )?;
+    let fingerprint = prepared.data.fingerprint();
+    if fingerprint != m.dataset.fingerprint {
+        bail!(
+            "the dataset ({}) no longer matches the one run '{}' trained on (fingerprint {fingerprint}, run has {})",
+            dataset.name(),
+            cfg.run.display(),
+            m.dataset.fingerprint
+        );
+    }
+    Ok((dataset, prepared))
+}
+
+/// Class-normalized scores of one split per target; classes without spread are reported
+/// once and recorded in `degenerate`.
+fn normalize_split(
+    raw: &[Vec<f64>],
+    trained: &[i64],
+    kind: SplitKind,
+    class_names: &[String],
+    reporter: &dyn Reporter,
+    degenerate: &mut HashMap<String, Vec<String>>,
+) -> Vec<Vec<f64>> {
+    raw.iter()
+        .map(|raw| {
+            let (z, bad) = normalize::by_class(raw, trained);
+            for c in bad {
+                let entry = degenerate.entry(kind.to_string()).or_default();
+                let class = &class_names[c as usize];
+                if !entry.contains(class) {
+                    reporter.warn(&format!("{kind} class '{class}' has a single example or no spread in VoG; its scores are set to 0"));
+                    entry.push(class.clone());
+                }
+            }
+            z
+        })
+        .collect()
+}
+
+/// The scores file's rows of one split.
+fn split_rows(
+    kind: SplitKind,
+    split: &Split,
+    trained: &[i64],
+    s: &SplitScores,
+    z: &[Vec<f64>],
+    class_names: &[String],
+) -> Vec<ScoreRow> {
+    (0..split.len())
+        .map(|i| ScoreRow {
+            id: split.ids[i].clone(),
+            split: kind,
+            index: i,
+            label: split.labels[i],
+            label_name: class_names[split.labels[i] as usize].clone(),
+            trained_label: trained[i],
+            noisy: trained[i] != split.labels[i],
+            predicted: s.predicted[i],
+            correct: s.predicted[i] == split.labels[i],
+            scores: s.raw.iter().zip(z).map(|(r, z)| (r[i], z[i])).collect(),
+        })
+        .collect()
 }
 
 /// id -> the label trained with, from the run's `label_noise.csv` (empty without one).
@@ -369,19 +346,6 @@ fn read_assigned_labels(run: &RunDir, m: &RunManifest) -> Result<HashMap<String,
         .into_iter()
         .map(|r| (r.id, r.assigned_label))
         .collect())
-}
-
-fn progress_bar(show: bool, len: u64) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    ProgressBar::new(len).with_style(
-        ProgressStyle::with_template(
-            "scoring [{bar:30}] {pos}/{len} image x checkpoint {per_sec} eta {eta}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    )
 }
 
 #[cfg(test)]
@@ -423,7 +387,7 @@ mod tests {
                 variant,
                 batch_size: 1,
             };
-            s.score(&images, &[0, 1], &ProgressBar::hidden())
+            s.score(&images, &[0, 1], &crate::progress::NoTask)
         };
         // Example 0 (class 0): channel-mean maps, pixel order (x=0, x=1):
         //   W1 row 0 -> channels (1,2),(3,4),(5,6) -> means (3, 4); W2 row 0 -> (3,2),(1,4),(5,0) -> (3, 2).
@@ -469,23 +433,5 @@ mod tests {
             |m: &Linear| Vec::<i64>::try_from(m.forward_t(&x, false).argmax(1, false)).unwrap();
         assert_eq!(paper.predicted, argmax(&m2));
         assert_ne!(paper.predicted, argmax(&m1));
-    }
-
-    #[test]
-    fn stages() {
-        let saved = [1, 2, 3, 10, 20, 28, 29, 30];
-        assert_eq!(select_epochs("early", &saved, 30).unwrap(), vec![1, 2, 3]);
-        assert_eq!(select_epochs("late", &saved, 30).unwrap(), vec![28, 29, 30]);
-        assert_eq!(select_epochs("all", &saved, 30).unwrap(), saved.to_vec());
-        assert_eq!(
-            select_epochs("1,10,20-20", &saved, 30).unwrap(),
-            vec![1, 10, 20]
-        );
-        let err = select_epochs("1-4", &saved, 30).unwrap_err().to_string();
-        assert!(err.contains("epoch 4 was not saved"), "{err}");
-        let err = select_epochs("early", &[5], 30).unwrap_err().to_string();
-        assert!(err.contains("at least 2"), "{err}");
-        assert!(select_epochs("all", &[], 30).is_err());
-        assert!(select_epochs("40", &saved, 30).is_err());
     }
 }

@@ -1,18 +1,26 @@
-//! The scores CSV written by `vog score`, one row per example in dataset order:
+//! The scores file that `vog score` writes and every later stage reads: a CSV, one row per
+//! example in dataset order,
 //!
 //! ```text
 //! id,split,index,label,label_name,trained_label,noisy,predicted,correct,vog_raw,vog[,vog_raw_T,vog_T...]
 //! ```
 //!
-//! `label` is the true label; `trained_label` the one the network was trained with (they
-//! differ for the shuffled examples of a label-noise run, where `noisy` is true); `index`
-//! is the position in the scored split; `predicted` comes from the last checkpoint used and
-//! `correct` compares it with `label`. The first target scored keeps the plain `vog_raw` and
-//! `vog` names; every further target T adds `vog_raw_T` and `vog_T`.
-//! A JSON sidecar (same path, `.json` extension) records how the scores were made.
-use crate::vog::Target;
+//! and a JSON sidecar (same path, `.json` extension; [`ScoresMeta`]) recording how the
+//! scores were made. `label` is the true label; `trained_label` the one the network was
+//! trained with (they differ for the shuffled examples of a label-noise run, where `noisy`
+//! is true); `index` is the position in the scored split; `predicted` comes from the last
+//! checkpoint used and `correct` compares it with `label`. The first target scored keeps
+//! the plain `vog_raw` and `vog` names; every further target T adds `vog_raw_T` and `vog_T`.
+//! A scores file is only read together with its sidecar: a missing or unreadable one is
+//! an error, never a silent default.
+use crate::data::{DatasetSpec, SplitKind};
+use crate::info::Versions;
+use crate::schedule::Stage;
+use crate::vog::{Target, Variant};
 use anyhow::{bail, Context, Result};
-use std::collections::HashMap;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -29,11 +37,114 @@ pub const BASE_COLUMNS: [&str; 9] = [
     "correct",
 ];
 
+/// The sidecar's format tag.
+pub const SCORES_FORMAT: &str = "vog-scores/1";
+
+/// Which split(s) a scores file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SplitChoice {
+    Test,
+    Train,
+    Both,
+}
+
+impl SplitChoice {
+    /// The splits, in file order (train before test).
+    pub fn kinds(self) -> &'static [SplitKind] {
+        match self {
+            SplitChoice::Test => &[SplitKind::Test],
+            SplitChoice::Train => &[SplitKind::Train],
+            SplitChoice::Both => &[SplitKind::Train, SplitKind::Test],
+        }
+    }
+}
+
+impl fmt::Display for SplitChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SplitChoice::Test => "test",
+            SplitChoice::Train => "train",
+            SplitChoice::Both => "both",
+        })
+    }
+}
+
+/// Where the scores of `split` at `stage` go by default: `RUN/scores-SPLIT-STAGE.csv`.
+pub fn scores_path(run: &Path, split: SplitChoice, stage: &Stage) -> PathBuf {
+    run.join(format!("scores-{split}-{}.csv", stage.slug()))
+}
+
+/// Checks that a scores file can be written at `out` (and its sidecar beside it) before
+/// any work is done.
+pub fn check_out(out: &Path) -> Result<()> {
+    if out.extension().is_some_and(|e| e == "json") {
+        bail!(
+            "'{}' must not end in .json (that name is the sidecar's)",
+            out.display()
+        );
+    }
+    let dir = crate::atomic_file::parent_dir(out);
+    tempfile::tempfile_in(&dir)
+        .map(drop)
+        .with_context(|| format!("cannot create a file in '{}'", dir.display()))
+}
+
+/// The JSON sidecar of a scores file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoresMeta {
+    pub format: String,
+    pub run: PathBuf,
+    pub dataset_fingerprint: String,
+    pub dataset: DatasetSpec,
+    pub split: SplitChoice,
+    pub stage: Stage,
+    pub epochs: Vec<usize>,
+    pub checkpoints: Vec<String>,
+    /// In column order; the first has the plain `vog_raw`/`vog` columns.
+    pub targets: Vec<Target>,
+    pub variant: Variant,
+    pub examples: usize,
+    /// Per split, the (trained) classes whose scores had no spread and were set to 0.
+    pub degenerate_classes: HashMap<String, Vec<String>>,
+    #[serde(with = "crate::device::by_name")]
+    pub device: tch::Device,
+    pub seconds: f64,
+    pub versions: Versions,
+}
+
+/// The sidecar path of a scores file: the same path with a `.json` extension.
+pub fn sidecar_path(csv: &Path) -> PathBuf {
+    csv.with_extension("json")
+}
+
+/// Reads the sidecar of the scores file `csv`.
+pub fn read_meta(csv: &Path) -> Result<ScoresMeta> {
+    let side = sidecar_path(csv);
+    let text = std::fs::read_to_string(&side).with_context(|| {
+        format!(
+            "cannot read '{}', the sidecar `vog score` writes next to '{}'",
+            side.display(),
+            csv.display()
+        )
+    })?;
+    let meta: ScoresMeta = serde_json::from_str(&text)
+        .with_context(|| format!("invalid scores sidecar '{}'", side.display()))?;
+    if meta.format != SCORES_FORMAT {
+        bail!(
+            "'{}' has format '{}', expected '{SCORES_FORMAT}'",
+            side.display(),
+            meta.format
+        );
+    }
+    Ok(meta)
+}
+
 /// One scored example.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScoreRow {
     pub id: String,
-    pub split: String,
+    pub split: SplitKind,
     pub index: usize,
     pub label: i64,
     pub label_name: String,
@@ -69,7 +180,7 @@ pub fn write_csv(w: impl Write, targets: &[Target], rows: &[ScoreRow]) -> Result
     for r in rows {
         let mut rec = vec![
             r.id.clone(),
-            r.split.clone(),
+            r.split.to_string(),
             r.index.to_string(),
             r.label.to_string(),
             r.label_name.clone(),
@@ -88,24 +199,223 @@ pub fn write_csv(w: impl Write, targets: &[Target], rows: &[ScoreRow]) -> Result
     Ok(())
 }
 
-/// The sidecar path of a scores file: the same path with a `.json` extension.
-pub fn sidecar_path(csv: &Path) -> PathBuf {
-    csv.with_extension("json")
+/// Writes `rows` to `csv` and `meta` to its sidecar, each atomically.
+pub fn write(csv: &Path, meta: &ScoresMeta, rows: &[ScoreRow]) -> Result<()> {
+    crate::atomic_file::write_with(csv, |w| write_csv(w, &meta.targets, rows))?;
+    let json = serde_json::to_vec_pretty(meta)?;
+    crate::atomic_file::write_bytes(&sidecar_path(csv), &json)
 }
 
-/// A scores CSV read back by column name.
-#[derive(Debug)]
-pub struct ScoreTable {
+/// Which of a target's two columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Column {
+    /// `vog_raw…`: VoG itself.
+    Raw,
+    /// `vog…`: z-scored within (split, trained class).
+    Normalized,
+}
+
+/// A scores file read back with its sidecar: the one view of scored examples that
+/// evaluation, ranking and the report share.
+#[derive(Debug, Clone)]
+pub struct ScoresFile {
     pub path: PathBuf,
-    pub headers: Vec<String>,
-    pub records: Vec<csv::StringRecord>,
+    pub meta: ScoresMeta,
+    pub rows: Vec<ScoreRow>,
 }
 
-impl ScoreTable {
+impl ScoresFile {
+    /// Reads `path` and its sidecar; the CSV's columns must be the ones the sidecar's
+    /// targets name.
     pub fn read(path: &Path) -> Result<Self> {
+        let table = Table::read(path)?;
+        let mut required: Vec<&str> = BASE_COLUMNS.to_vec();
+        required.extend(["vog", "vog_raw"]);
+        table.require(&required)?;
+        if table.records.is_empty() {
+            bail!("'{}' holds no examples", path.display());
+        }
+        let meta = read_meta(path)?;
+        let expected: Vec<String> = BASE_COLUMNS
+            .iter()
+            .map(|s| s.to_string())
+            .chain(
+                score_columns(&meta.targets)
+                    .into_iter()
+                    .flat_map(|(r, z)| [r, z]),
+            )
+            .collect();
+        if table.headers != expected {
+            bail!(
+                "the columns of '{}' do not match the targets its sidecar lists ({})",
+                path.display(),
+                names(&meta.targets)
+            );
+        }
+        let rows = (0..table.records.len())
+            .map(|r| table.row(r, meta.targets.len()))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ScoresFile {
+            path: path.to_path_buf(),
+            meta,
+            rows,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The targets, in column order.
+    pub fn targets(&self) -> &[Target] {
+        &self.meta.targets
+    }
+
+    /// The values of target `t`'s column `which`, in row order.
+    pub fn values(&self, t: usize, which: Column) -> Vec<f64> {
+        self.rows
+            .iter()
+            .map(|r| match which {
+                Column::Raw => r.scores[t].0,
+                Column::Normalized => r.scores[t].1,
+            })
+            .collect()
+    }
+
+    /// The target and column a column name (`vog`, `vog_raw`, `vog_T`, `vog_raw_T`) stands for.
+    pub fn column(&self, name: &str) -> Result<(usize, Column)> {
+        let columns = score_columns(self.targets());
+        for (t, (raw, z)) in columns.iter().enumerate() {
+            if name == raw {
+                return Ok((t, Column::Raw));
+            }
+            if name == z {
+                return Ok((t, Column::Normalized));
+            }
+        }
+        let all: Vec<String> = columns.into_iter().flat_map(|(r, z)| [z, r]).collect();
+        bail!(
+            "'{}' has no score column '{name}' (it has {})",
+            self.path.display(),
+            all.join(", ")
+        )
+    }
+
+    /// The ids, in row order.
+    pub fn ids(&self) -> Vec<&str> {
+        self.rows.iter().map(|r| r.id.as_str()).collect()
+    }
+}
+
+/// An example with the score it is ranked by.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scored<'a> {
+    pub row: &'a ScoreRow,
+    pub score: f64,
+}
+
+/// A scored example with its place in the ordering.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ranked<'a> {
+    pub rank: usize,
+    pub scored: Scored<'a>,
+    pub predicted_name: String,
+}
+
+/// Every example of `f` with its value in score column `column` (`vog`, `vog_raw`,
+/// `vog_T`, `vog_raw_T`); a NaN is an error naming the row.
+pub fn scored<'a>(f: &'a ScoresFile, column: &str) -> Result<Vec<Scored<'a>>> {
+    let (t, which) = f.column(column)?;
+    f.rows
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let score = match which {
+                Column::Raw => row.scores[t].0,
+                Column::Normalized => row.scores[t].1,
+            };
+            if score.is_nan() {
+                bail!("'{}' row {}: {column} is NaN", f.path.display(), i + 2);
+            }
+            Ok(Scored { row, score })
+        })
+        .collect()
+}
+
+/// label -> name, from the examples' labels.
+pub fn class_names(entries: &[Scored]) -> BTreeMap<i64, String> {
+    entries
+        .iter()
+        .map(|e| (e.row.label, e.row.label_name.clone()))
+        .collect()
+}
+
+/// The `k` highest (or lowest) examples; ties by id. `names` maps predicted labels to names.
+pub fn top_k<'a>(
+    entries: &[Scored<'a>],
+    k: usize,
+    lowest: bool,
+    names: &BTreeMap<i64, String>,
+) -> Vec<Ranked<'a>> {
+    let mut sorted: Vec<Scored<'a>> = entries.to_vec();
+    sorted.sort_by(|a, b| {
+        let by_score = if lowest {
+            a.score.total_cmp(&b.score)
+        } else {
+            b.score.total_cmp(&a.score)
+        };
+        by_score.then_with(|| a.row.id.cmp(&b.row.id))
+    });
+    sorted
+        .into_iter()
+        .take(k)
+        .enumerate()
+        .map(|(i, e)| Ranked {
+            rank: i + 1,
+            predicted_name: names
+                .get(&e.row.predicted)
+                .cloned()
+                .unwrap_or_else(|| e.row.predicted.to_string()),
+            scored: e,
+        })
+        .collect()
+}
+
+/// Examples grouped by class, in label order.
+pub fn per_class<'a>(entries: &[Scored<'a>]) -> Vec<(String, Vec<Scored<'a>>)> {
+    let mut groups: BTreeMap<i64, (String, Vec<Scored<'a>>)> = BTreeMap::new();
+    for e in entries {
+        groups
+            .entry(e.row.label)
+            .or_insert_with(|| (e.row.label_name.clone(), Vec::new()))
+            .1
+            .push(*e);
+    }
+    groups.into_values().collect()
+}
+
+fn names(targets: &[Target]) -> String {
+    let v: Vec<&str> = targets.iter().map(|t| t.name()).collect();
+    v.join(", ")
+}
+
+/// A CSV read by column name.
+struct Table {
+    path: PathBuf,
+    headers: Vec<String>,
+    records: Vec<csv::StringRecord>,
+    pos: HashMap<String, usize>,
+}
+
+impl Table {
+    fn read(path: &Path) -> Result<Self> {
         let mut r = csv::Reader::from_path(path)
             .with_context(|| format!("cannot read scores '{}'", path.display()))?;
-        let headers = r
+        let headers: Vec<String> = r
             .headers()
             .with_context(|| format!("cannot read the header of '{}'", path.display()))?
             .iter()
@@ -115,25 +425,25 @@ impl ScoreTable {
             .records()
             .collect::<Result<Vec<_>, _>>()
             .with_context(|| format!("malformed CSV '{}'", path.display()))?;
-        Ok(ScoreTable {
+        let pos = headers
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.clone(), i))
+            .collect();
+        Ok(Table {
             path: path.to_path_buf(),
             headers,
             records,
+            pos,
         })
     }
 
-    /// Indices of `names`, or an error listing every missing one.
-    pub fn require(&self, names: &[&str]) -> Result<Vec<usize>> {
-        let pos: HashMap<&str, usize> = self
-            .headers
-            .iter()
-            .enumerate()
-            .map(|(i, h)| (h.as_str(), i))
-            .collect();
+    /// Fails listing every one of `names` the file lacks.
+    fn require(&self, names: &[&str]) -> Result<()> {
         let missing: Vec<&str> = names
             .iter()
             .copied()
-            .filter(|n| !pos.contains_key(n))
+            .filter(|n| !self.pos.contains_key(*n))
             .collect();
         if !missing.is_empty() {
             bail!(
@@ -142,36 +452,66 @@ impl ScoreTable {
                 missing.join(", ")
             );
         }
-        Ok(names.iter().map(|n| pos[n]).collect())
+        Ok(())
     }
 
-    /// Parses field `col` of row `row` as `T`, naming the place on failure.
-    pub fn parse<T: std::str::FromStr>(&self, row: usize, col: usize) -> Result<T> {
-        let v = self.records[row].get(col).unwrap_or("");
+    /// Field `name` of row `row` parsed as `T`, naming the place on failure.
+    fn parse<T: std::str::FromStr>(&self, row: usize, name: &str) -> Result<T> {
+        let v = self.get(row, name);
         v.parse().map_err(|_| {
             anyhow::anyhow!(
-                "'{}' row {}: column '{}' holds '{v}', which is not a valid value",
+                "'{}' row {}: column '{name}' holds '{v}', which is not a valid value",
                 self.path.display(),
-                row + 2,
-                self.headers[col]
+                row + 2
             )
         })
     }
 
-    pub fn get(&self, row: usize, col: usize) -> &str {
-        self.records[row].get(col).unwrap_or("")
+    fn get(&self, row: usize, name: &str) -> &str {
+        self.records[row].get(self.pos[name]).unwrap_or("")
+    }
+
+    /// Row `r` as a scored example with `targets` score pairs (columns from the 10th on).
+    fn row(&self, r: usize, targets: usize) -> Result<ScoreRow> {
+        let split = match self.get(r, "split") {
+            "train" => SplitKind::Train,
+            "test" => SplitKind::Test,
+            other => bail!(
+                "'{}' row {}: column 'split' holds '{other}', expected train or test",
+                self.path.display(),
+                r + 2
+            ),
+        };
+        let scores = (0..targets)
+            .map(|t| {
+                let col = |k: usize| self.headers[BASE_COLUMNS.len() + 2 * t + k].clone();
+                Ok((self.parse(r, &col(0))?, self.parse(r, &col(1))?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ScoreRow {
+            id: self.get(r, "id").to_string(),
+            split,
+            index: self.parse(r, "index")?,
+            label: self.parse(r, "label")?,
+            label_name: self.get(r, "label_name").to_string(),
+            trained_label: self.parse(r, "trained_label")?,
+            noisy: self.parse(r, "noisy")?,
+            predicted: self.parse(r, "predicted")?,
+            correct: self.parse(r, "correct")?,
+            scores,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vog::Variant;
 
-    #[test]
-    fn header_and_round_trip() {
-        let row = ScoreRow {
+    fn row() -> ScoreRow {
+        ScoreRow {
             id: "test/000001".into(),
-            split: "test".into(),
+            split: SplitKind::Test,
             index: 1,
             label: 3,
             label_name: "cat".into(),
@@ -180,9 +520,38 @@ mod tests {
             predicted: 5,
             correct: false,
             scores: vec![(1.5e-3, -0.25), (2.0, 1.0)],
-        };
+        }
+    }
+
+    fn meta(targets: Vec<Target>) -> ScoresMeta {
+        ScoresMeta {
+            format: SCORES_FORMAT.into(),
+            run: "run".into(),
+            dataset_fingerprint: "f".into(),
+            dataset: DatasetSpec::Synth {
+                train: 1,
+                test: 1,
+                seed: 0,
+                atypical: 0.0,
+            },
+            split: SplitChoice::Test,
+            stage: Stage::All,
+            epochs: vec![1, 2],
+            checkpoints: vec![],
+            targets,
+            variant: Variant::default(),
+            examples: 1,
+            degenerate_classes: HashMap::new(),
+            device: tch::Device::Cpu,
+            seconds: 0.0,
+            versions: Versions::current(),
+        }
+    }
+
+    #[test]
+    fn header_and_round_trip() {
         let mut buf = Vec::new();
-        write_csv(&mut buf, &[Target::Logit, Target::Prob], &[row]).unwrap();
+        write_csv(&mut buf, &[Target::Logit, Target::Prob], &[row()]).unwrap();
         let text = String::from_utf8(buf).unwrap();
         let mut lines = text.lines();
         assert_eq!(
@@ -195,13 +564,49 @@ mod tests {
         );
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s.csv");
-        std::fs::write(&p, &text).unwrap();
-        let t = ScoreTable::read(&p).unwrap();
-        let cols = t.require(&["vog_raw", "correct"]).unwrap();
-        assert_eq!(t.parse::<f64>(0, cols[0]).unwrap(), 1.5e-3);
-        assert!(!t.parse::<bool>(0, cols[1]).unwrap());
-        let err = t.require(&["vog", "nope", "gone"]).unwrap_err().to_string();
-        assert!(err.contains("nope, gone"), "{err}");
+        let m = meta(vec![Target::Logit, Target::Prob]);
+        write(&p, &m, &[row()]).unwrap();
         assert_eq!(sidecar_path(&p), dir.path().join("s.json"));
+        let f = ScoresFile::read(&p).unwrap();
+        assert_eq!(f.rows, vec![row()]);
+        assert_eq!(f.meta, m);
+        assert_eq!(f.column("vog_raw_prob").unwrap(), (1, Column::Raw));
+        assert_eq!(f.values(0, Column::Normalized), vec![-0.25]);
+        let err = f.column("vog_margin").unwrap_err().to_string();
+        assert!(
+            err.contains("vog, vog_raw, vog_prob, vog_raw_prob"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn sidecar_must_be_there_and_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.csv");
+        write(&p, &meta(vec![Target::Logit, Target::Prob]), &[row()]).unwrap();
+        std::fs::remove_file(sidecar_path(&p)).unwrap();
+        let err = format!("{:#}", ScoresFile::read(&p).unwrap_err());
+        assert!(err.contains("s.json") && err.contains("sidecar"), "{err}");
+        // A sidecar listing other targets than the columns hold.
+        let json = serde_json::to_vec(&meta(vec![Target::Logit])).unwrap();
+        std::fs::write(sidecar_path(&p), json).unwrap();
+        let err = ScoresFile::read(&p).unwrap_err().to_string();
+        assert!(err.contains("do not match"), "{err}");
+        std::fs::write(sidecar_path(&p), "{").unwrap();
+        let err = format!("{:#}", ScoresFile::read(&p).unwrap_err());
+        assert!(err.contains("invalid scores sidecar"), "{err}");
+    }
+
+    #[test]
+    fn default_paths() {
+        let stage: Stage = "1-3,every:10".parse().unwrap();
+        assert_eq!(
+            scores_path(Path::new("r"), SplitChoice::Both, &stage),
+            Path::new("r/scores-both-1-3_every_10.csv")
+        );
+        assert_eq!(
+            scores_path(Path::new("r"), SplitChoice::Test, &Stage::Late),
+            Path::new("r/scores-test-late.csv")
+        );
     }
 }

@@ -1,84 +1,25 @@
 //! `vog train`: SGD training of the CIFAR ResNet-18 with the paper's recipe, saving
 //! checkpoints at the chosen epochs (Agarwal & Hooker, Section 3).
-use crate::checkpoint::{DatasetInfo, EpochRecord, RunDir, RunManifest, FORMAT, LABEL_NOISE};
 use crate::config::{Hyper, TrainConfig};
 use crate::data::noise::{self, NoisyLabel};
+use crate::data::prepare::PreparedData;
 use crate::data::transform::{self, Augment, Normalization};
-use crate::data::{subset, Dataset, DatasetSpec, Split};
+use crate::data::Split;
 use crate::info::Versions;
 use crate::model::{self, ResNet};
-use crate::{atomic_file, device, rng};
-use anyhow::{Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
+use crate::progress::{Reporter, Task};
+use crate::run_dir::{self, DatasetInfo, EpochRecord, RunDir, RunManifest, FORMAT, LABEL_NOISE};
+use crate::{atomic_file, rng};
+use anyhow::Result;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tch::nn::{self, ModuleT, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
-/// How training reports progress.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Verbosity {
-    /// Nothing.
-    Quiet,
-    /// A progress bar per epoch (interactive terminal).
-    Bar,
-    /// One summary line per epoch on stderr (logs, CI).
-    Lines,
-}
-
-/// The data a run trains on, after subsetting and label noise.
-pub struct PreparedData {
-    pub data: Dataset,
-    /// The labels training uses: the true ones, or the shuffled ones for a label-noise run.
-    pub train_labels: Vec<i64>,
-    pub noise: Vec<NoisyLabel>,
-    pub normalization: Normalization,
-}
-
-/// Loads the dataset and applies subsets, label noise and the normalization choice.
-pub fn prepare_data(cfg: &TrainConfig) -> Result<PreparedData> {
-    let mut data = cfg.dataset.load()?;
-    let k = data.num_classes();
-    let seed = cfg.hyper.seed;
-    if let Some(n) = cfg.train_subset {
-        data.train = take_subset(&data.train, k, n, seed, "train")?;
-    }
-    if let (Some(n), Some(test)) = (cfg.test_subset, data.test.as_ref()) {
-        data.test = Some(take_subset(test, k, n, seed, "test")?);
-    }
-    let (train_labels, noise) = match &cfg.label_noise {
-        Some(ln) => noise::shuffle_labels(
-            &data.train.labels,
-            &data.train.ids,
-            ln.fraction,
-            &mut rng::stream(ln.seed, "label-noise"),
-        )?,
-        None => (data.train.labels.clone(), Vec::new()),
-    };
-    let normalization = match cfg.dataset {
-        DatasetSpec::Cifar10 { .. } => Normalization::CIFAR10,
-        DatasetSpec::Cifar100 { .. } => Normalization::CIFAR100,
-        _ => Normalization::from_images(&data.train.images),
-    };
-    Ok(PreparedData {
-        data,
-        train_labels,
-        noise,
-        normalization,
-    })
-}
-
-fn take_subset(split: &Split, k: usize, n: usize, seed: u64, name: &str) -> Result<Split> {
-    let idx = subset::stratified(
-        &split.labels,
-        k,
-        n,
-        &mut rng::stream(seed, &format!("{name}-subset")),
-    )
-    .with_context(|| format!("--{name}-subset {n}"))?;
-    Ok(split.select(&idx))
-}
+/// Batches between two refreshes of the running loss and accuracy shown beside the
+/// progress (reading them synchronizes a GPU).
+pub const PROGRESS_REFRESH_BATCHES: usize = 20;
 
 /// Loss and accuracy over a pass.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -138,7 +79,7 @@ impl Trainer {
         labels: &Tensor,
         lr: f64,
         rng: &mut ChaCha8Rng,
-        bar: &ProgressBar,
+        task: &dyn Task,
     ) -> PassStats {
         self.opt.set_lr(lr);
         let n = labels.size()[0] as usize;
@@ -162,11 +103,10 @@ impl Trainer {
                 let _ = loss_sum.f_add_(&(loss.to_kind(Kind::Double) * chunk.len() as f64));
                 let _ = correct.f_add_(&logits.argmax(1, false).eq_tensor(&y).sum(Kind::Int64));
             });
-            bar.inc(1);
-            // Reading the sums synchronizes a GPU, so only every few batches.
-            if b % 20 == 19 && !bar.is_hidden() {
+            task.advance(1);
+            if (b + 1) % PROGRESS_REFRESH_BATCHES == 0 && task.shows_detail() {
                 let seen = ((b + 1) * self.batch_size).min(n);
-                bar.set_message(running_message(&loss_sum, &correct, seen, started));
+                task.detail(running_message(&loss_sum, &correct, seen, started));
             }
         }
         PassStats {
@@ -228,21 +168,19 @@ fn running_message(loss_sum: &Tensor, correct: &Tensor, seen: usize, started: In
     )
 }
 
-/// Trains per `cfg` on `prepared` (from [`prepare_data`]) into `run`, writing checkpoints,
-/// `run.json` and the label-noise record.
+/// Trains per `cfg` on `prepared` (from [`crate::data::prepare::prepare`]) into `run`,
+/// writing checkpoints, `run.json` and the label-noise record; each epoch's summary goes to
+/// `reporter`.
 pub fn run(
     cfg: &TrainConfig,
     prepared: &PreparedData,
     run: &RunDir,
-    verbosity: Verbosity,
+    reporter: &dyn Reporter,
 ) -> Result<RunManifest> {
-    let device = device::parse(&cfg.device)?;
+    let device = cfg.device;
     let data = &prepared.data;
     let noise_file = write_noise_record(run, &prepared.noise, cfg)?;
-    atomic_file::write_bytes(
-        &run.path(crate::checkpoint::CONFIG),
-        cfg.hyper.to_toml().as_bytes(),
-    )?;
+    atomic_file::write_bytes(&run.path(run_dir::CONFIG), cfg.hyper.to_toml().as_bytes())?;
 
     let mut trainer = Trainer::new(
         device,
@@ -250,28 +188,8 @@ pub fn run(
         &cfg.hyper,
         prepared.normalization.clone(),
     )?;
-    let mut manifest = RunManifest {
-        format: FORMAT.into(),
-        versions: Versions::current(),
-        started_unix: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-        device: device::name(device),
-        config: cfg.clone(),
-        dataset: DatasetInfo {
-            fingerprint: data.fingerprint(),
-            class_names: data.class_names.clone(),
-            train_examples: data.train.len(),
-            test_examples: data.test.as_ref().map_or(0, Split::len),
-            image_shape: data.train.image_shape(),
-        },
-        normalization: prepared.normalization.clone(),
-        parameters: model::parameter_count(&trainer.vs),
-        label_noise_file: noise_file,
-        epochs: Vec::new(),
-        saved_epochs: Vec::new(),
-        complete: false,
-    };
+    let mut manifest = new_manifest(cfg, prepared, model::parameter_count(&trainer.vs));
+    manifest.label_noise_file = noise_file;
     run.write_manifest(&manifest)?;
 
     let train_x = data.train.images.to_device(device);
@@ -288,12 +206,12 @@ pub fn run(
     let epochs = cfg.hyper.epochs;
     for epoch in 1..=epochs {
         let lr = schedule.lr(epoch);
-        let bar = epoch_bar(verbosity, batches, epoch, epochs);
+        let task = reporter.task(&format!("epoch {epoch}/{epochs}"), batches, "batches");
         let started = Instant::now();
-        let train = trainer.train_epoch(&train_x, &train_y, lr, &mut order_rng, &bar);
+        let train = trainer.train_epoch(&train_x, &train_y, lr, &mut order_rng, task.as_ref());
         let seconds = started.elapsed().as_secs_f64();
         let test_stats = test.as_ref().map(|(x, y)| trainer.evaluate(x, y));
-        bar.finish_and_clear();
+        drop(task);
         let checkpoint = if cfg.saved_epochs.contains(&epoch) {
             manifest.saved_epochs.push(epoch);
             Some(run.save_checkpoint(&trainer.vs, epoch)?)
@@ -311,14 +229,39 @@ pub fn run(
             images_per_second: train.examples as f64 / seconds,
             checkpoint,
         };
-        if verbosity != Verbosity::Quiet {
-            eprintln!("{}", summary_line(&record, epochs));
-        }
+        reporter.info(&summary_line(&record, epochs));
         manifest.epochs.push(record);
         manifest.complete = epoch == epochs;
         run.write_manifest(&manifest)?;
     }
     Ok(manifest)
+}
+
+/// The manifest of a run that has not finished an epoch yet.
+fn new_manifest(cfg: &TrainConfig, prepared: &PreparedData, parameters: i64) -> RunManifest {
+    let data = &prepared.data;
+    RunManifest {
+        format: FORMAT.into(),
+        versions: Versions::current(),
+        started_unix: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        device: cfg.device,
+        config: cfg.clone(),
+        dataset: DatasetInfo {
+            fingerprint: data.fingerprint(),
+            class_names: data.class_names.clone(),
+            train_examples: data.train.len(),
+            test_examples: data.test.as_ref().map_or(0, Split::len),
+            image_shape: data.train.image_shape(),
+        },
+        normalization: prepared.normalization.clone(),
+        parameters,
+        label_noise_file: None,
+        epochs: Vec::new(),
+        saved_epochs: Vec::new(),
+        complete: false,
+    }
 }
 
 fn write_noise_record(
@@ -331,19 +274,6 @@ fn write_noise_record(
     }
     atomic_file::write_with(&run.path(LABEL_NOISE), |w| noise::write_csv(w, record))?;
     Ok(Some(LABEL_NOISE.to_string()))
-}
-
-fn epoch_bar(verbosity: Verbosity, batches: u64, epoch: usize, epochs: usize) -> ProgressBar {
-    if verbosity != Verbosity::Bar {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(batches).with_style(
-        ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} batches {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(format!("{epoch}/{epochs}"));
-    bar
 }
 
 /// A learning rate without float noise (`0.005`, not `0.005000000000000001`).
@@ -378,6 +308,48 @@ pub fn summary_line(r: &EpochRecord, epochs: usize) -> String {
 mod tests {
     use super::*;
     use crate::data::synth::{generate, SynthSpec};
+    use crate::data::DatasetSpec;
+    use crate::progress::NoTask;
+
+    #[test]
+    fn reports_one_line_per_epoch() {
+        let spec = DatasetSpec::Synth {
+            train: 40,
+            test: 20,
+            seed: 0,
+            atypical: 0.0,
+        };
+        let mut hyper = Hyper::defaults_for(&spec);
+        (hyper.epochs, hyper.width, hyper.batch_size) = (2, 2, 16);
+        hyper.save_epochs = "all".into();
+        let origins = crate::origin::Origins::default();
+        let cfg = TrainConfig::new(
+            spec.clone(),
+            hyper,
+            crate::data::prepare::Selection::default(),
+            Device::Cpu,
+            &origins,
+        )
+        .unwrap();
+        let prepared = crate::data::prepare::prepare(&spec, &cfg.selection(), 0, &origins).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = RunDir::create(dir.path(), false).unwrap();
+        let reporter = crate::progress::Captured::default();
+        let m = run(&cfg, &prepared, &run_dir, &reporter).unwrap();
+        let lines = reporter.lines();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[1].starts_with("epoch 2/2 lr 0.1 | train loss"),
+            "{lines:?}"
+        );
+        assert!(lines[1].ends_with("| saved"), "{lines:?}");
+        let tasks = reporter.tasks();
+        assert_eq!(
+            tasks,
+            vec![("epoch 1/2".into(), 3), ("epoch 2/2".into(), 3)]
+        );
+        assert!(m.complete);
+    }
 
     #[test]
     fn a_few_steps_lower_the_loss() {
@@ -395,15 +367,7 @@ mod tests {
         let mut t = Trainer::new(Device::Cpu, 10, &hyper, norm).unwrap();
         let y = Tensor::from_slice(&data.train.labels);
         let mut r = rng::stream(0, "test");
-        let mut epoch = || {
-            t.train_epoch(
-                &data.train.images,
-                &y,
-                hyper.lr,
-                &mut r,
-                &ProgressBar::hidden(),
-            )
-        };
+        let mut epoch = || t.train_epoch(&data.train.images, &y, hyper.lr, &mut r, &NoTask);
         let before = epoch().loss;
         for _ in 0..6 {
             epoch();

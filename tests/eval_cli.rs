@@ -1,6 +1,6 @@
 //! `vog eval` on hand-made score files whose answers are known, its outputs, and its errors.
 mod common;
-use common::{succeed, vog, vog_fails};
+use common::{succeed, vog, vog_fails, write_sidecar};
 use serde_json::Value;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -29,6 +29,7 @@ fn write_scores(path: &Path, noisy_train: bool) {
         .unwrap();
     }
     std::fs::write(path, s).unwrap();
+    write_sidecar(path, &["logit", "logprob"]);
 }
 
 #[test]
@@ -149,6 +150,7 @@ fn bad_score_files() {
     let write = |name: &str, text: &str| {
         let p = dir.path().join(name);
         std::fs::write(&p, text).unwrap();
+        write_sidecar(&p, &["logit"]);
         p.to_str().unwrap().to_string()
     };
     let header =
@@ -164,7 +166,10 @@ fn bad_score_files() {
     assert!(err.contains("single class"), "{err}");
     let no_correct = write("nc.csv", "id,label,vog,vog_raw\na,0,1,1\n");
     let err = vog_fails(&["eval", &no_correct]);
-    assert!(err.contains("lacks the column(s) correct"), "{err}");
+    assert!(
+        err.contains("lacks the column(s) split, index, label_name, trained_label, noisy, predicted, correct"),
+        "{err}"
+    );
     let no_vog = write("nv.csv", "id,label,correct\na,0,true\n");
     let err = vog_fails(&["eval", &no_vog]);
     assert!(err.contains("vog, vog_raw"), "{err}");
@@ -177,4 +182,9 @@ fn bad_score_files() {
     let err = vog_fails(&["eval", ok.to_str().unwrap(), "--compare", &other]);
     assert!(err.contains("do not hold the same examples"), "{err}");
     assert!(!dir.path().join("ok-eval").exists());
+
+    // Without its sidecar a scores file cannot say which target its plain columns hold.
+    std::fs::remove_file(dir.path().join("ok.json")).unwrap();
+    let err = vog_fails(&["eval", ok.to_str().unwrap()]);
+    assert!(err.contains("ok.json") && err.contains("sidecar"), "{err}");
 }

@@ -1,7 +1,7 @@
 //! End to end: synthetic data -> `vog train` (3 saved epochs) -> `vog score` -> `vog rank`
 //! -> image grids, and the errors of bad runs, stages, score files and flags.
 mod common;
-use common::{succeed, train_synth, vog, vog_fails};
+use common::{succeed, train_synth, vog, vog_fails, write_sidecar};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use vog::data::cifar::{self, Variant};
@@ -298,6 +298,7 @@ fn rank_errors() {
          test/1,test,1,1,dog,1,false,0,false,2e-3,-1.0\n",
     )
     .unwrap();
+    write_sidecar(&good, &["logit"]);
     let g = good.to_str().unwrap();
     let err = vog_fails(&["rank", g, "--top", "0"]);
     assert!(err.contains("--top must be at least 1"), "{err}");
@@ -307,21 +308,13 @@ fn rank_errors() {
         "{err}"
     );
     let err = vog_fails(&["rank", g, "--column", "vog_prob"]);
-    assert!(err.contains("lacks the column(s) vog_prob"), "{err}");
-    let err = vog_fails(&[
-        "rank",
-        g,
-        "--grid",
-        dir.path().join("x.png").to_str().unwrap(),
-    ]);
-    assert!(err.contains("good.json"), "{err}");
-    assert!(!dir.path().join("x.png").exists());
+    assert!(err.contains("no score column 'vog_prob'"), "{err}");
 
     let bad = dir.path().join("bad.csv");
     std::fs::write(&bad, "id,label,vog\ntest/0,0,1.0\n").unwrap();
     let err = vog_fails(&["rank", bad.to_str().unwrap()]);
     assert!(
-        err.contains("lacks the column(s) split, label_name, predicted, correct"),
+        err.contains("lacks the column(s) split, index, label_name, trained_label, noisy, predicted, correct"),
         "{err}"
     );
     let err = vog_fails(&["rank", dir.path().join("none.csv").to_str().unwrap()]);
@@ -333,4 +326,15 @@ fn rank_errors() {
         .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.lines().nth(1).unwrap().contains("test/1"), "{text}");
+
+    // The sidecar says where the images are; without it there is no grid (and no output).
+    std::fs::remove_file(dir.path().join("good.json")).unwrap();
+    let err = vog_fails(&[
+        "rank",
+        g,
+        "--grid",
+        dir.path().join("x.png").to_str().unwrap(),
+    ]);
+    assert!(err.contains("good.json"), "{err}");
+    assert!(!dir.path().join("x.png").exists());
 }

@@ -3,8 +3,8 @@
 //! staging folder that is renamed into place only when complete, so a failed or corrupt
 //! download leaves no half-extracted dataset behind.
 use super::cifar::Variant;
+use crate::progress::{Reporter, Task};
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use md5::{Digest, Md5};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -30,14 +30,14 @@ pub fn archive(variant: Variant) -> Archive {
 
 /// Downloads and installs `variant` under `dir` unless it is already there; returns the
 /// folder holding the binary files.
-pub fn fetch(variant: Variant, dir: &Path, show_progress: bool) -> Result<PathBuf> {
+pub fn fetch(variant: Variant, dir: &Path, reporter: &dyn Reporter) -> Result<PathBuf> {
     let target = dir.join(variant.archive_folder());
     if let Ok(found) = super::cifar::locate(dir, variant) {
-        eprintln!(
+        reporter.info(&format!(
             "{} is already in '{}'",
             variant.archive_folder(),
             found.display()
-        );
+        ));
         return Ok(found);
     }
     std::fs::create_dir_all(dir)
@@ -47,49 +47,52 @@ pub fn fetch(variant: Variant, dir: &Path, show_progress: bool) -> Result<PathBu
         .prefix(".vog-download-")
         .tempfile_in(dir)
         .with_context(|| format!("cannot create a temporary file in '{}'", dir.display()))?;
-    download(a.url, tmp.as_file(), show_progress)?;
+    download(a.url, tmp.as_file(), reporter)?;
     install_archive(tmp.path(), a.md5, variant, dir)?;
     Ok(target)
 }
 
-fn download(url: &str, mut out: &std::fs::File, show_progress: bool) -> Result<()> {
+fn download(url: &str, mut out: &std::fs::File, reporter: &dyn Reporter) -> Result<()> {
     let response = ureq::get(url)
         .call()
         .with_context(|| format!("cannot download '{url}'"))?;
     let len = response
         .header("Content-Length")
         .and_then(|l| l.parse::<u64>().ok());
-    let bar = if show_progress {
-        ProgressBar::new(len.unwrap_or(0)).with_style(
-            ProgressStyle::with_template(
-                "{bytes}/{total_bytes} {wide_bar} {bytes_per_sec} eta {eta}",
-            )
-            .expect("valid template"),
-        )
-    } else {
-        ProgressBar::hidden()
+    let task = reporter.task("download", len.unwrap_or(0), "bytes");
+    let mut reader = Counted {
+        inner: response.into_reader(),
+        task: task.as_ref(),
     };
-    let mut reader = bar.wrap_read(response.into_reader());
     std::io::copy(&mut reader, &mut out).with_context(|| format!("download of '{url}' failed"))?;
     out.flush()?;
-    bar.finish_and_clear();
     Ok(())
+}
+
+/// A reader that advances a task by the bytes read.
+struct Counted<'a, R> {
+    inner: R,
+    task: &'a dyn Task,
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.task.advance(n as u64);
+        Ok(n)
+    }
 }
 
 /// Downloads the CIFAR dataset `spec` names when it is not in its folder yet; other
 /// datasets are left alone.
-pub fn ensure(spec: &super::DatasetSpec) -> Result<()> {
+pub fn ensure(spec: &super::DatasetSpec, reporter: &dyn Reporter) -> Result<()> {
     let (dir, variant) = match spec {
         super::DatasetSpec::Cifar10 { dir } => (dir, Variant::Cifar10),
         super::DatasetSpec::Cifar100 { dir } => (dir, Variant::Cifar100),
         _ => return Ok(()),
     };
     if super::cifar::locate(dir, variant).is_err() {
-        fetch(
-            variant,
-            dir,
-            std::io::IsTerminal::is_terminal(&std::io::stderr()),
-        )?;
+        fetch(variant, dir, reporter)?;
     }
     Ok(())
 }

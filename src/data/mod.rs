@@ -4,6 +4,7 @@ pub mod cifar;
 pub mod download;
 pub mod folder;
 pub mod noise;
+pub mod prepare;
 pub mod subset;
 pub mod synth;
 pub mod transform;
@@ -11,8 +12,32 @@ pub mod transform;
 use anyhow::{bail, Context, Result};
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::fmt;
+use std::path::{Path, PathBuf};
 use tch::Tensor;
+
+/// The training or the test split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SplitKind {
+    Train,
+    Test,
+}
+
+impl SplitKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            SplitKind::Train => "train",
+            SplitKind::Test => "test",
+        }
+    }
+}
+
+impl fmt::Display for SplitKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// Where a dataset comes from; saved in the run so later stages reload the same data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,6 +60,69 @@ pub enum DatasetSpec {
 }
 
 impl DatasetSpec {
+    /// The dataset a user names: `cifar10` or `cifar100` (binaries under `data_dir`),
+    /// `synth` (the built-in synthetic set, drawn from `seed`) or an image folder; paths
+    /// are made absolute so the run finds its data from anywhere.
+    pub fn resolve(name: &str, data_dir: &Path, seed: u64) -> Result<Self> {
+        let abs = |p: &Path| {
+            std::path::absolute(p).with_context(|| format!("cannot resolve path '{}'", p.display()))
+        };
+        Ok(match name {
+            "cifar10" => DatasetSpec::Cifar10 {
+                dir: abs(data_dir)?,
+            },
+            "cifar100" => DatasetSpec::Cifar100 {
+                dir: abs(data_dir)?,
+            },
+            "synth" => DatasetSpec::Synth {
+                train: synth::DEFAULT_TRAIN,
+                test: synth::DEFAULT_TEST,
+                seed,
+                atypical: 0.0,
+            },
+            path if Path::new(path).is_dir() => DatasetSpec::Folder {
+                root: abs(Path::new(path))?,
+            },
+            other => {
+                bail!(
+                    "dataset '{other}' is neither cifar10, cifar100, synth nor an existing folder"
+                )
+            }
+        })
+    }
+
+    /// The same dataset found in `dir` instead (synthetic data has no location).
+    pub fn relocated(&self, dir: &Path) -> Result<Self> {
+        let dir = std::path::absolute(dir)
+            .with_context(|| format!("cannot resolve '{}'", dir.display()))?;
+        Ok(match self {
+            DatasetSpec::Cifar10 { .. } => DatasetSpec::Cifar10 { dir },
+            DatasetSpec::Cifar100 { .. } => DatasetSpec::Cifar100 { dir },
+            DatasetSpec::Folder { .. } => DatasetSpec::Folder { root: dir },
+            DatasetSpec::Synth { .. } => {
+                bail!("the run uses the built-in synthetic dataset, which has no location")
+            }
+        })
+    }
+
+    /// The same synthetic dataset drawn from `seed`; other datasets are unchanged.
+    pub fn with_seed(self, seed: u64) -> Self {
+        match self {
+            DatasetSpec::Synth {
+                train,
+                test,
+                atypical,
+                ..
+            } => DatasetSpec::Synth {
+                train,
+                test,
+                seed,
+                atypical,
+            },
+            other => other,
+        }
+    }
+
     /// A short name for messages and reports.
     pub fn name(&self) -> String {
         match self {
@@ -136,6 +224,14 @@ pub struct Dataset {
 }
 
 impl Dataset {
+    /// The split of `kind`, if the dataset has it.
+    pub fn split(&self, kind: SplitKind) -> Option<&Split> {
+        match kind {
+            SplitKind::Train => Some(&self.train),
+            SplitKind::Test => self.test.as_ref(),
+        }
+    }
+
     pub fn num_classes(&self) -> usize {
         self.class_names.len()
     }

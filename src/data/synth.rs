@@ -11,6 +11,10 @@ use crate::rng;
 use rand::Rng;
 use std::f64::consts::PI;
 
+/// Size of the built-in synthetic dataset (`--dataset synth`).
+pub const DEFAULT_TRAIN: usize = 2000;
+pub const DEFAULT_TEST: usize = 500;
+
 /// Size and seed of a synthetic dataset.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SynthSpec {

@@ -15,106 +15,12 @@ pub mod stats;
 
 pub use output::{write_outputs, write_table};
 
-use crate::scores::ScoreTable;
-use anyhow::{bail, Context, Result};
+use crate::data::SplitKind;
+use crate::scores::{score_columns, Column, ScoresFile};
+use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
-
-/// The scores of one target: class-normalized and raw columns.
-#[derive(Debug, Clone)]
-pub struct TargetScores {
-    pub target: String,
-    pub column: String,
-    pub z: Vec<f64>,
-    pub raw: Vec<f64>,
-}
-
-/// What the evaluations read from a scores CSV.
-#[derive(Debug, Clone)]
-pub struct ScoreData {
-    pub ids: Vec<String>,
-    pub splits: Vec<String>,
-    pub labels: Vec<i64>,
-    pub label_names: Vec<String>,
-    pub correct: Vec<bool>,
-    pub noisy: Vec<bool>,
-    pub targets: Vec<TargetScores>,
-}
-
-impl ScoreData {
-    /// Reads every `vog`/`vog_raw` pair of `table`; `primary` names the target of the
-    /// plain columns (from the sidecar; "logit" when unknown).
-    pub fn from_table(table: &ScoreTable, primary: &str) -> Result<Self> {
-        let c = table.require(&["id", "label", "correct", "vog", "vog_raw"])?;
-        let optional = |name: &str| table.headers.iter().position(|h| h == name);
-        let (split_c, name_c, noisy_c) =
-            (optional("split"), optional("label_name"), optional("noisy"));
-        let n = table.records.len();
-        if n == 0 {
-            bail!("'{}' holds no examples", table.path.display());
-        }
-        let mut d = ScoreData {
-            ids: Vec::with_capacity(n),
-            splits: Vec::with_capacity(n),
-            labels: Vec::with_capacity(n),
-            label_names: Vec::with_capacity(n),
-            correct: Vec::with_capacity(n),
-            noisy: Vec::with_capacity(n),
-            targets: Vec::new(),
-        };
-        for r in 0..n {
-            d.ids.push(table.get(r, c[0]).to_string());
-            let label: i64 = table.parse(r, c[1])?;
-            d.labels.push(label);
-            d.correct.push(table.parse(r, c[2])?);
-            d.splits
-                .push(split_c.map_or("test".into(), |i| table.get(r, i).to_string()));
-            d.label_names
-                .push(name_c.map_or(label.to_string(), |i| table.get(r, i).to_string()));
-            d.noisy.push(match noisy_c {
-                Some(i) => table.parse(r, i)?,
-                None => false,
-            });
-        }
-        for h in &table.headers {
-            let suffix = match h.strip_prefix("vog") {
-                Some("") => "",
-                Some(s) if s.starts_with('_') && !s.starts_with("_raw") => s,
-                _ => continue,
-            };
-            let raw_col = format!("vog_raw{suffix}");
-            let cols = table.require(&[h, &raw_col])?;
-            let column = |col: usize| {
-                (0..n)
-                    .map(|r| table.parse::<f64>(r, col))
-                    .collect::<Result<Vec<_>>>()
-            };
-            d.targets.push(TargetScores {
-                target: suffix.strip_prefix('_').unwrap_or(primary).to_string(),
-                column: h.clone(),
-                z: column(cols[0])?,
-                raw: column(cols[1])?,
-            });
-        }
-        let classes: HashSet<i64> = d.labels.iter().copied().collect();
-        if classes.len() < 2 {
-            bail!(
-                "'{}' holds a single class: the evaluations compare classes and need at least two",
-                table.path.display()
-            );
-        }
-        Ok(d)
-    }
-
-    pub fn len(&self) -> usize {
-        self.ids.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
-    }
-}
 
 /// Error of a group of examples.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -304,11 +210,11 @@ pub fn bottom_all_top(scores: &[f64], ids: &[String], correct: &[bool]) -> Vec<G
     ]
 }
 
-pub fn class_level(d: &ScoreData, raw: &[f64]) -> ClassLevel {
+pub fn class_level(f: &ScoresFile, raw: &[f64]) -> ClassLevel {
     let mut per: BTreeMap<i64, (String, Vec<usize>)> = BTreeMap::new();
-    for i in 0..d.len() {
-        per.entry(d.labels[i])
-            .or_insert_with(|| (d.label_names[i].clone(), Vec::new()))
+    for (i, r) in f.rows.iter().enumerate() {
+        per.entry(r.label)
+            .or_insert_with(|| (r.label_name.clone(), Vec::new()))
             .1
             .push(i);
     }
@@ -319,7 +225,7 @@ pub fn class_level(d: &ScoreData, raw: &[f64]) -> ClassLevel {
             name,
             count: m.len(),
             mean_abs_vog_raw: m.iter().map(|&i| raw[i].abs()).sum::<f64>() / m.len() as f64,
-            false_negative_rate: m.iter().filter(|&&i| !d.correct[i]).count() as f64
+            false_negative_rate: m.iter().filter(|&&i| !f.rows[i].correct).count() as f64
                 / m.len() as f64,
         })
         .collect();
@@ -335,9 +241,11 @@ pub fn class_level(d: &ScoreData, raw: &[f64]) -> ClassLevel {
 }
 
 /// Figure 7 over the training rows; `None` when no example was shuffled.
-pub fn memorization(d: &ScoreData, raw: &[f64]) -> Option<Memorization> {
-    let rows: Vec<usize> = (0..d.len()).filter(|&i| d.splits[i] == "train").collect();
-    let noisy: Vec<bool> = rows.iter().map(|&i| d.noisy[i]).collect();
+pub fn memorization(f: &ScoresFile, raw: &[f64]) -> Option<Memorization> {
+    let rows: Vec<usize> = (0..f.len())
+        .filter(|&i| f.rows[i].split == SplitKind::Train)
+        .collect();
+    let noisy: Vec<bool> = rows.iter().map(|&i| f.rows[i].noisy).collect();
     let k = noisy.iter().filter(|&&n| n).count();
     if k == 0 || k == rows.len() {
         return None;
@@ -351,7 +259,7 @@ pub fn memorization(d: &ScoreData, raw: &[f64]) -> Option<Memorization> {
             .map(|(s, _)| *s)
             .collect()
     };
-    let ids: Vec<String> = rows.iter().map(|&i| d.ids[i].clone()).collect();
+    let ids: Vec<String> = rows.iter().map(|&i| f.rows[i].id.clone()).collect();
     let top = order(&scores, &ids);
     let hits = top[top.len() - k..].iter().filter(|&&i| noisy[i]).count();
     Some(Memorization {
@@ -363,20 +271,23 @@ pub fn memorization(d: &ScoreData, raw: &[f64]) -> Option<Memorization> {
     })
 }
 
-/// All evaluations of one target.
-pub fn evaluate_target(d: &ScoreData, t: &TargetScores) -> TargetEval {
-    let deciles = deciles(&t.z, &d.ids, &d.correct);
-    let wrong: Vec<bool> = d.correct.iter().map(|c| !c).collect();
-    let misclassification_auroc = stats::auroc(&t.z, &wrong);
+/// All evaluations of target `t` of a scores file.
+pub fn evaluate_target(f: &ScoresFile, t: usize) -> TargetEval {
+    let (z, raw) = (f.values(t, Column::Normalized), f.values(t, Column::Raw));
+    let ids = ids(f);
+    let correct: Vec<bool> = f.rows.iter().map(|r| r.correct).collect();
+    let deciles = deciles(&z, &ids, &correct);
+    let wrong: Vec<bool> = correct.iter().map(|c| !c).collect();
+    let misclassification_auroc = stats::auroc(&z, &wrong);
     let index: Vec<f64> = (1..=10).map(f64::from).collect();
     let errors: Vec<f64> = deciles.iter().map(|g| g.error).collect();
     let decile_trend = stats::spearman(&index, &errors);
     TargetEval {
-        target: t.target.clone(),
-        column: t.column.clone(),
-        bottom_all_top: bottom_all_top(&t.z, &d.ids, &d.correct),
-        class_level: class_level(d, &t.raw),
-        memorization: memorization(d, &t.raw),
+        target: f.targets()[t].to_string(),
+        column: score_columns(f.targets())[t].1.clone(),
+        bottom_all_top: bottom_all_top(&z, &ids, &correct),
+        class_level: class_level(f, &raw),
+        memorization: memorization(f, &raw),
         misclassification_auroc,
         decile_trend,
         verdict: verdict(misclassification_auroc, decile_trend),
@@ -393,15 +304,17 @@ pub struct Comparison {
     pub top10_overlap: f64,
 }
 
-pub fn compare(a: &ScoreData, b: &ScoreData, other: &str) -> Result<Comparison> {
+/// Agreement between the first targets' normalized scores of `a` and `b`.
+pub fn compare(a: &ScoresFile, b: &ScoresFile) -> Result<Comparison> {
     let pos: std::collections::HashMap<&str, usize> = b
-        .ids
+        .rows
         .iter()
         .enumerate()
-        .map(|(i, id)| (id.as_str(), i))
+        .map(|(i, r)| (r.id.as_str(), i))
         .collect();
-    if a.len() != b.len() || a.ids.iter().any(|id| !pos.contains_key(id.as_str())) {
-        let missing = a.ids.iter().find(|id| !pos.contains_key(id.as_str()));
+    let a_ids = ids(a);
+    if a.len() != b.len() || a_ids.iter().any(|id| !pos.contains_key(id.as_str())) {
+        let missing = a_ids.iter().find(|id| !pos.contains_key(id.as_str()));
         bail!(
             "--compare: the two files do not hold the same examples ({} vs {} rows{})",
             a.len(),
@@ -409,19 +322,18 @@ pub fn compare(a: &ScoreData, b: &ScoreData, other: &str) -> Result<Comparison> 
             missing.map_or(String::new(), |m| format!("; '{m}' is only in the first"))
         );
     }
-    let sa = &a.targets[0].z;
-    let sb: Vec<f64> = a
-        .ids
+    let sa = a.values(0, Column::Normalized);
+    let sb: Vec<f64> = a_ids
         .iter()
-        .map(|id| b.targets[0].z[pos[id.as_str()]])
+        .map(|id| b.rows[pos[id.as_str()]].scores[0].1)
         .collect();
     let k = (a.len() / 10).max(1);
     let top =
-        |s: &[f64]| -> HashSet<usize> { order(s, &a.ids).into_iter().rev().take(k).collect() };
-    let overlap = top(sa).intersection(&top(&sb)).count() as f64 / k as f64;
+        |s: &[f64]| -> HashSet<usize> { order(s, &a_ids).into_iter().rev().take(k).collect() };
+    let overlap = top(&sa).intersection(&top(&sb)).count() as f64 / k as f64;
     Ok(Comparison {
-        other: other.to_string(),
-        spearman: stats::spearman(sa, &sb),
+        other: b.path.display().to_string(),
+        spearman: stats::spearman(&sa, &sb),
         top10_overlap: overlap,
     })
 }
@@ -436,34 +348,44 @@ pub struct Evaluation {
     pub comparison: Option<Comparison>,
 }
 
-pub fn evaluate(d: &ScoreData, scores: &str) -> Evaluation {
-    let errors = d.correct.iter().filter(|c| !**c).count();
-    Evaluation {
-        scores: scores.to_string(),
-        examples: d.len(),
-        error: 100.0 * errors as f64 / d.len() as f64,
-        targets: d.targets.iter().map(|t| evaluate_target(d, t)).collect(),
+/// Every evaluation of every target of a scores file (at least two classes needed).
+pub fn evaluate(f: &ScoresFile) -> Result<Evaluation> {
+    let classes: HashSet<i64> = f.rows.iter().map(|r| r.label).collect();
+    if classes.len() < 2 {
+        bail!(
+            "cannot evaluate '{}': it holds a single class, and the evaluations compare classes",
+            f.path.display()
+        );
+    }
+    let errors = f.rows.iter().filter(|r| !r.correct).count();
+    Ok(Evaluation {
+        scores: f.path.display().to_string(),
+        examples: f.len(),
+        error: 100.0 * errors as f64 / f.len() as f64,
+        targets: (0..f.targets().len())
+            .map(|t| evaluate_target(f, t))
+            .collect(),
         comparison: None,
+    })
+}
+
+/// A scores file with its evaluation, as the report and the pipeline pass them on.
+pub struct Evaluated {
+    pub file: ScoresFile,
+    pub evaluation: Evaluation,
+}
+
+impl Evaluated {
+    /// Reads the scores file at `path` (with its sidecar) and evaluates it.
+    pub fn read(path: &std::path::Path) -> Result<Self> {
+        let file = ScoresFile::read(path)?;
+        let evaluation = evaluate(&file)?;
+        Ok(Evaluated { file, evaluation })
     }
 }
 
-/// Reads a scores CSV and the primary target's name from its sidecar.
-pub fn load_scores(path: &std::path::Path) -> Result<ScoreData> {
-    Ok(load_scores_table(path)?.1)
-}
-
-/// Like [`load_scores`], also handing back the table read (for callers that need other
-/// columns of the same file).
-pub fn load_scores_table(path: &std::path::Path) -> Result<(ScoreTable, ScoreData)> {
-    let table = ScoreTable::read(path)?;
-    let primary = std::fs::read_to_string(crate::scores::sidecar_path(path))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v["targets"][0].as_str().map(String::from))
-        .unwrap_or_else(|| "logit".into());
-    let data = ScoreData::from_table(&table, &primary)
-        .with_context(|| format!("cannot evaluate '{}'", path.display()))?;
-    Ok((table, data))
+fn ids(f: &ScoresFile) -> Vec<String> {
+    f.rows.iter().map(|r| r.id.clone()).collect()
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! What `vog eval` writes: the printed table, `eval.json`, the CSV tables and the plots.
-use super::{plots, Evaluation, Group, ScoreData, TargetEval};
+use super::{plots, Evaluation, Group, TargetEval};
+use crate::scores::{Column, ScoresFile};
 use anyhow::{Context, Result};
 
 fn fmt_opt(v: Option<f64>, digits: usize) -> String {
@@ -16,62 +17,9 @@ pub fn write_table(mut w: impl std::io::Write, e: &Evaluation) -> Result<()> {
         .max()
         .unwrap_or(6)
         .max(6);
-    writeln!(w, "\nerror (%) by VoG decile, lowest to highest (figure 4)")?;
-    writeln!(
-        w,
-        "{:wide$}  {}",
-        "target",
-        (1..=10)
-            .map(|d| format!("{:>5}", format!("D{d}")))
-            .collect::<String>()
-    )?;
-    for t in &e.targets {
-        let row: String = t
-            .deciles
-            .iter()
-            .map(|g| format!("{:>5.1}", g.error))
-            .collect();
-        writeln!(w, "{:wide$}  {row}", t.target)?;
-    }
-    writeln!(
-        w,
-        "\nerror (%) of the bottom 10% / all / top 10% (figure 5); class level (figure 6)"
-    )?;
-    writeln!(
-        w,
-        "{:wide$}  {:>7} {:>7} {:>7}   {:>7} {:>8} {:>7}",
-        "target", "bottom", "all", "top", "class r", "p", "rho"
-    )?;
-    for t in &e.targets {
-        let g = &t.bottom_all_top;
-        let c = &t.class_level;
-        writeln!(
-            w,
-            "{:wide$}  {:>7.1} {:>7.1} {:>7.1}   {:>7} {:>8} {:>7}",
-            t.target,
-            g[0].error,
-            g[1].error,
-            g[2].error,
-            fmt_opt(c.pearson_r, 3),
-            fmt_opt(c.p_value, 4),
-            fmt_opt(c.spearman, 3)
-        )?;
-    }
-    if e.targets.iter().any(|t| t.memorization.is_some()) {
-        writeln!(
-            w,
-            "\nshuffled labels (figure 7): raw VoG median shuffled vs clean, AUROC, precision@k"
-        )?;
-        for t in &e.targets {
-            if let Some(m) = &t.memorization {
-                writeln!(
-                    w,
-                    "{:wide$}  {:.3e} vs {:.3e}  AUROC {:.3}  precision@{} {:.3}",
-                    t.target, m.shuffled.median, m.clean.median, m.auroc, m.k, m.precision_at_k
-                )?;
-            }
-        }
-    }
+    write_decile_rows(&mut w, e, wide)?;
+    write_group_rows(&mut w, e, wide)?;
+    write_memorization_rows(&mut w, e, wide)?;
     writeln!(
         w,
         "\ndoes VoG rank difficulty? (AUROC of vog for a misclassification; decile trend)"
@@ -98,12 +46,84 @@ pub fn write_table(mut w: impl std::io::Write, e: &Evaluation) -> Result<()> {
     Ok(())
 }
 
+/// Figure 4 as text.
+fn write_decile_rows(w: &mut impl std::io::Write, e: &Evaluation, wide: usize) -> Result<()> {
+    writeln!(w, "\nerror (%) by VoG decile, lowest to highest (figure 4)")?;
+    writeln!(
+        w,
+        "{:wide$}  {}",
+        "target",
+        (1..=10)
+            .map(|d| format!("{:>5}", format!("D{d}")))
+            .collect::<String>()
+    )?;
+    for t in &e.targets {
+        let row: String = t
+            .deciles
+            .iter()
+            .map(|g| format!("{:>5.1}", g.error))
+            .collect();
+        writeln!(w, "{:wide$}  {row}", t.target)?;
+    }
+    Ok(())
+}
+
+/// Figures 5 and 6 as text.
+fn write_group_rows(w: &mut impl std::io::Write, e: &Evaluation, wide: usize) -> Result<()> {
+    writeln!(
+        w,
+        "\nerror (%) of the bottom 10% / all / top 10% (figure 5); class level (figure 6)"
+    )?;
+    writeln!(
+        w,
+        "{:wide$}  {:>7} {:>7} {:>7}   {:>7} {:>8} {:>7}",
+        "target", "bottom", "all", "top", "class r", "p", "rho"
+    )?;
+    for t in &e.targets {
+        let g = &t.bottom_all_top;
+        let c = &t.class_level;
+        writeln!(
+            w,
+            "{:wide$}  {:>7.1} {:>7.1} {:>7.1}   {:>7} {:>8} {:>7}",
+            t.target,
+            g[0].error,
+            g[1].error,
+            g[2].error,
+            fmt_opt(c.pearson_r, 3),
+            fmt_opt(c.p_value, 4),
+            fmt_opt(c.spearman, 3)
+        )?;
+    }
+    Ok(())
+}
+
+/// Figure 7 as text, for files with shuffled labels.
+fn write_memorization_rows(w: &mut impl std::io::Write, e: &Evaluation, wide: usize) -> Result<()> {
+    if e.targets.iter().all(|t| t.memorization.is_none()) {
+        return Ok(());
+    }
+    writeln!(
+        w,
+        "\nshuffled labels (figure 7): raw VoG median shuffled vs clean, AUROC, precision@k"
+    )?;
+    for t in &e.targets {
+        if let Some(m) = &t.memorization {
+            writeln!(
+                w,
+                "{:wide$}  {:.3e} vs {:.3e}  AUROC {:.3}  precision@{} {:.3}",
+                t.target, m.shuffled.median, m.clean.median, m.auroc, m.k, m.precision_at_k
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// Writes `eval.json`, `deciles.csv`, `groups.csv`, `classes.csv` and every plot (PNG and
 /// SVG) into `dir`; returns the plot PNGs.
 pub fn write_outputs(
     dir: &std::path::Path,
     e: &Evaluation,
-    d: &ScoreData,
+    f: &ScoresFile,
 ) -> Result<Vec<std::path::PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create '{}'", dir.display()))?;
     let json = serde_json::to_vec_pretty(e)?;
@@ -136,8 +156,8 @@ pub fn write_outputs(
         Ok(())
     })?;
     let mut pngs = Vec::new();
-    for (t, scores) in e.targets.iter().zip(&d.targets) {
-        for (name, svg) in plots::all(t, &scores.z)? {
+    for (i, t) in e.targets.iter().enumerate() {
+        for (name, svg) in plots::all(t, &f.values(i, Column::Normalized))? {
             pngs.push(plots::save(dir, &name, &svg)?);
         }
     }

@@ -54,3 +54,30 @@ pub fn write_image(path: &Path, w: u32, h: u32, seed: u8) -> image::RgbImage {
     img.save(path).unwrap();
     img
 }
+
+/// Writes the sidecar `vog score` would write next to a hand-made scores CSV holding
+/// `targets` (the first one's columns are the plain `vog_raw`/`vog`).
+pub fn write_sidecar(csv: &Path, targets: &[&str]) {
+    let meta = serde_json::json!({
+        "format": vog::scores::SCORES_FORMAT,
+        "run": "hand-made",
+        "dataset_fingerprint": "hand-made",
+        "dataset": {"kind": "synth", "train": 0, "test": 0, "seed": 0, "atypical": 0.0},
+        "split": "both",
+        "stage": "all",
+        "epochs": [1, 2],
+        "checkpoints": [],
+        "targets": targets,
+        "variant": {"reduce": "paper", "channels": "mean", "grad_norm": "none"},
+        "examples": 0,
+        "degenerate_classes": {},
+        "device": "cpu",
+        "seconds": 0.0,
+        "versions": {"vog": "test", "tch": "test", "libtorch": "test"},
+    });
+    std::fs::write(
+        vog::scores::sidecar_path(csv),
+        serde_json::to_vec(&meta).unwrap(),
+    )
+    .unwrap();
+}

@@ -1,11 +1,14 @@
 //! `vog report`: one self-contained HTML file (every image a data URI, no script or style
-//! from anywhere else) with the run's configuration and training curves, the evaluations of
-//! each scores file (tables and plots), the lowest- and highest-VoG examples overall and per
-//! class with labelled tiles, and a sortable table of the 200 highest-VoG examples.
-use crate::checkpoint::{RunDir, RunManifest};
-use crate::eval::{self, plots, Evaluation, ScoreData, TargetEval};
-use crate::rank::{self, Entry, ImageLookup};
-use crate::scores::ScoreTable;
+//! from anywhere else; the page's own CSS and JS are `report.css` and `report.js` beside
+//! this file) with the run's configuration and training curves, the evaluations of each
+//! scores file (tables, plots, and a comparison where one was made), the lowest- and
+//! highest-VoG examples overall and per class with labelled tiles, a sortable table of the
+//! 200 highest-VoG examples, and any extra sections a caller adds (the demo's planted
+//! examples). It renders evaluations already computed; it does not compute them.
+use crate::eval::{plots, Evaluated, Evaluation, TargetEval};
+use crate::grid::{self, ImageLookup};
+use crate::run_dir::RunManifest;
+use crate::scores::{self, per_class, top_k, Ranked, ScoreRow, ScoresFile};
 use anyhow::{bail, Context, Result};
 use base64::Engine;
 use std::collections::HashMap;
@@ -19,10 +22,23 @@ pub const TABLE_ROWS: usize = 200;
 const GRID_TILES: usize = 25;
 const CLASS_TILES: usize = 8;
 
-/// A section a caller adds (the demo's planted-example results, say): title and HTML body.
+/// A section a caller adds: a title, a paragraph and a table, all plain text (the report
+/// escapes them).
 pub struct Section {
     pub title: String,
-    pub html: String,
+    pub intro: String,
+    pub headers: Vec<String>,
+    /// Cells; the first column is text, the others figures.
+    pub rows: Vec<Vec<String>>,
+}
+
+/// What a report shows.
+pub struct ReportInput<'a> {
+    pub run_path: &'a Path,
+    pub manifest: &'a RunManifest,
+    /// Evaluated scores files; the first one's examples fill the grids and the table.
+    pub scored: &'a [&'a Evaluated],
+    pub extra: &'a [Section],
 }
 
 /// The scores files of a run: `RUN/scores-*.csv`, sorted.
@@ -79,104 +95,110 @@ struct Thumbs<'a> {
 }
 
 impl Thumbs<'_> {
-    fn uri(&mut self, e: &Entry) -> Result<String> {
-        if let Some(u) = self.cache.get(&e.id) {
+    fn uri(&mut self, row: &ScoreRow) -> Result<String> {
+        if let Some(u) = self.cache.get(&row.id) {
             return Ok(u.clone());
         }
-        let tile = self.images.tile(e)?;
+        let tile = self.images.tile(row)?;
         let mut png = Vec::new();
         tile.image
             .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
         let u = data_uri("image/png", &png);
-        self.cache.insert(e.id.clone(), u.clone());
+        self.cache.insert(row.id.clone(), u.clone());
         Ok(u)
     }
 }
 
-/// Writes the report for `run` from `scores` files, plus `extra` sections.
-pub fn write_report(
-    mut w: impl Write,
-    run_path: &Path,
-    scores: &[PathBuf],
-    extra: &[Section],
-) -> Result<()> {
-    let run = RunDir::open(run_path)?;
-    let m = run.read_manifest()?;
+/// Writes the report of `input`.
+pub fn write_report(mut w: impl Write, input: &ReportInput) -> Result<()> {
+    let first = input
+        .scored
+        .first()
+        .context("a report needs at least one scores file")?;
     let mut body = String::new();
-    write_run_section(&mut body, &m, run_path)?;
-    let images = ImageLookup::load(&rank::image_source(&scores[0], None)?)?;
+    write_run_section(&mut body, input.manifest, input.run_path)?;
+    let images = ImageLookup::load(&grid::image_source(&first.file.meta, None)?)?;
     let mut thumbs = Thumbs {
         images: &images,
         cache: HashMap::new(),
     };
-    for (i, path) in scores.iter().enumerate() {
-        let (table, data) = eval::load_scores_table(path)?;
-        let e = eval::evaluate(&data, &path.display().to_string());
-        write_eval_section(&mut body, &e, &data, path)?;
+    for (i, s) in input.scored.iter().enumerate() {
+        write_eval_section(&mut body, &s.evaluation, &s.file)?;
         if i == 0 {
-            write_examples_section(&mut body, &table, &data, &mut thumbs)?;
+            write_examples_section(&mut body, &s.file, &mut thumbs)?;
         }
     }
-    for s in extra {
-        write!(
-            body,
-            "<section><h2>{}</h2>{}</section>",
-            esc(&s.title),
-            s.html
-        )?;
+    for s in input.extra {
+        write_section(&mut body, s)?;
     }
-    let title = format!("vog report: {}", run_path.display());
+    let title = format!("vog report: {}", input.run_path.display());
     write!(w, "{}", page(&title, &body))?;
     Ok(())
 }
 
+fn write_section(out: &mut String, s: &Section) -> Result<()> {
+    write!(
+        out,
+        "<section><h2>{}</h2><p>{}</p><table><tr>",
+        esc(&s.title),
+        esc(&s.intro)
+    )?;
+    for (i, h) in s.headers.iter().enumerate() {
+        write!(
+            out,
+            "<th{}>{}</th>",
+            if i == 0 { r#" class="l""# } else { "" },
+            esc(h)
+        )?;
+    }
+    out.push_str("</tr>");
+    for row in &s.rows {
+        out.push_str("<tr>");
+        for (i, cell) in row.iter().enumerate() {
+            write!(
+                out,
+                "<td{}>{}</td>",
+                if i == 0 { r#" class="l""# } else { "" },
+                esc(cell)
+            )?;
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</table></section>");
+    Ok(())
+}
+
+const CSS: &str = include_str!("report.css");
+const JS: &str = include_str!("report.js");
+
 fn page(title: &str, body: &str) -> String {
+    let t = esc(title);
     format!(
-        r#"<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{t}</title>
-<style>
-body {{ font-family: sans-serif; margin: 2em auto; max-width: 1300px; color: #222; }}
-h1 {{ font-size: 1.6em; }} h2 {{ border-bottom: 1px solid #ccc; margin-top: 2em; }}
-table {{ border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.9em; }}
-td, th {{ border: 1px solid #ddd; padding: 3px 8px; text-align: right; }}
-th {{ background: #f3f3f3; }} td.l, th.l {{ text-align: left; }}
-table.sortable th {{ cursor: pointer; }}
-img.plot {{ width: 640px; max-width: 100%; margin: 4px; border: 1px solid #eee; }}
-.grid {{ display: flex; flex-wrap: wrap; gap: 6px; }}
-figure {{ margin: 0; width: 104px; font-size: 10px; text-align: center; }}
-figure img, td img {{ width: 96px; height: 96px; image-rendering: pixelated; border: 3px solid; }}
-td img {{ width: 48px; height: 48px; }}
-.ok {{ border-color: #0a0 !important; }} .bad {{ border-color: #d22 !important; }}
-.verdict {{ font-weight: bold; }}
-</style></head><body>
-<h1>{t}</h1>
-{body}
-<script>
-document.querySelectorAll('table.sortable th').forEach(function (th, col) {{
-  th.addEventListener('click', function () {{
-    var table = th.closest('table'), body = table.tBodies[0];
-    var rows = Array.prototype.slice.call(body.rows);
-    var asc = th.dataset.asc !== 'true'; th.dataset.asc = asc;
-    rows.sort(function (a, b) {{
-      var x = a.cells[col].dataset.v || a.cells[col].textContent;
-      var y = b.cells[col].dataset.v || b.cells[col].textContent;
-      var nx = parseFloat(x), ny = parseFloat(y);
-      var c = (isNaN(nx) || isNaN(ny)) ? x.localeCompare(y) : nx - ny;
-      return asc ? c : -c;
-    }});
-    rows.forEach(function (r) {{ body.appendChild(r); }});
-  }});
-}});
-</script>
-</body></html>
-"#,
-        t = esc(title)
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\n\
+         <style>\n{CSS}</style></head><body>\n<h1>{t}</h1>\n{body}\n<script>\n{JS}</script>\n</body></html>\n"
     )
 }
 
 fn write_run_section(out: &mut String, m: &RunManifest, run: &Path) -> Result<()> {
+    out.push_str("<section><h2>Run</h2><table>");
+    for (k, v) in run_rows(m, run) {
+        write!(
+            out,
+            r#"<tr><th class="l">{}</th><td class="l">{}</td></tr>"#,
+            esc(k),
+            esc(&v)
+        )?;
+    }
+    out.push_str("</table>");
+    write_training_curves(out, m)?;
+    out.push_str("</section>");
+    Ok(())
+}
+
+/// The run's settings as (name, value) rows.
+fn run_rows(m: &RunManifest, run: &Path) -> Vec<(&'static str, String)> {
     let h = &m.config.hyper;
-    let rows = [
+    vec![
         ("run", run.display().to_string()),
         ("dataset", m.config.dataset.name()),
         (
@@ -210,20 +232,16 @@ fn write_run_section(out: &mut String, m: &RunManifest, run: &Path) -> Result<()
             "device, versions",
             format!(
                 "{}; vog {}, tch {}, libtorch {}",
-                m.device, m.versions.vog, m.versions.tch, m.versions.libtorch
+                crate::device::name(m.device),
+                m.versions.vog,
+                m.versions.tch,
+                m.versions.libtorch
             ),
         ),
-    ];
-    out.push_str("<section><h2>Run</h2><table>");
-    for (k, v) in rows {
-        write!(
-            out,
-            r#"<tr><th class="l">{}</th><td class="l">{}</td></tr>"#,
-            esc(k),
-            esc(&v)
-        )?;
-    }
-    out.push_str("</table>");
+    ]
+}
+
+fn write_training_curves(out: &mut String, m: &RunManifest) -> Result<()> {
     let epochs: Vec<usize> = m.epochs.iter().map(|e| e.epoch).collect();
     let acc = plots::epoch_lines(
         "Accuracy",
@@ -260,7 +278,7 @@ fn write_run_section(out: &mut String, m: &RunManifest, run: &Path) -> Result<()
     )?;
     write!(
         out,
-        "<h3>Training curves</h3>{}{}</section>",
+        "<h3>Training curves</h3>{}{}",
         plot_img(&acc, "accuracy per epoch")?,
         plot_img(&loss, "loss per epoch")?
     )?;
@@ -271,8 +289,9 @@ fn fmt(v: Option<f64>, digits: usize) -> String {
     v.map_or("n/a".into(), |v| format!("{v:.digits$}"))
 }
 
-fn write_eval_section(out: &mut String, e: &Evaluation, d: &ScoreData, path: &Path) -> Result<()> {
-    let name = path
+fn write_eval_section(out: &mut String, e: &Evaluation, f: &ScoresFile) -> Result<()> {
+    let name = f
+        .path
         .file_name()
         .map_or(String::new(), |n| n.to_string_lossy().into_owned());
     write!(
@@ -302,10 +321,19 @@ fn write_eval_section(out: &mut String, e: &Evaluation, d: &ScoreData, path: &Pa
         )?;
     }
     out.push_str("</table>");
+    if let Some(c) = &e.comparison {
+        write!(
+            out,
+            "<p>Compared with {}: Spearman {} between the two rankings, top-10% overlap {:.1}%.</p>",
+            esc(&c.other),
+            fmt(c.spearman, 4),
+            100.0 * c.top10_overlap
+        )?;
+    }
     write_decile_table(out, &e.targets)?;
-    for (t, s) in e.targets.iter().zip(&d.targets) {
+    for (i, t) in e.targets.iter().enumerate() {
         write!(out, "<h3>{}</h3>", esc(&t.target))?;
-        for (stem, svg) in plots::all(t, &s.z)? {
+        for (stem, svg) in plots::all(t, &f.values(i, scores::Column::Normalized))? {
             out.push_str(&plot_img(&svg, &stem)?);
         }
     }
@@ -330,113 +358,88 @@ fn write_decile_table(out: &mut String, targets: &[TargetEval]) -> Result<()> {
     Ok(())
 }
 
-fn tile_html(out: &mut String, e: &Entry, predicted: &str, thumbs: &mut Thumbs) -> Result<()> {
+fn tile_html(out: &mut String, r: &Ranked, thumbs: &mut Thumbs) -> Result<()> {
+    let row = r.scored.row;
     write!(
         out,
         r#"<figure><img class="{}" alt="{}" src="{}"><figcaption>{}<br>{} &rarr; {}<br>VoG {:.2}</figcaption></figure>"#,
-        if e.correct { "ok" } else { "bad" },
-        esc(&e.id),
-        thumbs.uri(e)?,
-        esc(&e.id),
-        esc(&e.label_name),
-        esc(predicted),
-        e.score
+        if row.correct { "ok" } else { "bad" },
+        esc(&row.id),
+        thumbs.uri(row)?,
+        esc(&row.id),
+        esc(&row.label_name),
+        esc(&r.predicted_name),
+        r.scored.score
     )?;
     Ok(())
 }
 
-fn grid_html(
-    out: &mut String,
-    title: &str,
-    rows: &[rank::Ranked],
-    thumbs: &mut Thumbs,
-) -> Result<()> {
+fn grid_html(out: &mut String, title: &str, rows: &[Ranked], thumbs: &mut Thumbs) -> Result<()> {
     write!(out, r#"<h3>{}</h3><div class="grid">"#, esc(title))?;
     for r in rows {
-        tile_html(out, &r.entry, &r.predicted_name, thumbs)?;
+        tile_html(out, r, thumbs)?;
     }
     out.push_str("</div>");
     Ok(())
 }
 
-fn write_examples_section(
-    out: &mut String,
-    table: &ScoreTable,
-    d: &ScoreData,
-    thumbs: &mut Thumbs,
-) -> Result<()> {
-    let entries = rank::read_entries(table, "vog")?;
-    let names = rank::class_names(&entries);
-    let target = &d.targets[0].target;
-    write!(out, "<section><h2>Examples by VoG ({})</h2><p>Frames: green = classified correctly, red = misclassified.</p>", esc(target))?;
-    grid_html(
-        out,
-        "Highest VoG",
-        &rank::top_k(&entries, GRID_TILES, false, &names),
-        thumbs,
-    )?;
-    grid_html(
-        out,
-        "Lowest VoG",
-        &rank::top_k(&entries, GRID_TILES, true, &names),
-        thumbs,
-    )?;
-    for (class, es) in rank::per_class(&entries) {
+fn write_examples_section(out: &mut String, f: &ScoresFile, thumbs: &mut Thumbs) -> Result<()> {
+    let entries = scores::scored(f, "vog")?;
+    let names = scores::class_names(&entries);
+    write!(out, "<section><h2>Examples by VoG ({})</h2><p>Frames: green = classified correctly, red = misclassified.</p>", esc(f.targets()[0].name()))?;
+    for (title, lowest) in [("Highest VoG", false), ("Lowest VoG", true)] {
         grid_html(
             out,
-            &format!("{class}: highest"),
-            &rank::top_k(&es, CLASS_TILES, false, &names),
-            thumbs,
-        )?;
-        grid_html(
-            out,
-            &format!("{class}: lowest"),
-            &rank::top_k(&es, CLASS_TILES, true, &names),
+            title,
+            &top_k(&entries, GRID_TILES, lowest, &names),
             thumbs,
         )?;
     }
-    write_top_table(out, &entries, &names, d, thumbs)?;
+    for (class, es) in per_class(&entries) {
+        for (which, lowest) in [("highest", false), ("lowest", true)] {
+            let title = format!("{class}: {which}");
+            grid_html(
+                out,
+                &title,
+                &top_k(&es, CLASS_TILES, lowest, &names),
+                thumbs,
+            )?;
+        }
+    }
+    write_top_table(out, &top_k(&entries, TABLE_ROWS, false, &names), f, thumbs)?;
     out.push_str("</section>");
     Ok(())
 }
 
 fn write_top_table(
     out: &mut String,
-    entries: &[Entry],
-    names: &std::collections::BTreeMap<i64, String>,
-    d: &ScoreData,
+    top: &[Ranked],
+    f: &ScoresFile,
     thumbs: &mut Thumbs,
 ) -> Result<()> {
-    let pos: HashMap<&str, usize> = d
-        .ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| (id.as_str(), i))
-        .collect();
     write!(
         out,
         r#"<h3>The {TABLE_ROWS} highest-VoG examples (click a header to sort)</h3><table class="sortable" id="top-table"><thead><tr><th>rank</th><th>image</th><th class="l">id</th><th class="l">label</th><th class="l">predicted</th><th class="l">correct</th>"#
     )?;
-    for t in &d.targets {
-        write!(out, "<th>{}</th>", esc(&t.column))?;
+    for (_, z) in scores::score_columns(f.targets()) {
+        write!(out, "<th>{}</th>", esc(&z))?;
     }
     out.push_str("</tr></thead><tbody>");
-    for r in rank::top_k(entries, TABLE_ROWS, false, names) {
-        let e = &r.entry;
-        let img_class = if e.correct { "ok" } else { "bad" };
+    for r in top {
+        let row = r.scored.row;
+        let img_class = if row.correct { "ok" } else { "bad" };
         write!(
             out,
             r#"<tr><td>{}</td><td><img class="{img_class}" alt="" src="{}"></td><td class="l">{}</td><td class="l">{}</td><td class="l">{}</td><td class="l">{}</td>"#,
             r.rank,
-            thumbs.uri(e)?,
-            esc(&e.id),
-            esc(&e.label_name),
+            thumbs.uri(row)?,
+            esc(&row.id),
+            esc(&row.label_name),
             esc(&r.predicted_name),
-            if e.correct { "yes" } else { "no" }
+            if row.correct { "yes" } else { "no" }
         )?;
-        let i = pos[e.id.as_str()];
-        for t in &d.targets {
-            write!(out, r#"<td data-v="{}">{:.3}</td>"#, t.z[i], t.z[i])?;
+        for (_, z) in &row.scores {
+            write!(out, r#"<td data-v="{z}">{z:.3}</td>"#)?;
         }
         out.push_str("</tr>");
     }
@@ -444,9 +447,9 @@ fn write_top_table(
     Ok(())
 }
 
-/// Writes the report atomically to `out`.
-pub fn run(run_path: &Path, scores: &[PathBuf], out: &Path, extra: &[Section]) -> Result<()> {
+/// Writes the report of `input` atomically to `out`.
+pub fn write(input: &ReportInput, out: &Path) -> Result<()> {
     let mut html = Vec::new();
-    write_report(&mut html, run_path, scores, extra)?;
+    write_report(&mut html, input)?;
     crate::atomic_file::write_bytes(out, &html)
 }

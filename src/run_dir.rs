@@ -1,4 +1,4 @@
-//! Run directories. Layout:
+//! The run directory that `vog train` writes and later stages read. Layout:
 //!
 //! ```text
 //! RUN/run.json                           manifest (format "vog-run/1", see RunManifest)
@@ -60,7 +60,8 @@ pub struct RunManifest {
     pub versions: Versions,
     /// Seconds since the Unix epoch when the run started.
     pub started_unix: u64,
-    pub device: String,
+    #[serde(with = "crate::device::by_name")]
+    pub device: tch::Device,
     pub config: TrainConfig,
     pub dataset: DatasetInfo,
     pub normalization: Normalization,

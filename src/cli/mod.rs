@@ -1,25 +1,35 @@
-//! Command-line interface: clap structs, their conversion into validated configs, and
-//! dispatch to the library.
-use crate::checkpoint::RunDir;
-use crate::config::{Hyper, LabelNoise, TrainConfig};
+//! Command-line interface: clap structs, their conversion into validated configs (every
+//! name parsed here, once), dispatch to the library, and the terminal [`Reporter`] the
+//! library reports through.
+mod reporter;
+
+pub use reporter::Terminal;
+
+use crate::config::{Hyper, TrainConfig};
 use crate::data::cifar;
+use crate::data::prepare::{self, LabelNoise, Selection};
 use crate::data::synth::{self, SynthSpec};
 use crate::data::{download, DatasetSpec};
-use crate::eval;
+use crate::demo::{self, DemoOptions};
+use crate::eval::{self, Evaluated};
+use crate::experiment::{self, ExperimentFile, Overrides};
+use crate::grid::{self, ImageLookup};
 use crate::info::Info;
+use crate::origin::Origins;
+use crate::progress::Reporter;
 use crate::rank::{self, Format};
-use crate::score::{self, ScoreConfig, SplitChoice};
-use crate::scores::ScoreTable;
-use crate::train::{self, Verbosity};
+use crate::report::{self, ReportInput};
+use crate::run_dir::RunDir;
+use crate::schedule::Stage;
+use crate::score::{self, ScoreConfig};
+use crate::scores::{self, per_class, top_k, ScoresFile, SplitChoice};
+use crate::train;
 use crate::vog::{Channels, GradNorm, Reduce, Target, Variant};
 use anyhow::{bail, Context, Result};
+use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
-
-/// Size of the built-in synthetic dataset (`--dataset synth`).
-pub const SYNTH_TRAIN: usize = 2000;
-pub const SYNTH_TEST: usize = 500;
+use std::path::PathBuf;
+use tch::Device;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -163,7 +173,7 @@ pub struct ScoreArgs {
     /// Checkpoints: early (first three saved), late (last three), all, or epochs
     /// such as `1-3,every:10`.
     #[arg(long, default_value = "all")]
-    pub stage: String,
+    pub stage: Stage,
     /// Output CSV (default RUN/scores-SPLIT-STAGE.csv); a .json sidecar goes next to it.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -174,8 +184,8 @@ pub struct ScoreArgs {
     pub device: String,
     /// What is differentiated, comma-separated: logit (the paper), prob, logprob, margin.
     /// The first keeps the plain vog_raw/vog columns; each further one adds vog_raw_T/vog_T.
-    #[arg(long, default_value = "logit")]
-    pub target: String,
+    #[arg(long, value_delimiter = ',', default_value = "logit", value_parser = parse_target)]
+    pub target: Vec<Target>,
     /// paper: sqrt of the pixel-mean variance; official: pixel-mean standard deviation
     /// (the authors' code); cv: paper / mean |gradient|.
     #[arg(long, value_enum, default_value_t = Reduce::Paper)]
@@ -258,9 +268,9 @@ pub struct SynthArgs {
     /// Output folder (read it back with `--dataset cifar10 --data-dir DIR`).
     #[arg(long)]
     pub out: PathBuf,
-    #[arg(long, default_value_t = SYNTH_TRAIN)]
+    #[arg(long, default_value_t = synth::DEFAULT_TRAIN)]
     pub train: usize,
-    #[arg(long, default_value_t = SYNTH_TEST)]
+    #[arg(long, default_value_t = synth::DEFAULT_TEST)]
     pub test: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -326,13 +336,24 @@ pub struct TrainArgs {
 
 impl TrainArgs {
     /// Merges the config file (or built-in defaults) with the flags and validates the result.
-    pub fn to_config(&self) -> Result<TrainConfig> {
+    pub fn to_config(&self) -> Result<(TrainConfig, Origins)> {
         let seed_hint = self.seed.unwrap_or(0);
-        let dataset = resolve_dataset(&self.dataset, &self.data_dir, seed_hint)?;
-        let mut h = match &self.config {
-            Some(path) => Hyper::from_file(path)?,
-            None => Hyper::defaults_for(&dataset),
+        let dataset =
+            DatasetSpec::resolve(&self.dataset, &self.data_dir, seed_hint).context("--dataset")?;
+        let (mut h, origins) = match &self.config {
+            Some(path) => (Hyper::from_file(path)?, Origins::file(path, "")),
+            None => (Hyper::defaults_for(&dataset), Origins::default()),
         };
+        let origins = origins
+            .flag("epochs", self.epochs.is_some())
+            .flag("batch_size", self.batch_size.is_some())
+            .flag("lr", self.lr.is_some())
+            .flag("width", self.width.is_some())
+            .flag("save_epochs", self.save_epochs.is_some())
+            .flag("seed", self.seed.is_some())
+            .flag("train_subset", true)
+            .flag("test_subset", true)
+            .flag("label_noise", true);
         override_with(&mut h.epochs, self.epochs);
         override_with(&mut h.batch_size, self.batch_size);
         override_with(&mut h.lr, self.lr);
@@ -341,32 +362,18 @@ impl TrainArgs {
         override_with(&mut h.seed, self.seed);
         h.augment &= !self.no_augment;
         // The synthetic data follows the run's seed, whichever source set it.
-        let dataset = match dataset {
-            DatasetSpec::Synth {
-                train,
-                test,
-                atypical,
-                ..
-            } => DatasetSpec::Synth {
-                train,
-                test,
-                seed: h.seed,
-                atypical,
-            },
-            other => other,
+        let dataset = dataset.with_seed(h.seed);
+        let selection = Selection {
+            train_subset: self.train_subset,
+            test_subset: self.test_subset,
+            label_noise: self.label_noise.map(|fraction| LabelNoise {
+                fraction,
+                seed: self.noise_seed.unwrap_or(h.seed),
+            }),
         };
-        let label_noise = self.label_noise.map(|fraction| LabelNoise {
-            fraction,
-            seed: self.noise_seed.unwrap_or(h.seed),
-        });
-        TrainConfig::new(
-            dataset,
-            h,
-            self.train_subset,
-            self.test_subset,
-            label_noise,
-            self.device.clone(),
-        )
+        let device = parse_device(&self.device)?;
+        let cfg = TrainConfig::new(dataset, h, selection, device, &origins)?;
+        Ok((cfg, origins))
     }
 }
 
@@ -376,30 +383,27 @@ fn override_with<T>(slot: &mut T, value: Option<T>) {
     }
 }
 
-/// Turns `--dataset` (and `--data-dir`) into a dataset spec with absolute paths.
-pub fn resolve_dataset(name: &str, data_dir: &Path, seed: u64) -> Result<DatasetSpec> {
-    let abs = |p: &Path| {
-        std::path::absolute(p).with_context(|| format!("cannot resolve path '{}'", p.display()))
-    };
-    Ok(match name {
-        "cifar10" => DatasetSpec::Cifar10 {
-            dir: abs(data_dir)?,
-        },
-        "cifar100" => DatasetSpec::Cifar100 {
-            dir: abs(data_dir)?,
-        },
-        "synth" => DatasetSpec::Synth {
-            train: SYNTH_TRAIN,
-            test: SYNTH_TEST,
-            seed,
-            atypical: 0.0,
-        },
-        path if Path::new(path).is_dir() => DatasetSpec::Folder {
-            root: abs(Path::new(path))?,
-        },
-        other => {
-            bail!("--dataset '{other}' is neither cifar10, cifar100, synth nor an existing folder")
+/// `--device`, resolved against what libtorch sees.
+fn parse_device(name: &str) -> Result<Device> {
+    crate::device::parse(name).with_context(|| format!("--device {name}"))
+}
+
+/// One `--target` value.
+fn parse_target(s: &str) -> Result<Target, String> {
+    Target::from_str(s.trim(), true)
+        .map_err(|_| format!("unknown target '{s}' (expected logit, prob, logprob or margin)"))
+}
+
+/// Parses the command line. A bad value is reported on one line, like every other error;
+/// help, version and usage errors are clap's own.
+pub fn parse() -> Cli {
+    Cli::try_parse().unwrap_or_else(|e| match e.kind() {
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation => {
+            let text = e.render().to_string();
+            eprintln!("{}", text.lines().next().unwrap_or("error: invalid value"));
+            std::process::exit(2);
         }
+        _ => e.exit(),
     })
 }
 
@@ -416,7 +420,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Download(a) => {
-            let dir = download::fetch(a.dataset.into(), &a.dir, std::io::stderr().is_terminal())?;
+            let dir = download::fetch(a.dataset.into(), &a.dir, &Terminal::detect(false))?;
             println!("{}", dir.display());
             Ok(())
         }
@@ -437,25 +441,37 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => run_eval(&a),
         Command::Demo(a) => run_demo(&a),
         Command::Experiment(a) => run_experiment(&a),
-        Command::Report(a) => {
-            let scores = if a.scores.is_empty() {
-                crate::report::find_scores(&a.run)?
-            } else {
-                a.scores.clone()
-            };
-            crate::report::run(&a.run, &scores, &a.out, &[])?;
-            println!("wrote '{}'", a.out.display());
-            Ok(())
-        }
+        Command::Report(a) => run_report(&a),
     }
 }
 
+fn run_report(a: &ReportArgs) -> Result<()> {
+    let paths = if a.scores.is_empty() {
+        report::find_scores(&a.run)?
+    } else {
+        a.scores.clone()
+    };
+    let manifest = RunDir::open(&a.run)?.read_manifest()?;
+    let scored = paths
+        .iter()
+        .map(|p| Evaluated::read(p))
+        .collect::<Result<Vec<_>>>()?;
+    let input = ReportInput {
+        run_path: &a.run,
+        manifest: &manifest,
+        scored: &scored.iter().collect::<Vec<_>>(),
+        extra: &[],
+    };
+    report::write(&input, &a.out)?;
+    println!("wrote '{}'", a.out.display());
+    Ok(())
+}
+
 fn run_eval(a: &EvalArgs) -> Result<()> {
-    let data = eval::load_scores(&a.scores)?;
-    let mut e = eval::evaluate(&data, &a.scores.display().to_string());
+    let file = ScoresFile::read(&a.scores)?;
+    let mut e = eval::evaluate(&file)?;
     if let Some(other) = &a.compare {
-        let b = eval::load_scores(other)?;
-        e.comparison = Some(eval::compare(&data, &b, &other.display().to_string())?);
+        e.comparison = Some(eval::compare(&file, &ScoresFile::read(other)?)?);
     }
     let dir = a.out.clone().unwrap_or_else(|| {
         let stem = a
@@ -464,7 +480,7 @@ fn run_eval(a: &EvalArgs) -> Result<()> {
             .map_or("scores".into(), |s| s.to_string_lossy().into_owned());
         a.scores.with_file_name(format!("{stem}-eval"))
     });
-    eval::write_outputs(&dir, &e, &data)?;
+    eval::write_outputs(&dir, &e, &file)?;
     match a.format {
         EvalFormat::Table => eval::write_table(std::io::stdout().lock(), &e)?,
         EvalFormat::Json => println!("{}", serde_json::to_string_pretty(&e)?),
@@ -476,33 +492,35 @@ fn run_eval(a: &EvalArgs) -> Result<()> {
     Ok(())
 }
 
+/// The targets of `--target`, each once.
+fn check_targets(targets: &[Target]) -> Result<()> {
+    for (i, t) in targets.iter().enumerate() {
+        if targets[..i].contains(t) {
+            bail!("--target: '{t}' is listed twice");
+        }
+    }
+    Ok(())
+}
+
 fn run_score(a: &ScoreArgs) -> Result<()> {
     if a.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
-    let split_name = format!("{:?}", a.split).to_lowercase();
-    let stage_slug: String = a
-        .stage
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    check_targets(&a.target)?;
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| scores::scores_path(&a.run, a.split, &a.stage));
+    scores::check_out(&out)
+        .map_err(|e| anyhow::anyhow!("cannot write to --out '{}': {e:#}", out.display()))?;
     let cfg = ScoreConfig {
         run: a.run.clone(),
         split: a.split,
         stage: a.stage.clone(),
-        out: a
-            .out
-            .clone()
-            .unwrap_or_else(|| a.run.join(format!("scores-{split_name}-{stage_slug}.csv"))),
+        out,
         batch_size: a.batch_size,
-        device: a.device.clone(),
-        targets: Target::parse_list(&a.target)?,
+        device: parse_device(&a.device)?,
+        targets: a.target.clone(),
         variant: Variant {
             reduce: a.reduce,
             channels: a.channels,
@@ -510,11 +528,12 @@ fn run_score(a: &ScoreArgs) -> Result<()> {
         },
         data: a.data.clone(),
     };
-    let meta = score::run(&cfg, !a.quiet && std::io::stderr().is_terminal())?;
+    let meta = score::run(&cfg, &Terminal::detect(a.quiet))?;
     let targets: Vec<&str> = meta.targets.iter().map(|t| t.name()).collect();
     println!(
-        "scored {} {split_name} examples at epochs {:?} (targets {}) in {:.1} s ({:.0} image x checkpoint/s) -> '{}'",
+        "scored {} {} examples at epochs {:?} (targets {}) in {:.1} s ({:.0} image x checkpoint/s) -> '{}'",
         meta.examples,
+        a.split,
         meta.epochs,
         targets.join(","),
         meta.seconds,
@@ -528,55 +547,43 @@ fn run_rank(a: &RankArgs) -> Result<()> {
     if a.top == 0 {
         bail!("--top must be at least 1");
     }
-    let table = ScoreTable::read(&a.scores)?;
-    let mut entries = rank::read_entries(&table, &a.column)?;
-    if entries.is_empty() {
-        bail!("'{}' holds no examples", a.scores.display());
-    }
-    let names = rank::class_names(&entries);
+    let file = ScoresFile::read(&a.scores)?;
+    let mut entries = scores::scored(&file, &a.column)?;
+    let names = scores::class_names(&entries);
     if let Some(class) = &a.class {
         entries = rank::filter_class(entries, class)?;
     }
     let classes = if a.per_class {
-        rank::per_class(&entries)
+        per_class(&entries)
     } else {
         vec![(String::new(), entries)]
     };
-    let groups: Vec<(String, Vec<rank::Ranked>)> = classes
+    let groups: Vec<(String, Vec<scores::Ranked>)> = classes
         .iter()
-        .map(|(c, es)| (c.clone(), rank::top_k(es, a.top, a.lowest, &names)))
+        .map(|(c, es)| (c.clone(), top_k(es, a.top, a.lowest, &names)))
         .collect();
     // Images are checked before anything is printed, so a bad --grid leaves no output.
     if let Some(path) = &a.grid {
-        let images = rank::ImageLookup::load(&rank::image_source(&a.scores, a.data.as_deref())?)?;
+        let source = grid::image_source(&file.meta, a.data.as_deref()).context("--data")?;
+        let images = ImageLookup::load(&source)?;
         if a.per_class {
             for (class, es) in &classes {
                 for (which, lowest) in [("highest", false), ("lowest", true)] {
-                    let p = rank::class_grid_path(path, class, which);
-                    images.write_grid(&rank::top_k(es, a.top, lowest, &names), &p)?;
+                    let p = grid::class_grid_path(path, class, which);
+                    let top = top_k(es, a.top, lowest, &names);
+                    images.write_grid(top.iter().map(|r| r.scored.row), &p)?;
                     eprintln!("wrote {}", p.display());
                 }
             }
         } else {
-            images.write_grid(&groups[0].1, path)?;
+            images.write_grid(groups[0].1.iter().map(|r| r.scored.row), path)?;
             eprintln!("wrote {}", path.display());
         }
     }
     rank::write(std::io::stdout().lock(), &groups, &a.column, a.format)
 }
 
-fn verbosity(quiet: bool) -> Verbosity {
-    if quiet {
-        Verbosity::Quiet
-    } else if std::io::stderr().is_terminal() {
-        Verbosity::Bar
-    } else {
-        Verbosity::Lines
-    }
-}
-
 fn run_experiment(a: &ExperimentArgs) -> Result<()> {
-    use crate::experiment::{self, ExperimentFile, Overrides};
     let overrides = Overrides {
         epochs: a.epochs,
         width: a.width,
@@ -586,8 +593,8 @@ fn run_experiment(a: &ExperimentArgs) -> Result<()> {
         train_subset: a.train_subset,
         test_subset: a.test_subset,
     };
-    let (file, cfg) = ExperimentFile::read(&a.config)?.resolve(&overrides)?;
-    let results = experiment::run(file, &cfg, verbosity(a.quiet))?;
+    let (file, plan) = ExperimentFile::read(&a.config)?.resolve(&overrides, &a.config)?;
+    let results = experiment::run(file, &plan, &Terminal::detect(a.quiet))?;
     println!(
         "train accuracy {:.1}%, test accuracy {}",
         100.0 * results.final_train_accuracy,
@@ -600,12 +607,12 @@ fn run_experiment(a: &ExperimentArgs) -> Result<()> {
             .evaluation
             .targets
             .iter()
-            .map(|t| format!("{} {}", t.target, crate::eval::short_verdict(t.verdict)))
+            .map(|t| format!("{} {}", t.target, eval::short_verdict(t.verdict)))
             .collect();
         println!(
             "{:5} {:5} (epochs {:?}): {}",
-            s.split,
-            s.stage,
+            s.split.to_string(),
+            s.stage.to_string(),
             s.epochs,
             verdicts.join(", ")
         );
@@ -615,7 +622,7 @@ fn run_experiment(a: &ExperimentArgs) -> Result<()> {
 }
 
 fn run_demo(a: &DemoArgs) -> Result<()> {
-    let o = crate::demo::DemoOptions {
+    let o = DemoOptions {
         out: a.out.clone(),
         data: a.data.clone(),
         data_dir: a.data_dir.clone(),
@@ -624,35 +631,33 @@ fn run_demo(a: &DemoArgs) -> Result<()> {
         epochs: a.epochs,
         width: a.width,
         seed: a.seed,
-        device: a.device.clone(),
-        verbosity: verbosity(a.quiet),
+        device: parse_device(&a.device)?,
     };
-    let cfg = crate::demo::config(&o)?;
-    if !a.quiet {
-        eprintln!(
-            "vog demo: {} with {:.0}% shuffled training labels, ResNet-18 width {}, {} epochs, then scoring \
-             both splits with four targets, evaluation and an HTML report in '{}'.{}",
-            cfg.dataset.name(),
-            100.0 * crate::demo::LABEL_NOISE,
-            cfg.hyper.width,
-            cfg.hyper.epochs,
-            a.out.display(),
-            if a.data.is_none() { " About three minutes on a 2-core CPU." } else { "" }
-        );
-    }
-    let summary = crate::demo::run(&o)?;
+    let plan = demo::plan(&o)?;
+    let reporter = Terminal::detect(a.quiet);
+    let noise = plan.train.label_noise.as_ref().map_or(0.0, |n| n.fraction);
+    reporter.info(&format!(
+        "vog demo: {} with {:.0}% shuffled training labels, ResNet-18 width {}, {} epochs, then scoring \
+         both splits with four targets, evaluation and an HTML report in '{}'.{}",
+        plan.train.dataset.name(),
+        100.0 * noise,
+        plan.train.hyper.width,
+        plan.train.hyper.epochs,
+        a.out.display(),
+        if a.data.is_none() { " About three minutes on a 2-core CPU." } else { "" }
+    ));
+    let summary = demo::run(&o, &reporter)?;
     println!("{summary}");
     Ok(())
 }
 
 fn run_train(a: &TrainArgs) -> Result<()> {
-    let cfg = a.to_config()?;
-    crate::device::parse(&cfg.device)?;
+    let (cfg, origins) = a.to_config()?;
     // Every check that can fail comes before the run directory is touched.
     RunDir::ensure_free(&a.out, a.overwrite)?;
-    let prepared = train::prepare_data(&cfg)?;
+    let prepared = prepare::prepare(&cfg.dataset, &cfg.selection(), cfg.hyper.seed, &origins)?;
     let run = RunDir::create(&a.out, a.overwrite)?;
-    let m = train::run(&cfg, &prepared, &run, verbosity(a.quiet))?;
+    let m = train::run(&cfg, &prepared, &run, &Terminal::detect(a.quiet))?;
     let last = m.epochs.last().context("no epoch ran")?;
     let test = last.test_accuracy.map_or(String::new(), |a| {
         format!(", test accuracy {:.1}%", 100.0 * a)
@@ -662,7 +667,7 @@ fn run_train(a: &TrainArgs) -> Result<()> {
         m.epochs.len(),
         cfg.dataset.name(),
         m.dataset.train_examples,
-        m.device,
+        crate::device::name(m.device),
         m.saved_epochs,
         run.root().display()
     );

@@ -1,0 +1,115 @@
+//! The data a run trains on and is scored on: the dataset, then class-stratified seeded
+//! subsets, the label shuffle of the memorization experiment (Agarwal & Hooker, Section
+//! 4.3) and the input normalization. Training and scoring both call [`prepare`], so the
+//! scorer sees exactly the examples, labels and normalization training saw.
+use super::noise::{self, NoisyLabel};
+use super::transform::Normalization;
+use super::{subset, Dataset, DatasetSpec, Split};
+use crate::origin::Origins;
+use crate::rng;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// The paper's memorization experiment: shuffle the labels of a fraction of the train set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelNoise {
+    pub fraction: f64,
+    pub seed: u64,
+}
+
+/// Which examples and labels of a dataset a run uses.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Selection {
+    pub train_subset: Option<usize>,
+    pub test_subset: Option<usize>,
+    pub label_noise: Option<LabelNoise>,
+}
+
+impl Selection {
+    /// Checks the values alone (the dataset is not read); `origins` names them in errors.
+    pub fn validate(&self, origins: &Origins) -> Result<()> {
+        for (key, n) in [
+            ("train_subset", self.train_subset),
+            ("test_subset", self.test_subset),
+        ] {
+            if n == Some(0) {
+                bail!("{} must be at least 1", origins.name(key));
+            }
+        }
+        if let Some(noise) = &self.label_noise {
+            if !(0.0..=1.0).contains(&noise.fraction) {
+                bail!(
+                    "{} must be a fraction in [0, 1], got {}",
+                    origins.name("label_noise"),
+                    noise.fraction
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The data a run uses, after subsets and label noise.
+pub struct PreparedData {
+    pub data: Dataset,
+    /// The labels training uses: the true ones, or the shuffled ones for a label-noise run.
+    pub train_labels: Vec<i64>,
+    pub noise: Vec<NoisyLabel>,
+    pub normalization: Normalization,
+}
+
+/// Loads `spec` and applies `sel`, subsets drawn from `seed`; `origins` names the subset
+/// sizes in errors.
+pub fn prepare(
+    spec: &DatasetSpec,
+    sel: &Selection,
+    seed: u64,
+    origins: &Origins,
+) -> Result<PreparedData> {
+    let mut data = spec.load()?;
+    let k = data.num_classes();
+    if let Some(n) = sel.train_subset {
+        data.train = take_subset(&data.train, k, n, seed, "train", origins)?;
+    }
+    if let (Some(n), Some(test)) = (sel.test_subset, data.test.as_ref()) {
+        data.test = Some(take_subset(test, k, n, seed, "test", origins)?);
+    }
+    let (train_labels, noise) = match &sel.label_noise {
+        Some(ln) => noise::shuffle_labels(
+            &data.train.labels,
+            &data.train.ids,
+            ln.fraction,
+            &mut rng::stream(ln.seed, "label-noise"),
+        )?,
+        None => (data.train.labels.clone(), Vec::new()),
+    };
+    let normalization = match spec {
+        DatasetSpec::Cifar10 { .. } => Normalization::CIFAR10,
+        DatasetSpec::Cifar100 { .. } => Normalization::CIFAR100,
+        _ => Normalization::from_images(&data.train.images),
+    };
+    Ok(PreparedData {
+        data,
+        train_labels,
+        noise,
+        normalization,
+    })
+}
+
+fn take_subset(
+    split: &Split,
+    k: usize,
+    n: usize,
+    seed: u64,
+    name: &str,
+    origins: &Origins,
+) -> Result<Split> {
+    let idx = subset::stratified(
+        &split.labels,
+        k,
+        n,
+        &mut rng::stream(seed, &format!("{name}-subset")),
+    )
+    .with_context(|| format!("{} {n}", origins.name(&format!("{name}_subset"))))?;
+    Ok(split.select(&idx))
+}

@@ -1,0 +1,247 @@
+//! The whole job in one place: train -> score (every split x stage, all targets from the
+//! same forward passes) -> evaluate -> report. `vog demo` and `vog experiment` are this
+//! pipeline with their own settings. With [`Plan::reuse`] a finished training and
+//! up-to-date scores files are kept, so an interrupted run resumes at the first step whose
+//! output is missing.
+use crate::config::TrainConfig;
+use crate::data::{download, prepare};
+use crate::eval::{self, Evaluated, Evaluation};
+use crate::origin::Origins;
+use crate::progress::Reporter;
+use crate::report::{self, ReportInput, Section};
+use crate::run_dir::{RunDir, RunManifest};
+use crate::schedule::Stage;
+use crate::score::{self, ScoreConfig};
+use crate::scores::{self, ScoresMeta, SplitChoice};
+use crate::train;
+use crate::vog::{Target, Variant};
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The scoring part of an experiment or demo file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreSettings {
+    pub stages: Vec<Stage>,
+    pub splits: Vec<SplitChoice>,
+    pub targets: Vec<Target>,
+    pub batch_size: usize,
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub train: TrainConfig,
+    /// Where the train config's values came from, for errors about them.
+    pub origins: Origins,
+    /// Output folder: `run/` (the run directory), `eval/SPLIT-STAGE/`, `report.html`.
+    pub out: PathBuf,
+    pub splits: Vec<SplitChoice>,
+    pub stages: Vec<Stage>,
+    pub targets: Vec<Target>,
+    pub batch_size: usize,
+    /// Keep a finished training of the same configuration and scores files that match;
+    /// otherwise start from scratch.
+    pub reuse: bool,
+}
+
+impl Plan {
+    pub fn run_dir(&self) -> PathBuf {
+        self.out.join("run")
+    }
+}
+
+/// One scored (split, stage) with its evaluation, as `results.json` records it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageResult {
+    pub split: SplitChoice,
+    pub stage: Stage,
+    pub epochs: Vec<usize>,
+    pub scores: PathBuf,
+    pub evaluation: Evaluation,
+}
+
+/// What the pipeline produced.
+pub struct Outcome {
+    pub manifest: RunManifest,
+    /// In plan order: every split, and within it every stage.
+    pub stages: Vec<(SplitChoice, Stage, Evaluated)>,
+}
+
+impl Outcome {
+    pub fn results(&self) -> Vec<StageResult> {
+        self.stages
+            .iter()
+            .map(|(split, stage, e)| StageResult {
+                split: *split,
+                stage: stage.clone(),
+                epochs: e.file.meta.epochs.clone(),
+                scores: e.file.path.clone(),
+                evaluation: e.evaluation.clone(),
+            })
+            .collect()
+    }
+
+    /// The evaluation of `split` at `stage`, if the plan had it.
+    pub fn find(&self, split: SplitChoice, stage: &Stage) -> Option<&Evaluated> {
+        self.stages
+            .iter()
+            .find(|(sp, st, _)| *sp == split && st == stage)
+            .map(|(_, _, e)| e)
+    }
+}
+
+/// Trains (or reuses the training), scores every split and stage, evaluates each (early
+/// compared with late where both are there) and writes the evaluation outputs.
+pub fn run(plan: &Plan, reporter: &dyn Reporter) -> Result<Outcome> {
+    if plan.splits.is_empty() || plan.stages.is_empty() || plan.targets.is_empty() {
+        bail!("the pipeline needs at least one split, stage and target");
+    }
+    download::ensure(&plan.train.dataset, reporter)?;
+    let manifest = train_or_reuse(plan, reporter)?;
+    let mut stages = Vec::new();
+    for &split in &plan.splits {
+        for stage in &plan.stages {
+            let path = score_stage(plan, &manifest, split, stage, reporter)?;
+            stages.push((split, stage.clone(), Evaluated::read(&path)?));
+        }
+    }
+    compare_early_late(&mut stages)?;
+    for (split, stage, e) in &stages {
+        let dir = plan
+            .out
+            .join("eval")
+            .join(format!("{split}-{}", stage.slug()));
+        eval::write_outputs(&dir, &e.evaluation, &e.file)?;
+    }
+    Ok(Outcome { manifest, stages })
+}
+
+/// Writes `OUT/report.html` from the outcome, the test split's whole-training scores
+/// first (they fill the grids) when there are some, then `extra`.
+pub fn write_report(plan: &Plan, outcome: &Outcome, extra: &[Section]) -> Result<PathBuf> {
+    let mut order: Vec<usize> = (0..outcome.stages.len()).collect();
+    if let Some(i) = outcome
+        .stages
+        .iter()
+        .position(|(sp, st, _)| *sp == SplitChoice::Test && *st == Stage::All)
+    {
+        order.swap(0, i);
+    }
+    let scored: Vec<&Evaluated> = order.into_iter().map(|i| &outcome.stages[i].2).collect();
+    let path = plan.out.join("report.html");
+    report::write(
+        &ReportInput {
+            run_path: &plan.run_dir(),
+            manifest: &outcome.manifest,
+            scored: &scored,
+            extra,
+        },
+        &path,
+    )?;
+    Ok(path)
+}
+
+fn train_or_reuse(plan: &Plan, reporter: &dyn Reporter) -> Result<RunManifest> {
+    let run_path = plan.run_dir();
+    if plan.reuse {
+        if let Ok(run) = RunDir::open(&run_path) {
+            let m = run.read_manifest()?;
+            if m.config != plan.train {
+                bail!(
+                    "'{}' holds a run of another configuration; remove it or choose another output folder",
+                    run_path.display()
+                );
+            }
+            if m.complete {
+                reporter.info(&format!(
+                    "training: up to date ({} epochs in '{}')",
+                    m.epochs.len(),
+                    run_path.display()
+                ));
+                return Ok(m);
+            }
+            reporter.info(&format!(
+                "training: '{}' stopped after {} of {} epochs; restarting it",
+                run_path.display(),
+                m.epochs.len(),
+                plan.train.hyper.epochs
+            ));
+        }
+    }
+    let cfg = &plan.train;
+    let prepared = prepare::prepare(
+        &cfg.dataset,
+        &cfg.selection(),
+        cfg.hyper.seed,
+        &plan.origins,
+    )?;
+    let run = RunDir::create(&run_path, true)?;
+    train::run(cfg, &prepared, &run, reporter)
+}
+
+/// Scores one split at one stage into the run's default scores path, unless reuse is on
+/// and that file already holds these scores; returns the path.
+fn score_stage(
+    plan: &Plan,
+    m: &RunManifest,
+    split: SplitChoice,
+    stage: &Stage,
+    reporter: &dyn Reporter,
+) -> Result<PathBuf> {
+    let run = plan.run_dir();
+    let out = scores::scores_path(&run, split, stage);
+    if plan.reuse && up_to_date(&out, plan, m, stage) {
+        reporter.info(&format!("scoring {split} {stage}: up to date"));
+        return Ok(out);
+    }
+    score::run(
+        &ScoreConfig {
+            run,
+            split,
+            stage: stage.clone(),
+            out: out.clone(),
+            batch_size: plan.batch_size,
+            device: plan.train.device,
+            targets: plan.targets.clone(),
+            variant: Variant::default(),
+            data: None,
+        },
+        reporter,
+    )?;
+    Ok(out)
+}
+
+/// Whether the scores file at `csv` was made from this run's checkpoints of `stage` with
+/// the plan's targets.
+fn up_to_date(csv: &Path, plan: &Plan, m: &RunManifest, stage: &Stage) -> bool {
+    let Ok(meta): Result<ScoresMeta> = scores::read_meta(csv) else {
+        return false;
+    };
+    csv.is_file()
+        && meta.targets == plan.targets
+        && meta.variant == Variant::default()
+        && meta.dataset_fingerprint == m.dataset.fingerprint
+        && stage
+            .select(&m.saved_epochs, m.config.hyper.epochs)
+            .is_ok_and(|e| e == meta.epochs)
+}
+
+/// Adds the early-versus-late comparison to each split's early stage.
+fn compare_early_late(stages: &mut [(SplitChoice, Stage, Evaluated)]) -> Result<()> {
+    for i in 0..stages.len() {
+        if stages[i].1 != Stage::Early {
+            continue;
+        }
+        let split = stages[i].0;
+        let late = stages
+            .iter()
+            .position(|(sp, st, _)| *sp == split && *st == Stage::Late);
+        if let Some(j) = late {
+            let c = eval::compare(&stages[i].2.file, &stages[j].2.file)?;
+            stages[i].2.evaluation.comparison = Some(c);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,149 @@
+//! The module layering of `src/lib.rs`, checked from the source: a module may use only
+//! modules of lower layers (never its own layer's siblings, never a higher one), so the
+//! code keeps the data's one-way flow. A new module must be given a layer here.
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Lowest first, as `src/lib.rs` lists them.
+const LAYERS: &[&[&str]] = &[
+    &["atomic_file", "rng", "progress", "origin", "device"],
+    &["schedule", "info"],
+    &["data"],
+    &["model"],
+    &["vog", "config"],
+    &["run_dir", "scores"],
+    &["grid"],
+    &["train", "score", "eval", "rank"],
+    &["report"],
+    &["pipeline"],
+    &["demo", "experiment"],
+    &["cli"],
+];
+
+fn layer_of(module: &str) -> Option<usize> {
+    LAYERS.iter().position(|l| l.contains(&module))
+}
+
+/// The top-level module a source file belongs to (`src/data/cifar.rs` -> `data`).
+fn module_of(src: &Path, file: &Path) -> String {
+    let rel = file.strip_prefix(src).unwrap();
+    let first = rel
+        .components()
+        .next()
+        .unwrap()
+        .as_os_str()
+        .to_string_lossy();
+    first.trim_end_matches(".rs").to_string()
+}
+
+/// Every `crate::NAME` a file mentions, with its line number.
+fn crate_paths(text: &str) -> Vec<(usize, String)> {
+    let mut found = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let mut rest = line;
+        while let Some(i) = rest.find("crate::") {
+            rest = &rest[i + "crate::".len()..];
+            // `crate::{a, b::c}` names several modules at once.
+            let group = match rest.strip_prefix('{') {
+                Some(g) => &g[..g.find('}').unwrap_or(g.len())],
+                None => rest,
+            };
+            for item in group.split(',') {
+                let name: String = item
+                    .trim()
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                found.push((n + 1, name));
+                if !rest.starts_with('{') {
+                    break;
+                }
+            }
+        }
+    }
+    found
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|e| e == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn modules_use_only_lower_layers() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut graph: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    let mut violations = Vec::new();
+    for file in &files {
+        let module = module_of(&src, file);
+        if module == "lib" || module == "main" {
+            continue;
+        }
+        let own = layer_of(&module)
+            .unwrap_or_else(|| panic!("module '{module}' has no layer in tests/layers.rs"));
+        let text = std::fs::read_to_string(file).unwrap();
+        for (line, used) in crate_paths(&text) {
+            if used == module {
+                continue;
+            }
+            let layer = layer_of(&used)
+                .unwrap_or_else(|| panic!("{}:{line}: unknown module '{used}'", file.display()));
+            graph
+                .entry(module.clone())
+                .or_default()
+                .insert(used.clone());
+            if layer >= own {
+                violations.push(format!(
+                    "{}:{line}: '{module}' (layer {own}) uses '{used}' (layer {layer})",
+                    file.display()
+                ));
+            }
+        }
+    }
+    assert!(violations.is_empty(), "{}", violations.join("\n"));
+    // The rules the layering exists for, stated once more in words.
+    let uses = |a: &str, b: &str| graph.get(a).is_some_and(|s| s.contains(b));
+    for m in graph.keys() {
+        assert!(!uses(m, "cli"), "{m} uses cli");
+    }
+    for upper in ["train", "score", "eval", "rank", "report"] {
+        assert!(!uses("data", upper), "data uses {upper}");
+    }
+    assert!(!uses("score", "train") && !uses("report", "rank"));
+}
+
+#[test]
+fn only_the_command_line_prints() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    for file in files {
+        let module = module_of(&src, &file);
+        if module == "cli" || module == "main" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        for word in ["eprintln!", "println!", "eprint!", "indicatif"] {
+            assert!(
+                !text.contains(word),
+                "{} uses {word}: report through crate::progress instead",
+                file.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn finds_crate_paths() {
+    let text = "use crate::data::Split;\nlet x = crate::atomic_file::write(crate::rng::stream());\nuse crate::{score, vog::Target};";
+    let names: Vec<String> = crate_paths(text).into_iter().map(|(_, n)| n).collect();
+    assert_eq!(names, vec!["data", "atomic_file", "rng", "score", "vog"]);
+}
