@@ -11,20 +11,22 @@
 //! 3. [`data`]: datasets, subsets, label noise, normalization, downloads.
 //! 4. [`model`]: the CIFAR ResNet-18.
 //! 5. [`vog`] (the math; its tests run it through the model), [`config`] (training recipe).
-//! 6. File formats: [`run_dir`] (run directory and manifest), [`scores`] (scores CSV,
+//! 6. [`dynamics`]: the training-dynamics record and the scores built from it.
+//! 7. File formats: [`run_dir`] (run directory and manifest), [`scores`] (scores CSV,
 //!    sidecar and the ordering of scored examples).
-//! 7. [`grid`]: example images by id, and grids of them.
-//! 8. The stages, side by side: [`train`], [`score`], [`eval`], [`rank`].
-//! 9. [`report`]: the HTML page over their results.
-//! 10. [`pipeline`]: train -> score -> evaluate -> report in one call.
-//! 11. [`demo`] and [`experiment`]: the pipeline with their settings.
-//! 12. [`cli`]: argument parsing, validation and the terminal reporter.
+//! 8. [`grid`]: example images by id, and grids of them.
+//! 9. The stages, side by side: [`train`], [`score`], [`eval`], [`rank`].
+//! 10. [`report`]: the HTML page over their results.
+//! 11. [`pipeline`]: train -> score -> evaluate -> report in one call.
+//! 12. [`demo`] and [`experiment`]: the pipeline with their settings.
+//! 13. [`cli`]: argument parsing, validation and the terminal reporter.
 pub mod atomic_file;
 pub mod cli;
 pub mod config;
 pub mod data;
 pub mod demo;
 pub mod device;
+pub mod dynamics;
 pub mod eval;
 pub mod experiment;
 pub mod grid;

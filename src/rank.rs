@@ -149,6 +149,7 @@ mod tests {
             predicted: 1,
             correct: label == 1,
             scores: vec![],
+            companions: vec![],
         }
     }
 

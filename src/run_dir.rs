@@ -68,6 +68,9 @@ pub struct RunManifest {
     pub parameters: i64,
     /// The label-noise record, relative to the run directory.
     pub label_noise_file: Option<String>,
+    /// The training-dynamics folder, relative to the run (runs from before it have none).
+    #[serde(default)]
+    pub dynamics: Option<String>,
     pub epochs: Vec<EpochRecord>,
     /// Epochs with a checkpoint on disk.
     pub saved_epochs: Vec<usize>,
@@ -131,6 +134,11 @@ impl RunDir {
         if ckpt.exists() {
             std::fs::remove_dir_all(&ckpt)
                 .with_context(|| format!("cannot remove '{}'", ckpt.display()))?;
+        }
+        let dynamics = self.root.join(crate::dynamics::DIR);
+        if dynamics.exists() {
+            std::fs::remove_dir_all(&dynamics)
+                .with_context(|| format!("cannot remove '{}'", dynamics.display()))?;
         }
         for name in [MANIFEST, CONFIG, LABEL_NOISE] {
             let p = self.root.join(name);

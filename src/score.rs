@@ -7,13 +7,15 @@
 use crate::data::prepare::{self, PreparedData};
 use crate::data::transform::{self, Normalization};
 use crate::data::{noise, Split, SplitKind};
+use crate::dynamics::{self, DynamicsScores};
 use crate::info::Versions;
 use crate::model::ResNet;
 use crate::origin::Origins;
 use crate::progress::{Reporter, Task};
 use crate::run_dir::{load_checkpoint, RunDir, RunManifest, MANIFEST};
 use crate::schedule::Stage;
-use crate::scores::{self, ScoreRow, ScoresMeta, SplitChoice, SCORES_FORMAT};
+use crate::scores::{self, Companion, ScoreRow, ScoresMeta, SplitChoice, SCORES_FORMAT};
+use crate::vog::baselines::checkpoint_scores;
 use crate::vog::gradient::{input_gradients, pixel_map};
 use crate::vog::reduce::Accumulator;
 use crate::vog::{normalize, Target, Variant};
@@ -76,10 +78,13 @@ pub fn load_models(
         .collect()
 }
 
-/// Raw VoG (one value per target) and the last model's prediction, per example of a split.
+/// Raw VoG (one value per target), the checkpoint companion scores and the last model's
+/// prediction, per example of a split.
 pub struct SplitScores {
     /// `raw[t][i]`: target t, example i.
     pub raw: Vec<Vec<f64>>,
+    /// `companions[c][i]`: [`Companion::CHECKPOINT`] c, example i.
+    pub companions: Vec<Vec<f64>>,
     pub predicted: Vec<i64>,
 }
 
@@ -99,47 +104,53 @@ impl Scorer<'_> {
     /// `task` advances by one per image and checkpoint.
     pub fn score(&self, images: &Tensor, labels: &[i64], task: &dyn Task) -> SplitScores {
         let n = labels.len();
-        let mut raw = vec![Vec::with_capacity(n); self.targets.len()];
-        let mut predicted = Vec::with_capacity(n);
+        let mut out = SplitScores {
+            raw: vec![Vec::with_capacity(n); self.targets.len()],
+            companions: vec![Vec::with_capacity(n); Companion::CHECKPOINT.len()],
+            predicted: Vec::with_capacity(n),
+        };
         for start in (0..n).step_by(self.batch_size) {
             let len = self.batch_size.min(n - start);
             let batch = images.narrow(0, start as i64, len as i64);
-            let (values, pred) = self.score_batch(&batch, &labels[start..start + len], task);
-            for (col, v) in raw.iter_mut().zip(values) {
+            let b = self.score_batch(&batch, &labels[start..start + len], task);
+            for (col, v) in out.raw.iter_mut().zip(b.raw) {
                 col.extend(v);
             }
-            predicted.extend(pred);
+            for (col, v) in out.companions.iter_mut().zip(b.companions) {
+                col.extend(v);
+            }
+            out.predicted.extend(b.predicted);
         }
-        SplitScores { raw, predicted }
+        out
     }
 
-    /// Raw VoG per target and the last checkpoint's predictions for one batch.
-    fn score_batch(
-        &self,
-        images: &Tensor,
-        labels: &[i64],
-        task: &dyn Task,
-    ) -> (Vec<Vec<f64>>, Vec<i64>) {
+    /// Raw VoG per target, the checkpoint companions and the last checkpoint's
+    /// predictions for one batch.
+    fn score_batch(&self, images: &Tensor, labels: &[i64], task: &dyn Task) -> SplitScores {
         let x = self
             .normalization
             .apply(&transform::to_unit(&images.to_device(self.device)));
         let y = Tensor::from_slice(labels).to_device(self.device);
         let mut accs: Vec<Accumulator> = self.targets.iter().map(|_| Accumulator::new()).collect();
-        let mut last_logits = None;
+        let mut all_logits = Vec::with_capacity(self.models.len());
         for m in &self.models {
             let (grads, logits) = input_gradients(*m, &x, &y, self.targets);
             for (acc, g) in accs.iter_mut().zip(&grads) {
                 acc.push(&pixel_map(g, self.variant.channels, self.variant.grad_norm));
             }
-            last_logits = Some(logits);
+            all_logits.push(logits);
             task.advance(labels.len() as u64);
         }
-        let values = accs.iter().map(|a| a.finish(self.variant.reduce)).collect();
-        let pred = last_logits
-            .expect("at least one model")
+        let host = |t: Tensor| Vec::<f64>::try_from(t.to_device(Device::Cpu)).expect("f64 scores");
+        let (loss, el2n, prob) = checkpoint_scores(&all_logits, &y);
+        let pred = all_logits[all_logits.len() - 1]
             .argmax(1, false)
             .to_device(Device::Cpu);
-        (values, Vec::<i64>::try_from(pred).expect("i64 predictions"))
+        SplitScores {
+            raw: accs.iter().map(|a| a.finish(self.variant.reduce)).collect(),
+            companions: vec![host(loss), host(el2n), host(prob)],
+            predicted: Vec::<i64>::try_from(pred).expect("i64 predictions"),
+        }
     }
 }
 
@@ -181,13 +192,21 @@ pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
         variant: cfg.variant,
         batch_size: cfg.batch_size,
     };
+    let dynamics = read_dynamics(cfg, &run, &m, reporter)?;
     let (rows, degenerate) = score_splits(
         &scorer,
         &splits,
-        &assigned,
-        &m.dataset.class_names,
+        &Labels {
+            assigned: &assigned,
+            class_names: &m.dataset.class_names,
+        },
+        dynamics.as_ref(),
         reporter,
     );
+    let mut companions = Companion::CHECKPOINT.to_vec();
+    if dynamics.is_some() {
+        companions.extend(Companion::DYNAMICS);
+    }
 
     let meta = ScoresMeta {
         format: SCORES_FORMAT.into(),
@@ -199,6 +218,7 @@ pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
         checkpoints: epochs.iter().map(|&e| RunDir::checkpoint_name(e)).collect(),
         epochs,
         targets: cfg.targets.clone(),
+        companions,
         variant: cfg.variant,
         examples: rows.len(),
         degenerate_classes: degenerate,
@@ -210,15 +230,48 @@ pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
     Ok(meta)
 }
 
-/// Scores every split (labels as trained, from `assigned` where shuffled), class-normalizes
-/// per split, and returns the rows and the classes whose scores had no spread.
+/// What the rows need to know about labels.
+struct Labels<'a> {
+    /// id -> the label trained with, where it was shuffled.
+    assigned: &'a HashMap<String, i64>,
+    class_names: &'a [String],
+}
+
+/// The training-dynamics scores of the run's training split, when the train split is scored
+/// and the run recorded them (runs from before it did not: said once).
+fn read_dynamics(
+    cfg: &ScoreConfig,
+    run: &RunDir,
+    m: &RunManifest,
+    reporter: &dyn Reporter,
+) -> Result<Option<DynamicsScores>> {
+    if !cfg.split.kinds().contains(&SplitKind::Train) {
+        return Ok(None);
+    }
+    let Some(dir) = &m.dynamics else {
+        reporter.warn("the run has no training dynamics (it was trained by an older vog), so the scores lack confidence, variability, correctness, forgetting and aum");
+        return Ok(None);
+    };
+    let records = dynamics::read_run(
+        run.root(),
+        m.epochs.len(),
+        m.dataset.train_examples,
+        &m.dataset.fingerprint,
+    )
+    .with_context(|| format!("run '{}' ({dir}/)", cfg.run.display()))?;
+    Ok(Some(dynamics::summarize(&records)))
+}
+
+/// Scores every split (labels as trained), class-normalizes per split, and returns the
+/// rows and the classes whose scores had no spread.
 fn score_splits(
     scorer: &Scorer,
     splits: &[(SplitKind, &Split)],
-    assigned: &HashMap<String, i64>,
-    class_names: &[String],
+    labels: &Labels,
+    dynamics: Option<&DynamicsScores>,
     reporter: &dyn Reporter,
 ) -> (Vec<ScoreRow>, HashMap<String, Vec<String>>) {
+    let (assigned, class_names) = (labels.assigned, labels.class_names);
     let total: usize = splits.iter().map(|(_, s)| s.len()).sum();
     let task = reporter.task(
         "scoring",
@@ -243,7 +296,16 @@ fn score_splits(
             reporter,
             &mut degenerate,
         );
-        rows.extend(split_rows(kind, split, &trained, &s, &z, class_names));
+        let dynamics = dynamics.filter(|_| kind == SplitKind::Train);
+        rows.extend(split_rows(
+            kind,
+            split,
+            &trained,
+            &s,
+            &z,
+            class_names,
+            dynamics,
+        ));
     }
     (rows, degenerate)
 }
@@ -307,7 +369,8 @@ fn normalize_split(
         .collect()
 }
 
-/// The scores file's rows of one split.
+/// The scores file's rows of one split; `dynamics` for the training split of a run that
+/// recorded them.
 fn split_rows(
     kind: SplitKind,
     split: &Split,
@@ -315,7 +378,24 @@ fn split_rows(
     s: &SplitScores,
     z: &[Vec<f64>],
     class_names: &[String],
+    dynamics: Option<&DynamicsScores>,
 ) -> Vec<ScoreRow> {
+    let companions = |i: usize| -> Vec<Option<f64>> {
+        let mut v: Vec<Option<f64>> = s.companions.iter().map(|c| Some(c[i])).collect();
+        if let Some(d) = dynamics {
+            v.extend(
+                [
+                    &d.confidence,
+                    &d.variability,
+                    &d.correctness,
+                    &d.forgetting,
+                    &d.aum,
+                ]
+                .map(|c| Some(c[i])),
+            );
+        }
+        v
+    };
     (0..split.len())
         .map(|i| ScoreRow {
             id: split.ids[i].clone(),
@@ -328,6 +408,7 @@ fn split_rows(
             predicted: s.predicted[i],
             correct: s.predicted[i] == split.labels[i],
             scores: s.raw.iter().zip(z).map(|(r, z)| (r[i], z[i])).collect(),
+            companions: companions(i),
         })
         .collect()
 }

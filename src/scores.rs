@@ -11,6 +11,10 @@
 //! is true); `index` is the position in the scored split; `predicted` comes from the last
 //! checkpoint used and `correct` compares it with `label`. The first target scored keeps
 //! the plain `vog_raw` and `vog` names; every further target T adds `vog_raw_T` and `vog_T`.
+//! Then the companion scores ([`Companion`]) the sidecar lists, in its order: `loss`,
+//! `el2n`, `prob` from the scoring checkpoints, and for runs with training dynamics
+//! `confidence`, `variability`, `correctness`, `forgetting`, `aum`, which are empty in test
+//! rows. Every value is finite.
 //! A scores file is only read together with its sidecar: a missing or unreadable one is
 //! an error, never a silent default.
 use crate::data::{DatasetSpec, SplitKind};
@@ -36,6 +40,68 @@ pub const BASE_COLUMNS: [&str; 9] = [
     "predicted",
     "correct",
 ];
+
+/// A difficulty score scored beside VoG, and which way it points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Companion {
+    /// Cross-entropy against the label trained with, at the last checkpoint.
+    Loss,
+    /// Mean L2 norm of softmax minus one-hot over the checkpoints (Paul et al. 2021).
+    El2n,
+    /// Softmax probability of the label trained with, at the last checkpoint.
+    Prob,
+    /// Mean training-time probability of the label (Data Maps; Swayamdipta et al. 2020).
+    Confidence,
+    /// Its standard deviation over epochs (Data Maps).
+    Variability,
+    /// Fraction of epochs the training prediction was right (Data Maps).
+    Correctness,
+    /// Forgetting events (Toneva et al. 2019); never learned = number of epochs.
+    Forgetting,
+    /// Area under the margin (Pleiss et al. 2020).
+    Aum,
+}
+
+impl Companion {
+    /// From the scoring forward passes, for every split.
+    pub const CHECKPOINT: [Companion; 3] = [Companion::Loss, Companion::El2n, Companion::Prob];
+    /// From the training dynamics, for the training split.
+    pub const DYNAMICS: [Companion; 5] = [
+        Companion::Confidence,
+        Companion::Variability,
+        Companion::Correctness,
+        Companion::Forgetting,
+        Companion::Aum,
+    ];
+
+    /// Its column name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Companion::Loss => "loss",
+            Companion::El2n => "el2n",
+            Companion::Prob => "prob",
+            Companion::Confidence => "confidence",
+            Companion::Variability => "variability",
+            Companion::Correctness => "correctness",
+            Companion::Forgetting => "forgetting",
+            Companion::Aum => "aum",
+        }
+    }
+
+    /// Whether a higher value means a harder example.
+    pub fn higher_is_harder(self) -> bool {
+        matches!(
+            self,
+            Companion::Loss | Companion::El2n | Companion::Variability | Companion::Forgetting
+        )
+    }
+
+    /// Whether only training examples have it.
+    pub fn train_only(self) -> bool {
+        Companion::DYNAMICS.contains(&self)
+    }
+}
 
 /// The sidecar's format tag.
 pub const SCORES_FORMAT: &str = "vog-scores/1";
@@ -103,6 +169,9 @@ pub struct ScoresMeta {
     pub checkpoints: Vec<String>,
     /// In column order; the first has the plain `vog_raw`/`vog` columns.
     pub targets: Vec<Target>,
+    /// The companion columns after the VoG ones, in column order.
+    #[serde(default)]
+    pub companions: Vec<Companion>,
     pub variant: Variant,
     pub examples: usize,
     /// Per split, the (trained) classes whose scores had no spread and were set to 0.
@@ -154,6 +223,9 @@ pub struct ScoreRow {
     pub correct: bool,
     /// (vog_raw, vog) per target, in the file's target order.
     pub scores: Vec<(f64, f64)>,
+    /// Companion values in the sidecar's order; `None` where a score does not apply (the
+    /// training dynamics of a test example).
+    pub companions: Vec<Option<f64>>,
 }
 
 /// (`vog_raw…`, `vog…`) column names of each target; the first keeps the plain names.
@@ -168,15 +240,25 @@ pub fn score_columns(targets: &[Target]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Every column of a file with `targets` and `companions`, in order.
+pub fn header(targets: &[Target], companions: &[Companion]) -> Vec<String> {
+    BASE_COLUMNS
+        .iter()
+        .map(|s| s.to_string())
+        .chain(score_columns(targets).into_iter().flat_map(|(r, z)| [r, z]))
+        .chain(companions.iter().map(|c| c.name().to_string()))
+        .collect()
+}
+
 /// Writes the header and rows.
-pub fn write_csv(w: impl Write, targets: &[Target], rows: &[ScoreRow]) -> Result<()> {
+pub fn write_csv(
+    w: impl Write,
+    targets: &[Target],
+    companions: &[Companion],
+    rows: &[ScoreRow],
+) -> Result<()> {
     let mut csv = csv::Writer::from_writer(w);
-    let mut header: Vec<String> = BASE_COLUMNS.iter().map(|s| s.to_string()).collect();
-    for (raw, z) in score_columns(targets) {
-        header.push(raw);
-        header.push(z);
-    }
-    csv.write_record(&header)?;
+    csv.write_record(header(targets, companions))?;
     for r in rows {
         let mut rec = vec![
             r.id.clone(),
@@ -193,6 +275,9 @@ pub fn write_csv(w: impl Write, targets: &[Target], rows: &[ScoreRow]) -> Result
             rec.push(format!("{raw:e}"));
             rec.push(format!("{z}"));
         }
+        for c in &r.companions {
+            rec.push(c.map_or(String::new(), |v| format!("{v:e}")));
+        }
         csv.write_record(&rec)?;
     }
     csv.flush()?;
@@ -201,7 +286,7 @@ pub fn write_csv(w: impl Write, targets: &[Target], rows: &[ScoreRow]) -> Result
 
 /// Writes `rows` to `csv` and `meta` to its sidecar, each atomically.
 pub fn write(csv: &Path, meta: &ScoresMeta, rows: &[ScoreRow]) -> Result<()> {
-    crate::atomic_file::write_with(csv, |w| write_csv(w, &meta.targets, rows))?;
+    crate::atomic_file::write_with(csv, |w| write_csv(w, &meta.targets, &meta.companions, rows))?;
     let json = serde_json::to_vec_pretty(meta)?;
     crate::atomic_file::write_bytes(&sidecar_path(csv), &json)
 }
@@ -213,6 +298,21 @@ pub enum Column {
     Raw,
     /// `vog…`: z-scored within (split, trained class).
     Normalized,
+    /// A companion score.
+    Companion,
+}
+
+/// A score column of a file: the target's (or, for a companion, the companion's) index and
+/// which column of it.
+pub type ColumnRef = (usize, Column);
+
+/// The value of `col` in `row` (`None` where a companion does not apply).
+pub fn value(row: &ScoreRow, col: ColumnRef) -> Option<f64> {
+    match col {
+        (t, Column::Raw) => Some(row.scores[t].0),
+        (t, Column::Normalized) => Some(row.scores[t].1),
+        (c, Column::Companion) => row.companions[c],
+    }
 }
 
 /// A scores file read back with its sidecar: the one view of scored examples that
@@ -236,24 +336,15 @@ impl ScoresFile {
             bail!("'{}' holds no examples", path.display());
         }
         let meta = read_meta(path)?;
-        let expected: Vec<String> = BASE_COLUMNS
-            .iter()
-            .map(|s| s.to_string())
-            .chain(
-                score_columns(&meta.targets)
-                    .into_iter()
-                    .flat_map(|(r, z)| [r, z]),
-            )
-            .collect();
-        if table.headers != expected {
+        if table.headers != header(&meta.targets, &meta.companions) {
             bail!(
-                "the columns of '{}' do not match the targets its sidecar lists ({})",
+                "the columns of '{}' do not match the targets and scores its sidecar lists ({})",
                 path.display(),
-                names(&meta.targets)
+                names(&meta.targets, &meta.companions)
             );
         }
         let rows = (0..table.records.len())
-            .map(|r| table.row(r, meta.targets.len()))
+            .map(|r| table.row(r, &meta))
             .collect::<Result<Vec<_>>>()?;
         Ok(ScoresFile {
             path: path.to_path_buf(),
@@ -275,29 +366,36 @@ impl ScoresFile {
         &self.meta.targets
     }
 
-    /// The values of target `t`'s column `which`, in row order.
+    /// The values of VoG target `t`'s column `which` (raw or normalized), in row order.
     pub fn values(&self, t: usize, which: Column) -> Vec<f64> {
         self.rows
             .iter()
-            .map(|r| match which {
-                Column::Raw => r.scores[t].0,
-                Column::Normalized => r.scores[t].1,
-            })
+            .map(|r| value(r, (t, which)).expect("VoG columns have every value"))
             .collect()
     }
 
-    /// The target and column a column name (`vog`, `vog_raw`, `vog_T`, `vog_raw_T`) stands for.
-    pub fn column(&self, name: &str) -> Result<(usize, Column)> {
-        let columns = score_columns(self.targets());
-        for (t, (raw, z)) in columns.iter().enumerate() {
-            if name == raw {
-                return Ok((t, Column::Raw));
-            }
-            if name == z {
-                return Ok((t, Column::Normalized));
-            }
+    /// Every score column's name and reference: the VoG ones, then the companions.
+    pub fn columns(&self) -> Vec<(String, ColumnRef)> {
+        let vog = score_columns(self.targets())
+            .into_iter()
+            .enumerate()
+            .flat_map(|(t, (raw, z))| [(z, (t, Column::Normalized)), (raw, (t, Column::Raw))]);
+        let companions = self
+            .meta
+            .companions
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name().to_string(), (i, Column::Companion)));
+        vog.chain(companions).collect()
+    }
+
+    /// The column a name (`vog`, `vog_raw`, `vog_T`, `vog_raw_T`, a companion) stands for.
+    pub fn column(&self, name: &str) -> Result<ColumnRef> {
+        let columns = self.columns();
+        if let Some((_, c)) = columns.iter().find(|(n, _)| n == name) {
+            return Ok(*c);
         }
-        let all: Vec<String> = columns.into_iter().flat_map(|(r, z)| [z, r]).collect();
+        let all: Vec<String> = columns.into_iter().map(|(n, _)| n).collect();
         bail!(
             "'{}' has no score column '{name}' (it has {})",
             self.path.display(),
@@ -326,24 +424,14 @@ pub struct Ranked<'a> {
     pub predicted_name: String,
 }
 
-/// Every example of `f` with its value in score column `column` (`vog`, `vog_raw`,
-/// `vog_T`, `vog_raw_T`); a NaN is an error naming the row.
+/// Every example of `f` that has a value in score column `column` (any of
+/// [`ScoresFile::columns`]), with that value.
 pub fn scored<'a>(f: &'a ScoresFile, column: &str) -> Result<Vec<Scored<'a>>> {
-    let (t, which) = f.column(column)?;
-    f.rows
+    let col = f.column(column)?;
+    Ok(f.rows
         .iter()
-        .enumerate()
-        .map(|(i, row)| {
-            let score = match which {
-                Column::Raw => row.scores[t].0,
-                Column::Normalized => row.scores[t].1,
-            };
-            if score.is_nan() {
-                bail!("'{}' row {}: {column} is NaN", f.path.display(), i + 2);
-            }
-            Ok(Scored { row, score })
-        })
-        .collect()
+        .filter_map(|row| value(row, col).map(|score| Scored { row, score }))
+        .collect())
 }
 
 /// label -> name, from the examples' labels.
@@ -398,8 +486,12 @@ pub fn per_class<'a>(entries: &[Scored<'a>]) -> Vec<(String, Vec<Scored<'a>>)> {
     groups.into_values().collect()
 }
 
-fn names(targets: &[Target]) -> String {
-    let v: Vec<&str> = targets.iter().map(|t| t.name()).collect();
+fn names(targets: &[Target], companions: &[Companion]) -> String {
+    let v: Vec<&str> = targets
+        .iter()
+        .map(|t| t.name())
+        .chain(companions.iter().map(|c| c.name()))
+        .collect();
     v.join(", ")
 }
 
@@ -471,8 +563,25 @@ impl Table {
         self.records[row].get(self.pos[name]).unwrap_or("")
     }
 
-    /// Row `r` as a scored example with `targets` score pairs (columns from the 10th on).
-    fn row(&self, r: usize, targets: usize) -> Result<ScoreRow> {
+    /// A finite score in row `r`, column `name`; `None` for an empty cell where `optional`.
+    fn score(&self, r: usize, name: &str, optional: bool) -> Result<Option<f64>> {
+        let text = self.get(r, name);
+        if text.is_empty() && optional {
+            return Ok(None);
+        }
+        let v: f64 = self.parse(r, name)?;
+        if !v.is_finite() {
+            bail!(
+                "'{}' row {}: column '{name}' holds '{text}', not a finite number",
+                self.path.display(),
+                r + 2
+            );
+        }
+        Ok(Some(v))
+    }
+
+    /// Row `r` as a scored example of a file described by `meta`.
+    fn row(&self, r: usize, meta: &ScoresMeta) -> Result<ScoreRow> {
         let split = match self.get(r, "split") {
             "train" => SplitKind::Train,
             "test" => SplitKind::Test,
@@ -482,10 +591,21 @@ impl Table {
                 r + 2
             ),
         };
-        let scores = (0..targets)
-            .map(|t| {
-                let col = |k: usize| self.headers[BASE_COLUMNS.len() + 2 * t + k].clone();
-                Ok((self.parse(r, &col(0))?, self.parse(r, &col(1))?))
+        let required = |name: &str| -> Result<f64> {
+            Ok(self
+                .score(r, name, false)?
+                .expect("required values are present"))
+        };
+        let scores = score_columns(&meta.targets)
+            .iter()
+            .map(|(raw, z)| Ok((required(raw)?, required(z)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let companions = meta
+            .companions
+            .iter()
+            .map(|c| {
+                let optional = c.train_only() && split == SplitKind::Test;
+                self.score(r, c.name(), optional)
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(ScoreRow {
@@ -499,6 +619,7 @@ impl Table {
             predicted: self.parse(r, "predicted")?,
             correct: self.parse(r, "correct")?,
             scores,
+            companions,
         })
     }
 }
@@ -520,6 +641,7 @@ mod tests {
             predicted: 5,
             correct: false,
             scores: vec![(1.5e-3, -0.25), (2.0, 1.0)],
+            companions: vec![Some(0.5), None],
         }
     }
 
@@ -539,6 +661,7 @@ mod tests {
             epochs: vec![1, 2],
             checkpoints: vec![],
             targets,
+            companions: vec![Companion::Loss, Companion::Aum],
             variant: Variant::default(),
             examples: 1,
             degenerate_classes: HashMap::new(),
@@ -551,16 +674,23 @@ mod tests {
     #[test]
     fn header_and_round_trip() {
         let mut buf = Vec::new();
-        write_csv(&mut buf, &[Target::Logit, Target::Prob], &[row()]).unwrap();
+        let companions = [Companion::Loss, Companion::Aum];
+        write_csv(
+            &mut buf,
+            &[Target::Logit, Target::Prob],
+            &companions,
+            &[row()],
+        )
+        .unwrap();
         let text = String::from_utf8(buf).unwrap();
         let mut lines = text.lines();
         assert_eq!(
             lines.next().unwrap(),
-            "id,split,index,label,label_name,trained_label,noisy,predicted,correct,vog_raw,vog,vog_raw_prob,vog_prob"
+            "id,split,index,label,label_name,trained_label,noisy,predicted,correct,vog_raw,vog,vog_raw_prob,vog_prob,loss,aum"
         );
         assert_eq!(
             lines.next().unwrap(),
-            "test/000001,test,1,3,cat,3,false,5,false,1.5e-3,-0.25,2e0,1"
+            "test/000001,test,1,3,cat,3,false,5,false,1.5e-3,-0.25,2e0,1,5e-1,"
         );
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s.csv");

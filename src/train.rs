@@ -5,12 +5,15 @@ use crate::data::noise::{self, NoisyLabel};
 use crate::data::prepare::PreparedData;
 use crate::data::transform::{self, Augment, Normalization};
 use crate::data::Split;
+use crate::dynamics::{self, EpochDynamics};
 use crate::info::Versions;
 use crate::model::{self, ResNet};
 use crate::progress::{Reporter, Task};
 use crate::run_dir::{self, DatasetInfo, EpochRecord, RunDir, RunManifest, FORMAT, LABEL_NOISE};
+use crate::vog::gradient::target_values;
+use crate::vog::Target;
 use crate::{atomic_file, rng};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -27,6 +30,45 @@ pub struct PassStats {
     pub loss: f64,
     pub accuracy: f64,
     pub examples: usize,
+}
+
+/// The training dynamics of one epoch, gathered on the device batch by batch (no host
+/// synchronisation) and read once at its end.
+pub struct Recorder {
+    prob: Tensor,
+    margin: Tensor,
+    correct: Tensor,
+}
+
+impl Recorder {
+    fn new(n: usize, device: Device) -> Self {
+        let zeros = |kind| Tensor::zeros([n as i64], (kind, device));
+        Recorder {
+            prob: zeros(Kind::Float),
+            margin: zeros(Kind::Float),
+            correct: zeros(Kind::Bool),
+        }
+    }
+
+    /// Records the batch of examples `idx` (i64) from its training-mode `logits`, labels `y`
+    /// and whether each prediction was right.
+    fn add(&mut self, idx: &Tensor, logits: &Tensor, y: &Tensor, right: &Tensor) {
+        let value = |t| target_values(logits, y, t).to_kind(Kind::Float);
+        let _ = self.prob.index_copy_(0, idx, &value(Target::Prob));
+        let _ = self.margin.index_copy_(0, idx, &value(Target::Margin));
+        let _ = self.correct.index_copy_(0, idx, right);
+    }
+
+    /// The record of `epoch`, on the host.
+    pub fn finish(&self, epoch: usize) -> Result<EpochDynamics> {
+        let host = |t: &Tensor| t.to_device(Device::Cpu);
+        Ok(EpochDynamics {
+            epoch,
+            prob: Vec::<f32>::try_from(host(&self.prob))?,
+            margin: Vec::<f32>::try_from(host(&self.margin))?,
+            correct: Vec::<bool>::try_from(host(&self.correct))?,
+        })
+    }
 }
 
 /// A ResNet with its optimizer and input pipeline.
@@ -80,7 +122,7 @@ impl Trainer {
         lr: f64,
         rng: &mut ChaCha8Rng,
         task: &dyn Task,
-    ) -> PassStats {
+    ) -> (PassStats, Recorder) {
         self.opt.set_lr(lr);
         let n = labels.size()[0] as usize;
         let mut order: Vec<i64> = (0..n as i64).collect();
@@ -88,6 +130,7 @@ impl Trainer {
         let dev = self.device();
         let mut loss_sum = Tensor::zeros([], (Kind::Double, dev));
         let mut correct = Tensor::zeros([], (Kind::Int64, dev));
+        let mut record = Recorder::new(n, dev);
         let started = Instant::now();
         for (b, chunk) in order.chunks(self.batch_size).enumerate() {
             let idx = Tensor::from_slice(chunk).to_device(dev);
@@ -100,8 +143,10 @@ impl Trainer {
             let loss = logits.cross_entropy_for_logits(&y);
             self.opt.backward_step(&loss);
             tch::no_grad(|| {
+                let right = logits.argmax(1, false).eq_tensor(&y);
                 let _ = loss_sum.f_add_(&(loss.to_kind(Kind::Double) * chunk.len() as f64));
-                let _ = correct.f_add_(&logits.argmax(1, false).eq_tensor(&y).sum(Kind::Int64));
+                let _ = correct.f_add_(&right.sum(Kind::Int64));
+                record.add(&idx, &logits, &y, &right);
             });
             task.advance(1);
             if (b + 1) % PROGRESS_REFRESH_BATCHES == 0 && task.shows_detail() {
@@ -109,11 +154,12 @@ impl Trainer {
                 task.detail(running_message(&loss_sum, &correct, seen, started));
             }
         }
-        PassStats {
+        let stats = PassStats {
             loss: loss_sum.double_value(&[]) / n as f64,
             accuracy: correct.int64_value(&[]) as f64 / n as f64,
             examples: n,
-        }
+        };
+        (stats, record)
     }
 
     /// Loss and accuracy in eval mode over `images` (NCHW uint8) and `labels` (i64).
@@ -190,6 +236,7 @@ pub fn run(
     )?;
     let mut manifest = new_manifest(cfg, prepared, model::parameter_count(&trainer.vs));
     manifest.label_noise_file = noise_file;
+    manifest.dynamics = Some(dynamics::DIR.into());
     run.write_manifest(&manifest)?;
 
     let train_x = data.train.images.to_device(device);
@@ -208,8 +255,10 @@ pub fn run(
         let lr = schedule.lr(epoch);
         let task = reporter.task(&format!("epoch {epoch}/{epochs}"), batches, "batches");
         let started = Instant::now();
-        let train = trainer.train_epoch(&train_x, &train_y, lr, &mut order_rng, task.as_ref());
+        let (train, record) =
+            trainer.train_epoch(&train_x, &train_y, lr, &mut order_rng, task.as_ref());
         let seconds = started.elapsed().as_secs_f64();
+        write_dynamics(run, &record.finish(epoch)?, &manifest.dataset.fingerprint)?;
         let test_stats = test.as_ref().map(|(x, y)| trainer.evaluate(x, y));
         drop(task);
         let checkpoint = if cfg.saved_epochs.contains(&epoch) {
@@ -258,10 +307,19 @@ fn new_manifest(cfg: &TrainConfig, prepared: &PreparedData, parameters: i64) -> 
         normalization: prepared.normalization.clone(),
         parameters,
         label_noise_file: None,
+        dynamics: None,
         epochs: Vec::new(),
         saved_epochs: Vec::new(),
         complete: false,
     }
+}
+
+/// Writes one epoch's training dynamics atomically, before the manifest records the epoch.
+fn write_dynamics(run: &RunDir, d: &EpochDynamics, fingerprint: &str) -> Result<()> {
+    let path = run.path(&dynamics::file_name(d.epoch));
+    let dir = atomic_file::parent_dir(&path);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create '{}'", dir.display()))?;
+    atomic_file::write_with(&path, |w| dynamics::write(w, d, fingerprint))
 }
 
 fn write_noise_record(
@@ -368,11 +426,27 @@ mod tests {
         let y = Tensor::from_slice(&data.train.labels);
         let mut r = rng::stream(0, "test");
         let mut epoch = || t.train_epoch(&data.train.images, &y, hyper.lr, &mut r, &NoTask);
-        let before = epoch().loss;
+        let (first, record) = epoch();
+        let d = record.finish(1).unwrap();
+        assert_eq!(
+            (d.prob.len(), d.margin.len(), d.correct.len()),
+            (64, 64, 64)
+        );
+        // Every example was seen once: probabilities are real ones, and a right prediction
+        // is one with a positive margin.
+        assert!(d.prob.iter().all(|p| *p > 0.0 && *p <= 1.0));
+        assert!(d
+            .correct
+            .iter()
+            .zip(&d.margin)
+            .all(|(c, m)| *c == (*m > 0.0)));
+        let right = d.correct.iter().filter(|&&c| c).count() as f64 / 64.0;
+        assert!((right - first.accuracy).abs() < 1e-12);
+        let before = first.loss;
         for _ in 0..6 {
             epoch();
         }
-        let after = epoch().loss;
+        let after = epoch().0.loss;
         assert!(after < before, "loss went from {before} to {after}");
     }
 }

@@ -11,6 +11,7 @@ const LAYERS: &[&[&str]] = &[
     &["data"],
     &["model"],
     &["vog", "config"],
+    &["dynamics"],
     &["run_dir", "scores"],
     &["grid"],
     &["train", "score", "eval", "rank"],

@@ -11,6 +11,7 @@
 //! then z-scored within each class. The variants here (what is differentiated, how the
 //! colour channels and the magnitude are handled, how pixels are reduced) make the
 //! comparison between the paper, the authors' released code and magnitude-free forms cheap.
+pub mod baselines;
 pub mod gradient;
 pub mod normalize;
 pub mod reduce;
