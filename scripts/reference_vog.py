@@ -136,6 +136,18 @@ def reduce(stack, how):
     return paper / stack.abs().mean((0, 2))
 
 
+def checkpoint_scores(models, x, y):
+    """B x 3 float64: loss and label probability at the last checkpoint, EL2N (mean over
+    the checkpoints of |softmax - onehot|_2), straight from the definitions."""
+    with torch.no_grad():
+        logits = [m(x).double() for m in models]
+    onehot = F.one_hot(y, logits[0].shape[1]).double()
+    el2n = torch.stack([(l.softmax(1) - onehot).norm(dim=1) for l in logits]).mean(0)
+    loss = F.cross_entropy(logits[-1], y, reduction="none")
+    prob = logits[-1].softmax(1).gather(1, y[:, None]).squeeze(1)
+    return torch.stack([loss, el2n, prob], 1).numpy()
+
+
 def zscore(raw, classes):
     out = np.zeros_like(raw)
     for c in np.unique(classes):
@@ -182,12 +194,13 @@ def main():
     header = ["id", "split", "index", "label", "label_name", "trained_label", "noisy", "predicted", "correct"]
     for i, t in enumerate(targets):
         header += ["vog_raw", "vog"] if i == 0 else [f"vog_raw_{t}", f"vog_{t}"]
+    header += ["loss", "el2n", "prob"]
     rows = []
     for split in (["train", "test"] if a.split == "both" else [a.split]):
         images, labels, ids = splits[split]
         trained = np.array([assigned.get(i, l) for i, l in zip(ids, labels)])
         raw = {t: [] for t in targets}
-        predicted = []
+        predicted, baselines = [], []
         for s in range(0, len(labels), a.batch_size):
             x = (torch.from_numpy(images[s : s + a.batch_size]).float() / 255.0 - mean) / std
             y = torch.from_numpy(trained[s : s + a.batch_size])
@@ -199,9 +212,11 @@ def main():
                     (g,) = torch.autograd.grad(target_values(logits, y, t).sum(), xx)
                     maps[t].append(pixel_map(g, a.channels, a.grad_norm))
             predicted.append(logits.argmax(1).numpy())
+            baselines.append(checkpoint_scores(models, x, y))
             for t in targets:
                 raw[t].append(reduce(torch.stack(maps[t]), a.reduce).numpy())
         predicted = np.concatenate(predicted)
+        baselines = np.concatenate(baselines)
         cols = []
         for t in targets:
             r = np.concatenate(raw[t])
@@ -212,6 +227,7 @@ def main():
                    str(bool(predicted[i] == labels[i])).lower()]
             for r, z in cols:
                 row += [repr(float(r[i])), repr(float(z[i]))]
+            row += [repr(float(v)) for v in baselines[i]]
             rows.append(row)
     with open(a.out, "w", newline="") as f:
         w = csv.writer(f)

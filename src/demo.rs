@@ -8,13 +8,13 @@ use crate::config::{Hyper, TrainConfig};
 use crate::data::prepare::{LabelNoise, Selection};
 use crate::data::synth::{self, SynthSpec};
 use crate::data::DatasetSpec;
-use crate::eval::{stats, Evaluation};
+use crate::eval::leaderboard::{Leaderboard, Question};
+use crate::eval::output::{fmt_auroc, fmt_verdict};
 use crate::origin::Origins;
 use crate::pipeline::{self, Plan, ScoreSettings};
 use crate::progress::Reporter;
-use crate::report::Section;
 use crate::schedule::Stage;
-use crate::scores::{Column, ScoresFile, SplitChoice};
+use crate::scores::SplitChoice;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -70,35 +70,21 @@ pub struct DemoOptions {
     pub device: Device,
 }
 
-/// One target's headline figures.
-#[derive(Debug, Clone, Serialize)]
-pub struct DemoRow {
-    pub target: String,
-    /// Test error (%) of the 10% lowest, all, and the 10% highest VoG.
-    pub bottom: f64,
-    pub all: f64,
-    pub top: f64,
-    /// AUROC of raw VoG for finding the shuffled-label training examples.
-    pub shuffled_auroc: Option<f64>,
-    /// AUROC of raw VoG for finding the planted atypical training images.
-    pub atypical_auroc: Option<f64>,
-    pub verdict: String,
-}
-
+/// What the demo measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct DemoSummary {
     pub dataset: String,
-    pub rows: Vec<DemoRow>,
     /// Accuracy on the labels trained with, at the last epoch.
     pub final_train_accuracy: f64,
     pub final_test_accuracy: Option<f64>,
+    /// Test difficulty (test split), memorization and atypical (train split).
+    pub leaderboards: Vec<Leaderboard>,
     pub report: PathBuf,
     pub seconds: f64,
 }
 
 impl fmt::Display for DemoSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let opt = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.3}"));
         writeln!(
             f,
             "{}: train accuracy {:.1}% (on the labels trained with), test accuracy {}",
@@ -107,19 +93,23 @@ impl fmt::Display for DemoSummary {
             self.final_test_accuracy
                 .map_or("n/a".into(), |a| format!("{:.1}%", 100.0 * a))
         )?;
-        writeln!(f, "target   test error: bottom10%   all  top10%   shuffled AUROC  atypical AUROC  verdict")?;
-        for r in &self.rows {
+        for l in &self.leaderboards {
             writeln!(
                 f,
-                "{:8} {:>19.1}% {:>5.1}% {:>6.1}%   {:>14}  {:>14}  {}",
-                r.target,
-                r.bottom,
-                r.all,
-                r.top,
-                opt(r.shuffled_auroc),
-                opt(r.atypical_auroc),
-                r.verdict
+                "{}: {} of {}",
+                l.question.title(),
+                l.positives,
+                l.examples
             )?;
+            for e in &l.entries {
+                writeln!(
+                    f,
+                    "  {:15} AUROC {:22}  {}",
+                    e.score,
+                    fmt_auroc(e.test.as_ref()),
+                    fmt_verdict(e.verdict, l.positives)
+                )?;
+            }
         }
         write!(
             f,
@@ -176,9 +166,15 @@ pub fn plan(o: &DemoOptions) -> Result<Plan> {
         }),
     };
     let train = TrainConfig::new(dataset, hyper, selection, o.device, &origins)?;
+    let planted = planted_ids(&train.dataset);
+    let sets = match planted.is_empty() {
+        true => Vec::new(),
+        false => vec![(Question::Atypical, planted)],
+    };
     Ok(Plan {
         train,
         origins,
+        sets,
         out: o.out.clone(),
         splits: file.score.splits,
         stages: file.score.stages,
@@ -194,28 +190,28 @@ pub fn run(o: &DemoOptions, reporter: &dyn Reporter) -> Result<DemoSummary> {
     let plan = plan(o)?;
     std::fs::create_dir_all(&o.out)
         .with_context(|| format!("cannot create '{}'", o.out.display()))?;
-    let outcome = pipeline::run(&plan, reporter)?;
-    let test = outcome
-        .find(SplitChoice::Test, &Stage::All)
-        .context("the demo scores the test split")?;
-    let train = outcome
-        .find(SplitChoice::Train, &Stage::All)
-        .context("the demo scores the train split")?;
-    let planted = planted_ids(&plan.train.dataset);
-    let atypical = atypical_aurocs(&train.file, &planted);
-    let mut extra = Vec::new();
-    if !planted.is_empty() {
-        write_planted(&o.out.join("planted.csv"), &planted)?;
-        extra.push(planted_section(&train.file, &atypical, planted.len()));
+    if let Some((_, planted)) = plan.sets.first() {
+        write_planted(&o.out.join("planted.csv"), planted)?;
     }
-    let report = pipeline::write_report(&plan, &outcome, &extra)?;
-
+    let outcome = pipeline::run(&plan, reporter)?;
+    let report = pipeline::write_report(&plan, &outcome)?;
+    let mut leaderboards = Vec::new();
+    for (split, question) in [
+        (SplitChoice::Test, Question::Difficulty),
+        (SplitChoice::Train, Question::Memorization),
+        (SplitChoice::Train, Question::Atypical),
+    ] {
+        let e = outcome
+            .find(split, &Stage::All)
+            .with_context(|| format!("the demo scores the {split} split"))?;
+        leaderboards.extend(e.evaluation.leaderboard(question).cloned());
+    }
     let last = outcome.manifest.epochs.last().context("no epoch ran")?;
     let summary = DemoSummary {
         dataset: plan.train.dataset.name(),
-        rows: rows(&test.evaluation, &train.evaluation, &atypical),
         final_train_accuracy: last.train_accuracy,
         final_test_accuracy: last.test_accuracy,
+        leaderboards,
         report,
         seconds: started.elapsed().as_secs_f64(),
     };
@@ -224,25 +220,8 @@ pub fn run(o: &DemoOptions, reporter: &dyn Reporter) -> Result<DemoSummary> {
     Ok(summary)
 }
 
-fn rows(test: &Evaluation, train: &Evaluation, atypical: &[Option<f64>]) -> Vec<DemoRow> {
-    test.targets
-        .iter()
-        .zip(&train.targets)
-        .zip(atypical)
-        .map(|((t, tr), a)| DemoRow {
-            target: t.target.clone(),
-            bottom: t.bottom_all_top[0].error,
-            all: t.bottom_all_top[1].error,
-            top: t.bottom_all_top[2].error,
-            shuffled_auroc: tr.memorization.as_ref().map(|m| m.auroc),
-            atypical_auroc: *a,
-            verdict: t.verdict.to_string(),
-        })
-        .collect()
-}
-
 /// Ids of the planted atypical training images (none for real data).
-pub fn planted_ids(spec: &DatasetSpec) -> Vec<String> {
+pub fn planted_ids(spec: &DatasetSpec) -> HashSet<String> {
     match spec {
         DatasetSpec::Synth {
             train,
@@ -259,50 +238,17 @@ pub fn planted_ids(spec: &DatasetSpec) -> Vec<String> {
                 .map(|i| format!("train/{i:06}"))
                 .collect()
         }
-        _ => Vec::new(),
+        _ => HashSet::new(),
     }
 }
 
-/// Per target, AUROC of raw VoG for the planted images among the training examples whose
-/// label was not shuffled.
-pub fn atypical_aurocs(train: &ScoresFile, planted: &[String]) -> Vec<Option<f64>> {
-    let planted: HashSet<&str> = planted.iter().map(String::as_str).collect();
-    let rows: Vec<usize> = (0..train.len()).filter(|&i| !train.rows[i].noisy).collect();
-    let positive: Vec<bool> = rows
-        .iter()
-        .map(|&i| planted.contains(train.rows[i].id.as_str()))
-        .collect();
-    (0..train.targets().len())
-        .map(|t| {
-            let raw = train.values(t, Column::Raw);
-            let scores: Vec<f64> = rows.iter().map(|&i| raw[i]).collect();
-            stats::auroc(&scores, &positive)
-        })
-        .collect()
-}
-
-fn write_planted(path: &Path, ids: &[String]) -> Result<()> {
+fn write_planted(path: &Path, ids: &HashSet<String>) -> Result<()> {
+    let mut sorted: Vec<&String> = ids.iter().collect();
+    sorted.sort();
     let text = std::iter::once("id".to_string())
-        .chain(ids.iter().cloned())
+        .chain(sorted.into_iter().cloned())
         .collect::<Vec<_>>()
         .join("\n")
         + "\n";
     crate::atomic_file::write_bytes(path, text.as_bytes())
-}
-
-fn planted_section(train: &ScoresFile, aurocs: &[Option<f64>], n: usize) -> Section {
-    Section {
-        title: "Planted atypical examples".into(),
-        intro: format!(
-            "{n} training images were drawn atypically (twice the stripe frequency, inverted colours, heavier noise) \
-             but keep their label. AUROC of raw VoG for finding them among the training examples with unshuffled labels:"
-        ),
-        headers: vec!["target".into(), "AUROC".into()],
-        rows: train
-            .targets()
-            .iter()
-            .zip(aurocs)
-            .map(|(t, a)| vec![t.to_string(), a.map_or("n/a".into(), |a| format!("{a:.3}"))])
-            .collect(),
-    }
 }

@@ -113,6 +113,7 @@ impl ExperimentFile {
         let plan = Plan {
             train,
             origins,
+            sets: Vec::new(),
             out: self.out.clone(),
             splits: s.splits.clone(),
             stages: s.stages.clone(),
@@ -138,7 +139,7 @@ pub struct Results {
 /// Runs (or resumes) the experiment; returns what `results.json` holds.
 pub fn run(file: ExperimentFile, plan: &Plan, reporter: &dyn Reporter) -> Result<Results> {
     let outcome = pipeline::run(plan, reporter)?;
-    let report = pipeline::write_report(plan, &outcome, &[])?;
+    let report = pipeline::write_report(plan, &outcome)?;
     let m = &outcome.manifest;
     let last = m.epochs.last().context("the run has no epochs")?;
     let results = Results {

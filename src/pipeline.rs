@@ -5,18 +5,20 @@
 //! output is missing.
 use crate::config::TrainConfig;
 use crate::data::{download, prepare};
+use crate::eval::leaderboard::Question;
 use crate::eval::{self, Evaluated, Evaluation};
 use crate::origin::Origins;
 use crate::progress::Reporter;
-use crate::report::{self, ReportInput, Section};
+use crate::report::{self, ReportInput};
 use crate::run_dir::{RunDir, RunManifest};
 use crate::schedule::Stage;
 use crate::score::{self, ScoreConfig};
-use crate::scores::{self, ScoresMeta, SplitChoice};
+use crate::scores::{self, ScoresFile, ScoresMeta, SplitChoice};
 use crate::train;
 use crate::vog::{Target, Variant};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 /// The scoring part of an experiment or demo file.
@@ -35,6 +37,9 @@ pub struct Plan {
     pub train: TrainConfig,
     /// Where the train config's values came from, for errors about them.
     pub origins: Origins,
+    /// Sets of example ids each scores file is also asked about (the demo's planted
+    /// atypical images).
+    pub sets: Vec<(Question, HashSet<String>)>,
     /// Output folder: `run/` (the run directory), `eval/SPLIT-STAGE/`, `report.html`.
     pub out: PathBuf,
     pub splits: Vec<SplitChoice>,
@@ -104,7 +109,11 @@ pub fn run(plan: &Plan, reporter: &dyn Reporter) -> Result<Outcome> {
     for &split in &plan.splits {
         for stage in &plan.stages {
             let path = score_stage(plan, &manifest, split, stage, reporter)?;
-            stages.push((split, stage.clone(), Evaluated::read(&path)?));
+            let file = ScoresFile::read(&path)?;
+            let sets: Vec<(Question, &HashSet<String>)> =
+                plan.sets.iter().map(|(q, ids)| (*q, ids)).collect();
+            let evaluation = eval::evaluate(&file, &sets)?;
+            stages.push((split, stage.clone(), Evaluated { file, evaluation }));
         }
     }
     compare_early_late(&mut stages)?;
@@ -113,14 +122,14 @@ pub fn run(plan: &Plan, reporter: &dyn Reporter) -> Result<Outcome> {
             .out
             .join("eval")
             .join(format!("{split}-{}", stage.slug()));
-        eval::write_outputs(&dir, &e.evaluation, &e.file)?;
+        eval::write_outputs(&dir, &e.evaluation, &e.file, None)?;
     }
     Ok(Outcome { manifest, stages })
 }
 
 /// Writes `OUT/report.html` from the outcome, the test split's whole-training scores
-/// first (they fill the grids) when there are some, then `extra`.
-pub fn write_report(plan: &Plan, outcome: &Outcome, extra: &[Section]) -> Result<PathBuf> {
+/// first (they fill the grids) when there are some.
+pub fn write_report(plan: &Plan, outcome: &Outcome) -> Result<PathBuf> {
     let mut order: Vec<usize> = (0..outcome.stages.len()).collect();
     if let Some(i) = outcome
         .stages
@@ -136,7 +145,6 @@ pub fn write_report(plan: &Plan, outcome: &Outcome, extra: &[Section]) -> Result
             run_path: &plan.run_dir(),
             manifest: &outcome.manifest,
             scored: &scored,
-            extra,
         },
         &path,
     )?;

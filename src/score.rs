@@ -296,7 +296,6 @@ fn score_splits(
             reporter,
             &mut degenerate,
         );
-        let dynamics = dynamics.filter(|_| kind == SplitKind::Train);
         rows.extend(split_rows(
             kind,
             split,
@@ -369,8 +368,8 @@ fn normalize_split(
         .collect()
 }
 
-/// The scores file's rows of one split; `dynamics` for the training split of a run that
-/// recorded them.
+/// The scores file's rows of one split; `dynamics`, where the run recorded them, fill the
+/// training rows' dynamics columns and leave the test rows' empty.
 fn split_rows(
     kind: SplitKind,
     split: &Split,
@@ -383,16 +382,14 @@ fn split_rows(
     let companions = |i: usize| -> Vec<Option<f64>> {
         let mut v: Vec<Option<f64>> = s.companions.iter().map(|c| Some(c[i])).collect();
         if let Some(d) = dynamics {
-            v.extend(
-                [
-                    &d.confidence,
-                    &d.variability,
-                    &d.correctness,
-                    &d.forgetting,
-                    &d.aum,
-                ]
-                .map(|c| Some(c[i])),
-            );
+            let columns = [
+                &d.confidence,
+                &d.variability,
+                &d.correctness,
+                &d.forgetting,
+                &d.aum,
+            ];
+            v.extend(columns.map(|c| (kind == SplitKind::Train).then(|| c[i])));
         }
         v
     };

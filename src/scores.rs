@@ -403,6 +403,20 @@ impl ScoresFile {
         )
     }
 
+    /// The same file restricted to the examples of one split.
+    pub fn only(&self, kind: SplitKind) -> ScoresFile {
+        ScoresFile {
+            path: self.path.clone(),
+            meta: self.meta.clone(),
+            rows: self
+                .rows
+                .iter()
+                .filter(|r| r.split == kind)
+                .cloned()
+                .collect(),
+        }
+    }
+
     /// The ids, in row order.
     pub fn ids(&self) -> Vec<&str> {
         self.rows.iter().map(|r| r.id.as_str()).collect()

@@ -1,6 +1,6 @@
-//! `vog demo` at a reduced size: its printed figures are what `vog eval` computes from the
-//! demo's own score files, the network fits its noisy training labels, and the report has
-//! one row per target.
+//! `vog demo` at a reduced size: its printed leaderboards are what `vog eval` computes from
+//! the demo's own score files, no verdict contradicts the interval printed beside it, the
+//! network fits its noisy training labels, and the report opens with the leaderboards.
 mod common;
 use common::{succeed, vog};
 use serde_json::Value;
@@ -9,6 +9,15 @@ use std::path::Path;
 fn eval_json(scores: &Path) -> Value {
     let out = succeed(vog().arg("eval").arg(scores).args(["--format", "json"]));
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn board<'a>(e: &'a Value, question: &str) -> &'a Value {
+    e["leaderboards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["question"] == question)
+        .unwrap_or_else(|| panic!("no {question} leaderboard"))
 }
 
 #[test]
@@ -26,7 +35,6 @@ fn reduced_demo() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.starts_with("vog demo: synth"), "{stderr}");
-    assert!(stdout.lines().count() <= 10, "{stdout}");
 
     // The network fits the training set, shuffled labels included.
     let first = stdout.lines().next().unwrap();
@@ -35,59 +43,99 @@ fn reduced_demo() {
         "{first}"
     );
 
-    let run = out_dir.join("run");
-    let test = eval_json(&run.join("scores-test-all.csv"));
-    let train = eval_json(&run.join("scores-train-all.csv"));
-    let rows: Vec<&str> = stdout.lines().skip(2).take(4).collect();
-    for (i, target) in ["logit", "prob", "logprob", "margin"].iter().enumerate() {
-        let line = rows[i];
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(fields[0], *target, "{line}");
-        let t = &test["targets"][i];
-        assert_eq!(t["target"], *target);
-        for (k, f) in fields[1..4].iter().enumerate() {
-            let printed: f64 = f.trim_end_matches('%').parse().unwrap();
-            let expected = t["bottom_all_top"][k]["error"].as_f64().unwrap();
-            assert!(
-                (printed - expected).abs() <= 0.05,
-                "{target} group {k}: {printed} vs {expected}"
-            );
-        }
-        let printed: f64 = fields[4].parse().unwrap();
-        let expected = train["targets"][i]["memorization"]["auroc"]
-            .as_f64()
-            .unwrap();
-        assert!(
-            (printed - expected).abs() <= 5e-4,
-            "{target} shuffled AUROC: {printed} vs {expected}"
-        );
-        let verdict = match t["verdict"].as_str().unwrap() {
-            "ranks_difficulty" => "VoG ranks difficulty",
-            "inverted" => "inverted: high-VoG examples are the easier ones",
-            _ => "no signal",
-        };
-        assert!(line.ends_with(verdict), "{line} vs {verdict}");
-        let atypical: f64 = fields[5].parse().unwrap();
-        assert!((0.0..=1.0).contains(&atypical));
-    }
-
     let summary: Value =
         serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
             .unwrap();
     assert!(summary["final_train_accuracy"].as_f64().unwrap() >= 0.99);
-    assert_eq!(summary["rows"].as_array().unwrap().len(), 4);
+    let boards = summary["leaderboards"].as_array().unwrap();
+    let questions: Vec<&str> = boards
+        .iter()
+        .map(|b| b["question"].as_str().unwrap())
+        .collect();
+    assert_eq!(questions, vec!["difficulty", "memorization", "atypical"]);
+
+    // The printed figures are those `vog eval` computes from the demo's files.
+    let run = out_dir.join("run");
+    let test = eval_json(&run.join("scores-test-all.csv"));
+    let train = eval_json(&run.join("scores-train-all.csv"));
+    for (printed, e) in [
+        (&boards[0], board(&test, "difficulty")),
+        (&boards[1], board(&train, "memorization")),
+    ] {
+        assert_eq!(printed["entries"], e["entries"]);
+    }
+    // Each leaderboard is a heading followed by one indented line per score, in order.
+    let mut blocks: Vec<Vec<&str>> = Vec::new();
+    for line in stdout.lines().skip(1) {
+        if line.starts_with("  ") {
+            blocks.last_mut().unwrap().push(line);
+        } else if !line.starts_with("report: ") {
+            blocks.push(Vec::new());
+        }
+    }
+    assert_eq!(blocks.len(), boards.len(), "{stdout}");
+    for (b, lines) in boards.iter().zip(&blocks) {
+        let entries = b["entries"].as_array().unwrap();
+        assert_eq!(entries.len(), lines.len());
+        for (x, line) in entries.iter().zip(lines) {
+            let score = x["score"].as_str().unwrap();
+            assert!(
+                line.trim_start().starts_with(&format!("{score} ")),
+                "{line}"
+            );
+            if let Some(a) = x["auroc"].as_f64() {
+                assert!(line.contains(&format!("AUROC {a:.3} [")), "{line}");
+            }
+            // No verdict contradicts its interval.
+            let verdict = x["verdict"].as_str().unwrap();
+            let (lo, hi) = (x["ci_low"].as_f64(), x["ci_high"].as_f64());
+            let enough = b["positives"].as_u64().unwrap() >= 20;
+            match verdict {
+                "not_enough_evidence" => assert!(line.contains("not enough evidence"), "{line}"),
+                _ => {
+                    assert!(enough, "{line}");
+                    let claimed = lo.unwrap() > 0.5;
+                    assert!(claimed || hi.unwrap() < 0.5, "{line}");
+                    let harder = claimed == x["higher_is_harder"].as_bool().unwrap();
+                    let expected = if harder {
+                        "higher_is_harder"
+                    } else {
+                        "higher_is_easier"
+                    };
+                    assert_eq!(verdict, expected, "{line}");
+                    assert!(
+                        line.ends_with(if harder { "= harder" } else { "= easier" }),
+                        "{line}"
+                    );
+                }
+            }
+        }
+    }
+    // VoG and the companion scores stand side by side.
+    for score in [
+        "vog",
+        "vog_logprob",
+        "loss",
+        "el2n",
+        "confidence",
+        "aum",
+        "forgetting",
+    ] {
+        assert!(stdout.contains(&format!("  {score} ")), "{score}: {stdout}");
+    }
     let planted = std::fs::read_to_string(out_dir.join("planted.csv")).unwrap();
     assert_eq!(planted.lines().count(), 1 + 15);
+    // Planted images whose label was also shuffled are left out of the atypical question.
+    let atypical = boards[2]["positives"].as_u64().unwrap();
+    assert!(atypical > 5 && atypical <= 15, "{atypical}");
 
     let html = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
-    for target in ["logit", "prob", "logprob", "margin"] {
-        // Verdict and decile tables of both evaluations, and the planted-example table.
-        assert_eq!(
-            html.matches(&format!(r#"<td class="l">{target}</td>"#))
-                .count(),
-            5,
-            "{target}"
-        );
+    for part in [
+        "Summary: which score finds what",
+        "atypical (planted atypical training images)",
+        "Data Map of",
+    ] {
+        assert!(html.contains(part), "{part}");
     }
-    assert!(html.contains("Planted atypical examples"));
+    assert!(html.find("Summary: which").unwrap() < html.find("<h2>Run</h2>").unwrap());
 }

@@ -47,9 +47,11 @@ fn known_answers_and_outputs() {
             .args(["--format", "json"]),
     );
     let e: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(e["examples"], 100);
-    assert_eq!(e["error"], 20.0);
-    let logit = &e["targets"][0];
+    let split = &e["splits"][0];
+    assert_eq!(split["split"], "test");
+    assert_eq!(split["examples"], 100);
+    assert_eq!(split["error"], 20.0);
+    let logit = &split["targets"][0];
     assert_eq!(logit["target"], "logit");
     let dec: Vec<f64> = logit["deciles"]
         .as_array()
@@ -68,8 +70,9 @@ fn known_answers_and_outputs() {
         .map(|g| g["error"].as_f64().unwrap())
         .collect();
     assert_eq!(g, vec![0.0, 20.0, 100.0]);
-    assert_eq!(logit["misclassification_auroc"], 1.0);
-    assert_eq!(logit["verdict"], "ranks_difficulty");
+    assert_eq!(logit["misclassification"]["auroc"], 1.0);
+    assert_eq!(logit["misclassification"]["positives"], 20);
+    assert_eq!(logit["verdict"], "higher_is_harder");
     assert!(logit["memorization"].is_null());
     // Class level: class 1 has twice the mean |raw VoG| and the same error: two points.
     let classes = logit["class_level"]["classes"].as_array().unwrap();
@@ -77,12 +80,35 @@ fn known_answers_and_outputs() {
     assert_eq!(classes[0]["false_negative_rate"], 0.2);
     let m0 = classes[0]["mean_abs_vog_raw"].as_f64().unwrap();
     assert!((m0 - 50.0e-3).abs() < 1e-12, "{m0}");
-    let lp = &e["targets"][1];
+    let lp = &split["targets"][1];
     assert_eq!(lp["target"], "logprob");
-    assert_eq!(lp["misclassification_auroc"], 0.0);
-    assert_eq!(lp["verdict"], "inverted");
+    assert_eq!(lp["misclassification"]["auroc"], 0.0);
+    assert_eq!(lp["verdict"], "higher_is_easier");
+    // The difficulty leaderboard ranks every column, best first, inverted ones last.
+    let board = &e["leaderboards"][0];
+    assert_eq!(board["question"], "difficulty");
+    assert_eq!(
+        (board["positives"].as_u64(), board["examples"].as_u64()),
+        (Some(20), Some(100))
+    );
+    let names: Vec<&str> = board["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["score"].as_str().unwrap())
+        .collect();
+    assert_eq!(names[0], "vog");
+    assert_eq!(*names.last().unwrap(), "vog_logprob");
+    assert_eq!(board["entries"][0]["top10_error"], 100.0);
+    assert_eq!(e["leaderboards"].as_array().unwrap().len(), 1);
 
-    for f in ["eval.json", "deciles.csv", "groups.csv", "classes.csv"] {
+    for f in [
+        "eval.json",
+        "deciles.csv",
+        "groups.csv",
+        "classes.csv",
+        "leaderboards.csv",
+    ] {
         assert!(out.join(f).metadata().unwrap().len() > 50, "{f}");
     }
     for t in ["logit", "logprob"] {
@@ -96,6 +122,7 @@ fn known_answers_and_outputs() {
     }
     let deciles = std::fs::read_to_string(out.join("deciles.csv")).unwrap();
     assert_eq!(deciles.lines().count(), 1 + 20);
+    assert!(deciles.starts_with("split,target,group"));
 
     // The table names the verdict of each target.
     let o = vog()
@@ -107,11 +134,9 @@ fn known_answers_and_outputs() {
         .unwrap();
     assert!(o.status.success());
     let table = String::from_utf8(o.stdout).unwrap();
-    assert!(table.contains("-> VoG ranks difficulty"), "{table}");
-    assert!(
-        table.contains("-> inverted: high-VoG examples are the easier ones"),
-        "{table}"
-    );
+    assert!(table.contains("-> higher score = harder"), "{table}");
+    assert!(table.contains("-> higher score = easier"), "{table}");
+    assert!(table.contains("== test difficulty"), "{table}");
 }
 
 #[test]
@@ -127,7 +152,7 @@ fn memorization_and_compare() {
             .arg(&scores),
     );
     let e: Value = serde_json::from_slice(&o.stdout).unwrap();
-    let m = &e["targets"][0]["memorization"];
+    let m = &e["splits"][0]["targets"][0]["memorization"];
     // The 10 shuffled examples (i >= 90) have high raw VoG, (1 + label)(1 + i) 1e-3, but
     // class 1's examples from i = 46 on score higher than class 0's shuffled ones.
     assert_eq!(m["k"], 10);
@@ -135,6 +160,21 @@ fn memorization_and_compare() {
     assert_eq!(m["clean"]["count"], 90);
     let auroc = m["auroc"].as_f64().unwrap();
     assert!(auroc > 0.8 && auroc < 1.0, "{auroc}");
+    assert!(m["ci_low"].as_f64().unwrap() < auroc && m["ci_high"].as_f64().unwrap() > auroc);
+    // Ten shuffled examples: too few for any verdict, and the table says why.
+    let board = &e["leaderboards"][0];
+    assert_eq!(board["question"], "memorization");
+    assert!(board["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|x| x["verdict"] == "not_enough_evidence"));
+    let o = succeed(vog().arg("eval").arg(&scores));
+    let table = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        table.contains("not enough evidence (10 positives, 20 needed)"),
+        "{table}"
+    );
     assert!(dir
         .path()
         .join("train-eval/memorization-logit.png")
@@ -142,6 +182,36 @@ fn memorization_and_compare() {
     let c = &e["comparison"];
     assert_eq!(c["spearman"], 1.0);
     assert_eq!(c["top10_overlap"], 1.0);
+}
+
+#[test]
+fn flagged_examples_get_their_own_leaderboard() {
+    let dir = tempfile::tempdir().unwrap();
+    let scores = dir.path().join("s.csv");
+    write_scores(&scores, false);
+    // The 25 highest-vog examples, as a CSV with an id column and as a plain list.
+    let ids: Vec<String> = (75..100).map(|i| format!("test/{i:03}")).collect();
+    let csv = dir.path().join("flagged.csv");
+    std::fs::write(&csv, format!("id,why\n{}\n", ids.join(",x\n") + ",x")).unwrap();
+    let list = dir.path().join("flagged.txt");
+    std::fs::write(&list, format!("# suspects\n{}\n", ids.join("\n"))).unwrap();
+    for file in [&csv, &list] {
+        let o = succeed(
+            vog()
+                .arg("eval")
+                .arg(&scores)
+                .arg("--flagged")
+                .arg(file)
+                .args(["--format", "json"]),
+        );
+        let e: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let board = &e["leaderboards"][1];
+        assert_eq!(board["question"], "flagged");
+        assert_eq!(board["positives"], 25);
+        assert_eq!(board["entries"][0]["score"], "vog");
+        assert_eq!(board["entries"][0]["auroc"], 1.0);
+        assert_eq!(board["entries"][0]["verdict"], "higher_is_harder");
+    }
 }
 
 #[test]
@@ -182,6 +252,29 @@ fn bad_score_files() {
     let err = vog_fails(&["eval", ok.to_str().unwrap(), "--compare", &other]);
     assert!(err.contains("do not hold the same examples"), "{err}");
     assert!(!dir.path().join("ok-eval").exists());
+
+    // A non-finite score names its row and column.
+    let nan = write(
+        "nan.csv",
+        &format!("{header}a,test,0,0,c,0,false,0,true,1,NaN\nb,test,1,1,d,1,false,0,false,2,0\n"),
+    );
+    let err = vog_fails(&["eval", &nan]);
+    assert!(
+        err.contains("row 2") && err.contains("column 'vog' holds 'NaN'"),
+        "{err}"
+    );
+
+    // Flagged ids: unknown ones and duplicates are refused, naming them.
+    let ok_s = ok.to_str().unwrap();
+    let flagged = write("flagged.txt", "test/001\nnope/1\nnope/2\nnope/3\nnope/4\n");
+    let err = vog_fails(&["eval", ok_s, "--flagged", &flagged]);
+    assert!(
+        err.contains("4 id(s)") && err.contains("nope/1, nope/2, nope/3, ..."),
+        "{err}"
+    );
+    let twice = write("twice.txt", "test/001\ntest/001\n");
+    let err = vog_fails(&["eval", ok_s, "--flagged", &twice]);
+    assert!(err.contains("'test/001' more than once"), "{err}");
 
     // Without its sidecar a scores file cannot say which target its plain columns hold.
     std::fs::remove_file(dir.path().join("ok.json")).unwrap();

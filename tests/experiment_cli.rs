@@ -62,14 +62,20 @@ batch_size = 64
     );
     assert!(early_test["evaluation"]["comparison"]["spearman"].is_number());
     assert_eq!(
-        early_test["evaluation"]["targets"]
+        early_test["evaluation"]["splits"][0]["targets"]
             .as_array()
             .unwrap()
             .len(),
         2
     );
     let train_late = &stages[3];
-    assert!(train_late["evaluation"]["targets"][0]["memorization"]["auroc"].is_number());
+    assert!(
+        train_late["evaluation"]["splits"][0]["targets"][0]["memorization"]["auroc"].is_number()
+    );
+    assert_eq!(
+        train_late["evaluation"]["leaderboards"][0]["question"],
+        "memorization"
+    );
     for s in ["test-early", "test-late", "train-early", "train-late"] {
         assert!(out.join("eval").join(s).join("eval.json").is_file(), "{s}");
     }

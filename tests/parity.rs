@@ -102,7 +102,21 @@ fn vog_matches_pytorch() {
         let (a, b) = (read(&ours), read(&theirs));
         assert_eq!(a.len(), 320);
         assert_eq!(a.len(), b.len());
-        let score_cols: Vec<usize> = (9..a[0].len()).step_by(2).collect();
+        // The reference ends with loss, el2n and prob after the VoG pairs.
+        let vog_end = b[0].len() - 3;
+        let score_cols: Vec<usize> = (9..vog_end).step_by(2).collect();
+        for (k, name) in ["loss", "el2n", "prob"].iter().enumerate() {
+            let col = a[0].len() - 8 + k;
+            for (ra, rb) in a.iter().zip(&b) {
+                let (x, y): (f64, f64) =
+                    (ra[col].parse().unwrap(), rb[vog_end + k].parse().unwrap());
+                assert!(
+                    (x - y).abs() <= 1e-5 * y.abs().max(1e-3),
+                    "{name} of {}: {x} vs {y}",
+                    &ra[0]
+                );
+            }
+        }
         for &c in &score_cols {
             let mut xs = Vec::new();
             let mut ys = Vec::new();

@@ -60,6 +60,10 @@ fn self_contained_report() {
         "Training curves",
         "Evaluation of scores-test-all.csv",
         "Evaluation of scores-train-all.csv",
+        "Summary: which score finds what",
+        "test difficulty (misclassified test examples) &mdash; scores-test-all.csv",
+        "memorization (shuffled training labels) &mdash; scores-train-all.csv",
+        "Data Map of scores-train-all.csv",
         "Does VoG rank difficulty?",
         "Error (%) by VoG decile",
         "Highest VoG",
@@ -79,9 +83,10 @@ fn self_contained_report() {
     // Every image is embedded; nothing is fetched from elsewhere.
     let imgs = html.matches("<img ").count();
     assert_eq!(html.matches(r#"src="data:image/png;base64,"#).count(), imgs);
-    // 2 curves + 2 evaluations x 2 targets x 4 plots + memorization plots for the train split
-    // (2) + 50 overall tiles + 10 classes x 16 tiles + 100 table thumbnails (test has 100 rows).
-    assert_eq!(imgs, 2 + 16 + 2 + 50 + 160 + 100);
+    // The Data Map + 2 curves + 2 evaluations x 2 targets x 4 plots + memorization plots for
+    // the train split (2) + 50 overall tiles + 10 classes x 16 tiles + 100 table thumbnails
+    // (test has 100 rows).
+    assert_eq!(imgs, 1 + 2 + 16 + 2 + 50 + 160 + 100);
     for external in [
         "http://",
         "https://",

@@ -73,8 +73,17 @@ fn train_score_rank_grid() {
     let (headers, rows) = csv_rows(&scores);
     assert_eq!(
         headers.join(","),
-        "id,split,index,label,label_name,trained_label,noisy,predicted,correct,vog_raw,vog,vog_raw_margin,vog_margin"
+        "id,split,index,label,label_name,trained_label,noisy,predicted,correct,vog_raw,vog,vog_raw_margin,vog_margin,\
+         loss,el2n,prob,confidence,variability,correctness,forgetting,aum"
     );
+    // Training dynamics exist for training examples only; the checkpoint scores for all.
+    assert!(rows[..200]
+        .iter()
+        .all(|r| r[13..].iter().all(|v| !v.is_empty())));
+    assert!(rows[200..]
+        .iter()
+        .all(|r| r[16..].iter().all(|v| v.is_empty())));
+    assert!(rows[200..].iter().all(|r| !r[13].is_empty()));
     assert_eq!(rows.len(), 300);
     assert_eq!(rows[0][0], "train/000000");
     assert_eq!(rows[200][0], "test/000000");
@@ -111,6 +120,42 @@ fn train_score_rank_grid() {
         .as_str()
         .unwrap()
         .starts_with("2.11.0"));
+
+    // Every score column ranks; a training-only one ranks the training examples.
+    let out = succeed(vog().arg("rank").arg(&scores).args([
+        "--column", "aum", "--lowest", "--top", "500", "--format", "csv",
+    ]));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 1 + 200);
+    assert!(text.lines().skip(1).all(|l| l.contains(",train,")));
+
+    // A planted perfect score for the shuffled labels tops the memorization leaderboard.
+    let planted = dir.path().join("planted.csv");
+    let mut w = csv::Writer::from_path(&planted).unwrap();
+    w.write_record(&headers).unwrap();
+    for r in &rows {
+        let mut r = r.clone();
+        r[13] = if r[6] == "true" { "1e0" } else { "0e0" }.into();
+        w.write_record(&r).unwrap();
+    }
+    w.flush().unwrap();
+    std::fs::copy(
+        dir.path().join("scores.json"),
+        dir.path().join("planted.json"),
+    )
+    .unwrap();
+    let out = succeed(vog().arg("eval").arg(&planted).args(["--format", "json"]));
+    let e: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let memo = e["leaderboards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["question"] == "memorization")
+        .unwrap();
+    assert_eq!(memo["entries"][0]["score"], "loss");
+    assert_eq!(memo["entries"][0]["auroc"], 1.0);
+    assert_eq!(memo["entries"][0]["precision_at_k"], 1.0);
+    assert_eq!(e["splits"].as_array().unwrap().len(), 2);
 
     // rank: the top 25 by vog, ties by id, as JSON.
     let out = vog()

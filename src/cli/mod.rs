@@ -11,6 +11,7 @@ use crate::data::prepare::{self, LabelNoise, Selection};
 use crate::data::synth::{self, SynthSpec};
 use crate::data::{download, DatasetSpec};
 use crate::demo::{self, DemoOptions};
+use crate::eval::leaderboard::{Question, Verdict};
 use crate::eval::{self, Evaluated};
 use crate::experiment::{self, ExperimentFile, Overrides};
 use crate::grid::{self, ImageLookup};
@@ -28,6 +29,7 @@ use crate::vog::{Channels, GradNorm, Reduce, Target, Variant};
 use anyhow::{bail, Context, Result};
 use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::collections::HashSet;
 use std::path::PathBuf;
 use tch::Device;
 
@@ -155,6 +157,10 @@ pub struct EvalArgs {
     /// Another scores file of the same examples (e.g. another stage) to compare rankings with.
     #[arg(long, value_name = "OTHER.csv")]
     pub compare: Option<PathBuf>,
+    /// Ids of examples known or suspected to be mislabelled or odd: a CSV with an `id`
+    /// column, or one id per line; adds a leaderboard of how well each score finds them.
+    #[arg(long, value_name = "FILE")]
+    pub flagged: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -460,7 +466,6 @@ fn run_report(a: &ReportArgs) -> Result<()> {
         run_path: &a.run,
         manifest: &manifest,
         scored: &scored.iter().collect::<Vec<_>>(),
-        extra: &[],
     };
     report::write(&input, &a.out)?;
     println!("wrote '{}'", a.out.display());
@@ -469,7 +474,13 @@ fn run_report(a: &ReportArgs) -> Result<()> {
 
 fn run_eval(a: &EvalArgs) -> Result<()> {
     let file = ScoresFile::read(&a.scores)?;
-    let mut e = eval::evaluate(&file)?;
+    let flagged = match &a.flagged {
+        Some(path) => Some(eval::read_flagged(path, &file)?),
+        None => None,
+    };
+    let sets: Vec<(Question, &HashSet<String>)> =
+        flagged.iter().map(|ids| (Question::Flagged, ids)).collect();
+    let mut e = eval::evaluate(&file, &sets)?;
     if let Some(other) = &a.compare {
         e.comparison = Some(eval::compare(&file, &ScoresFile::read(other)?)?);
     }
@@ -480,13 +491,13 @@ fn run_eval(a: &EvalArgs) -> Result<()> {
             .map_or("scores".into(), |s| s.to_string_lossy().into_owned());
         a.scores.with_file_name(format!("{stem}-eval"))
     });
-    eval::write_outputs(&dir, &e, &file)?;
+    eval::write_outputs(&dir, &e, &file, flagged.as_ref())?;
     match a.format {
         EvalFormat::Table => eval::write_table(std::io::stdout().lock(), &e)?,
         EvalFormat::Json => println!("{}", serde_json::to_string_pretty(&e)?),
     }
     eprintln!(
-        "wrote eval.json, deciles.csv, groups.csv, classes.csv and plots to '{}'",
+        "wrote eval.json, deciles.csv, groups.csv, classes.csv, leaderboards.csv and plots to '{}'",
         dir.display()
     );
     Ok(())
@@ -605,10 +616,17 @@ fn run_experiment(a: &ExperimentArgs) -> Result<()> {
     for s in &results.stages {
         let verdicts: Vec<String> = s
             .evaluation
-            .targets
-            .iter()
-            .map(|t| format!("{} {}", t.target, eval::short_verdict(t.verdict)))
-            .collect();
+            .leaderboards
+            .first()
+            .map(|l| {
+                let vog = l
+                    .entries
+                    .iter()
+                    .filter(|e| e.score.starts_with("vog") && !e.score.starts_with("vog_raw"));
+                vog.map(|e| format!("{} {}", e.score, short(e.verdict)))
+                    .collect()
+            })
+            .unwrap_or_default();
         println!(
             "{:5} {:5} (epochs {:?}): {}",
             s.split.to_string(),
@@ -619,6 +637,15 @@ fn run_experiment(a: &ExperimentArgs) -> Result<()> {
     }
     println!("report: {}", results.report.display());
     Ok(())
+}
+
+/// One word for a verdict, for compact listings.
+fn short(v: Verdict) -> &'static str {
+    match v {
+        Verdict::HigherIsHarder => "harder",
+        Verdict::HigherIsEasier => "easier",
+        Verdict::NotEnoughEvidence => "unsure",
+    }
 }
 
 fn run_demo(a: &DemoArgs) -> Result<()> {

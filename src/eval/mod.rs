@@ -8,7 +8,13 @@
 //!   construction, so the class-level view uses `vog_raw`.)
 //! - Figure 7: raw VoG of shuffled-label versus correctly labelled training examples,
 //!   AUROC of VoG for picking out the shuffled ones, and precision at k = their number.
-//! - The verdict: does high VoG mean hard on this run, nothing, or easy?
+//! - The verdict: does high VoG mean hard on this run, easy, or is there not enough
+//!   evidence to say (see [`leaderboard`] for the rule)?
+//!
+//! Figures 4-6 concern test difficulty and figure 7 memorization, so a file holding both
+//! splits is evaluated split by split. Beside them, [`leaderboard`] ranks every score of
+//! the file (VoG and the companions) per question.
+pub mod leaderboard;
 pub mod output;
 pub mod plots;
 pub mod stats;
@@ -16,11 +22,12 @@ pub mod stats;
 pub use output::{write_outputs, write_table};
 
 use crate::data::SplitKind;
-use crate::scores::{score_columns, Column, ScoresFile};
+use crate::scores::{score_columns, Column, Companion, ScoresFile};
 use anyhow::{bail, Result};
+use leaderboard::{Leaderboard, Question, Verdict};
 use serde::{Deserialize, Serialize};
+use stats::AurocTest;
 use std::collections::{BTreeMap, HashSet};
-use std::fmt;
 
 /// Error of a group of examples.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,51 +98,12 @@ pub struct Memorization {
     /// Raw VoG of the training examples whose label was shuffled.
     pub shuffled: Summary,
     pub clean: Summary,
-    /// AUROC of raw VoG for telling shuffled from clean examples.
-    pub auroc: f64,
+    /// AUROC of raw VoG for telling shuffled from clean examples, with its interval.
+    #[serde(flatten)]
+    pub test: AurocTest,
     /// Fraction of shuffled examples among the k highest-VoG ones, k = number shuffled.
     pub precision_at_k: f64,
     pub k: usize,
-}
-
-/// Whether high VoG meant hard on this run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    RanksDifficulty,
-    NoSignal,
-    Inverted,
-}
-
-impl fmt::Display for Verdict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Verdict::RanksDifficulty => "VoG ranks difficulty",
-            Verdict::NoSignal => "no signal",
-            Verdict::Inverted => "inverted: high-VoG examples are the easier ones",
-        })
-    }
-}
-
-/// One word for a verdict, for compact listings.
-pub fn short_verdict(v: Verdict) -> &'static str {
-    match v {
-        Verdict::RanksDifficulty => "ranks",
-        Verdict::NoSignal => "none",
-        Verdict::Inverted => "inverted",
-    }
-}
-
-/// AUROC at or beyond this distance from 0.5, with a decile trend of the same sign, counts.
-pub const VERDICT_MARGIN: f64 = 0.05;
-
-/// The verdict from the misclassification AUROC and the decile-error trend.
-pub fn verdict(auroc: Option<f64>, decile_trend: Option<f64>) -> Verdict {
-    match (auroc, decile_trend) {
-        (Some(a), Some(t)) if a >= 0.5 + VERDICT_MARGIN && t > 0.0 => Verdict::RanksDifficulty,
-        (Some(a), Some(t)) if a <= 0.5 - VERDICT_MARGIN && t < 0.0 => Verdict::Inverted,
-        _ => Verdict::NoSignal,
-    }
 }
 
 /// Every evaluation of one target.
@@ -147,11 +115,14 @@ pub struct TargetEval {
     pub bottom_all_top: Vec<Group>,
     pub class_level: ClassLevel,
     pub memorization: Option<Memorization>,
-    /// AUROC of `vog` for predicting a misclassification (None without errors or without
-    /// correct examples).
-    pub misclassification_auroc: Option<f64>,
-    /// Spearman between decile index and decile error.
+    /// AUROC of `vog` for predicting a misclassification, with its interval (None with
+    /// fewer than two errors or correct examples).
+    pub misclassification: Option<AurocTest>,
+    /// Spearman between decile index and decile error, and its two-sided p-value.
     pub decile_trend: Option<f64>,
+    pub decile_trend_p: Option<f64>,
+    /// Whether high VoG meant a misclassification: from the interval of the AUROC, and
+    /// only when the decile trend points the same way.
     pub verdict: Verdict,
 }
 
@@ -265,10 +236,25 @@ pub fn memorization(f: &ScoresFile, raw: &[f64]) -> Option<Memorization> {
     Some(Memorization {
         shuffled: Summary::of(&pick(true))?,
         clean: Summary::of(&pick(false))?,
-        auroc: stats::auroc(&scores, &noisy)?,
+        test: stats::auroc_test(&scores, &noisy)?,
         precision_at_k: hits as f64 / k as f64,
         k,
     })
+}
+
+/// The AUROC's verdict, kept only when the decile trend does not point the other way.
+pub fn difficulty_verdict(test: Option<&AurocTest>, trend: Option<f64>) -> Verdict {
+    let v = leaderboard::verdict(test, true);
+    let agrees = match v {
+        Verdict::HigherIsHarder => trend.is_some_and(|t| t > 0.0),
+        Verdict::HigherIsEasier => trend.is_some_and(|t| t < 0.0),
+        Verdict::NotEnoughEvidence => true,
+    };
+    if agrees {
+        v
+    } else {
+        Verdict::NotEnoughEvidence
+    }
 }
 
 /// All evaluations of target `t` of a scores file.
@@ -278,19 +264,21 @@ pub fn evaluate_target(f: &ScoresFile, t: usize) -> TargetEval {
     let correct: Vec<bool> = f.rows.iter().map(|r| r.correct).collect();
     let deciles = deciles(&z, &ids, &correct);
     let wrong: Vec<bool> = correct.iter().map(|c| !c).collect();
-    let misclassification_auroc = stats::auroc(&z, &wrong);
+    let misclassification = stats::auroc_test(&z, &wrong);
     let index: Vec<f64> = (1..=10).map(f64::from).collect();
     let errors: Vec<f64> = deciles.iter().map(|g| g.error).collect();
     let decile_trend = stats::spearman(&index, &errors);
+    let decile_trend_p = decile_trend.and_then(|r| stats::pearson_p(r, 10));
     TargetEval {
         target: f.targets()[t].to_string(),
         column: score_columns(f.targets())[t].1.clone(),
         bottom_all_top: bottom_all_top(&z, &ids, &correct),
         class_level: class_level(f, &raw),
         memorization: memorization(f, &raw),
-        misclassification_auroc,
+        verdict: difficulty_verdict(misclassification.as_ref(), decile_trend),
+        misclassification,
         decile_trend,
-        verdict: verdict(misclassification_auroc, decile_trend),
+        decile_trend_p,
         deciles,
     }
 }
@@ -338,18 +326,42 @@ pub fn compare(a: &ScoresFile, b: &ScoresFile) -> Result<Comparison> {
     })
 }
 
+/// The paper's figures for the examples of one split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SplitEval {
+    pub split: SplitKind,
+    pub examples: usize,
+    /// Top-1 error in percent.
+    pub error: f64,
+    pub targets: Vec<TargetEval>,
+}
+
 /// The whole evaluation of a scores file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
     pub scores: String,
-    pub examples: usize,
-    pub error: f64,
-    pub targets: Vec<TargetEval>,
+    /// Train first, then test, as present in the file.
+    pub splits: Vec<SplitEval>,
+    /// One per question the file (and the id sets given) can answer.
+    pub leaderboards: Vec<Leaderboard>,
     pub comparison: Option<Comparison>,
 }
 
-/// Every evaluation of every target of a scores file (at least two classes needed).
-pub fn evaluate(f: &ScoresFile) -> Result<Evaluation> {
+impl Evaluation {
+    /// The evaluation of `kind`'s examples, if the file holds them.
+    pub fn split(&self, kind: SplitKind) -> Option<&SplitEval> {
+        self.splits.iter().find(|s| s.split == kind)
+    }
+
+    /// The leaderboard of `q`, if it could be asked.
+    pub fn leaderboard(&self, q: Question) -> Option<&Leaderboard> {
+        self.leaderboards.iter().find(|l| l.question == q)
+    }
+}
+
+/// Every evaluation of a scores file (at least two classes needed); `sets` adds a
+/// leaderboard per set of example ids (atypical, flagged).
+pub fn evaluate(f: &ScoresFile, sets: &[(Question, &HashSet<String>)]) -> Result<Evaluation> {
     let classes: HashSet<i64> = f.rows.iter().map(|r| r.label).collect();
     if classes.len() < 2 {
         bail!(
@@ -357,16 +369,119 @@ pub fn evaluate(f: &ScoresFile) -> Result<Evaluation> {
             f.path.display()
         );
     }
-    let errors = f.rows.iter().filter(|r| !r.correct).count();
+    let splits = [SplitKind::Train, SplitKind::Test]
+        .into_iter()
+        .filter_map(|kind| {
+            let view = f.only(kind);
+            (!view.is_empty()).then(|| evaluate_split(&view, kind))
+        })
+        .collect();
+    let leaderboards = leaderboard::asks(f, sets)
+        .iter()
+        .map(|ask| leaderboard::leaderboard(f, ask))
+        .collect();
     Ok(Evaluation {
         scores: f.path.display().to_string(),
+        splits,
+        leaderboards,
+        comparison: None,
+    })
+}
+
+fn evaluate_split(f: &ScoresFile, split: SplitKind) -> SplitEval {
+    let errors = f.rows.iter().filter(|r| !r.correct).count();
+    SplitEval {
+        split,
         examples: f.len(),
         error: 100.0 * errors as f64 / f.len() as f64,
         targets: (0..f.targets().len())
             .map(|t| evaluate_target(f, t))
             .collect(),
-        comparison: None,
-    })
+    }
+}
+
+/// The Data Map of a file's training examples, when it has their training dynamics:
+/// shuffled examples are marked, or those in `flagged` when given.
+pub fn data_map_points(
+    f: &ScoresFile,
+    flagged: Option<&HashSet<String>>,
+) -> Option<Vec<plots::MapPoint>> {
+    let find = |c: Companion| f.meta.companions.iter().position(|&x| x == c);
+    let (v, conf, corr) = (
+        find(Companion::Variability)?,
+        find(Companion::Confidence)?,
+        find(Companion::Correctness)?,
+    );
+    let points: Vec<plots::MapPoint> = f
+        .rows
+        .iter()
+        .filter(|r| r.split == SplitKind::Train)
+        .filter_map(|r| {
+            Some(plots::MapPoint {
+                variability: r.companions[v]?,
+                confidence: r.companions[conf]?,
+                correctness: r.companions[corr]?,
+                marked: flagged.map_or(r.noisy, |ids| ids.contains(&r.id)),
+            })
+        })
+        .collect();
+    (!points.is_empty()).then_some(points)
+}
+
+/// Reads a list of example ids (a CSV with an `id` column, or one id per line; blank lines
+/// and `#` comments skipped) that must all be examples of `f`, each once.
+pub fn read_flagged(path: &std::path::Path, f: &ScoresFile) -> Result<HashSet<String>> {
+    use anyhow::Context;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the flagged ids '{}'", path.display()))?;
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let ids: Vec<String> = match lines.first() {
+        Some(header) if header.split(',').any(|c| c.trim() == "id") => {
+            let mut r = csv::Reader::from_path(path)
+                .with_context(|| format!("cannot read '{}'", path.display()))?;
+            let col = r
+                .headers()?
+                .iter()
+                .position(|h| h.trim() == "id")
+                .expect("the header has an id column");
+            r.records()
+                .map(|rec| Ok(rec?.get(col).unwrap_or("").trim().to_string()))
+                .collect::<Result<_>>()
+                .with_context(|| format!("malformed CSV '{}'", path.display()))?
+        }
+        _ => lines.iter().map(|l| l.to_string()).collect(),
+    };
+    let known: HashSet<&str> = f.rows.iter().map(|r| r.id.as_str()).collect();
+    let mut set = HashSet::new();
+    for id in &ids {
+        if !set.insert(id.clone()) {
+            bail!("'{}' lists '{id}' more than once", path.display());
+        }
+    }
+    let unknown: Vec<&str> = ids
+        .iter()
+        .map(String::as_str)
+        .filter(|id| !known.contains(id))
+        .collect();
+    if !unknown.is_empty() {
+        let shown: Vec<&str> = unknown.iter().take(3).copied().collect();
+        bail!(
+            "'{}' names {} id(s) that are not examples of '{}': {}{}",
+            path.display(),
+            unknown.len(),
+            f.path.display(),
+            shown.join(", "),
+            if unknown.len() > 3 { ", ..." } else { "" }
+        );
+    }
+    if set.is_empty() {
+        bail!("'{}' lists no example ids", path.display());
+    }
+    Ok(set)
 }
 
 /// A scores file with its evaluation, as the report and the pipeline pass them on.
@@ -379,7 +494,7 @@ impl Evaluated {
     /// Reads the scores file at `path` (with its sidecar) and evaluates it.
     pub fn read(path: &std::path::Path) -> Result<Self> {
         let file = ScoresFile::read(path)?;
-        let evaluation = evaluate(&file)?;
+        let evaluation = evaluate(&file, &[])?;
         Ok(Evaluated { file, evaluation })
     }
 }
@@ -413,31 +528,28 @@ mod tests {
     }
 
     #[test]
-    fn verdicts() {
-        // Error rises with the score: ranks difficulty.
+    fn difficulty_verdicts_need_an_agreeing_trend() {
+        // Error rises with the score, 30 errors in 100: the interval excludes 0.5.
         let scores: Vec<f64> = (0..100).map(f64::from).collect();
         let correct: Vec<bool> = (0..100).map(|i| i < 70).collect();
         let wrong: Vec<bool> = correct.iter().map(|c| !c).collect();
-        let a = stats::auroc(&scores, &wrong);
-        assert_eq!(a, Some(1.0));
-        let d = deciles(&scores, &ids(100), &correct);
-        let trend = stats::spearman(
-            &(1..=10).map(f64::from).collect::<Vec<_>>(),
-            &d.iter().map(|g| g.error).collect::<Vec<_>>(),
-        );
-        assert_eq!(verdict(a, trend), Verdict::RanksDifficulty);
-        let neg: Vec<f64> = scores.iter().map(|s| -s).collect();
-        let d = deciles(&neg, &ids(100), &correct);
-        let trend = stats::spearman(
-            &(1..=10).map(f64::from).collect::<Vec<_>>(),
-            &d.iter().map(|g| g.error).collect::<Vec<_>>(),
+        let t = stats::auroc_test(&scores, &wrong).unwrap();
+        assert_eq!(t.auroc, 1.0);
+        assert_eq!(
+            difficulty_verdict(Some(&t), Some(0.9)),
+            Verdict::HigherIsHarder
         );
         assert_eq!(
-            verdict(stats::auroc(&neg, &wrong), trend),
-            Verdict::Inverted
+            difficulty_verdict(Some(&t), Some(-0.9)),
+            Verdict::NotEnoughEvidence
         );
-        assert_eq!(verdict(Some(0.52), Some(0.9)), Verdict::NoSignal);
-        assert_eq!(verdict(None, None), Verdict::NoSignal);
+        let neg: Vec<f64> = scores.iter().map(|s| -s).collect();
+        let t = stats::auroc_test(&neg, &wrong).unwrap();
+        assert_eq!(
+            difficulty_verdict(Some(&t), Some(-0.9)),
+            Verdict::HigherIsEasier
+        );
+        assert_eq!(difficulty_verdict(None, None), Verdict::NotEnoughEvidence);
         let g = bottom_all_top(&scores, &ids(100), &correct);
         assert_eq!((g[0].error, g[1].error, g[2].error), (0.0, 30.0, 100.0));
     }

@@ -1,38 +1,23 @@
 //! What `vog eval` writes: the printed table, `eval.json`, the CSV tables and the plots.
-use super::{plots, Evaluation, Group, TargetEval};
+use super::leaderboard::{Leaderboard, Question, Verdict, MIN_POSITIVES};
+use super::stats::AurocTest;
+use super::{plots, Evaluation, Group, SplitEval, TargetEval};
 use crate::scores::{Column, ScoresFile};
 use anyhow::{Context, Result};
+use std::collections::HashSet;
 
 fn fmt_opt(v: Option<f64>, digits: usize) -> String {
     v.map_or("n/a".into(), |v| format!("{v:.digits$}"))
 }
 
-/// The compact table `vog eval` prints.
+/// The compact table `vog eval` prints: per split the paper's figures, then the
+/// leaderboards.
 pub fn write_table(mut w: impl std::io::Write, e: &Evaluation) -> Result<()> {
-    writeln!(w, "{} examples, top-1 error {:.1}%", e.examples, e.error)?;
-    let wide = e
-        .targets
-        .iter()
-        .map(|t| t.target.len())
-        .max()
-        .unwrap_or(6)
-        .max(6);
-    write_decile_rows(&mut w, e, wide)?;
-    write_group_rows(&mut w, e, wide)?;
-    write_memorization_rows(&mut w, e, wide)?;
-    writeln!(
-        w,
-        "\ndoes VoG rank difficulty? (AUROC of vog for a misclassification; decile trend)"
-    )?;
-    for t in &e.targets {
-        writeln!(
-            w,
-            "{:wide$}  AUROC {}  trend {}  -> {}",
-            t.target,
-            fmt_opt(t.misclassification_auroc, 3),
-            fmt_opt(t.decile_trend, 3),
-            t.verdict
-        )?;
+    for s in &e.splits {
+        write_split(&mut w, s)?;
+    }
+    for l in &e.leaderboards {
+        write_leaderboard(&mut w, l)?;
     }
     if let Some(c) = &e.comparison {
         writeln!(
@@ -46,9 +31,107 @@ pub fn write_table(mut w: impl std::io::Write, e: &Evaluation) -> Result<()> {
     Ok(())
 }
 
+/// `0.812 [0.770, 0.854]`, or `n/a`.
+pub fn fmt_auroc(t: Option<&AurocTest>) -> String {
+    t.map_or("n/a".into(), |t| {
+        format!("{:.3} [{:.3}, {:.3}]", t.auroc, t.ci_low, t.ci_high)
+    })
+}
+
+/// A verdict, saying how many positives there were when there are too few.
+pub fn fmt_verdict(v: Verdict, positives: usize) -> String {
+    if v == Verdict::NotEnoughEvidence && positives < MIN_POSITIVES {
+        format!("{v} ({positives} positives, {MIN_POSITIVES} needed)")
+    } else {
+        v.to_string()
+    }
+}
+
+fn write_split(w: &mut impl std::io::Write, s: &SplitEval) -> Result<()> {
+    writeln!(
+        w,
+        "== {} split: {} examples, top-1 error {:.1}% ==",
+        s.split, s.examples, s.error
+    )?;
+    let wide = s
+        .targets
+        .iter()
+        .map(|t| t.target.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    write_decile_rows(w, s, wide)?;
+    write_group_rows(w, s, wide)?;
+    write_memorization_rows(w, s, wide)?;
+    writeln!(
+        w,
+        "\ndoes VoG rank difficulty? (AUROC of vog for a misclassification [95% CI], one-sided p; decile trend)"
+    )?;
+    for t in &s.targets {
+        let m = t.misclassification.as_ref();
+        writeln!(
+            w,
+            "{:wide$}  AUROC {} p {}  trend {} (p {})  -> {}",
+            t.target,
+            fmt_auroc(m),
+            fmt_opt(m.map(|m| m.p_value), 4),
+            fmt_opt(t.decile_trend, 3),
+            fmt_opt(t.decile_trend_p, 4),
+            fmt_verdict(t.verdict, m.map_or(0, |m| m.positives))
+        )?;
+    }
+    writeln!(w)?;
+    Ok(())
+}
+
+fn write_leaderboard(w: &mut impl std::io::Write, l: &Leaderboard) -> Result<()> {
+    writeln!(
+        w,
+        "== {}: {} positives among {} examples ==",
+        l.question.title(),
+        l.positives,
+        l.examples
+    )?;
+    let wide = l
+        .entries
+        .iter()
+        .map(|e| e.score.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let extra = if l.question == Question::Difficulty {
+        "error bottom/top 10%"
+    } else {
+        "precision@k"
+    };
+    writeln!(
+        w,
+        "{:wide$}  {:<22}  {:>8}  {:<20}  verdict",
+        "score", "AUROC [95% CI]", "p", extra
+    )?;
+    for e in &l.entries {
+        let figures = match (e.bottom10_error, e.top10_error, e.precision_at_k) {
+            (Some(b), Some(t), _) => format!("{b:.1}% / {t:.1}%"),
+            (_, _, Some(p)) => format!("{p:.3}"),
+            _ => "n/a".into(),
+        };
+        writeln!(
+            w,
+            "{:wide$}  {:<22}  {:>8}  {:<20}  {}",
+            e.score,
+            fmt_auroc(e.test.as_ref()),
+            fmt_opt(e.test.map(|t| t.p_value), 4),
+            figures,
+            fmt_verdict(e.verdict, l.positives)
+        )?;
+    }
+    writeln!(w)?;
+    Ok(())
+}
+
 /// Figure 4 as text.
-fn write_decile_rows(w: &mut impl std::io::Write, e: &Evaluation, wide: usize) -> Result<()> {
-    writeln!(w, "\nerror (%) by VoG decile, lowest to highest (figure 4)")?;
+fn write_decile_rows(w: &mut impl std::io::Write, s: &SplitEval, wide: usize) -> Result<()> {
+    writeln!(w, "error (%) by VoG decile, lowest to highest (figure 4)")?;
     writeln!(
         w,
         "{:wide$}  {}",
@@ -57,7 +140,7 @@ fn write_decile_rows(w: &mut impl std::io::Write, e: &Evaluation, wide: usize) -
             .map(|d| format!("{:>5}", format!("D{d}")))
             .collect::<String>()
     )?;
-    for t in &e.targets {
+    for t in &s.targets {
         let row: String = t
             .deciles
             .iter()
@@ -69,7 +152,7 @@ fn write_decile_rows(w: &mut impl std::io::Write, e: &Evaluation, wide: usize) -
 }
 
 /// Figures 5 and 6 as text.
-fn write_group_rows(w: &mut impl std::io::Write, e: &Evaluation, wide: usize) -> Result<()> {
+fn write_group_rows(w: &mut impl std::io::Write, s: &SplitEval, wide: usize) -> Result<()> {
     writeln!(
         w,
         "\nerror (%) of the bottom 10% / all / top 10% (figure 5); class level (figure 6)"
@@ -79,7 +162,7 @@ fn write_group_rows(w: &mut impl std::io::Write, e: &Evaluation, wide: usize) ->
         "{:wide$}  {:>7} {:>7} {:>7}   {:>7} {:>8} {:>7}",
         "target", "bottom", "all", "top", "class r", "p", "rho"
     )?;
-    for t in &e.targets {
+    for t in &s.targets {
         let g = &t.bottom_all_top;
         let c = &t.class_level;
         writeln!(
@@ -97,42 +180,82 @@ fn write_group_rows(w: &mut impl std::io::Write, e: &Evaluation, wide: usize) ->
     Ok(())
 }
 
-/// Figure 7 as text, for files with shuffled labels.
-fn write_memorization_rows(w: &mut impl std::io::Write, e: &Evaluation, wide: usize) -> Result<()> {
-    if e.targets.iter().all(|t| t.memorization.is_none()) {
+/// Figure 7 as text, for splits with shuffled labels.
+fn write_memorization_rows(w: &mut impl std::io::Write, s: &SplitEval, wide: usize) -> Result<()> {
+    if s.targets.iter().all(|t| t.memorization.is_none()) {
         return Ok(());
     }
     writeln!(
         w,
-        "\nshuffled labels (figure 7): raw VoG median shuffled vs clean, AUROC, precision@k"
+        "\nshuffled labels (figure 7): raw VoG median shuffled vs clean, AUROC [95% CI], precision@k"
     )?;
-    for t in &e.targets {
+    for t in &s.targets {
         if let Some(m) = &t.memorization {
             writeln!(
                 w,
-                "{:wide$}  {:.3e} vs {:.3e}  AUROC {:.3}  precision@{} {:.3}",
-                t.target, m.shuffled.median, m.clean.median, m.auroc, m.k, m.precision_at_k
+                "{:wide$}  {:.3e} vs {:.3e}  AUROC {}  precision@{} {:.3}",
+                t.target,
+                m.shuffled.median,
+                m.clean.median,
+                fmt_auroc(Some(&m.test)),
+                m.k,
+                m.precision_at_k
             )?;
         }
     }
     Ok(())
 }
 
-/// Writes `eval.json`, `deciles.csv`, `groups.csv`, `classes.csv` and every plot (PNG and
-/// SVG) into `dir`; returns the plot PNGs.
+/// Writes `eval.json`, `deciles.csv`, `groups.csv`, `classes.csv`, `leaderboards.csv` and
+/// every plot (PNG and SVG; `data-map` for training examples with dynamics) into `dir`;
+/// returns the plot PNGs. Plots are named
+/// `PLOT-TARGET`, or `PLOT-SPLIT-TARGET` for a file holding both splits.
 pub fn write_outputs(
     dir: &std::path::Path,
     e: &Evaluation,
     f: &ScoresFile,
+    flagged: Option<&HashSet<String>>,
 ) -> Result<Vec<std::path::PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create '{}'", dir.display()))?;
     let json = serde_json::to_vec_pretty(e)?;
     crate::atomic_file::write_bytes(&dir.join("eval.json"), &json)?;
     write_groups_csv(&dir.join("deciles.csv"), e, |t| &t.deciles)?;
     write_groups_csv(&dir.join("groups.csv"), e, |t| &t.bottom_all_top)?;
-    crate::atomic_file::write_with(&dir.join("classes.csv"), |w| {
+    write_classes_csv(&dir.join("classes.csv"), e)?;
+    write_leaderboards_csv(&dir.join("leaderboards.csv"), e)?;
+    let mut pngs = Vec::new();
+    if let Some(points) = super::data_map_points(f, flagged) {
+        let marked = if flagged.is_some() {
+            "flagged"
+        } else {
+            "shuffled"
+        };
+        pngs.push(plots::save(
+            dir,
+            "data-map",
+            &plots::data_map(&points, marked)?,
+        )?);
+    }
+    for s in &e.splits {
+        let view = f.only(s.split);
+        for (i, t) in s.targets.iter().enumerate() {
+            for (name, svg) in plots::all(t, &view.values(i, Column::Normalized))? {
+                let name = match e.splits.len() {
+                    1 => name,
+                    _ => name.replacen('-', &format!("-{}-", s.split), 1),
+                };
+                pngs.push(plots::save(dir, &name, &svg)?);
+            }
+        }
+    }
+    Ok(pngs)
+}
+
+fn write_classes_csv(path: &std::path::Path, e: &Evaluation) -> Result<()> {
+    crate::atomic_file::write_with(path, |w| {
         let mut csv = csv::Writer::from_writer(w);
         csv.write_record([
+            "split",
             "target",
             "label",
             "class",
@@ -140,28 +263,67 @@ pub fn write_outputs(
             "mean_abs_vog_raw",
             "false_negative_rate",
         ])?;
-        for t in &e.targets {
-            for c in &t.class_level.classes {
+        for s in &e.splits {
+            for t in &s.targets {
+                for c in &t.class_level.classes {
+                    csv.serialize((
+                        s.split.name(),
+                        &t.target,
+                        c.label,
+                        &c.name,
+                        c.count,
+                        c.mean_abs_vog_raw,
+                        c.false_negative_rate,
+                    ))?;
+                }
+            }
+        }
+        csv.flush()?;
+        Ok(())
+    })
+}
+
+fn write_leaderboards_csv(path: &std::path::Path, e: &Evaluation) -> Result<()> {
+    crate::atomic_file::write_with(path, |w| {
+        let mut csv = csv::Writer::from_writer(w);
+        csv.write_record([
+            "question",
+            "positives",
+            "examples",
+            "score",
+            "higher_is_harder",
+            "auroc",
+            "ci_low",
+            "ci_high",
+            "p_value",
+            "bottom10_error",
+            "top10_error",
+            "precision_at_k",
+            "verdict",
+        ])?;
+        for l in &e.leaderboards {
+            for x in &l.entries {
+                let t = x.test.as_ref();
                 csv.serialize((
-                    &t.target,
-                    c.label,
-                    &c.name,
-                    c.count,
-                    c.mean_abs_vog_raw,
-                    c.false_negative_rate,
+                    l.question,
+                    l.positives,
+                    l.examples,
+                    &x.score,
+                    x.higher_is_harder,
+                    t.map(|t| t.auroc),
+                    t.map(|t| t.ci_low),
+                    t.map(|t| t.ci_high),
+                    t.map(|t| t.p_value),
+                    x.bottom10_error,
+                    x.top10_error,
+                    x.precision_at_k,
+                    x.verdict,
                 ))?;
             }
         }
         csv.flush()?;
         Ok(())
-    })?;
-    let mut pngs = Vec::new();
-    for (i, t) in e.targets.iter().enumerate() {
-        for (name, svg) in plots::all(t, &f.values(i, Column::Normalized))? {
-            pngs.push(plots::save(dir, &name, &svg)?);
-        }
-    }
-    Ok(pngs)
+    })
 }
 
 fn write_groups_csv(
@@ -171,10 +333,23 @@ fn write_groups_csv(
 ) -> Result<()> {
     crate::atomic_file::write_with(path, |w| {
         let mut csv = csv::Writer::from_writer(w);
-        csv.write_record(["target", "group", "count", "errors", "error", "min", "max"])?;
-        for t in &e.targets {
-            for g in pick(t) {
-                csv.serialize((&t.target, &g.name, g.count, g.errors, g.error, g.min, g.max))?;
+        csv.write_record([
+            "split", "target", "group", "count", "errors", "error", "min", "max",
+        ])?;
+        for s in &e.splits {
+            for t in &s.targets {
+                for g in pick(t) {
+                    csv.serialize((
+                        s.split.name(),
+                        &t.target,
+                        &g.name,
+                        g.count,
+                        g.errors,
+                        g.error,
+                        g.min,
+                        g.max,
+                    ))?;
+                }
             }
         }
         csv.flush()?;

@@ -154,6 +154,69 @@ pub fn classes(t: &TargetEval) -> Result<String> {
     Ok(svg)
 }
 
+/// One training example on a Data Map.
+pub struct MapPoint {
+    pub variability: f64,
+    pub confidence: f64,
+    /// Fraction of epochs predicted right: the colour, red (0) to green (1).
+    pub correctness: f64,
+    /// Shuffled or flagged: drawn as a black ring on top.
+    pub marked: bool,
+}
+
+/// A Data Map (Swayamdipta et al. 2020): variability on x, confidence on y, colour =
+/// correctness; marked examples (shuffled, flagged) ringed in black.
+pub fn data_map(points: &[MapPoint], marked: &str) -> Result<String> {
+    let x1 = points.iter().map(|p| p.variability).fold(0.05, f64::max) * 1.05;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!(
+                    "Data Map ({} training examples; ringed: {marked})",
+                    points.len()
+                ),
+                ("sans-serif", 18),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0.0..x1, 0.0..1.02)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("variability (std of the label's probability over epochs)")
+            .y_desc("confidence (mean probability)")
+            .draw()
+            .map_err(err)?;
+        let colour = |c: f64| {
+            let c = c.clamp(0.0, 1.0);
+            RGBColor((220.0 * (1.0 - c)) as u8, (170.0 * c) as u8, 60)
+        };
+        chart
+            .draw_series(points.iter().map(|p| {
+                Circle::new(
+                    (p.variability, p.confidence),
+                    2,
+                    colour(p.correctness).mix(0.7).filled(),
+                )
+            }))
+            .map_err(err)?;
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .filter(|p| p.marked)
+                    .map(|p| Circle::new((p.variability, p.confidence), 4, BLACK.stroke_width(1))),
+            )
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
 /// Lines over epochs: each series is (name, value per epoch); `None` values are skipped.
 pub fn epoch_lines(
     title: &str,
@@ -244,7 +307,7 @@ pub fn memorization(target: &str, m: &Memorization) -> Result<String> {
             .caption(
                 format!(
                     "Raw VoG, shuffled vs clean labels ({target}, AUROC {:.2})",
-                    m.auroc
+                    m.test.auroc
                 ),
                 ("sans-serif", 18),
             )
@@ -381,6 +444,22 @@ mod tests {
         // Some pixels carry the bar colour, and text was drawn (dark pixels).
         assert!(img.pixels().any(|p| p.0 == [BAR.0, BAR.1, BAR.2]));
         assert!(img.pixels().filter(|p| p.0.iter().all(|&c| c < 80)).count() > 200);
+    }
+
+    #[test]
+    fn data_map_renders() {
+        let points: Vec<MapPoint> = (0..50)
+            .map(|i| MapPoint {
+                variability: f64::from(i) / 200.0,
+                confidence: f64::from(i) / 50.0,
+                correctness: f64::from(i % 5) / 4.0,
+                marked: i % 7 == 0,
+            })
+            .collect();
+        let svg = data_map(&points, "shuffled").unwrap();
+        assert!(svg.contains("Data Map") && svg.contains("variability"));
+        let png = svg_to_png(&svg).unwrap();
+        assert_eq!(image::load_from_memory(&png).unwrap().width(), SIZE.0);
     }
 
     #[test]

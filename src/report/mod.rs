@@ -3,9 +3,13 @@
 //! this file) with the run's configuration and training curves, the evaluations of each
 //! scores file (tables, plots, and a comparison where one was made), the lowest- and
 //! highest-VoG examples overall and per class with labelled tiles, a sortable table of the
-//! 200 highest-VoG examples, and any extra sections a caller adds (the demo's planted
-//! examples). It renders evaluations already computed; it does not compute them.
-use crate::eval::{plots, Evaluated, Evaluation, TargetEval};
+//! 200 highest-VoG examples. It opens with a one-screen summary: the leaderboards of every
+//! scores file (which score finds what, with 95% intervals and verdicts) and the Data Map
+//! of the training examples. It renders evaluations already computed; it does not compute
+//! them.
+use crate::eval::leaderboard::{Leaderboard, Question};
+use crate::eval::output::{fmt_auroc, fmt_verdict};
+use crate::eval::{self, plots, Evaluated, Evaluation, SplitEval, TargetEval};
 use crate::grid::{self, ImageLookup};
 use crate::run_dir::RunManifest;
 use crate::scores::{self, per_class, top_k, Ranked, ScoreRow, ScoresFile};
@@ -22,23 +26,12 @@ pub const TABLE_ROWS: usize = 200;
 const GRID_TILES: usize = 25;
 const CLASS_TILES: usize = 8;
 
-/// A section a caller adds: a title, a paragraph and a table, all plain text (the report
-/// escapes them).
-pub struct Section {
-    pub title: String,
-    pub intro: String,
-    pub headers: Vec<String>,
-    /// Cells; the first column is text, the others figures.
-    pub rows: Vec<Vec<String>>,
-}
-
 /// What a report shows.
 pub struct ReportInput<'a> {
     pub run_path: &'a Path,
     pub manifest: &'a RunManifest,
     /// Evaluated scores files; the first one's examples fill the grids and the table.
     pub scored: &'a [&'a Evaluated],
-    pub extra: &'a [Section],
 }
 
 /// The scores files of a run: `RUN/scores-*.csv`, sorted.
@@ -116,6 +109,7 @@ pub fn write_report(mut w: impl Write, input: &ReportInput) -> Result<()> {
         .first()
         .context("a report needs at least one scores file")?;
     let mut body = String::new();
+    write_summary(&mut body, input.scored)?;
     write_run_section(&mut body, input.manifest, input.run_path)?;
     let images = ImageLookup::load(&grid::image_source(&first.file.meta, None)?)?;
     let mut thumbs = Thumbs {
@@ -128,43 +122,79 @@ pub fn write_report(mut w: impl Write, input: &ReportInput) -> Result<()> {
             write_examples_section(&mut body, &s.file, &mut thumbs)?;
         }
     }
-    for s in input.extra {
-        write_section(&mut body, s)?;
-    }
     let title = format!("vog report: {}", input.run_path.display());
     write!(w, "{}", page(&title, &body))?;
     Ok(())
 }
 
-fn write_section(out: &mut String, s: &Section) -> Result<()> {
-    write!(
-        out,
-        "<section><h2>{}</h2><p>{}</p><table><tr>",
-        esc(&s.title),
-        esc(&s.intro)
-    )?;
-    for (i, h) in s.headers.iter().enumerate() {
+/// Leaderboards of every file, then the Data Map of the first file that has one.
+fn write_summary(out: &mut String, scored: &[&Evaluated]) -> Result<()> {
+    out.push_str(r#"<section id="summary"><h2>Summary: which score finds what</h2><p>Each score is oriented the way it claims to point (high VoG, loss, EL2N, variability, forgetting = harder; low probability, confidence, correctness, AUM = harder), so an AUROC below 0.5 means it ranks the other way round. Intervals are DeLong 95%; a verdict needs the interval to exclude 0.5 and at least 20 positives.</p>"#);
+    for s in scored {
+        for l in &s.evaluation.leaderboards {
+            write_leaderboard(out, l, &s.file)?;
+        }
+    }
+    if let Some((s, points)) = scored
+        .iter()
+        .find_map(|s| eval::data_map_points(&s.file, None).map(|p| (s, p)))
+    {
         write!(
             out,
-            "<th{}>{}</th>",
-            if i == 0 { r#" class="l""# } else { "" },
-            esc(h)
+            "<h3>Data Map of {}</h3>{}",
+            esc(&file_name(&s.file)),
+            plot_img(&plots::data_map(&points, "shuffled")?, "data map")?
         )?;
     }
-    out.push_str("</tr>");
-    for row in &s.rows {
-        out.push_str("<tr>");
-        for (i, cell) in row.iter().enumerate() {
-            write!(
-                out,
-                "<td{}>{}</td>",
-                if i == 0 { r#" class="l""# } else { "" },
-                esc(cell)
-            )?;
-        }
-        out.push_str("</tr>");
+    out.push_str("</section>");
+    Ok(())
+}
+
+fn file_name(f: &ScoresFile) -> String {
+    f.path
+        .file_name()
+        .map_or(String::new(), |n| n.to_string_lossy().into_owned())
+}
+
+fn write_leaderboard(out: &mut String, l: &Leaderboard, f: &ScoresFile) -> Result<()> {
+    let extra = if l.question == Question::Difficulty {
+        "<th>error bottom 10%</th><th>top 10%</th>"
+    } else {
+        "<th>precision@k</th>"
+    };
+    write!(
+        out,
+        r#"<h3>{} &mdash; {}: {} positives among {}</h3><table class="leaderboard"><tr><th class="l">score</th><th>AUROC</th><th>95% CI</th><th>p</th>{extra}<th class="l">verdict</th></tr>"#,
+        esc(l.question.title()),
+        esc(&file_name(f)),
+        l.positives,
+        l.examples
+    )?;
+    for e in &l.entries {
+        let t = e.test.as_ref();
+        let figures = match (e.bottom10_error, e.top10_error, e.precision_at_k) {
+            (Some(b), Some(t), _) => format!("<td>{b:.1}%</td><td>{t:.1}%</td>"),
+            (_, _, Some(p)) => format!("<td>{p:.3}</td>"),
+            _ => "<td>n/a</td>".repeat(if l.question == Question::Difficulty {
+                2
+            } else {
+                1
+            }),
+        };
+        write!(
+            out,
+            r#"<tr><td class="l">{}</td><td>{}</td><td>{}</td><td>{}</td>{figures}<td class="l verdict">{}</td></tr>"#,
+            esc(&e.score),
+            fmt(t.map(|t| t.auroc), 3),
+            t.map_or("n/a".into(), |t| format!(
+                "[{:.3}, {:.3}]",
+                t.ci_low, t.ci_high
+            )),
+            fmt(t.map(|t| t.p_value), 4),
+            esc(&fmt_verdict(e.verdict, l.positives))
+        )?;
     }
-    out.push_str("</table></section>");
+    out.push_str("</table>");
     Ok(())
 }
 
@@ -290,37 +320,11 @@ fn fmt(v: Option<f64>, digits: usize) -> String {
 }
 
 fn write_eval_section(out: &mut String, e: &Evaluation, f: &ScoresFile) -> Result<()> {
-    let name = f
-        .path
-        .file_name()
-        .map_or(String::new(), |n| n.to_string_lossy().into_owned());
     write!(
         out,
-        "<section><h2>Evaluation of {}</h2><p>{} examples, top-1 error {:.1}%.</p>",
-        esc(&name),
-        e.examples,
-        e.error
+        "<section><h2>Evaluation of {}</h2>",
+        esc(&file_name(f))
     )?;
-    out.push_str(r#"<h3>Does VoG rank difficulty?</h3><table><tr><th class="l">target</th><th>AUROC (misclassified)</th><th>decile trend</th><th>error bottom 10%</th><th>all</th><th>top 10%</th><th>class r (p)</th><th>shuffled AUROC</th><th class="l">verdict</th></tr>"#);
-    for t in &e.targets {
-        let g = &t.bottom_all_top;
-        let c = &t.class_level;
-        write!(
-            out,
-            r#"<tr><td class="l">{}</td><td>{}</td><td>{}</td><td>{:.1}%</td><td>{:.1}%</td><td>{:.1}%</td><td>{} ({})</td><td>{}</td><td class="l verdict">{}</td></tr>"#,
-            esc(&t.target),
-            fmt(t.misclassification_auroc, 3),
-            fmt(t.decile_trend, 3),
-            g[0].error,
-            g[1].error,
-            g[2].error,
-            fmt(c.pearson_r, 3),
-            fmt(c.p_value, 4),
-            fmt(t.memorization.as_ref().map(|m| m.auroc), 3),
-            esc(&t.verdict.to_string())
-        )?;
-    }
-    out.push_str("</table>");
     if let Some(c) = &e.comparison {
         write!(
             out,
@@ -330,19 +334,57 @@ fn write_eval_section(out: &mut String, e: &Evaluation, f: &ScoresFile) -> Resul
             100.0 * c.top10_overlap
         )?;
     }
-    write_decile_table(out, &e.targets)?;
-    for (i, t) in e.targets.iter().enumerate() {
-        write!(out, "<h3>{}</h3>", esc(&t.target))?;
-        for (stem, svg) in plots::all(t, &f.values(i, scores::Column::Normalized))? {
-            out.push_str(&plot_img(&svg, &stem)?);
-        }
+    for s in &e.splits {
+        write_split_eval(out, s, &f.only(s.split))?;
     }
     out.push_str("</section>");
     Ok(())
 }
 
+fn write_split_eval(out: &mut String, s: &SplitEval, f: &ScoresFile) -> Result<()> {
+    write!(
+        out,
+        "<h3>{} split: {} examples, top-1 error {:.1}%</h3>",
+        s.split, s.examples, s.error
+    )?;
+    out.push_str(r#"<h4>Does VoG rank difficulty?</h4><table><tr><th class="l">target</th><th>AUROC (misclassified)</th><th>95% CI</th><th>decile trend (p)</th><th>error bottom 10%</th><th>all</th><th>top 10%</th><th>class r (p)</th><th>shuffled AUROC [95% CI]</th><th class="l">verdict</th></tr>"#);
+    for t in &s.targets {
+        let g = &t.bottom_all_top;
+        let c = &t.class_level;
+        let m = t.misclassification.as_ref();
+        write!(
+            out,
+            r#"<tr><td class="l">{}</td><td>{}</td><td>{}</td><td>{} ({})</td><td>{:.1}%</td><td>{:.1}%</td><td>{:.1}%</td><td>{} ({})</td><td>{}</td><td class="l verdict">{}</td></tr>"#,
+            esc(&t.target),
+            fmt(m.map(|m| m.auroc), 3),
+            m.map_or("n/a".into(), |m| format!(
+                "[{:.3}, {:.3}]",
+                m.ci_low, m.ci_high
+            )),
+            fmt(t.decile_trend, 3),
+            fmt(t.decile_trend_p, 4),
+            g[0].error,
+            g[1].error,
+            g[2].error,
+            fmt(c.pearson_r, 3),
+            fmt(c.p_value, 4),
+            esc(&fmt_auroc(t.memorization.as_ref().map(|m| &m.test))),
+            esc(&fmt_verdict(t.verdict, m.map_or(0, |m| m.positives)))
+        )?;
+    }
+    out.push_str("</table>");
+    write_decile_table(out, &s.targets)?;
+    for (i, t) in s.targets.iter().enumerate() {
+        write!(out, "<h4>{}</h4>", esc(&t.target))?;
+        for (stem, svg) in plots::all(t, &f.values(i, scores::Column::Normalized))? {
+            out.push_str(&plot_img(&svg, &stem)?);
+        }
+    }
+    Ok(())
+}
+
 fn write_decile_table(out: &mut String, targets: &[TargetEval]) -> Result<()> {
-    out.push_str(r#"<h3>Error (%) by VoG decile, lowest to highest</h3><table><tr><th class="l">target</th>"#);
+    out.push_str(r#"<h4>Error (%) by VoG decile, lowest to highest</h4><table><tr><th class="l">target</th>"#);
     for d in 1..=10 {
         write!(out, "<th>D{d}</th>")?;
     }
