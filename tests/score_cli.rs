@@ -319,6 +319,24 @@ fn score_errors() {
     );
     std::fs::write(&manifest, &text).unwrap();
 
+    // Training dynamics that are truncated, or recorded for another dataset.
+    let dynamics = run.join("dynamics/epoch-0002.bin");
+    let bytes = std::fs::read(&dynamics).unwrap();
+    let train = ["score", "--run", run_s, "--split", "train", "--out", out_s];
+    std::fs::write(&dynamics, &bytes[..bytes.len() - 7]).unwrap();
+    let err = vog_fails(&train);
+    assert!(
+        err.contains("epoch-0002.bin") && err.contains("truncated"),
+        "{err}"
+    );
+    let mut foreign = bytes.clone();
+    foreign[24..56].copy_from_slice(&[b'0'; 32]);
+    std::fs::write(&dynamics, &foreign).unwrap();
+    let err = vog_fails(&train);
+    assert!(err.contains("another dataset"), "{err}");
+    assert!(!out.exists());
+    std::fs::write(&dynamics, &bytes).unwrap();
+
     // Missing checkpoints.
     std::fs::remove_file(run.join("checkpoints/epoch-0002.safetensors")).unwrap();
     let err = vog_fails(&["score", "--run", run_s, "--out", out_s]);

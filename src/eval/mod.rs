@@ -115,15 +115,16 @@ pub struct TargetEval {
     pub bottom_all_top: Vec<Group>,
     pub class_level: ClassLevel,
     pub memorization: Option<Memorization>,
-    /// AUROC of `vog` for predicting a misclassification, with its interval (None with
-    /// fewer than two errors or correct examples).
+    /// AUROC of `vog` for predicting a misclassification, with its interval (test split
+    /// only; None with fewer than two errors or correct examples).
     pub misclassification: Option<AurocTest>,
     /// Spearman between decile index and decile error, and its two-sided p-value.
     pub decile_trend: Option<f64>,
     pub decile_trend_p: Option<f64>,
     /// Whether high VoG meant a misclassification: from the interval of the AUROC, and
-    /// only when the decile trend points the same way.
-    pub verdict: Verdict,
+    /// only when the decile trend points the same way (test split only: on the training
+    /// split a "misclassification" is mostly a shuffled label, which memorization asks).
+    pub verdict: Option<Verdict>,
 }
 
 /// Indices ordered by score, ties by id (deterministic buckets).
@@ -257,14 +258,15 @@ pub fn difficulty_verdict(test: Option<&AurocTest>, trend: Option<f64>) -> Verdi
     }
 }
 
-/// All evaluations of target `t` of a scores file.
-pub fn evaluate_target(f: &ScoresFile, t: usize) -> TargetEval {
+/// All evaluations of target `t` of the examples of one split; `test` asks whether VoG
+/// predicts their misclassification.
+pub fn evaluate_target(f: &ScoresFile, t: usize, test: bool) -> TargetEval {
     let (z, raw) = (f.values(t, Column::Normalized), f.values(t, Column::Raw));
     let ids = ids(f);
     let correct: Vec<bool> = f.rows.iter().map(|r| r.correct).collect();
     let deciles = deciles(&z, &ids, &correct);
     let wrong: Vec<bool> = correct.iter().map(|c| !c).collect();
-    let misclassification = stats::auroc_test(&z, &wrong);
+    let misclassification = test.then(|| stats::auroc_test(&z, &wrong)).flatten();
     let index: Vec<f64> = (1..=10).map(f64::from).collect();
     let errors: Vec<f64> = deciles.iter().map(|g| g.error).collect();
     let decile_trend = stats::spearman(&index, &errors);
@@ -275,7 +277,7 @@ pub fn evaluate_target(f: &ScoresFile, t: usize) -> TargetEval {
         bottom_all_top: bottom_all_top(&z, &ids, &correct),
         class_level: class_level(f, &raw),
         memorization: memorization(f, &raw),
-        verdict: difficulty_verdict(misclassification.as_ref(), decile_trend),
+        verdict: test.then(|| difficulty_verdict(misclassification.as_ref(), decile_trend)),
         misclassification,
         decile_trend,
         decile_trend_p,
@@ -395,7 +397,7 @@ fn evaluate_split(f: &ScoresFile, split: SplitKind) -> SplitEval {
         examples: f.len(),
         error: 100.0 * errors as f64 / f.len() as f64,
         targets: (0..f.targets().len())
-            .map(|t| evaluate_target(f, t))
+            .map(|t| evaluate_target(f, t, split == SplitKind::Test))
             .collect(),
     }
 }

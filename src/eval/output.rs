@@ -2,6 +2,7 @@
 use super::leaderboard::{Leaderboard, Question, Verdict, MIN_POSITIVES};
 use super::stats::AurocTest;
 use super::{plots, Evaluation, Group, SplitEval, TargetEval};
+use crate::data::SplitKind;
 use crate::scores::{Column, ScoresFile};
 use anyhow::{Context, Result};
 use std::collections::HashSet;
@@ -34,7 +35,14 @@ pub fn write_table(mut w: impl std::io::Write, e: &Evaluation) -> Result<()> {
 /// `0.812 [0.770, 0.854]`, or `n/a`.
 pub fn fmt_auroc(t: Option<&AurocTest>) -> String {
     t.map_or("n/a".into(), |t| {
-        format!("{:.3} [{:.3}, {:.3}]", t.auroc, t.ci_low, t.ci_high)
+        format!("{:.3} {}", t.auroc, fmt_ci(Some(t)))
+    })
+}
+
+/// `[0.770, 0.854]`, or `n/a`.
+pub fn fmt_ci(t: Option<&AurocTest>) -> String {
+    t.map_or("n/a".into(), |t| {
+        format!("[{:.3}, {:.3}]", t.ci_low, t.ci_high)
     })
 }
 
@@ -63,12 +71,22 @@ fn write_split(w: &mut impl std::io::Write, s: &SplitEval) -> Result<()> {
     write_decile_rows(w, s, wide)?;
     write_group_rows(w, s, wide)?;
     write_memorization_rows(w, s, wide)?;
+    if s.split == SplitKind::Test {
+        write_difficulty_rows(w, s, wide)?;
+    }
+    writeln!(w)?;
+    Ok(())
+}
+
+/// The figure-4 verdict of each target, test split only.
+fn write_difficulty_rows(w: &mut impl std::io::Write, s: &SplitEval, wide: usize) -> Result<()> {
     writeln!(
         w,
         "\ndoes VoG rank difficulty? (AUROC of vog for a misclassification [95% CI], one-sided p; decile trend)"
     )?;
     for t in &s.targets {
         let m = t.misclassification.as_ref();
+        let verdict = t.verdict.unwrap_or(Verdict::NotEnoughEvidence);
         writeln!(
             w,
             "{:wide$}  AUROC {} p {}  trend {} (p {})  -> {}",
@@ -77,10 +95,9 @@ fn write_split(w: &mut impl std::io::Write, s: &SplitEval) -> Result<()> {
             fmt_opt(m.map(|m| m.p_value), 4),
             fmt_opt(t.decile_trend, 3),
             fmt_opt(t.decile_trend_p, 4),
-            fmt_verdict(t.verdict, m.map_or(0, |m| m.positives))
+            fmt_verdict(verdict, m.map_or(0, |m| m.positives))
         )?;
     }
-    writeln!(w)?;
     Ok(())
 }
 

@@ -31,7 +31,8 @@ pub struct AurocTest {
     /// 95% normal interval, clipped to [0, 1].
     pub ci_low: f64,
     pub ci_high: f64,
-    /// One-sided p-value against AUROC = 0.5, in the direction of AUROC > 0.5.
+    /// One-sided p-value against AUROC = 0.5, in the direction the AUROC deviates (so it
+    /// is below 0.025 exactly when the interval excludes 0.5).
     pub p_value: f64,
     pub positives: usize,
     pub negatives: usize,
@@ -75,11 +76,11 @@ pub fn auroc_test(scores: &[f64], positive: &[bool]) -> Option<AurocTest> {
     let var = |v: &[f64]| v.iter().map(|a| (a - auc).powi(2)).sum::<f64>() / (v.len() - 1) as f64;
     let se = (var(&v10) / m as f64 + var(&v01) / n as f64).sqrt();
     let p_value = if se > 0.0 {
-        normal_sf((auc - 0.5) / se)
-    } else if auc > 0.5 {
+        normal_sf((auc - 0.5).abs() / se)
+    } else if auc != 0.5 {
         0.0
     } else {
-        1.0
+        0.5
     };
     Some(AurocTest {
         auroc: auc,
@@ -305,6 +306,11 @@ mod tests {
             (1.0, 1.0, 1.0, 0.0)
         );
         assert!(auroc_test(&[1., 2., 3.], &[true, false, false]).is_none());
+        // The p-value follows the direction of the deviation: mirrored scores, same p.
+        let neg: Vec<f64> = s.iter().map(|v| -v).collect();
+        let t = auroc_test(&neg, &p).unwrap();
+        close(t.auroc, 0.185, 1e-12);
+        close(t.p_value / 8.510754960718684e-05, 1.0, 1e-6);
         close(normal_sf(-1.0), 0.8413447460685429, 1e-7);
         close(normal_sf(2.5) / 0.006209665325776139, 1.0, 1e-6);
     }

@@ -8,7 +8,7 @@
 //! of the training examples. It renders evaluations already computed; it does not compute
 //! them.
 use crate::eval::leaderboard::{Leaderboard, Question};
-use crate::eval::output::{fmt_auroc, fmt_verdict};
+use crate::eval::output::{fmt_auroc, fmt_ci, fmt_verdict};
 use crate::eval::{self, plots, Evaluated, Evaluation, SplitEval, TargetEval};
 use crate::grid::{self, ImageLookup};
 use crate::run_dir::RunManifest;
@@ -186,10 +186,7 @@ fn write_leaderboard(out: &mut String, l: &Leaderboard, f: &ScoresFile) -> Resul
             r#"<tr><td class="l">{}</td><td>{}</td><td>{}</td><td>{}</td>{figures}<td class="l verdict">{}</td></tr>"#,
             esc(&e.score),
             fmt(t.map(|t| t.auroc), 3),
-            t.map_or("n/a".into(), |t| format!(
-                "[{:.3}, {:.3}]",
-                t.ci_low, t.ci_high
-            )),
+            fmt_ci(t),
             fmt(t.map(|t| t.p_value), 4),
             esc(&fmt_verdict(e.verdict, l.positives))
         )?;
@@ -357,10 +354,7 @@ fn write_split_eval(out: &mut String, s: &SplitEval, f: &ScoresFile) -> Result<(
             r#"<tr><td class="l">{}</td><td>{}</td><td>{}</td><td>{} ({})</td><td>{:.1}%</td><td>{:.1}%</td><td>{:.1}%</td><td>{} ({})</td><td>{}</td><td class="l verdict">{}</td></tr>"#,
             esc(&t.target),
             fmt(m.map(|m| m.auroc), 3),
-            m.map_or("n/a".into(), |m| format!(
-                "[{:.3}, {:.3}]",
-                m.ci_low, m.ci_high
-            )),
+            fmt_ci(m),
             fmt(t.decile_trend, 3),
             fmt(t.decile_trend_p, 4),
             g[0].error,
@@ -369,7 +363,11 @@ fn write_split_eval(out: &mut String, s: &SplitEval, f: &ScoresFile) -> Result<(
             fmt(c.pearson_r, 3),
             fmt(c.p_value, 4),
             esc(&fmt_auroc(t.memorization.as_ref().map(|m| &m.test))),
-            esc(&fmt_verdict(t.verdict, m.map_or(0, |m| m.positives)))
+            t.verdict
+                .map_or("n/a (training split)".into(), |v| esc(&fmt_verdict(
+                    v,
+                    m.map_or(0, |m| m.positives)
+                )))
         )?;
     }
     out.push_str("</table>");
