@@ -68,7 +68,7 @@ pub enum Command {
     /// One self-contained HTML report of a scored run.
     Report(ReportArgs),
     /// Train, score, evaluate and report on synthetic data with planted hard examples
-    /// (about three minutes on a 2-core CPU), or on a real dataset with --data.
+    /// (3-6 minutes on a 2-core CPU), or on a real dataset with --data.
     Demo(DemoArgs),
     /// Reproduce the paper from a configs/paper-*.toml file: train, score, evaluate, report.
     Experiment(Box<ExperimentArgs>),
@@ -671,7 +671,7 @@ fn run_demo(a: &DemoArgs) -> Result<()> {
         plan.train.hyper.width,
         plan.train.hyper.epochs,
         a.out.display(),
-        if a.data.is_none() { " About three minutes on a 2-core CPU." } else { "" }
+        if a.data.is_none() { " 3-6 minutes on a 2-core CPU." } else { "" }
     ));
     let summary = demo::run(&o, &reporter)?;
     println!("{summary}");

@@ -98,7 +98,8 @@ pub struct Entry {
     /// AUROC of the score oriented by its claim (below 0.5: it ranks the other way).
     #[serde(flatten)]
     pub test: Option<AurocTest>,
-    /// Difficulty: error (%) of the 10% the score calls hardest and easiest.
+    /// Difficulty: error (%) of the 10% the score calls hardest (`top10`) and easiest
+    /// (`bottom10`), by its claim.
     pub top10_error: Option<f64>,
     pub bottom10_error: Option<f64>,
     /// Other questions: the share of positives among the k the score calls hardest,
@@ -161,12 +162,17 @@ pub fn asks<'a>(f: &'a ScoresFile, sets: &[(Question, &HashSet<String>)]) -> Vec
 
 /// The leaderboard of one question over every score of `f`.
 pub fn leaderboard(f: &ScoresFile, ask: &Ask) -> Leaderboard {
+    // A column without values for these rows (training dynamics on the test split) has
+    // nothing to say here.
     let mut entries: Vec<Entry> = f
         .columns()
         .into_iter()
-        .map(|(name, col)| {
+        .filter_map(|(name, col)| {
             let values: Vec<Option<f64>> = ask.rows.iter().map(|r| scores::value(r, col)).collect();
-            entry(name, higher_is_harder(f, col), &values, ask)
+            values
+                .iter()
+                .any(Option::is_some)
+                .then(|| entry(name, higher_is_harder(f, col), &values, ask))
         })
         .collect();
     if ask.question != Question::Difficulty {

@@ -117,7 +117,7 @@ fn write_leaderboard(w: &mut impl std::io::Write, l: &Leaderboard) -> Result<()>
         .unwrap_or(5)
         .max(5);
     let extra = if l.question == Question::Difficulty {
-        "error bottom/top 10%"
+        "error easiest/hardest 10%"
     } else {
         "precision@k"
     };

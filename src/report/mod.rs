@@ -158,7 +158,7 @@ fn file_name(f: &ScoresFile) -> String {
 
 fn write_leaderboard(out: &mut String, l: &Leaderboard, f: &ScoresFile) -> Result<()> {
     let extra = if l.question == Question::Difficulty {
-        "<th>error bottom 10%</th><th>top 10%</th>"
+        "<th>error of the 10% called easiest</th><th>hardest</th>"
     } else {
         "<th>precision@k</th>"
     };
