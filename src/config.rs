@@ -143,9 +143,23 @@ impl TrainConfig {
     }
 }
 
+/// More epochs than any run needs; a larger count is a typo.
+pub const MAX_EPOCHS: usize = 100_000;
+
 fn check_hyper(h: &Hyper, origins: &Origins) -> Result<()> {
     let checks = [
         (h.epochs >= 1, "epochs", "must be at least 1"),
+        (
+            h.epochs <= MAX_EPOCHS,
+            "epochs",
+            "must be at most 100000 (the paper trains 350)",
+        ),
+        // TOML, where the effective config is saved, holds signed 64-bit integers.
+        (
+            h.seed <= i64::MAX as u64,
+            "seed",
+            "must be at most 9223372036854775807",
+        ),
         (h.batch_size >= 1, "batch_size", "must be at least 1"),
         (
             h.lr > 0.0 && h.lr.is_finite(),

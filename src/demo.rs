@@ -15,7 +15,7 @@ use crate::pipeline::{self, Plan, ScoreSettings};
 use crate::progress::Reporter;
 use crate::schedule::Stage;
 use crate::scores::SplitChoice;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::fmt;
@@ -122,6 +122,9 @@ impl fmt::Display for DemoSummary {
 
 /// The pipeline plan of the demo (settings from `configs/demo.toml`, then the options).
 pub fn plan(o: &DemoOptions) -> Result<Plan> {
+    if o.train == Some(0) || o.test == Some(0) {
+        bail!("--train and --test must each be at least 1");
+    }
     let file = DemoFile::builtin();
     let origins = Origins::default()
         .flag("epochs", o.epochs.is_some())

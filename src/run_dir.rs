@@ -147,7 +147,26 @@ impl RunDir {
                     .with_context(|| format!("cannot remove '{}'", p.display()))?;
             }
         }
+        // The old run's scores would otherwise pass for the new run's.
+        for p in self.scores_files()? {
+            std::fs::remove_file(&p).with_context(|| format!("cannot remove '{}'", p.display()))?;
+        }
         Ok(())
+    }
+
+    /// `scores-*.csv` and their `.json` sidecars in the run folder.
+    fn scores_files(&self) -> Result<Vec<PathBuf>> {
+        let entries = std::fs::read_dir(&self.root)
+            .with_context(|| format!("cannot read '{}'", self.root.display()))?;
+        Ok(entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                let name = p
+                    .file_name()
+                    .map_or(String::new(), |n| n.to_string_lossy().into_owned());
+                name.starts_with("scores-") && (name.ends_with(".csv") || name.ends_with(".json"))
+            })
+            .collect())
     }
 
     pub fn root(&self) -> &Path {
@@ -293,8 +312,13 @@ mod tests {
         std::fs::write(dir.path().join("notes.txt"), "keep").unwrap();
         let err = RunDir::create(dir.path(), false).unwrap_err();
         assert!(err.to_string().contains("--overwrite"), "{err}");
+        std::fs::write(dir.path().join("scores-test-all.csv"), "old").unwrap();
+        std::fs::write(dir.path().join("scores-test-all.json"), "old").unwrap();
         RunDir::create(dir.path(), true).unwrap();
         assert!(dir.path().join("notes.txt").exists());
+        // The replaced run's scores go with it.
+        assert!(!dir.path().join("scores-test-all.csv").exists());
+        assert!(!dir.path().join("scores-test-all.json").exists());
         assert!(RunDir::open(dir.path()).is_err());
     }
 }

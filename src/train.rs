@@ -13,7 +13,7 @@ use crate::run_dir::{self, DatasetInfo, EpochRecord, RunDir, RunManifest, FORMAT
 use crate::vog::gradient::target_values;
 use crate::vog::Target;
 use crate::{atomic_file, rng};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -257,6 +257,14 @@ pub fn run(
         let started = Instant::now();
         let (train, record) =
             trainer.train_epoch(&train_x, &train_y, lr, &mut order_rng, task.as_ref());
+        if !train.loss.is_finite() {
+            bail!(
+                "the training loss of epoch {epoch} is {} (diverged: try a smaller learning rate); \
+                 the run keeps the {} epoch(s) before it",
+                train.loss,
+                epoch - 1
+            );
+        }
         let seconds = started.elapsed().as_secs_f64();
         write_dynamics(run, &record.finish(epoch)?, &manifest.dataset.fingerprint)?;
         let test_stats = test.as_ref().map(|(x, y)| trainer.evaluate(x, y));

@@ -215,6 +215,25 @@ fn image_folder_errors_name_the_file() {
         "x",
     ]);
     assert!(err.contains("has no train/ folder"), "{err}");
+
+    // A single class is refused before any training.
+    let single = dir.path().join("single");
+    write_image(&single.join("train/only/1.png"), 8, 8, 1);
+    write_image(&single.join("train/only/2.png"), 8, 8, 2);
+    let err = vog_fails(&[
+        "train",
+        "--dataset",
+        single.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("1 class(es)") && err.contains("at least two"),
+        "{err}"
+    );
+    assert!(!out.exists());
 }
 
 #[test]

@@ -370,6 +370,8 @@ fn rank_errors() {
         err.contains("--class 'bird'") && err.contains("cat, dog"),
         "{err}"
     );
+    let err = vog_fails(&["rank", g, "--grid", "x.jpg"]);
+    assert!(err.contains("must name a .png file"), "{err}");
     let err = vog_fails(&["rank", g, "--column", "vog_prob"]);
     assert!(err.contains("no score column 'vog_prob'"), "{err}");
 

@@ -194,7 +194,11 @@ fn bad_flags_fail_before_touching_the_output() {
         "--out",
         out,
     ];
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &["--seed", "18446744073709551615"],
+            "--seed must be at most 9223372036854775807",
+        ),
         (
             &["--save-epochs", "1,9"],
             "invalid --save-epochs '1,9': epoch 9 is outside 1..5",
@@ -220,6 +224,66 @@ fn bad_flags_fail_before_touching_the_output() {
         assert!(err.contains(expected), "{extra:?}: {err}");
         assert!(!run.exists(), "{extra:?} left {}", run.display());
     }
+    let err = vog_fails(&[
+        "train",
+        "--dataset",
+        "synth",
+        "--epochs",
+        "99999999999",
+        "--out",
+        out,
+    ]);
+    assert!(err.contains("--epochs must be at most 100000"), "{err}");
+    assert!(!run.exists());
+
+    // A diverging run stops at the first non-finite loss, naming the epoch, and leaves
+    // nothing that blocks a rerun with --overwrite.
+    let err = vog_fails(&[
+        "train",
+        "--dataset",
+        "synth",
+        "--train-subset",
+        "100",
+        "--test-subset",
+        "20",
+        "--width",
+        "2",
+        "--epochs",
+        "2",
+        "--lr",
+        "1e30",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        out,
+    ]);
+    assert!(
+        err.contains("the training loss of epoch") && err.contains("diverged"),
+        "{err}"
+    );
+    train_synth(
+        &run,
+        &[
+            "--train-subset",
+            "100",
+            "--test-subset",
+            "20",
+            "--width",
+            "2",
+            "--epochs",
+            "1",
+            "--overwrite",
+        ],
+    );
+    std::fs::remove_dir_all(&run).unwrap();
+    let err = vog_fails(&["data", "synth", "--train", "0", "--out", out]);
+    assert!(
+        err.contains("--train and --test must each be at least 1"),
+        "{err}"
+    );
+    assert!(!run.exists());
+
     let err = vog_fails(&["train", "--dataset", "/no/such/dir", "--out", out]);
     assert!(err.contains("'/no/such/dir'"), "{err}");
     let err = vog_fails(&[

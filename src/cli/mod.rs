@@ -431,6 +431,9 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Data(DataCommand::Synth(a)) => {
+            if a.train == 0 || a.test == 0 {
+                bail!("--train and --test must each be at least 1");
+            }
             let data = synth::generate(&SynthSpec::new(a.train, a.test, a.seed));
             cifar::write_cifar10(&a.out, &data)?;
             println!(
@@ -575,6 +578,15 @@ fn run_rank(a: &RankArgs) -> Result<()> {
         .collect();
     // Images are checked before anything is printed, so a bad --grid leaves no output.
     if let Some(path) = &a.grid {
+        if !path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("png"))
+        {
+            bail!(
+                "--grid '{}' must name a .png file (grids are written as PNG)",
+                path.display()
+            );
+        }
         let source = grid::image_source(&file.meta, a.data.as_deref()).context("--data")?;
         let images = ImageLookup::load(&source)?;
         if a.per_class {

@@ -68,6 +68,12 @@ pub fn prepare(
 ) -> Result<PreparedData> {
     let mut data = spec.load()?;
     let k = data.num_classes();
+    if k < 2 {
+        bail!(
+            "{} has {k} class(es): a classifier, and VoG within classes, need at least two",
+            spec.name()
+        );
+    }
     if let Some(n) = sel.train_subset {
         data.train = take_subset(&data.train, k, n, seed, "train", origins)?;
     }
