@@ -81,7 +81,7 @@ pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Res
     toml::from_str(&text).map_err(|e| {
         let line = e
             .span()
-            .map_or(0, |s| text[..s.start].lines().count().max(1));
+            .map_or(0, |s| text[..s.start].matches('\n').count() + 1);
         let msg = e.message().replace('\n', " ");
         anyhow::anyhow!("invalid {what} '{}' at line {line}: {msg}", path.display())
     })
@@ -265,5 +265,18 @@ mod tests {
         std::fs::write(&p, CIFAR10_TOML.replace("epochs = 350", "epoch = 350")).unwrap();
         let err = Hyper::from_file(&p).unwrap_err();
         assert!(format!("{err:#}").contains("c.toml"), "{err:#}");
+        // The line of the offending key, counted from 1.
+        std::fs::write(
+            &p,
+            CIFAR10_TOML.replace("batch_size = 128", "batchsize = 128"),
+        )
+        .unwrap();
+        let line = CIFAR10_TOML
+            .lines()
+            .position(|l| l.starts_with("batch_size"))
+            .unwrap()
+            + 1;
+        let err = Hyper::from_file(&p).unwrap_err().to_string();
+        assert!(err.contains(&format!("at line {line}:")), "{err}");
     }
 }

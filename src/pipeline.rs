@@ -215,6 +215,7 @@ fn score_stage(
             targets: plan.targets.clone(),
             variant: Variant::default(),
             data: None,
+            allow_incomplete: false,
         },
         reporter,
     )?;

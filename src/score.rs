@@ -14,7 +14,9 @@ use crate::origin::Origins;
 use crate::progress::{Reporter, Task};
 use crate::run_dir::{load_checkpoint, RunDir, RunManifest, MANIFEST};
 use crate::schedule::Stage;
-use crate::scores::{self, Companion, ScoreRow, ScoresMeta, SplitChoice, SCORES_FORMAT};
+use crate::scores::{
+    self, Companion, Incomplete, ScoreRow, ScoresMeta, SplitChoice, SCORES_FORMAT,
+};
 use crate::vog::baselines::checkpoint_scores;
 use crate::vog::gradient::{input_gradients, pixel_map};
 use crate::vog::reduce::Accumulator;
@@ -40,6 +42,8 @@ pub struct ScoreConfig {
     pub variant: Variant,
     /// Replaces the dataset location recorded in the run.
     pub data: Option<PathBuf>,
+    /// Score a run that has not finished training (recorded in the sidecar).
+    pub allow_incomplete: bool,
 }
 
 /// One checkpoint's network, in eval mode.
@@ -163,6 +167,7 @@ pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
     }
     let run = RunDir::open(&cfg.run)?;
     let m = run.read_manifest()?;
+    let incomplete = check_complete(cfg, &m)?;
     let epochs = cfg
         .stage
         .select(&m.saved_epochs, m.config.hyper.epochs)
@@ -221,6 +226,7 @@ pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
         companions,
         variant: cfg.variant,
         examples: rows.len(),
+        incomplete,
         degenerate_classes: degenerate,
         device: cfg.device,
         seconds: started.elapsed().as_secs_f64(),
@@ -228,6 +234,35 @@ pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
     };
     scores::write(&cfg.out, &meta, &rows)?;
     Ok(meta)
+}
+
+/// Refuses a run that has not finished training unless `cfg.allow_incomplete`; returns
+/// what it lacks for the sidecar.
+fn check_complete(cfg: &ScoreConfig, m: &RunManifest) -> Result<Option<Incomplete>> {
+    if m.complete {
+        return Ok(None);
+    }
+    let finished = m.epochs.len();
+    let missing: Vec<usize> = m
+        .config
+        .saved_epochs
+        .iter()
+        .copied()
+        .filter(|e| !m.saved_epochs.contains(e))
+        .collect();
+    if !cfg.allow_incomplete {
+        bail!(
+            "run '{}' has finished {finished} of its {} epochs (still training, or stopped), so \
+             checkpoints {missing:?} are missing; pass --allow-incomplete to score the ones it has",
+            cfg.run.display(),
+            m.config.hyper.epochs
+        );
+    }
+    Ok(Some(Incomplete {
+        finished_epochs: finished,
+        planned_epochs: m.config.hyper.epochs,
+        missing_checkpoints: missing,
+    }))
 }
 
 /// What the rows need to know about labels.

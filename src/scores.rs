@@ -144,6 +144,12 @@ pub fn scores_path(run: &Path, split: SplitChoice, stage: &Stage) -> PathBuf {
 /// Checks that a scores file can be written at `out` (and its sidecar beside it) before
 /// any work is done.
 pub fn check_out(out: &Path) -> Result<()> {
+    if out.is_dir() {
+        bail!(
+            "'{}' is a folder; name the .csv file to write",
+            out.display()
+        );
+    }
     if out.extension().is_some_and(|e| e == "json") {
         bail!(
             "'{}' must not end in .json (that name is the sidecar's)",
@@ -174,12 +180,24 @@ pub struct ScoresMeta {
     pub companions: Vec<Companion>,
     pub variant: Variant,
     pub examples: usize,
+    /// Set when the run had not finished training (scored with `--allow-incomplete`).
+    #[serde(default)]
+    pub incomplete: Option<Incomplete>,
     /// Per split, the (trained) classes whose scores had no spread and were set to 0.
     pub degenerate_classes: HashMap<String, Vec<String>>,
     #[serde(with = "crate::device::by_name")]
     pub device: tch::Device,
     pub seconds: f64,
     pub versions: Versions,
+}
+
+/// What an unfinished run lacked when it was scored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incomplete {
+    pub finished_epochs: usize,
+    pub planned_epochs: usize,
+    /// Epochs the run was to checkpoint that it had not reached.
+    pub missing_checkpoints: Vec<usize>,
 }
 
 /// The sidecar path of a scores file: the same path with a `.json` extension.
@@ -678,6 +696,7 @@ mod tests {
             companions: vec![Companion::Loss, Companion::Aum],
             variant: Variant::default(),
             examples: 1,
+            incomplete: None,
             degenerate_classes: HashMap::new(),
             device: tch::Device::Cpu,
             seconds: 0.0,

@@ -54,6 +54,22 @@ fn self_contained_report() {
         .assert()
         .success();
     let html = std::fs::read_to_string(&out).unwrap();
+
+    // Scores of one run under the header of another are refused.
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::copy(run.join("run.json"), other.join("run.json")).unwrap();
+    let err = vog_fails(&[
+        "report",
+        "--run",
+        other.to_str().unwrap(),
+        "--scores",
+        run.join("scores-test-all.csv").to_str().unwrap(),
+        "--out",
+        dir.path().join("x.html").to_str().unwrap(),
+    ]);
+    assert!(err.contains("holds scores of run"), "{err}");
+    assert!(!dir.path().join("x.html").exists());
     assert!(html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"));
     for section in [
         "<h2>Run</h2>",

@@ -319,6 +319,41 @@ fn score_errors() {
     );
     std::fs::write(&manifest, &text).unwrap();
 
+    // An output that is a folder is refused before any work.
+    let err = vog_fails(&[
+        "score",
+        "--run",
+        run_s,
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(err.contains("is a folder"), "{err}");
+
+    // A run that has not finished training is refused unless asked for, and the sidecar
+    // then says what it lacked.
+    std::fs::write(
+        &manifest,
+        text.replace("\"complete\": true", "\"complete\": false"),
+    )
+    .unwrap();
+    let err = vog_fails(&["score", "--run", run_s, "--out", out_s]);
+    assert!(err.contains("--allow-incomplete"), "{err}");
+    succeed(vog().args([
+        "score",
+        "--quiet",
+        "--allow-incomplete",
+        "--run",
+        run_s,
+        "--out",
+        out_s,
+    ]));
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("s.json")).unwrap()).unwrap();
+    assert_eq!(meta["incomplete"]["finished_epochs"], 3);
+    std::fs::remove_file(&out).unwrap();
+    std::fs::remove_file(dir.path().join("s.json")).unwrap();
+    std::fs::write(&manifest, &text).unwrap();
+
     // Training dynamics that are truncated, or recorded for another dataset.
     let dynamics = run.join("dynamics/epoch-0002.bin");
     let bytes = std::fs::read(&dynamics).unwrap();

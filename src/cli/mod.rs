@@ -205,6 +205,9 @@ pub struct ScoreArgs {
     /// Dataset location, if it moved since training.
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Score a run that has not finished training (the sidecar records what it lacked).
+    #[arg(long)]
+    pub allow_incomplete: bool,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -465,6 +468,18 @@ fn run_report(a: &ReportArgs) -> Result<()> {
         .iter()
         .map(|p| Evaluated::read(p))
         .collect::<Result<Vec<_>>>()?;
+    let run = std::path::absolute(&a.run).unwrap_or_else(|_| a.run.clone());
+    for s in &scored {
+        if s.file.meta.run != run || s.file.meta.dataset_fingerprint != manifest.dataset.fingerprint
+        {
+            bail!(
+                "'{}' holds scores of run '{}', not of '{}'",
+                s.file.path.display(),
+                s.file.meta.run.display(),
+                a.run.display()
+            );
+        }
+    }
     let input = ReportInput {
         run_path: &a.run,
         manifest: &manifest,
@@ -541,6 +556,7 @@ fn run_score(a: &ScoreArgs) -> Result<()> {
             grad_norm: a.grad_norm,
         },
         data: a.data.clone(),
+        allow_incomplete: a.allow_incomplete,
     };
     let meta = score::run(&cfg, &Terminal::detect(a.quiet))?;
     let targets: Vec<&str> = meta.targets.iter().map(|t| t.name()).collect();
