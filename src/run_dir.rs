@@ -148,25 +148,15 @@ impl RunDir {
             }
         }
         // The old run's scores would otherwise pass for the new run's.
-        for p in self.scores_files()? {
-            std::fs::remove_file(&p).with_context(|| format!("cannot remove '{}'", p.display()))?;
+        for csv in scores_csvs(&self.root)? {
+            for p in [csv.with_extension("json"), csv] {
+                if p.exists() {
+                    std::fs::remove_file(&p)
+                        .with_context(|| format!("cannot remove '{}'", p.display()))?;
+                }
+            }
         }
         Ok(())
-    }
-
-    /// `scores-*.csv` and their `.json` sidecars in the run folder.
-    fn scores_files(&self) -> Result<Vec<PathBuf>> {
-        let entries = std::fs::read_dir(&self.root)
-            .with_context(|| format!("cannot read '{}'", self.root.display()))?;
-        Ok(entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                let name = p
-                    .file_name()
-                    .map_or(String::new(), |n| n.to_string_lossy().into_owned());
-                name.starts_with("scores-") && (name.ends_with(".csv") || name.ends_with(".json"))
-            })
-            .collect())
     }
 
     pub fn root(&self) -> &Path {
@@ -217,6 +207,23 @@ impl RunDir {
         })?;
         Ok(name)
     }
+}
+
+/// The scores files `vog score` wrote into a run folder by default (`scores-*.csv`), sorted.
+pub fn scores_csvs(run: &Path) -> Result<Vec<PathBuf>> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(run)
+        .with_context(|| format!("cannot read '{}'", run.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            name.starts_with("scores-") && name.ends_with(".csv")
+        })
+        .collect();
+    found.sort();
+    Ok(found)
 }
 
 /// Loads a checkpoint into `vs`. Every variable must be present with the same shape and

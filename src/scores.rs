@@ -434,11 +434,6 @@ impl ScoresFile {
                 .collect(),
         }
     }
-
-    /// The ids, in row order.
-    pub fn ids(&self) -> Vec<&str> {
-        self.rows.iter().map(|r| r.id.as_str()).collect()
-    }
 }
 
 /// An example with the score it is ranked by.

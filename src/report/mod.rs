@@ -36,18 +36,7 @@ pub struct ReportInput<'a> {
 
 /// The scores files of a run: `RUN/scores-*.csv`, sorted.
 pub fn find_scores(run: &Path) -> Result<Vec<PathBuf>> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir(run)
-        .with_context(|| format!("cannot read '{}'", run.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            name.starts_with("scores-") && name.ends_with(".csv")
-        })
-        .collect();
-    found.sort();
+    let found = crate::run_dir::scores_csvs(run)?;
     if found.is_empty() {
         bail!(
             "run '{}' was never scored (no scores-*.csv): run `vog score --run {}` first, or pass --scores",
