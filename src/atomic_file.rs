@@ -51,6 +51,8 @@ where
 {
     let tmp = temp_sibling(path);
     let result = save(&tmp).and_then(|()| {
+        die_here_if_asked(path, &tmp);
+        sync(&tmp)?;
         std::fs::rename(&tmp, path)
             .with_context(|| format!("cannot move the finished file to '{}'", path.display()))
     });
@@ -58,6 +60,54 @@ where
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+fn sync(path: &Path) -> Result<()> {
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("cannot sync '{}'", path.display()))
+}
+
+/// The environment variable of the crash-test hook: when a file whose name contains its
+/// value is saved, the process truncates the temporary file to half and kills itself with
+/// SIGKILL before the rename, as a crash in the middle of the write would (used by
+/// `tests/resume_cli.rs`; unset, it costs one lookup per saved file).
+pub const DIE_WRITING_ENV: &str = "VOG_TEST_DIE_WRITING";
+
+fn die_here_if_asked(path: &Path, tmp: &Path) {
+    let Ok(pattern) = std::env::var(DIE_WRITING_ENV) else {
+        return;
+    };
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    if pattern.is_empty() || !path.to_string_lossy().contains(&pattern) || name.is_empty() {
+        return;
+    }
+    if let Ok(f) = std::fs::OpenOptions::new().write(true).open(tmp) {
+        let half = f.metadata().map_or(0, |m| m.len() / 2);
+        let _ = f.set_len(half);
+    }
+    // SAFETY: kill(2) on our own pid has no memory-safety preconditions.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
+    }
+}
+
+/// Removes the temporary files that writers killed mid-write left in `dir` (`.tmp-*` and
+/// `.vog-*.tmp`); a missing `dir` has none.
+pub fn remove_temporaries(dir: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let ours =
+            name.starts_with(".tmp-") || (name.starts_with(".vog-") && name.ends_with(".tmp"));
+        if ours && entry.path().is_file() {
+            std::fs::remove_file(entry.path())
+                .with_context(|| format!("cannot remove '{}'", entry.path().display()))?;
+        }
+    }
+    Ok(())
 }
 
 fn temp_sibling(path: &Path) -> PathBuf {
@@ -103,6 +153,53 @@ mod tests {
         assert!(err.is_err());
         assert!(!path.exists());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    /// What a full disk does to a write (a writer that fails part way, as ENOSPC makes it):
+    /// the previous version stays, whole, and no temporary file is left.
+    #[test]
+    fn a_failing_writer_keeps_the_previous_version() {
+        struct Full(usize);
+        impl Write for Full {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                if self.0 < buf.len() {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::StorageFull,
+                        "No space left on device",
+                    ));
+                }
+                self.0 -= buf.len();
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.json");
+        write_bytes(&path, b"old").unwrap();
+        let err = write_with(&path, |w| {
+            let mut disk = Full(4);
+            w.write_all(b"new")?;
+            disk.write_all(b"new content")?;
+            Ok(())
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("No space left"), "{err:#}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn temporaries_of_killed_writers_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [".tmp-12-epoch-0001.safetensors", ".vog-abc.tmp", "keep.csv"] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        remove_temporaries(dir.path()).unwrap();
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(left.len(), 1);
+        remove_temporaries(&dir.path().join("missing")).unwrap();
     }
 
     #[test]

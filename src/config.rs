@@ -24,6 +24,9 @@ pub struct Hyper {
     pub lr_gamma: f64,
     pub momentum: f64,
     pub weight_decay: f64,
+    /// Nesterov momentum (off in the paper's recipe).
+    #[serde(default)]
+    pub nesterov: bool,
     /// Base channel count of the ResNet (64 = the paper's network).
     pub width: i64,
     /// Random crop with 4-pixel padding plus horizontal flip.
@@ -140,6 +143,35 @@ impl TrainConfig {
             test_subset: self.test_subset,
             label_noise: self.label_noise.clone(),
         }
+    }
+}
+
+impl TrainConfig {
+    /// The first setting that differs from `other`, as `name: A here, B there` (in the
+    /// order of `run.json`), or `None` when the two are equal.
+    pub fn difference(&self, other: &TrainConfig) -> Option<String> {
+        let (a, b) = (
+            serde_json::to_value(self).ok()?,
+            serde_json::to_value(other).ok()?,
+        );
+        first_difference("", &a, &b)
+    }
+}
+
+fn first_difference(path: &str, a: &serde_json::Value, b: &serde_json::Value) -> Option<String> {
+    use serde_json::Value::Object;
+    match (a, b) {
+        (Object(x), Object(y)) => x.iter().find_map(|(k, va)| {
+            let vb = y.get(k).unwrap_or(&serde_json::Value::Null);
+            let name = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            first_difference(&name, va, vb)
+        }),
+        _ if a == b => None,
+        _ => Some(format!("{path}: {a} here, {b} there")),
     }
 }
 

@@ -6,16 +6,16 @@
 //! from layers below its own (`tests/layers.rs` checks this from the source):
 //!
 //! 1. Foundations: [`atomic_file`], [`rng`], [`progress`] (the one reporting interface),
-//!    [`origin`] (where a setting came from), [`device`].
+//!    [`origin`] (where a setting came from), [`device`], [`digest`] (SHA-256 of files).
 //! 2. [`schedule`] (learning rate, epoch specs, stages), [`info`] (versions).
 //! 3. [`data`]: datasets, subsets, label noise, normalization, downloads.
-//! 4. [`model`]: the CIFAR ResNet-18.
+//! 4. [`model`]: the CIFAR ResNet-18; [`optim`]: SGD whose state can be saved.
 //! 5. [`vog`] (the math; its tests run it through the model), [`config`] (training recipe).
 //! 6. [`dynamics`]: the training-dynamics record and the scores built from it.
 //! 7. File formats: [`run_dir`] (run directory and manifest), [`scores`] (scores CSV,
 //!    sidecar and the ordering of scored examples).
 //! 8. [`grid`]: example images by id, and grids of them.
-//! 9. The stages, side by side: [`train`], [`score`], [`eval`], [`rank`].
+//! 9. The stages, side by side: [`train`], [`score`], [`eval`], [`rank`], [`verify`].
 //! 10. [`report`]: the HTML page over their results.
 //! 11. [`pipeline`]: train -> score -> evaluate -> report in one call.
 //! 12. [`demo`] and [`experiment`]: the pipeline with their settings.
@@ -26,12 +26,14 @@ pub mod config;
 pub mod data;
 pub mod demo;
 pub mod device;
+pub mod digest;
 pub mod dynamics;
 pub mod eval;
 pub mod experiment;
 pub mod grid;
 pub mod info;
 pub mod model;
+pub mod optim;
 pub mod origin;
 pub mod pipeline;
 pub mod progress;
@@ -43,4 +45,5 @@ pub mod schedule;
 pub mod score;
 pub mod scores;
 pub mod train;
+pub mod verify;
 pub mod vog;

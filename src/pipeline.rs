@@ -156,9 +156,10 @@ fn train_or_reuse(plan: &Plan, reporter: &dyn Reporter) -> Result<RunManifest> {
     if plan.reuse {
         if let Ok(run) = RunDir::open(&run_path) {
             let m = run.read_manifest()?;
-            if m.config != plan.train {
+            if let Some(diff) = plan.train.difference(&m.config) {
                 bail!(
-                    "'{}' holds a run of another configuration; remove it or choose another output folder",
+                    "'{}' holds a run of another configuration ({diff}); remove it or choose \
+                     another output folder",
                     run_path.display()
                 );
             }
@@ -170,23 +171,30 @@ fn train_or_reuse(plan: &Plan, reporter: &dyn Reporter) -> Result<RunManifest> {
                 ));
                 return Ok(m);
             }
+            if m.resume.is_some() {
+                let run = RunDir::open_for_writing(&run_path)?;
+                let prepared = prepare_data(plan)?;
+                return train::resume(&run, &prepared, reporter);
+            }
             reporter.info(&format!(
-                "training: '{}' stopped after {} of {} epochs; restarting it",
-                run_path.display(),
-                m.epochs.len(),
-                plan.train.hyper.epochs
+                "training: '{}' stopped before its first epoch ended; starting it over",
+                run_path.display()
             ));
         }
     }
+    let prepared = prepare_data(plan)?;
+    let run = RunDir::create(&run_path, true)?;
+    train::run(&plan.train, &prepared, &run, reporter)
+}
+
+fn prepare_data(plan: &Plan) -> Result<prepare::PreparedData> {
     let cfg = &plan.train;
-    let prepared = prepare::prepare(
+    prepare::prepare(
         &cfg.dataset,
         &cfg.selection(),
         cfg.hyper.seed,
         &plan.origins,
-    )?;
-    let run = RunDir::create(&run_path, true)?;
-    train::run(cfg, &prepared, &run, reporter)
+    )
 }
 
 /// Scores one split at one stage into the run's default scores path, unless reuse is on

@@ -13,6 +13,10 @@ pub trait Reporter: Sync {
     /// A task of `total` steps counted in `unit` (`batches`, `image x checkpoint`, `bytes`),
     /// labelled `name`; it ends when the handle is dropped.
     fn task(&self, name: &str, total: u64, unit: &str) -> Box<dyn Task + '_>;
+    /// Whether the user asked long work to stop at its next safe point (Ctrl-C).
+    fn stop_requested(&self) -> bool {
+        false
+    }
 }
 
 /// Progress of one task.

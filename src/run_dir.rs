@@ -5,18 +5,30 @@
 //! RUN/config.toml                        effective hyper-parameters (reusable as --config)
 //! RUN/label_noise.csv                    id,original_label,assigned_label (label-noise runs)
 //! RUN/checkpoints/epoch-NNNN.safetensors model state, torchvision parameter names
+//! RUN/resume/epoch-NNNN.safetensors      resume state after the last finished epoch:
+//!                                        `model/NAME` (every variable, BatchNorm buffers
+//!                                        included) and `momentum/NAME` (SGD buffers)
+//! RUN/dynamics/epoch-NNNN.bin            training dynamics (see `dynamics`)
+//! RUN/.vog.lock                          advisory lock held while a process writes the run
 //! ```
 //!
-//! Every file is written atomically, and `run.json` is rewritten after each epoch, so a
-//! killed run leaves a valid manifest of the epochs it finished.
+//! Every file is written atomically, and `run.json` is rewritten after each epoch, after
+//! that epoch's files: it is the commit point. It records the size and SHA-256 of every
+//! checkpoint and of the resume state, and where the data-order generator stood, so a
+//! killed run continues from its last finished epoch with exactly the state an
+//! uninterrupted run would have had.
 use crate::atomic_file;
 use crate::config::TrainConfig;
 use crate::data::transform::Normalization;
+use crate::digest::{self, FileDigest};
 use crate::info::Versions;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tch::nn::VarStore;
 use tch::Tensor;
 
@@ -24,7 +36,12 @@ pub const MANIFEST: &str = "run.json";
 pub const CONFIG: &str = "config.toml";
 pub const LABEL_NOISE: &str = "label_noise.csv";
 pub const CHECKPOINTS: &str = "checkpoints";
+pub const RESUME_DIR: &str = "resume";
+pub const LOCK: &str = ".vog.lock";
 pub const FORMAT: &str = "vog-run/1";
+/// The layout of resume files and of [`ResumeRecord`]; a run saved in another cannot be
+/// resumed by this binary.
+pub const RESUME_FORMAT: &str = "vog-resume/1";
 
 /// What the run trained on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,21 +92,108 @@ pub struct RunManifest {
     /// Epochs with a checkpoint on disk.
     pub saved_epochs: Vec<usize>,
     pub complete: bool,
+    /// Where training continues from (absent before the first epoch finished, and in runs
+    /// from before resumable training).
+    #[serde(default)]
+    pub resume: Option<ResumeRecord>,
+    /// Size and SHA-256 of every checkpoint and of the resume state, by relative path.
+    #[serde(default)]
+    pub files: BTreeMap<String, FileDigest>,
 }
 
-/// A run directory on disk.
+/// The state a run continues from: written after every epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResumeRecord {
+    /// [`RESUME_FORMAT`].
+    pub format: String,
+    /// The last finished epoch.
+    pub epoch: usize,
+    /// The resume file, relative to the run.
+    pub file: String,
+    /// Position (in 32-bit words, decimal) of the data-order and augmentation generator,
+    /// `rng::stream(seed, "train-order")`. libtorch's generator is used only to initialize
+    /// the weights, which the resume file holds, so it needs no state.
+    pub order_rng_word_pos: String,
+}
+
+/// The tensors of a resume file.
+pub struct ResumeState {
+    /// Every variable of the network, by name.
+    pub model: HashMap<String, Tensor>,
+    /// The SGD momentum buffers, by parameter name.
+    pub momentum: Vec<(String, Tensor)>,
+}
+
+impl RunManifest {
+    /// Verifies the file `name` (relative to `run`) against its recorded digest; a file
+    /// the manifest has no digest for is refused too.
+    pub fn verify_file(&self, run: &Path, name: &str) -> Result<()> {
+        let path = run.join(name);
+        let Some(want) = self.files.get(name) else {
+            bail!(
+                "'{}' has no SHA-256 in '{}' (a run from before verified artifacts, or a file \
+                 the run did not write)",
+                path.display(),
+                run.join(MANIFEST).display()
+            );
+        };
+        digest::verify(&path, want)
+    }
+}
+
+/// A run directory on disk. One opened for writing holds the run's lock until the last
+/// clone of it is dropped.
 #[derive(Debug, Clone)]
 pub struct RunDir {
     root: PathBuf,
+    lock: Option<Arc<File>>,
+}
+
+/// Takes the advisory lock of the run in `root` (created if needed) and writes our pid into
+/// it. The OS releases it when the process ends, however it ends, so no stale lock stays.
+fn lock(root: &Path) -> Result<Arc<File>> {
+    std::fs::create_dir_all(root)
+        .with_context(|| format!("cannot create run folder '{}'", root.display()))?;
+    let path = root.join(LOCK);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open the lock file '{}'", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let pid = std::fs::read_to_string(&path).unwrap_or_default();
+            let pid = pid.trim();
+            let pid = if pid.is_empty() { "unknown" } else { pid };
+            bail!(
+                "'{}' is being written by another vog process (pid {pid}); wait for it to \
+                 finish or stop it",
+                root.display()
+            );
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock '{}'", path.display()))
+        }
+    }
+    file.set_len(0)
+        .and_then(|()| write!(file, "{}", std::process::id()))
+        .with_context(|| format!("cannot write the lock file '{}'", path.display()))?;
+    Ok(Arc::new(file))
 }
 
 impl RunDir {
-    /// Prepares `root` for a new run. A folder that already holds a run is refused unless
-    /// `overwrite`, in which case that run's files are removed (nothing else is touched).
+    /// Prepares `root` for a new run, holding its lock. A folder that already holds a run
+    /// is refused unless `overwrite`, in which case that run's files are removed (nothing
+    /// else is touched).
     pub fn create(root: &Path, overwrite: bool) -> Result<Self> {
+        let lock = lock(root)?;
         Self::ensure_free(root, overwrite)?;
         let run = RunDir {
             root: root.to_path_buf(),
+            lock: Some(lock),
         };
         if run.holds_run() {
             run.remove_run_files()?;
@@ -104,6 +208,7 @@ impl RunDir {
     pub fn ensure_free(root: &Path, overwrite: bool) -> Result<()> {
         let run = RunDir {
             root: root.to_path_buf(),
+            lock: None,
         };
         if run.holds_run() && !overwrite {
             bail!(
@@ -114,15 +219,32 @@ impl RunDir {
         Ok(())
     }
 
-    /// Opens an existing run (one with a `run.json`).
+    /// Opens an existing run (one with a `run.json`) for reading.
     pub fn open(root: &Path) -> Result<Self> {
         let run = RunDir {
             root: root.to_path_buf(),
+            lock: None,
         };
         if !run.manifest_path().is_file() {
             bail!("'{}' is not a vog run (no run.json)", root.display());
         }
         Ok(run)
+    }
+
+    /// Opens an existing run to continue writing it: takes its lock and removes the
+    /// temporary files a killed writer may have left.
+    pub fn open_for_writing(root: &Path) -> Result<Self> {
+        let mut run = Self::open(root)?;
+        run.lock = Some(lock(root)?);
+        for dir in [CHECKPOINTS, RESUME_DIR, crate::dynamics::DIR, ""] {
+            atomic_file::remove_temporaries(&run.root.join(dir))?;
+        }
+        Ok(run)
+    }
+
+    /// Whether this handle holds the run's lock.
+    pub fn is_locked(&self) -> bool {
+        self.lock.is_some()
     }
 
     fn holds_run(&self) -> bool {
@@ -135,10 +257,12 @@ impl RunDir {
             std::fs::remove_dir_all(&ckpt)
                 .with_context(|| format!("cannot remove '{}'", ckpt.display()))?;
         }
-        let dynamics = self.root.join(crate::dynamics::DIR);
-        if dynamics.exists() {
-            std::fs::remove_dir_all(&dynamics)
-                .with_context(|| format!("cannot remove '{}'", dynamics.display()))?;
+        for dir in [crate::dynamics::DIR, RESUME_DIR] {
+            let dir = self.root.join(dir);
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)
+                    .with_context(|| format!("cannot remove '{}'", dir.display()))?;
+            }
         }
         for name in [MANIFEST, CONFIG, LABEL_NOISE] {
             let p = self.root.join(name);
@@ -207,6 +331,70 @@ impl RunDir {
         })?;
         Ok(name)
     }
+
+    /// `resume/epoch-NNNN.safetensors`, relative to the run.
+    pub fn resume_name(epoch: usize) -> String {
+        format!("{RESUME_DIR}/epoch-{epoch:04}.safetensors")
+    }
+
+    /// Saves the resume state after `epoch`: every variable of `vs` and the `momentum`
+    /// buffers. Returns its name relative to the run.
+    pub fn save_resume(
+        &self,
+        vs: &VarStore,
+        momentum: &[(String, Tensor)],
+        epoch: usize,
+    ) -> Result<String> {
+        let name = Self::resume_name(epoch);
+        let path = self.root.join(&name);
+        let dir = atomic_file::parent_dir(&path);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create '{}'", dir.display()))?;
+        let mut named: Vec<(String, Tensor)> = vs
+            .variables()
+            .into_iter()
+            .map(|(k, v)| (format!("model/{k}"), v))
+            .collect();
+        named.extend(
+            momentum
+                .iter()
+                .map(|(k, v)| (format!("momentum/{k}"), v.shallow_clone())),
+        );
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        atomic_file::save_via_temp(&path, |tmp| {
+            Tensor::write_safetensors(&named, tmp)
+                .with_context(|| format!("cannot save the resume state '{}'", path.display()))
+        })?;
+        Ok(name)
+    }
+
+    /// Size and SHA-256 of the run's file `name`.
+    pub fn digest(&self, name: &str) -> Result<FileDigest> {
+        digest::of_file(&self.root.join(name))
+    }
+}
+
+/// Reads a resume file written by [`RunDir::save_resume`].
+pub fn read_resume(path: &Path) -> Result<ResumeState> {
+    let tensors = Tensor::read_safetensors(path)
+        .with_context(|| format!("cannot read the resume state '{}'", path.display()))?;
+    let mut state = ResumeState {
+        model: HashMap::new(),
+        momentum: Vec::new(),
+    };
+    for (key, t) in tensors {
+        if let Some(name) = key.strip_prefix("model/") {
+            state.model.insert(name.to_string(), t);
+        } else if let Some(name) = key.strip_prefix("momentum/") {
+            state.momentum.push((name.to_string(), t));
+        } else {
+            bail!(
+                "the resume state '{}' holds '{key}', which is neither model/ nor momentum/",
+                path.display()
+            );
+        }
+    }
+    Ok(state)
 }
 
 /// The scores files `vog score` wrote into a run folder by default (`scores-*.csv`), sorted.
@@ -232,7 +420,15 @@ pub fn scores_csvs(run: &Path) -> Result<Vec<PathBuf>> {
 pub fn load_checkpoint(vs: &mut VarStore, path: &Path) -> Result<()> {
     let saved = Tensor::read_safetensors(path)
         .with_context(|| format!("cannot read checkpoint '{}'", path.display()))?;
-    let saved: HashMap<String, Tensor> = saved.into_iter().collect();
+    load_variables(vs, &saved.into_iter().collect(), path)
+}
+
+/// Copies `saved` (read from `path`) into `vs`, with the checks of [`load_checkpoint`].
+pub fn load_variables(
+    vs: &mut VarStore,
+    saved: &HashMap<String, Tensor>,
+    path: &Path,
+) -> Result<()> {
     let mut vars = vs.variables();
     let mut names: Vec<&String> = vars.keys().collect();
     names.sort();
@@ -244,12 +440,14 @@ pub fn load_checkpoint(vs: &mut VarStore, path: &Path) -> Result<()> {
             );
         };
         let want = vars[name].size();
-        if src.size() != want {
+        if src.size() != want || src.kind() != vars[name].kind() {
             bail!(
-                "checkpoint '{}': '{name}' has shape {:?} where the run's network has {want:?} \
-                 (a checkpoint of another width or class count?)",
+                "checkpoint '{}': '{name}' is {:?} {:?} where the run's network has {:?} \
+                 {want:?} (a checkpoint of another width or class count?)",
                 path.display(),
-                src.size()
+                src.kind(),
+                src.size(),
+                vars[name].kind()
             );
         }
     }

@@ -65,13 +65,19 @@ pub fn load_models(
     epochs
         .iter()
         .map(|&epoch| {
-            let path = run.path(&RunDir::checkpoint_name(epoch));
+            let name = RunDir::checkpoint_name(epoch);
+            let path = run.path(&name);
             if !path.is_file() {
                 bail!("checkpoint '{}' is missing", path.display());
+            }
+            // Runs from before verified artifacts have no digests to check against.
+            if !m.files.is_empty() {
+                m.verify_file(run.root(), &name)?;
             }
             let mut vs = VarStore::new(device);
             let net = ResNet::new(&vs.root(), classes, m.config.hyper.width);
             load_checkpoint(&mut vs, &path)?;
+            check_finite(&vs, &path)?;
             vs.freeze();
             Ok(LoadedModel {
                 epoch,
@@ -80,6 +86,44 @@ pub fn load_models(
             })
         })
         .collect()
+}
+
+/// Refuses scores that are not finite: the checkpoints' gradients overflowed, and a file of
+/// NaN would only mislead every later stage.
+fn check_scores_finite(rows: &[ScoreRow], epochs: &[usize], run: &RunDir) -> Result<()> {
+    let bad: Vec<&ScoreRow> = rows
+        .iter()
+        .filter(|r| r.scores.iter().any(|(raw, _)| !raw.is_finite()))
+        .collect();
+    if let Some(first) = bad.first() {
+        let names: Vec<String> = epochs.iter().map(|&e| RunDir::checkpoint_name(e)).collect();
+        bail!(
+            "the input gradients of {} example(s) (first: '{}') are not finite with the \
+             checkpoints {} of '{}'; nothing was written",
+            bad.len(),
+            first.id,
+            names.join(", "),
+            run.root().display()
+        );
+    }
+    Ok(())
+}
+
+/// Refuses a checkpoint with a NaN or infinite value (a corrupted file scores as NaN).
+fn check_finite(vs: &VarStore, path: &std::path::Path) -> Result<()> {
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, t) in vars {
+        let finite = t.isfinite().all().int64_value(&[]) != 0;
+        if !finite {
+            bail!(
+                "checkpoint '{}' holds non-finite values in '{name}' (corrupted, or a diverged \
+                 training)",
+                path.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Raw VoG (one value per target), the checkpoint companion scores and the last model's
@@ -208,12 +252,13 @@ pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
         dynamics.as_ref(),
         reporter,
     );
+    check_scores_finite(&rows, &epochs, &run)?;
     let mut companions = Companion::CHECKPOINT.to_vec();
     if dynamics.is_some() {
         companions.extend(Companion::DYNAMICS);
     }
 
-    let meta = ScoresMeta {
+    let mut meta = ScoresMeta {
         format: SCORES_FORMAT.into(),
         run: std::path::absolute(&cfg.run).unwrap_or_else(|_| cfg.run.clone()),
         dataset_fingerprint: m.dataset.fingerprint.clone(),
@@ -231,8 +276,9 @@ pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
         device: cfg.device,
         seconds: started.elapsed().as_secs_f64(),
         versions: Versions::current(),
+        csv: None,
     };
-    scores::write(&cfg.out, &meta, &rows)?;
+    scores::write(&cfg.out, &mut meta, &rows)?;
     Ok(meta)
 }
 

@@ -189,6 +189,9 @@ pub struct ScoresMeta {
     pub device: tch::Device,
     pub seconds: f64,
     pub versions: Versions,
+    /// Size and SHA-256 of the CSV as written (`vog verify` checks it).
+    #[serde(default)]
+    pub csv: Option<crate::digest::FileDigest>,
 }
 
 /// What an unfinished run lacked when it was scored.
@@ -302,9 +305,13 @@ pub fn write_csv(
     Ok(())
 }
 
-/// Writes `rows` to `csv` and `meta` to its sidecar, each atomically.
-pub fn write(csv: &Path, meta: &ScoresMeta, rows: &[ScoreRow]) -> Result<()> {
-    crate::atomic_file::write_with(csv, |w| write_csv(w, &meta.targets, &meta.companions, rows))?;
+/// Writes `rows` to `csv` and `meta`, with the CSV's digest filled in, to its sidecar,
+/// each atomically.
+pub fn write(csv: &Path, meta: &mut ScoresMeta, rows: &[ScoreRow]) -> Result<()> {
+    let mut bytes = Vec::new();
+    write_csv(&mut bytes, &meta.targets, &meta.companions, rows)?;
+    meta.csv = Some(crate::digest::of_bytes(&bytes));
+    crate::atomic_file::write_bytes(csv, &bytes)?;
     let json = serde_json::to_vec_pretty(meta)?;
     crate::atomic_file::write_bytes(&sidecar_path(csv), &json)
 }
@@ -696,6 +703,7 @@ mod tests {
             device: tch::Device::Cpu,
             seconds: 0.0,
             versions: Versions::current(),
+            csv: None,
         }
     }
 
@@ -722,8 +730,13 @@ mod tests {
         );
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s.csv");
-        let m = meta(vec![Target::Logit, Target::Prob]);
-        write(&p, &m, &[row()]).unwrap();
+        let mut m = meta(vec![Target::Logit, Target::Prob]);
+        write(&p, &mut m, &[row()]).unwrap();
+        assert_eq!(
+            m.csv,
+            Some(crate::digest::of_file(&p).unwrap()),
+            "the sidecar records the CSV's digest"
+        );
         assert_eq!(sidecar_path(&p), dir.path().join("s.json"));
         let f = ScoresFile::read(&p).unwrap();
         assert_eq!(f.rows, vec![row()]);
@@ -741,7 +754,7 @@ mod tests {
     fn sidecar_must_be_there_and_match() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s.csv");
-        write(&p, &meta(vec![Target::Logit, Target::Prob]), &[row()]).unwrap();
+        write(&p, &mut meta(vec![Target::Logit, Target::Prob]), &[row()]).unwrap();
         std::fs::remove_file(sidecar_path(&p)).unwrap();
         let err = format!("{:#}", ScoresFile::read(&p).unwrap_err());
         assert!(err.contains("s.json") && err.contains("sidecar"), "{err}");

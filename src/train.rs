@@ -1,5 +1,11 @@
 //! `vog train`: SGD training of the CIFAR ResNet-18 with the paper's recipe, saving
 //! checkpoints at the chosen epochs (Agarwal & Hooker, Section 3).
+//!
+//! Training is resumable bit for bit: after every epoch the run holds the weights,
+//! BatchNorm buffers, momentum buffers and the position of the one generator that orders
+//! and augments the data (see `run_dir`), so [`resume`] continues exactly where an
+//! uninterrupted run would be. A stop requested through the reporter (Ctrl-C) takes effect
+//! at the next epoch's end, after its state is saved.
 use crate::config::{Hyper, TrainConfig};
 use crate::data::noise::{self, NoisyLabel};
 use crate::data::prepare::PreparedData;
@@ -8,17 +14,34 @@ use crate::data::Split;
 use crate::dynamics::{self, EpochDynamics};
 use crate::info::Versions;
 use crate::model::{self, ResNet};
+use crate::optim::{Sgd, SgdConfig};
 use crate::progress::{Reporter, Task};
-use crate::run_dir::{self, DatasetInfo, EpochRecord, RunDir, RunManifest, FORMAT, LABEL_NOISE};
+use crate::run_dir::{
+    self, DatasetInfo, EpochRecord, ResumeRecord, RunDir, RunManifest, FORMAT, LABEL_NOISE,
+    RESUME_FORMAT,
+};
 use crate::vog::gradient::target_values;
 use crate::vog::Target;
 use crate::{atomic_file, rng};
 use anyhow::{bail, Context, Result};
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
+use std::path::PathBuf;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
-use tch::nn::{self, ModuleT, OptimizerConfig};
+use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
+
+/// Training stopped at the user's request after `epoch`, its state saved.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "stopped after epoch {epoch} of {epochs} as asked; continue with: vog train --resume {}",
+    run.display()
+)]
+pub struct Interrupted {
+    pub epoch: usize,
+    pub epochs: usize,
+    pub run: PathBuf,
+}
 
 /// Batches between two refreshes of the running loss and accuracy shown beside the
 /// progress (reading them synchronizes a GPU).
@@ -75,7 +98,7 @@ impl Recorder {
 pub struct Trainer {
     pub vs: nn::VarStore,
     pub net: ResNet,
-    opt: nn::Optimizer,
+    opt: Sgd,
     normalization: Normalization,
     augment: Option<Augment>,
     batch_size: usize,
@@ -92,13 +115,14 @@ impl Trainer {
         tch::manual_seed(rng::torch_seed(hyper.seed));
         let vs = nn::VarStore::new(device);
         let net = ResNet::new(&vs.root(), num_classes as i64, hyper.width);
-        let opt = nn::Sgd {
-            momentum: hyper.momentum,
-            dampening: 0.0,
-            wd: hyper.weight_decay,
-            nesterov: false,
-        }
-        .build(&vs, hyper.lr)?;
+        let opt = Sgd::new(
+            &vs,
+            SgdConfig {
+                momentum: hyper.momentum,
+                weight_decay: hyper.weight_decay,
+                nesterov: hyper.nesterov,
+            },
+        );
         Ok(Trainer {
             vs,
             net,
@@ -123,7 +147,6 @@ impl Trainer {
         rng: &mut ChaCha8Rng,
         task: &dyn Task,
     ) -> (PassStats, Recorder) {
-        self.opt.set_lr(lr);
         let n = labels.size()[0] as usize;
         let mut order: Vec<i64> = (0..n as i64).collect();
         order.shuffle(rng);
@@ -141,7 +164,7 @@ impl Trainer {
             let y = labels.index_select(0, &idx);
             let logits = self.net.forward_t(&self.normalization.apply(&x), true);
             let loss = logits.cross_entropy_for_logits(&y);
-            self.opt.backward_step(&loss);
+            self.opt.backward_step(&loss, lr);
             tch::no_grad(|| {
                 let right = logits.argmax(1, false).eq_tensor(&y);
                 let _ = loss_sum.f_add_(&(loss.to_kind(Kind::Double) * chunk.len() as f64));
@@ -214,23 +237,20 @@ fn running_message(loss_sum: &Tensor, correct: &Tensor, seen: usize, started: In
     )
 }
 
-/// Trains per `cfg` on `prepared` (from [`crate::data::prepare::prepare`]) into `run`,
-/// writing checkpoints, `run.json` and the label-noise record; each epoch's summary goes to
-/// `reporter`.
+/// Trains per `cfg` on `prepared` (from [`crate::data::prepare::prepare`]) into `run` (a
+/// fresh, locked run directory), writing checkpoints, resume states, `run.json` and the
+/// label-noise record; each epoch's summary goes to `reporter`.
 pub fn run(
     cfg: &TrainConfig,
     prepared: &PreparedData,
     run: &RunDir,
     reporter: &dyn Reporter,
 ) -> Result<RunManifest> {
-    let device = cfg.device;
-    let data = &prepared.data;
     let noise_file = write_noise_record(run, &prepared.noise, cfg)?;
     atomic_file::write_bytes(&run.path(run_dir::CONFIG), cfg.hyper.to_toml().as_bytes())?;
-
     let mut trainer = Trainer::new(
-        device,
-        data.num_classes(),
+        cfg.device,
+        prepared.data.num_classes(),
         &cfg.hyper,
         prepared.normalization.clone(),
     )?;
@@ -238,7 +258,104 @@ pub fn run(
     manifest.label_noise_file = noise_file;
     manifest.dynamics = Some(dynamics::DIR.into());
     run.write_manifest(&manifest)?;
+    let order_rng = rng::stream(cfg.hyper.seed, ORDER_STREAM);
+    train_epochs(&mut trainer, manifest, order_rng, prepared, run, reporter)
+}
 
+/// The generator that orders and augments the training data.
+const ORDER_STREAM: &str = "train-order";
+
+/// Continues the unfinished run in `run` (opened for writing) from its last finished epoch,
+/// on `prepared`, which must be the data it was trained on. Refuses a run whose resume
+/// state is missing, of another format, or does not match its recorded SHA-256.
+pub fn resume(
+    run: &RunDir,
+    prepared: &PreparedData,
+    reporter: &dyn Reporter,
+) -> Result<RunManifest> {
+    let mut manifest = run.read_manifest()?;
+    let cfg = manifest.config.clone();
+    if prepared.data.fingerprint() != manifest.dataset.fingerprint {
+        bail!(
+            "the data of '{}' has changed since the run started (dataset fingerprint differs); \
+             resume it on the same data, or start over with --overwrite",
+            run.root().display()
+        );
+    }
+    let Some(record) = manifest.resume.clone() else {
+        bail!(
+            "'{}' has no resume state (it stopped before its first epoch ended, or was made by \
+             a vog without resumable training); start it over with --overwrite",
+            run.root().display()
+        );
+    };
+    if record.format != RESUME_FORMAT {
+        bail!(
+            "'{}' holds a resume state of format '{}', this vog reads '{RESUME_FORMAT}'; start \
+             it over with --overwrite",
+            run.root().display(),
+            record.format
+        );
+    }
+    manifest.verify_file(run.root(), &record.file)?;
+    let state = run_dir::read_resume(&run.path(&record.file))?;
+    let mut trainer = Trainer::new(
+        cfg.device,
+        prepared.data.num_classes(),
+        &cfg.hyper,
+        prepared.normalization.clone(),
+    )?;
+    run_dir::load_variables(&mut trainer.vs, &state.model, &run.path(&record.file))?;
+    trainer
+        .opt
+        .load_state(state.momentum)
+        .with_context(|| format!("resume state '{}'", run.path(&record.file).display()))?;
+    let mut order_rng = rng::stream(cfg.hyper.seed, ORDER_STREAM);
+    let word_pos: u128 = record.order_rng_word_pos.parse().with_context(|| {
+        format!(
+            "invalid generator position in '{}'",
+            run.manifest_path().display()
+        )
+    })?;
+    order_rng.set_word_pos(word_pos);
+    forget_after(&mut manifest, record.epoch);
+    reporter.info(&format!(
+        "resuming '{}' after epoch {} of {}",
+        run.root().display(),
+        record.epoch,
+        cfg.hyper.epochs
+    ));
+    train_epochs(&mut trainer, manifest, order_rng, prepared, run, reporter)
+}
+
+/// Drops what the manifest says about epochs after `epoch` (written by a run killed
+/// before its commit point cannot be there, but a hand-edited one might).
+fn forget_after(m: &mut RunManifest, epoch: usize) {
+    m.epochs.retain(|r| r.epoch <= epoch);
+    m.saved_epochs.retain(|&e| e <= epoch);
+    let kept: Vec<String> = m
+        .epochs
+        .iter()
+        .filter_map(|r| r.checkpoint.clone())
+        .collect();
+    let resume = m.resume.as_ref().map(|r| r.file.clone());
+    m.files
+        .retain(|name, _| kept.contains(name) || resume.as_ref() == Some(name));
+    m.complete = false;
+}
+
+/// Trains the epochs after the last one `manifest` records.
+fn train_epochs(
+    trainer: &mut Trainer,
+    mut manifest: RunManifest,
+    mut order_rng: ChaCha8Rng,
+    prepared: &PreparedData,
+    run: &RunDir,
+    reporter: &dyn Reporter,
+) -> Result<RunManifest> {
+    let cfg = manifest.config.clone();
+    let device = cfg.device;
+    let data = &prepared.data;
     let train_x = data.train.images.to_device(device);
     let train_y = Tensor::from_slice(&prepared.train_labels).to_device(device);
     let test = data.test.as_ref().map(|t| {
@@ -247,11 +364,11 @@ pub fn run(
             Tensor::from_slice(&t.labels).to_device(device),
         )
     });
-    let mut order_rng = rng::stream(cfg.hyper.seed, "train-order");
     let schedule = cfg.hyper.lr_schedule();
     let batches = data.train.len().div_ceil(cfg.hyper.batch_size) as u64;
     let epochs = cfg.hyper.epochs;
-    for epoch in 1..=epochs {
+    let first = manifest.epochs.last().map_or(1, |r| r.epoch + 1);
+    for epoch in first..=epochs {
         let lr = schedule.lr(epoch);
         let task = reporter.task(&format!("epoch {epoch}/{epochs}"), batches, "batches");
         let started = Instant::now();
@@ -270,8 +387,10 @@ pub fn run(
         let test_stats = test.as_ref().map(|(x, y)| trainer.evaluate(x, y));
         drop(task);
         let checkpoint = if cfg.saved_epochs.contains(&epoch) {
+            let name = run.save_checkpoint(&trainer.vs, epoch)?;
+            manifest.files.insert(name.clone(), run.digest(&name)?);
             manifest.saved_epochs.push(epoch);
-            Some(run.save_checkpoint(&trainer.vs, epoch)?)
+            Some(name)
         } else {
             None
         };
@@ -289,9 +408,46 @@ pub fn run(
         reporter.info(&summary_line(&record, epochs));
         manifest.epochs.push(record);
         manifest.complete = epoch == epochs;
-        run.write_manifest(&manifest)?;
+        commit_epoch(trainer, &mut manifest, &order_rng, run, epoch)?;
+        if !manifest.complete && reporter.stop_requested() {
+            return Err(Interrupted {
+                epoch,
+                epochs,
+                run: run.root().to_path_buf(),
+            }
+            .into());
+        }
     }
     Ok(manifest)
+}
+
+/// Saves the resume state after `epoch`, then the manifest that points to it (the commit
+/// point), then removes the previous resume state.
+fn commit_epoch(
+    trainer: &Trainer,
+    manifest: &mut RunManifest,
+    order_rng: &ChaCha8Rng,
+    run: &RunDir,
+    epoch: usize,
+) -> Result<()> {
+    let file = run.save_resume(&trainer.vs, &trainer.opt.state(), epoch)?;
+    manifest.files.insert(file.clone(), run.digest(&file)?);
+    let previous = manifest.resume.replace(ResumeRecord {
+        format: RESUME_FORMAT.into(),
+        epoch,
+        file: file.clone(),
+        order_rng_word_pos: order_rng.get_word_pos().to_string(),
+    });
+    if let Some(old) = previous.as_ref().filter(|old| old.file != file) {
+        manifest.files.remove(&old.file);
+    }
+    run.write_manifest(manifest)?;
+    if let Some(old) = previous.filter(|old| old.file != file) {
+        let path = run.path(&old.file);
+        std::fs::remove_file(&path)
+            .with_context(|| format!("cannot remove the old resume state '{}'", path.display()))?;
+    }
+    Ok(())
 }
 
 /// The manifest of a run that has not finished an epoch yet.
@@ -319,6 +475,8 @@ fn new_manifest(cfg: &TrainConfig, prepared: &PreparedData, parameters: i64) -> 
         epochs: Vec::new(),
         saved_epochs: Vec::new(),
         complete: false,
+        resume: None,
+        files: Default::default(),
     }
 }
 

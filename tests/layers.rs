@@ -6,15 +6,22 @@ use std::path::Path;
 
 /// Lowest first, as `src/lib.rs` lists them.
 const LAYERS: &[&[&str]] = &[
-    &["atomic_file", "rng", "progress", "origin", "device"],
+    &[
+        "atomic_file",
+        "rng",
+        "progress",
+        "origin",
+        "device",
+        "digest",
+    ],
     &["schedule", "info"],
     &["data"],
-    &["model"],
+    &["model", "optim"],
     &["vog", "config"],
     &["dynamics"],
     &["run_dir", "scores"],
     &["grid"],
-    &["train", "score", "eval", "rank"],
+    &["train", "score", "eval", "rank", "verify"],
     &["report"],
     &["pipeline"],
     &["demo", "experiment"],

@@ -144,3 +144,115 @@ fn vog_matches_pytorch() {
         }
     }
 }
+
+/// `vog::optim::Sgd` against `torch.optim.SGD` (`scripts/reference_sgd.py`): the same
+/// small network, initial parameters and batches, a learning-rate change half way; every
+/// parameter after every step within 1e-6.
+#[test]
+fn sgd_matches_pytorch() {
+    use tch::{Device, Kind, Tensor};
+    use vog::optim::{Sgd, SgdConfig};
+    let python = std::env::var("VOG_PYTHON").expect(
+        "VOG_PYTHON is unset: run the tests through scripts/test.sh (it sources scripts/env.sh)",
+    );
+    tch::manual_seed(11);
+    let (d, h, c, b, steps) = (6, 10, 4, 16, 6);
+    let opts = (Kind::Float, Device::Cpu);
+    let init: Vec<(String, Tensor)> = [
+        ("w1", vec![h, d]),
+        ("b1", vec![h]),
+        ("w2", vec![c, h]),
+        ("b2", vec![c]),
+    ]
+    .into_iter()
+    .map(|(k, shape)| (k.to_string(), Tensor::randn(shape, opts) * 0.5))
+    .collect();
+    let mut input: Vec<(String, Tensor)> = init
+        .iter()
+        .map(|(k, v)| (k.clone(), v.shallow_clone()))
+        .collect();
+    for s in 0..steps {
+        input.push((format!("x.{s}"), Tensor::randn([b, d], opts)));
+        input.push((
+            format!("y.{s}"),
+            Tensor::randint(c, [b], (Kind::Int64, Device::Cpu)),
+        ));
+        let lr = if s < steps / 2 { 0.1 } else { 0.01 };
+        input.push((format!("lr.{s}"), Tensor::from(lr)));
+    }
+    let input_map: std::collections::HashMap<String, Tensor> = input
+        .iter()
+        .map(|(k, v)| (k.clone(), v.shallow_clone()))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let in_path = dir.path().join("in.safetensors");
+    Tensor::write_safetensors(&input, &in_path).unwrap();
+    for (momentum, weight_decay, nesterov) in
+        [(0.9, 5e-4, false), (0.9, 5e-4, true), (0.0, 0.0, false)]
+    {
+        let out_path = dir.path().join("out.safetensors");
+        let mut cmd = Command::new(&python);
+        cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/reference_sgd.py"))
+            .arg(&in_path)
+            .arg(&out_path)
+            .args([
+                "--momentum",
+                &momentum.to_string(),
+                "--weight-decay",
+                &weight_decay.to_string(),
+            ]);
+        if nesterov {
+            cmd.arg("--nesterov");
+        }
+        let status = cmd.status().unwrap();
+        assert!(status.success(), "reference_sgd.py failed");
+        let reference: std::collections::HashMap<String, Tensor> =
+            Tensor::read_safetensors(&out_path)
+                .unwrap()
+                .into_iter()
+                .collect();
+        let params: Vec<(String, Tensor)> = init
+            .iter()
+            .map(|(k, v)| (k.clone(), v.copy().set_requires_grad(true)))
+            .collect();
+        let p = |k: &str| {
+            params
+                .iter()
+                .find(|(n, _)| n == k)
+                .unwrap()
+                .1
+                .shallow_clone()
+        };
+        let mut sgd = Sgd::over(
+            params
+                .iter()
+                .map(|(k, v)| (k.clone(), v.shallow_clone()))
+                .collect(),
+            SgdConfig {
+                momentum,
+                weight_decay,
+                nesterov,
+            },
+        );
+        let mut worst = 0f64;
+        for s in 0..steps {
+            let x = &input_map[&format!("x.{s}")];
+            let y = &input_map[&format!("y.{s}")];
+            let lr = input_map[&format!("lr.{s}")].double_value(&[]);
+            let logits = x
+                .linear(&p("w1"), Some(&p("b1")))
+                .relu()
+                .linear(&p("w2"), Some(&p("b2")));
+            sgd.backward_step(&logits.cross_entropy_for_logits(y), lr);
+            for k in ["w1", "b1", "w2", "b2"] {
+                let diff = (p(k) - &reference[&format!("{k}.{s}")])
+                    .abs()
+                    .max()
+                    .double_value(&[]);
+                worst = worst.max(diff);
+            }
+        }
+        eprintln!("SGD parity (momentum {momentum}, weight decay {weight_decay}, nesterov {nesterov}): max |vog - torch| = {worst:e}");
+        assert!(worst <= 1e-6, "max abs difference {worst}");
+    }
+}

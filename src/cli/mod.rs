@@ -72,6 +72,18 @@ pub enum Command {
     Demo(DemoArgs),
     /// Reproduce the paper from a configs/paper-*.toml file: train, score, evaluate, report.
     Experiment(Box<ExperimentArgs>),
+    /// Check a run's checkpoints and resume state against the SHA-256 in its run.json, and
+    /// its scores files against their sidecars.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The run directory.
+    pub run: PathBuf,
+    /// Scores CSVs outside the run folder to check too (those inside are always checked).
+    #[arg(long, num_args = 1..)]
+    pub scores: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -287,15 +299,23 @@ pub struct SynthArgs {
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
+    /// Continue the unfinished run in RUN from its last finished epoch, with the settings it
+    /// was started with (bit-identical to an uninterrupted run on the same device).
+    #[arg(long, value_name = "RUN", conflicts_with_all = [
+        "dataset", "out", "config", "epochs", "batch_size", "lr", "width", "save_epochs",
+        "seed", "no_augment", "train_subset", "test_subset", "label_noise", "noise_seed",
+        "overwrite",
+    ])]
+    pub resume: Option<PathBuf>,
     /// cifar10, cifar100, synth, or an image folder ROOT with train/<class>/ (and test/<class>/).
-    #[arg(long)]
-    pub dataset: String,
+    #[arg(long, required_unless_present = "resume")]
+    pub dataset: Option<String>,
     /// Where CIFAR binaries live (as extracted by `vog download`).
     #[arg(long, default_value = "data")]
     pub data_dir: PathBuf,
     /// Run directory to create.
-    #[arg(long)]
-    pub out: PathBuf,
+    #[arg(long, required_unless_present = "resume")]
+    pub out: Option<PathBuf>,
     /// TOML file with the hyper-parameters (default: the built-in configs/cifar10.toml or
     /// cifar100.toml); flags override it.
     #[arg(long)]
@@ -347,8 +367,8 @@ impl TrainArgs {
     /// Merges the config file (or built-in defaults) with the flags and validates the result.
     pub fn to_config(&self) -> Result<(TrainConfig, Origins)> {
         let seed_hint = self.seed.unwrap_or(0);
-        let dataset =
-            DatasetSpec::resolve(&self.dataset, &self.data_dir, seed_hint).context("--dataset")?;
+        let name = self.dataset.as_deref().context("--dataset is required")?;
+        let dataset = DatasetSpec::resolve(name, &self.data_dir, seed_hint).context("--dataset")?;
         let (mut h, origins) = match &self.config {
             Some(path) => (Hyper::from_file(path)?, Origins::file(path, "")),
             None => (Hyper::defaults_for(&dataset), Origins::default()),
@@ -407,7 +427,7 @@ fn parse_target(s: &str) -> Result<Target, String> {
 /// help, version and usage errors are clap's own.
 pub fn parse() -> Cli {
     Cli::try_parse().unwrap_or_else(|e| match e.kind() {
-        ErrorKind::InvalidValue | ErrorKind::ValueValidation => {
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation | ErrorKind::ArgumentConflict => {
             let text = e.render().to_string();
             eprintln!("{}", text.lines().next().unwrap_or("error: invalid value"));
             std::process::exit(2);
@@ -454,7 +474,31 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Demo(a) => run_demo(&a),
         Command::Experiment(a) => run_experiment(&a),
         Command::Report(a) => run_report(&a),
+        Command::Verify(a) => run_verify(&a),
     }
+}
+
+fn run_verify(a: &VerifyArgs) -> Result<()> {
+    let v = crate::verify::run(&a.run, &a.scores)?;
+    for c in &v.checks {
+        match &c.problem {
+            None => println!("ok      {}", c.path.display()),
+            Some(p) => println!("FAILED  {}: {p}", c.path.display()),
+        }
+    }
+    for n in &v.notes {
+        println!("note    {n}");
+    }
+    let failed = v.failures();
+    if failed > 0 {
+        bail!(
+            "{failed} of {} files in '{}' failed verification",
+            v.checks.len(),
+            a.run.display()
+        );
+    }
+    println!("{} files intact in '{}'", v.checks.len(), a.run.display());
+    Ok(())
 }
 
 fn run_report(a: &ReportArgs) -> Result<()> {
@@ -633,6 +677,7 @@ fn run_experiment(a: &ExperimentArgs) -> Result<()> {
         test_subset: a.test_subset,
     };
     let (file, plan) = ExperimentFile::read(&a.config)?.resolve(&overrides, &a.config)?;
+    reporter::stop_on_ctrl_c()?;
     let results = experiment::run(file, &plan, &Terminal::detect(a.quiet))?;
     println!(
         "train accuracy {:.1}%, test accuracy {}",
@@ -707,12 +752,45 @@ fn run_demo(a: &DemoArgs) -> Result<()> {
 }
 
 fn run_train(a: &TrainArgs) -> Result<()> {
+    if let Some(dir) = &a.resume {
+        return resume_train(dir, a.quiet);
+    }
     let (cfg, origins) = a.to_config()?;
+    let out = a.out.as_deref().context("--out is required")?;
     // Every check that can fail comes before the run directory is touched.
-    RunDir::ensure_free(&a.out, a.overwrite)?;
+    RunDir::ensure_free(out, a.overwrite)?;
     let prepared = prepare::prepare(&cfg.dataset, &cfg.selection(), cfg.hyper.seed, &origins)?;
-    let run = RunDir::create(&a.out, a.overwrite)?;
+    let run = RunDir::create(out, a.overwrite)?;
+    reporter::stop_on_ctrl_c()?;
     let m = train::run(&cfg, &prepared, &run, &Terminal::detect(a.quiet))?;
+    print_trained(&m, run.root())
+}
+
+/// `vog train --resume RUN`.
+fn resume_train(dir: &std::path::Path, quiet: bool) -> Result<()> {
+    let run = RunDir::open_for_writing(dir)?;
+    let m = run.read_manifest()?;
+    if m.complete {
+        println!(
+            "'{}' finished all {} epochs; nothing to resume",
+            dir.display(),
+            m.epochs.len()
+        );
+        return Ok(());
+    }
+    let cfg = &m.config;
+    let prepared = prepare::prepare(
+        &cfg.dataset,
+        &cfg.selection(),
+        cfg.hyper.seed,
+        &Origins::default(),
+    )?;
+    reporter::stop_on_ctrl_c()?;
+    let m = train::resume(&run, &prepared, &Terminal::detect(quiet))?;
+    print_trained(&m, run.root())
+}
+
+fn print_trained(m: &crate::run_dir::RunManifest, root: &std::path::Path) -> Result<()> {
     let last = m.epochs.last().context("no epoch ran")?;
     let test = last.test_accuracy.map_or(String::new(), |a| {
         format!(", test accuracy {:.1}%", 100.0 * a)
@@ -720,11 +798,11 @@ fn run_train(a: &TrainArgs) -> Result<()> {
     println!(
         "trained {} epochs on {} ({} examples, {} device){test}; checkpoints for epochs {:?} in '{}'",
         m.epochs.len(),
-        cfg.dataset.name(),
+        m.config.dataset.name(),
         m.dataset.train_examples,
         crate::device::name(m.device),
         m.saved_epochs,
-        run.root().display()
+        root.display()
     );
     Ok(())
 }

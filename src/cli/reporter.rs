@@ -4,6 +4,38 @@
 use crate::progress::{NoTask, Reporter, Task};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// Set by the first Ctrl-C once [`stop_on_ctrl_c`] ran.
+static STOP: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+
+/// Makes the first Ctrl-C a request to stop at the next safe point (the library sees it
+/// through [`Reporter::stop_requested`]) and a second one end the process at once with
+/// status 130, as the default handler would. The first press is acknowledged on stderr.
+pub fn stop_on_ctrl_c() -> anyhow::Result<()> {
+    use signal_hook::consts::SIGINT;
+    use signal_hook::flag;
+    if STOP.get().is_some() {
+        return Ok(());
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    // Registered first, so it sees the flag as it was before this press set it.
+    flag::register_conditional_shutdown(SIGINT, 130, Arc::clone(&stop))?;
+    flag::register(SIGINT, Arc::clone(&stop))?;
+    let _ = STOP.set(Arc::clone(&stop));
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!(
+            "\nstopping after the current epoch, once its state is saved (Ctrl-C again to quit \
+             now: the run then resumes from the epoch before)"
+        );
+    });
+    Ok(())
+}
 
 /// How much the command line shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +89,10 @@ impl Reporter for Terminal {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> ");
         Box::new(Bar(ProgressBar::new(total).with_style(style)))
+    }
+
+    fn stop_requested(&self) -> bool {
+        STOP.get().is_some_and(|s| s.load(Ordering::Relaxed))
     }
 }
 
