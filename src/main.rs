@@ -4,7 +4,14 @@ fn main() -> ExitCode {
     match vog::cli::run(vog::cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // One line, whatever a lower library put in its message.
+            let text = format!("{e:#}");
+            let lines: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            eprintln!("error: {}", lines.join(" "));
             // An interrupted training ends as a process stopped by Ctrl-C does.
             if e.downcast_ref::<vog::train::Interrupted>().is_some() {
                 ExitCode::from(130)

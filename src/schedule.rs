@@ -28,13 +28,16 @@ impl LrSchedule {
 /// Why an epoch-set spec was refused.
 #[derive(Debug, Error, PartialEq)]
 pub enum SpecError {
-    #[error("'{0}' is not an epoch, a range A-B, every:K, first:N, last:N, paper or all")]
+    #[error(
+        "'{}' is not an epoch, a range A-B, every:K, first:N, last:N, paper or all",
+        .0.escape_debug()
+    )]
     Unknown(String),
     #[error("epoch {epoch} is outside 1..{max}")]
     OutOfRange { epoch: usize, max: usize },
-    #[error("range '{0}' runs backwards")]
+    #[error("range '{}' runs backwards", .0.escape_debug())]
     Backwards(String),
-    #[error("'{0}' needs a count of at least 1")]
+    #[error("'{}' needs a count of at least 1", .0.escape_debug())]
     ZeroCount(String),
     #[error("the spec is empty")]
     Empty,

@@ -496,11 +496,7 @@ fn read_assigned_labels(run: &RunDir, m: &RunManifest) -> Result<HashMap<String,
     let Some(name) = &m.label_noise_file else {
         return Ok(HashMap::new());
     };
-    let path = run.path(name);
-    let file =
-        std::fs::File::open(&path).with_context(|| format!("cannot open '{}'", path.display()))?;
-    let record = noise::read_csv(file)
-        .with_context(|| format!("invalid label-noise record '{}'", path.display()))?;
+    let record = noise::read_file(&run.path(name))?;
     Ok(record
         .into_iter()
         .map(|r| (r.id, r.assigned_label))

@@ -107,6 +107,13 @@ fn list_images(
         }
         files.sort();
         for f in files {
+            if f.file_name().and_then(|n| n.to_str()).is_none() {
+                // Ids are names; two names that differ only in invalid bytes would collide.
+                bail!(
+                    "'{}' has a file name that is not UTF-8; rename it",
+                    f.display()
+                );
+            }
             let id = format!("{split}/{class}/{}", file_name(&f));
             out.push((id, f, label as i64));
         }
@@ -120,7 +127,15 @@ fn decode(path: &Path) -> Result<image::RgbImage> {
         .with_guessed_format()
         .with_context(|| format!("cannot read image '{}'", path.display()))?
         .decode()
-        .with_context(|| format!("cannot decode image '{}'", path.display()))?;
+        .map_err(|e| {
+            // Decoder messages may span lines; the error is one.
+            let why = e
+                .to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            anyhow::anyhow!("cannot decode image '{}': {why}", path.display())
+        })?;
     Ok(img.to_rgb8())
 }
 

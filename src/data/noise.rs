@@ -59,6 +59,14 @@ pub fn write_csv(w: impl Write, record: &[NoisyLabel]) -> Result<()> {
     Ok(())
 }
 
+/// Reads the record file at `path` (errors name it, with the row).
+pub fn read_file(path: &std::path::Path) -> Result<Vec<NoisyLabel>> {
+    use anyhow::Context;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open '{}'", path.display()))?;
+    read_csv(file).with_context(|| format!("invalid label-noise record '{}'", path.display()))
+}
+
 /// Reads a record written by [`write_csv`].
 pub fn read_csv(r: impl std::io::Read) -> Result<Vec<NoisyLabel>> {
     let mut csv = csv::Reader::from_reader(r);

@@ -21,7 +21,11 @@ pub fn bars(title: &str, labels: &[String], values: &[f64], y_label: &str) -> Re
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        let top = values.iter().cloned().fold(0.0, f64::max).max(1.0) * 1.1;
+        let top = axis(
+            0.0,
+            values.iter().cloned().fold(0.0, f64::max).max(1.0) * 1.1,
+        )?
+        .1;
         let n = labels.len();
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 20))
@@ -82,6 +86,21 @@ pub fn groups(t: &TargetEval) -> Result<String> {
     )
 }
 
+/// The largest magnitude an axis may span: plotters computes its ticks in f32, and loops
+/// forever on a NaN or infinite range.
+const AXIS_LIMIT: f64 = 1e30;
+
+/// `lo..hi` padded for drawing, refused when not finite or beyond [`AXIS_LIMIT`].
+fn axis(lo: f64, hi: f64) -> Result<(f64, f64)> {
+    let ok = |v: f64| v.is_finite() && v.abs() < AXIS_LIMIT;
+    if !ok(lo) || !ok(hi) || lo > hi {
+        return Err(anyhow!(
+            "cannot plot values from {lo:e} to {hi:e}: beyond what a chart axis can show"
+        ));
+    }
+    Ok(padded(lo, hi))
+}
+
 fn padded(lo: f64, hi: f64) -> (f64, f64) {
     let pad = ((hi - lo) * 0.08).max(hi.abs() * 1e-3).max(1e-12);
     (lo - pad, hi + pad)
@@ -101,11 +120,11 @@ pub fn classes(t: &TargetEval) -> Result<String> {
             )
         })
         .collect();
-    let (x0, x1) = padded(
+    let (x0, x1) = axis(
         pts.iter().map(|p| p.0).fold(f64::INFINITY, f64::min),
         pts.iter().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max),
-    );
-    let y1 = pts.iter().map(|p| p.1).fold(1.0, f64::max) * 1.15;
+    )?;
+    let y1 = axis(0.0, pts.iter().map(|p| p.1).fold(1.0, f64::max) * 1.15)?.1;
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
@@ -167,7 +186,11 @@ pub struct MapPoint {
 /// A Data Map (Swayamdipta et al. 2020): variability on x, confidence on y, colour =
 /// correctness; marked examples (shuffled, flagged) ringed in black.
 pub fn data_map(points: &[MapPoint], marked: &str) -> Result<String> {
-    let x1 = points.iter().map(|p| p.variability).fold(0.05, f64::max) * 1.05;
+    let x1 = axis(
+        0.0,
+        points.iter().map(|p| p.variability).fold(0.05, f64::max) * 1.05,
+    )?
+    .1;
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
@@ -229,7 +252,7 @@ pub fn epoch_lines(
         (l.min(v), h.max(v))
     });
     let (lo, hi) = if lo.is_finite() {
-        padded(lo.min(0.0), hi)
+        axis(lo.min(0.0), hi)?
     } else {
         (0.0, 1.0)
     };
@@ -295,10 +318,10 @@ pub fn least_squares(pts: &[(f64, f64)]) -> Option<(f64, f64)> {
 /// Box plots of raw VoG, shuffled vs correctly labelled (figure 7).
 pub fn memorization(target: &str, m: &Memorization) -> Result<String> {
     let boxes = [("shuffled", &m.shuffled), ("clean", &m.clean)];
-    let (y0, y1) = padded(
+    let (y0, y1) = axis(
         m.shuffled.min.min(m.clean.min),
         m.shuffled.max.max(m.clean.max),
-    );
+    )?;
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
@@ -346,6 +369,7 @@ pub fn memorization(target: &str, m: &Memorization) -> Result<String> {
 pub fn histogram(target: &str, values: &[f64]) -> Result<String> {
     let lo = values.iter().cloned().fold(f64::INFINITY, f64::min);
     let hi = values.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    axis(lo, hi)?;
     let bins = 30;
     let width = ((hi - lo) / bins as f64).max(1e-12);
     let mut counts = vec![0.0; bins];
