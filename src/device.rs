@@ -17,6 +17,15 @@ pub enum DeviceError {
     },
 }
 
+/// Memory the OS could give this process now (`MemAvailable` of `/proc/meminfo`), for
+/// refusing work that cannot fit before allocating it; `None` where unknown.
+pub fn available_host_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// Resolves a device name; `auto` picks the first GPU when there is one.
 pub fn parse(name: &str) -> Result<Device, DeviceError> {
     resolve(name, Cuda::device_count().max(0) as usize)

@@ -110,6 +110,28 @@ impl ModuleT for ResNet {
     }
 }
 
+/// The number of trainable parameters of [`ResNet::new`]`(_, num_classes, width)`, computed
+/// without building it (to refuse a network that cannot fit before allocating it).
+pub fn parameters_for(num_classes: u64, width: u64) -> u128 {
+    let (classes, w) = (num_classes as u128, width as u128);
+    let conv = |c_in: u128, c_out: u128, k: u128| c_in * c_out * k * k;
+    let bn = |c: u128| 2 * c;
+    let mut total = conv(3, w, 3) + bn(w);
+    let mut c_in = w;
+    for (stage, &n) in STAGES.iter().enumerate() {
+        let c_out = w << stage;
+        for b in 0..n {
+            let downsample = stage > 0 && b == 0 || c_in != c_out;
+            total += conv(c_in, c_out, 3) + bn(c_out) + conv(c_out, c_out, 3) + bn(c_out);
+            if downsample {
+                total += conv(c_in, c_out, 1) + bn(c_out);
+            }
+            c_in = c_out;
+        }
+    }
+    total + c_in * classes + classes
+}
+
 /// Number of trainable parameters in `vs`.
 pub fn parameter_count(vs: &nn::VarStore) -> i64 {
     vs.trainable_variables()
@@ -141,6 +163,19 @@ mod tests {
             assert!(names.contains_key(n), "missing {n}");
         }
         assert!(!names.contains_key("layer1.0.downsample.0.weight"));
+    }
+
+    #[test]
+    fn parameter_formula_matches_the_built_network() {
+        for (classes, width) in [(10, 64), (100, 4), (3, 1)] {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let _net = ResNet::new(&vs.root(), classes, width);
+            assert_eq!(
+                parameters_for(classes as u64, width as u64),
+                parameter_count(&vs) as u128,
+                "{classes} classes, width {width}"
+            );
+        }
     }
 
     #[test]

@@ -183,6 +183,7 @@ fn train_or_reuse(plan: &Plan, reporter: &dyn Reporter) -> Result<RunManifest> {
         }
     }
     let prepared = prepare_data(plan)?;
+    train::check_fits(&plan.train, &prepared, &plan.origins)?;
     let run = RunDir::create(&run_path, true)?;
     train::run(&plan.train, &prepared, &run, reporter)
 }

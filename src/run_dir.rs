@@ -55,19 +55,32 @@ pub struct DatasetInfo {
     pub image_shape: [i64; 3],
 }
 
+/// JSON has no NaN or infinity: serde_json writes them as `null`, which reads back here as
+/// NaN, so the manifest round-trips whatever a run measured.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
 /// One finished epoch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochRecord {
     pub epoch: usize,
     pub lr: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub train_loss: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub train_accuracy: f64,
     pub test_loss: Option<f64>,
     pub test_accuracy: Option<f64>,
+    #[serde(deserialize_with = "nan_if_null")]
     pub seconds: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub images_per_second: f64,
     /// Relative to the run directory, when this epoch was saved.
     pub checkpoint: Option<String>,
+    /// Seconds spent writing and hashing this epoch's checkpoint and resume state.
+    #[serde(default)]
+    pub save_seconds: f64,
 }
 
 /// `run.json`.
@@ -508,6 +521,26 @@ mod tests {
             format!("{err:#}").contains("epoch-0001.safetensors"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn non_finite_figures_round_trip() {
+        let r = EpochRecord {
+            epoch: 1,
+            lr: 0.1,
+            train_loss: 1.0,
+            train_accuracy: 0.5,
+            test_loss: Some(f64::NAN),
+            test_accuracy: Some(0.1),
+            seconds: 0.0,
+            images_per_second: f64::INFINITY,
+            checkpoint: None,
+            save_seconds: 0.1,
+        };
+        let json = serde_json::to_string(&r).unwrap();
+        let back: EpochRecord = serde_json::from_str(&json).unwrap();
+        assert!(back.images_per_second.is_nan() && back.test_loss.is_none());
+        assert_eq!(serde_json::to_string(&back).unwrap(), json);
     }
 
     #[test]

@@ -262,6 +262,40 @@ pub fn run(
     train_epochs(&mut trainer, manifest, order_rng, prepared, run, reporter)
 }
 
+/// Refuses a network whose training cannot fit in the host's memory (on a CPU), before
+/// any allocation: libtorch aborts a failed huge allocation with a long trace. The
+/// estimate counts weights, gradients, momentum and a copy (16 bytes per parameter) plus
+/// the activations of a batch kept for the backward pass (about 40 maps of
+/// width x 32 x 32 f32 values per image, measured order of magnitude).
+pub fn check_fits(
+    cfg: &TrainConfig,
+    prepared: &PreparedData,
+    origins: &crate::origin::Origins,
+) -> Result<()> {
+    let width = cfg.hyper.width as u64;
+    let params = model::parameters_for(prepared.data.num_classes() as u64, width);
+    let batch = cfg.hyper.batch_size.min(prepared.data.train.len());
+    let activations = batch as u128 * width as u128 * 1024 * 40 * 4;
+    let need = params * 16 + activations;
+    let gib = |b: u128| b as f64 / (1u64 << 30) as f64;
+    let available = match cfg.device {
+        Device::Cpu => crate::device::available_host_memory(),
+        _ => None,
+    };
+    if let Some(have) = available.filter(|&a| need > a as u128) {
+        bail!(
+            "{} {width} and {} {} make a network of {params} parameters that needs about \
+             {:.1} GiB to train, more than the {:.1} GiB this machine has available",
+            origins.name("width"),
+            origins.name("batch_size"),
+            cfg.hyper.batch_size,
+            gib(need),
+            gib(have as u128)
+        );
+    }
+    Ok(())
+}
+
 /// The generator that orders and augments the training data.
 const ORDER_STREAM: &str = "train-order";
 
@@ -386,6 +420,7 @@ fn train_epochs(
         write_dynamics(run, &record.finish(epoch)?, &manifest.dataset.fingerprint)?;
         let test_stats = test.as_ref().map(|(x, y)| trainer.evaluate(x, y));
         drop(task);
+        let saving = Instant::now();
         let checkpoint = if cfg.saved_epochs.contains(&epoch) {
             let name = run.save_checkpoint(&trainer.vs, epoch)?;
             manifest.files.insert(name.clone(), run.digest(&name)?);
@@ -394,6 +429,7 @@ fn train_epochs(
         } else {
             None
         };
+        let previous = save_resume_state(trainer, &mut manifest, &order_rng, run, epoch)?;
         let record = EpochRecord {
             epoch,
             lr,
@@ -404,11 +440,19 @@ fn train_epochs(
             seconds,
             images_per_second: train.examples as f64 / seconds,
             checkpoint,
+            save_seconds: saving.elapsed().as_secs_f64(),
         };
         reporter.info(&summary_line(&record, epochs));
         manifest.epochs.push(record);
         manifest.complete = epoch == epochs;
-        commit_epoch(trainer, &mut manifest, &order_rng, run, epoch)?;
+        // The commit point: from here on the run continues after this epoch.
+        run.write_manifest(&manifest)?;
+        if let Some(old) = previous {
+            let path = run.path(&old);
+            std::fs::remove_file(&path).with_context(|| {
+                format!("cannot remove the old resume state '{}'", path.display())
+            })?;
+        }
         if !manifest.complete && reporter.stop_requested() {
             return Err(Interrupted {
                 epoch,
@@ -421,15 +465,15 @@ fn train_epochs(
     Ok(manifest)
 }
 
-/// Saves the resume state after `epoch`, then the manifest that points to it (the commit
-/// point), then removes the previous resume state.
-fn commit_epoch(
+/// Saves the resume state after `epoch` and points the (not yet written) manifest at it;
+/// returns the previous resume file, to remove once the manifest is written.
+fn save_resume_state(
     trainer: &Trainer,
     manifest: &mut RunManifest,
     order_rng: &ChaCha8Rng,
     run: &RunDir,
     epoch: usize,
-) -> Result<()> {
+) -> Result<Option<String>> {
     let file = run.save_resume(&trainer.vs, &trainer.opt.state(), epoch)?;
     manifest.files.insert(file.clone(), run.digest(&file)?);
     let previous = manifest.resume.replace(ResumeRecord {
@@ -438,16 +482,11 @@ fn commit_epoch(
         file: file.clone(),
         order_rng_word_pos: order_rng.get_word_pos().to_string(),
     });
-    if let Some(old) = previous.as_ref().filter(|old| old.file != file) {
-        manifest.files.remove(&old.file);
+    let previous = previous.map(|old| old.file).filter(|old| *old != file);
+    if let Some(old) = &previous {
+        manifest.files.remove(old);
     }
-    run.write_manifest(manifest)?;
-    if let Some(old) = previous.filter(|old| old.file != file) {
-        let path = run.path(&old.file);
-        std::fs::remove_file(&path)
-            .with_context(|| format!("cannot remove the old resume state '{}'", path.display()))?;
-    }
-    Ok(())
+    Ok(previous)
 }
 
 /// The manifest of a run that has not finished an epoch yet.

@@ -40,7 +40,18 @@ batch_size = 64
         out.display()
     );
     std::fs::write(&config, &text).unwrap();
-    let o = succeed(vog().arg("experiment").arg(&config).arg("--quiet"));
+    // Killed while writing epoch 4's resume state, the experiment continues after epoch 3
+    // when run again.
+    let killed = std::process::Command::new(assert_cmd::cargo::cargo_bin("vog"))
+        .args(["experiment", "--quiet"])
+        .arg(&config)
+        .env("VOG_TEST_DIE_WRITING", "resume/epoch-0004")
+        .status()
+        .unwrap();
+    assert!(!killed.success());
+    let o = succeed(vog().arg("experiment").arg(&config));
+    let stderr = String::from_utf8(o.stderr).unwrap();
+    assert!(stderr.contains("after epoch 3 of 6"), "{stderr}");
     let stdout = String::from_utf8(o.stdout).unwrap();
     assert!(
         stdout.contains("test  early (epochs [1, 2, 3])"),
@@ -108,7 +119,10 @@ batch_size = 64
     // The same output folder with another recipe is refused.
     std::fs::write(&config, text.replace("width = 4", "width = 2")).unwrap();
     let err = vog_fails(&["experiment", config.to_str().unwrap()]);
-    assert!(err.contains("another configuration"), "{err}");
+    assert!(
+        err.contains("another configuration (hyper.width: 2 here, 4 there)"),
+        "{err}"
+    );
     std::fs::write(&config, text.replace("width = 4", "widht = 4")).unwrap();
     let err = vog_fails(&["experiment", config.to_str().unwrap()]);
     assert!(

@@ -99,6 +99,7 @@ fn epochs_json(run: &Path) -> serde_json::Value {
         let o = e.as_object_mut().unwrap();
         o.remove("seconds");
         o.remove("images_per_second");
+        o.remove("save_seconds");
         e
     };
     serde_json::Value::Array(m["epochs"].as_array().unwrap().iter().map(strip).collect())

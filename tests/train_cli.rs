@@ -236,6 +236,23 @@ fn bad_flags_fail_before_touching_the_output() {
     ]);
     assert!(err.contains("--epochs must be at most 100000"), "{err}");
     assert!(!run.exists());
+    // A network that would need terabytes is refused before any allocation.
+    let err = vog_fails(&[
+        "train",
+        "--dataset",
+        "synth",
+        "--width",
+        "100000",
+        "--device",
+        "cpu",
+        "--out",
+        out,
+    ]);
+    assert!(
+        err.contains("--width 100000") && err.contains("more than the"),
+        "{err}"
+    );
+    assert!(!run.exists());
 
     // A diverging run stops at the first non-finite loss, naming the epoch, and leaves
     // nothing that blocks a rerun with --overwrite.

@@ -760,6 +760,7 @@ fn run_train(a: &TrainArgs) -> Result<()> {
     // Every check that can fail comes before the run directory is touched.
     RunDir::ensure_free(out, a.overwrite)?;
     let prepared = prepare::prepare(&cfg.dataset, &cfg.selection(), cfg.hyper.seed, &origins)?;
+    train::check_fits(&cfg, &prepared, &origins)?;
     let run = RunDir::create(out, a.overwrite)?;
     reporter::stop_on_ctrl_c()?;
     let m = train::run(&cfg, &prepared, &run, &Terminal::detect(a.quiet))?;
