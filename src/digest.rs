@@ -15,9 +15,18 @@ pub struct FileDigest {
 
 /// The digest of the file at `path`, read in blocks.
 pub fn of_file(path: &Path) -> Result<FileDigest> {
+    let (size, hash) = hash_file::<Sha256>(path)?;
+    Ok(FileDigest {
+        size,
+        sha256: hex(&hash),
+    })
+}
+
+/// Size and hash `H` (SHA-256, MD5, ...) of the file at `path`, read in 1 MiB blocks.
+pub fn hash_file<H: Digest>(path: &Path) -> Result<(u64, Vec<u8>)> {
     let mut file =
         std::fs::File::open(path).with_context(|| format!("cannot open '{}'", path.display()))?;
-    let mut hasher = Sha256::new();
+    let mut hasher = H::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
     loop {
@@ -30,10 +39,7 @@ pub fn of_file(path: &Path) -> Result<FileDigest> {
         hasher.update(&buf[..n]);
         size += n as u64;
     }
-    Ok(FileDigest {
-        size,
-        sha256: hex(&hasher.finalize()),
-    })
+    Ok((size, hasher.finalize().to_vec()))
 }
 
 /// The digest of `bytes`.
@@ -44,7 +50,8 @@ pub fn of_bytes(bytes: &[u8]) -> FileDigest {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -133,6 +133,16 @@ impl Trainer {
         })
     }
 
+    /// [`Trainer::new`] for `cfg` on `prepared`.
+    pub fn for_data(cfg: &TrainConfig, prepared: &PreparedData) -> Result<Self> {
+        Self::new(
+            cfg.device,
+            prepared.data.num_classes(),
+            &cfg.hyper,
+            prepared.normalization.clone(),
+        )
+    }
+
     fn device(&self) -> Device {
         self.vs.device()
     }
@@ -248,12 +258,7 @@ pub fn run(
 ) -> Result<RunManifest> {
     let noise_file = write_noise_record(run, &prepared.noise, cfg)?;
     atomic_file::write_bytes(&run.path(run_dir::CONFIG), cfg.hyper.to_toml().as_bytes())?;
-    let mut trainer = Trainer::new(
-        cfg.device,
-        prepared.data.num_classes(),
-        &cfg.hyper,
-        prepared.normalization.clone(),
-    )?;
+    let mut trainer = Trainer::for_data(cfg, prepared)?;
     let mut manifest = new_manifest(cfg, prepared, model::parameter_count(&trainer.vs));
     manifest.label_noise_file = noise_file;
     manifest.dynamics = Some(dynamics::DIR.into());
@@ -333,12 +338,7 @@ pub fn resume(
     }
     manifest.verify_file(run.root(), &record.file)?;
     let state = run_dir::read_resume(&run.path(&record.file))?;
-    let mut trainer = Trainer::new(
-        cfg.device,
-        prepared.data.num_classes(),
-        &cfg.hyper,
-        prepared.normalization.clone(),
-    )?;
+    let mut trainer = Trainer::for_data(&cfg, prepared)?;
     run_dir::load_variables(&mut trainer.vs, &state.model, &run.path(&record.file))?;
     trainer
         .opt

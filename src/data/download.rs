@@ -8,7 +8,7 @@
 use super::cifar::Variant;
 use crate::progress::{Reporter, Task};
 use anyhow::{bail, Context, Result};
-use md5::{Digest, Md5};
+use md5::Md5;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -255,20 +255,8 @@ pub fn ensure(spec: &super::DatasetSpec, reporter: &dyn Reporter) -> Result<()> 
 
 /// MD5 of a file, as lowercase hex.
 pub fn file_md5(path: &Path) -> Result<String> {
-    let mut f =
-        std::fs::File::open(path).with_context(|| format!("cannot open '{}'", path.display()))?;
-    let mut h = Md5::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .with_context(|| format!("cannot read '{}'", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(format!("{:x}", h.finalize()))
+    let (_, hash) = crate::digest::hash_file::<Md5>(path)?;
+    Ok(crate::digest::hex(&hash))
 }
 
 /// Checks `archive`'s MD5, extracts it into a staging folder inside `dir` and moves the
