@@ -271,6 +271,24 @@ fn tampered_files_are_refused_by_name() {
     succeed(vog().args(resume_args(&run)).arg("--quiet"));
     let err = common::vog_fails(&["train", "--resume", run.to_str().unwrap(), "--lr", "0.5"]);
     assert!(err.contains("--lr"), "{err}");
+
+    // A run from before digests (no "files" in run.json) with a NaN in a checkpoint: the
+    // scorer refuses it by name instead of writing NaN scores.
+    let manifest = run.join("run.json");
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    m.as_object_mut().unwrap().remove("files");
+    std::fs::write(&manifest, serde_json::to_vec(&m).unwrap()).unwrap();
+    let mut tensors = tch::Tensor::read_safetensors(&ckpt).unwrap();
+    let (_, w) = tensors.iter_mut().find(|(k, _)| k == "fc.weight").unwrap();
+    let _ = w.get(0).get(0).fill_(f64::NAN);
+    tch::Tensor::write_safetensors(&tensors, &ckpt).unwrap();
+    let err = common::vog_fails(&["score", "--run", run.to_str().unwrap()]);
+    assert!(
+        err.contains("epoch-0002.safetensors") && err.contains("non-finite"),
+        "{err}"
+    );
+    assert!(!run.join("scores-test-all.csv").exists());
 }
 
 /// Whether the test may mount a small tmpfs (root on Linux).
