@@ -33,6 +33,9 @@ pub struct Hyper {
     pub augment: bool,
     /// Which epochs to checkpoint (see [`schedule::parse_epochs`]).
     pub save_epochs: String,
+    /// Evaluate the test split every this many epochs (and always after the last one).
+    #[serde(default = "every_epoch")]
+    pub eval_every: usize,
     pub seed: u64,
 }
 
@@ -88,6 +91,10 @@ pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Res
         let msg = e.message().replace('\n', " ");
         anyhow::anyhow!("invalid {what} '{}' at line {line}: {msg}", path.display())
     })
+}
+
+fn every_epoch() -> usize {
+    1
 }
 
 /// A validated training configuration, as saved in `run.json`.
@@ -193,6 +200,7 @@ fn check_hyper(h: &Hyper, origins: &Origins) -> Result<()> {
             "must be at most 9223372036854775807",
         ),
         (h.batch_size >= 1, "batch_size", "must be at least 1"),
+        (h.eval_every >= 1, "eval_every", "must be at least 1"),
         (
             h.lr > 0.0 && h.lr.is_finite(),
             "lr",

@@ -17,10 +17,12 @@
 //! 8. [`grid`]: example images by id, and grids of them.
 //! 9. The stages, side by side: [`train`], [`score`], [`eval`], [`rank`], [`verify`].
 //! 10. [`report`]: the HTML page over their results.
-//! 11. [`pipeline`]: train -> score -> evaluate -> report in one call.
+//! 11. [`pipeline`]: train -> score -> evaluate -> report in one call; [`bench`]: the
+//!     throughput of training and scoring.
 //! 12. [`demo`] and [`experiment`]: the pipeline with their settings.
 //! 13. [`cli`]: argument parsing, validation and the terminal reporter.
 pub mod atomic_file;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod data;

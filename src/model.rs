@@ -110,6 +110,53 @@ impl ModuleT for ResNet {
     }
 }
 
+/// The floating-point format the network computes in.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// 32-bit floats throughout.
+    #[default]
+    Fp32,
+    /// bfloat16 weights and activations (8-bit mantissa, fp32's range).
+    Bf16,
+    /// IEEE half precision (10-bit mantissa, range up to 65504).
+    Fp16,
+}
+
+impl Precision {
+    pub fn kind(self) -> tch::Kind {
+        match self {
+            Precision::Fp32 => tch::Kind::Float,
+            Precision::Bf16 => tch::Kind::BFloat16,
+            Precision::Fp16 => tch::Kind::Half,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Bf16 => "bf16",
+            Precision::Fp16 => "fp16",
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The number of trainable parameters of [`ResNet::new`]`(_, num_classes, width)`, computed
 /// without building it (to refuse a network that cannot fit before allocating it).
 pub fn parameters_for(num_classes: u64, width: u64) -> u128 {

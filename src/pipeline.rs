@@ -225,6 +225,7 @@ fn score_stage(
             variant: Variant::default(),
             data: None,
             allow_incomplete: false,
+            precision: Default::default(),
         },
         reporter,
     )?;

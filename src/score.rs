@@ -9,7 +9,7 @@ use crate::data::transform::{self, Normalization};
 use crate::data::{noise, Split, SplitKind};
 use crate::dynamics::{self, DynamicsScores};
 use crate::info::Versions;
-use crate::model::ResNet;
+use crate::model::{Precision, ResNet};
 use crate::origin::Origins;
 use crate::progress::{Reporter, Task};
 use crate::run_dir::{load_checkpoint, RunDir, RunManifest, MANIFEST};
@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 use tch::nn::{ModuleT, VarStore};
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// A validated `vog score` request.
 #[derive(Debug, Clone)]
@@ -44,6 +44,8 @@ pub struct ScoreConfig {
     pub data: Option<PathBuf>,
     /// Score a run that has not finished training (recorded in the sidecar).
     pub allow_incomplete: bool,
+    /// The format of the forward and backward passes (the reduction is f64 regardless).
+    pub precision: Precision,
 }
 
 /// One checkpoint's network, in eval mode.
@@ -60,6 +62,7 @@ pub fn load_models(
     m: &RunManifest,
     epochs: &[usize],
     device: Device,
+    precision: Precision,
 ) -> Result<Vec<LoadedModel>> {
     let classes = m.dataset.class_names.len() as i64;
     epochs
@@ -78,6 +81,9 @@ pub fn load_models(
             let net = ResNet::new(&vs.root(), classes, m.config.hyper.width);
             load_checkpoint(&mut vs, &path)?;
             check_finite(&vs, &path)?;
+            if precision != Precision::Fp32 {
+                vs.set_kind(precision.kind());
+            }
             vs.freeze();
             Ok(LoadedModel {
                 epoch,
@@ -145,6 +151,8 @@ pub struct Scorer<'a> {
     pub targets: &'a [Target],
     pub variant: Variant,
     pub batch_size: usize,
+    /// The models' format; inputs are cast to it.
+    pub precision: Precision,
 }
 
 impl Scorer<'_> {
@@ -177,12 +185,14 @@ impl Scorer<'_> {
     fn score_batch(&self, images: &Tensor, labels: &[i64], task: &dyn Task) -> SplitScores {
         let x = self
             .normalization
-            .apply(&transform::to_unit(&images.to_device(self.device)));
+            .apply(&transform::to_unit(&images.to_device(self.device)))
+            .to_kind(self.precision.kind());
         let y = Tensor::from_slice(labels).to_device(self.device);
         let mut accs: Vec<Accumulator> = self.targets.iter().map(|_| Accumulator::new()).collect();
         let mut all_logits = Vec::with_capacity(self.models.len());
         for m in &self.models {
             let (grads, logits) = input_gradients(*m, &x, &y, self.targets);
+            let logits = logits.to_kind(Kind::Float);
             for (acc, g) in accs.iter_mut().zip(&grads) {
                 acc.push(&pixel_map(g, self.variant.channels, self.variant.grad_norm));
             }
@@ -217,7 +227,7 @@ pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
         .select(&m.saved_epochs, m.config.hyper.epochs)
         .with_context(|| format!("run '{}'", cfg.run.display()))?;
     scores::check_out(&cfg.out)?;
-    let models = load_models(&run, &m, &epochs, cfg.device)?;
+    let models = load_models(&run, &m, &epochs, cfg.device, cfg.precision)?;
     let (dataset, prepared) = load_data(cfg, &run, &m)?;
     let assigned = read_assigned_labels(&run, &m)?;
 
@@ -240,6 +250,7 @@ pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
         targets: &cfg.targets,
         variant: cfg.variant,
         batch_size: cfg.batch_size,
+        precision: cfg.precision,
     };
     let dynamics = read_dynamics(cfg, &run, &m, reporter)?;
     let (rows, degenerate) = score_splits(
@@ -277,6 +288,7 @@ pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
         seconds: started.elapsed().as_secs_f64(),
         versions: Versions::current(),
         csv: None,
+        precision: cfg.precision,
     };
     scores::write(&cfg.out, &mut meta, &rows)?;
     Ok(meta)
@@ -541,6 +553,7 @@ mod tests {
                 targets: &targets,
                 variant,
                 batch_size: 1,
+                precision: Precision::Fp32,
             };
             s.score(&images, &[0, 1], &crate::progress::NoTask)
         };

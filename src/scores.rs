@@ -192,6 +192,9 @@ pub struct ScoresMeta {
     /// Size and SHA-256 of the CSV as written (`vog verify` checks it).
     #[serde(default)]
     pub csv: Option<crate::digest::FileDigest>,
+    /// The format the gradients were computed in.
+    #[serde(default)]
+    pub precision: crate::model::Precision,
 }
 
 /// What an unfinished run lacked when it was scored.
@@ -704,6 +707,7 @@ mod tests {
             seconds: 0.0,
             versions: Versions::current(),
             csv: None,
+            precision: Default::default(),
         }
     }
 

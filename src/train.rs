@@ -418,7 +418,11 @@ fn train_epochs(
         }
         let seconds = started.elapsed().as_secs_f64();
         write_dynamics(run, &record.finish(epoch)?, &manifest.dataset.fingerprint)?;
-        let test_stats = test.as_ref().map(|(x, y)| trainer.evaluate(x, y));
+        let evaluate = epoch % cfg.hyper.eval_every == 0 || epoch == epochs;
+        let test_stats = test
+            .as_ref()
+            .filter(|_| evaluate)
+            .map(|(x, y)| trainer.evaluate(x, y));
         drop(task);
         let saving = Instant::now();
         let checkpoint = if cfg.saved_epochs.contains(&epoch) {
@@ -583,8 +587,9 @@ mod tests {
             atypical: 0.0,
         };
         let mut hyper = Hyper::defaults_for(&spec);
-        (hyper.epochs, hyper.width, hyper.batch_size) = (2, 2, 16);
+        (hyper.epochs, hyper.width, hyper.batch_size) = (3, 2, 16);
         hyper.save_epochs = "all".into();
+        hyper.eval_every = 2;
         let origins = crate::origin::Origins::default();
         let cfg = TrainConfig::new(
             spec.clone(),
@@ -600,18 +605,25 @@ mod tests {
         let reporter = crate::progress::Captured::default();
         let m = run(&cfg, &prepared, &run_dir, &reporter).unwrap();
         let lines = reporter.lines();
-        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(lines.len(), 3, "{lines:?}");
         assert!(
-            lines[1].starts_with("epoch 2/2 lr 0.1 | train loss"),
+            lines[1].starts_with("epoch 2/3 lr 0.1 | train loss"),
             "{lines:?}"
         );
         assert!(lines[1].ends_with("| saved"), "{lines:?}");
         let tasks = reporter.tasks();
         assert_eq!(
             tasks,
-            vec![("epoch 1/2".into(), 3), ("epoch 2/2".into(), 3)]
+            vec![
+                ("epoch 1/3".into(), 3),
+                ("epoch 2/3".into(), 3),
+                ("epoch 3/3".into(), 3)
+            ]
         );
         assert!(m.complete);
+        // --eval-every 2: the test split after epochs 2 and 3 (the last) only.
+        let tested: Vec<bool> = m.epochs.iter().map(|e| e.test_loss.is_some()).collect();
+        assert_eq!(tested, vec![false, true, true]);
     }
 
     #[test]

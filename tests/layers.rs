@@ -23,7 +23,7 @@ const LAYERS: &[&[&str]] = &[
     &["grid"],
     &["train", "score", "eval", "rank", "verify"],
     &["report"],
-    &["pipeline"],
+    &["pipeline", "bench"],
     &["demo", "experiment"],
     &["cli"],
 ];

@@ -1,0 +1,291 @@
+//! `vog bench`: the throughput of training and of scoring, on synthetic images held in
+//! memory (no dataset needed), through the very code `vog train` and `vog score` run
+//! (`train::Trainer`, `score::Scorer`). A warm-up pass is excluded (oneDNN and cuDNN pick
+//! their kernels on first use). `scripts/bench_pytorch.py` does the same work in eager
+//! PyTorch; `scripts/bench.sh` prints the two side by side.
+use crate::config::Hyper;
+use crate::data::transform::Normalization;
+use crate::data::DatasetSpec;
+use crate::model::{Precision, ResNet};
+use crate::progress::{NoTask, Reporter};
+use crate::rng;
+use crate::score::Scorer;
+use crate::train::Trainer;
+use crate::vog::{Target, Variant};
+use anyhow::{bail, Result};
+use serde::Serialize;
+use std::time::Instant;
+use tch::nn::{ModuleT, VarStore};
+use tch::{Device, Kind, Tensor};
+
+/// Which work is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Work {
+    /// SGD steps in training mode: images per second.
+    Train,
+    /// Input gradients of the true-class logit at K checkpoints: image x checkpoint per
+    /// second.
+    Score,
+}
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    pub what: Vec<Work>,
+    pub width: i64,
+    pub batch_size: usize,
+    pub precisions: Vec<Precision>,
+    pub device: Device,
+    /// K, for scoring.
+    pub checkpoints: usize,
+    /// Measured time per row, after the warm-up.
+    pub seconds: f64,
+}
+
+/// Batches of synthetic images per pass (one pass is the warm-up).
+const BATCHES_PER_PASS: usize = 4;
+const CLASSES: i64 = 10;
+
+/// One measured configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchRow {
+    pub what: Work,
+    pub precision: Precision,
+    pub width: i64,
+    pub batch_size: usize,
+    pub device: String,
+    pub threads: i32,
+    /// K (scoring only).
+    pub checkpoints: Option<usize>,
+    /// Images per second (train) or image x checkpoint per second (score); `None` when
+    /// the row was not run (see `note`).
+    pub rate: Option<f64>,
+    pub unit: &'static str,
+    /// Images processed in the measured time (x K for scoring).
+    pub work: u64,
+    pub seconds: f64,
+    /// Peak resident memory of the process during this row, MiB (CPU only).
+    pub peak_rss_mib: Option<f64>,
+    pub note: Option<String>,
+}
+
+/// Runs every (work, precision) pair of `cfg`, reporting each as it finishes.
+pub fn run(cfg: &BenchConfig, reporter: &dyn Reporter) -> Result<Vec<BenchRow>> {
+    if cfg.width < 1 || cfg.batch_size < 1 || cfg.checkpoints < 1 || cfg.seconds <= 0.0 {
+        bail!("--width, --batch-size and --checkpoints must be at least 1, --seconds positive");
+    }
+    let mut rows = Vec::new();
+    for &what in &cfg.what {
+        for &precision in &cfg.precisions {
+            reset_peak_rss();
+            let row = match what {
+                Work::Train => bench_train(cfg, precision)?,
+                Work::Score => bench_score(cfg, precision)?,
+            };
+            reporter.info(&format!(
+                "{} {} width {} batch {}: {}",
+                name(what),
+                precision,
+                cfg.width,
+                cfg.batch_size,
+                row.rate
+                    .map_or("not run".into(), |r| format!("{r:.1} {}", row.unit))
+            ));
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+fn name(w: Work) -> &'static str {
+    match w {
+        Work::Train => "train",
+        Work::Score => "score",
+    }
+}
+
+fn row(cfg: &BenchConfig, what: Work, precision: Precision) -> BenchRow {
+    BenchRow {
+        what,
+        precision,
+        width: cfg.width,
+        batch_size: cfg.batch_size,
+        device: crate::device::name(cfg.device),
+        threads: tch::get_num_threads(),
+        checkpoints: (what == Work::Score).then_some(cfg.checkpoints),
+        rate: None,
+        unit: match what {
+            Work::Train => "img/s",
+            Work::Score => "image x checkpoint/s",
+        },
+        work: 0,
+        seconds: 0.0,
+        peak_rss_mib: None,
+        note: None,
+    }
+}
+
+/// Synthetic NCHW uint8 images and i64 labels, seeded.
+fn synthetic(n: usize, device: Device) -> (Tensor, Tensor) {
+    tch::manual_seed(rng::torch_seed(0));
+    let opts = (Kind::Uint8, device);
+    let images = Tensor::randint(256, [n as i64, 3, 32, 32], (Kind::Int64, device)).to_kind(opts.0);
+    let labels = Tensor::randint(CLASSES, [n as i64], (Kind::Int64, device));
+    (images, labels)
+}
+
+/// Repeats `pass` (returning the work it did) until `seconds` have passed, after one
+/// warm-up pass; returns (work, seconds).
+fn timed(seconds: f64, mut pass: impl FnMut() -> u64) -> (u64, f64) {
+    pass();
+    let started = Instant::now();
+    let mut work = 0;
+    while started.elapsed().as_secs_f64() < seconds {
+        work += pass();
+    }
+    (work, started.elapsed().as_secs_f64())
+}
+
+fn bench_train(cfg: &BenchConfig, precision: Precision) -> Result<BenchRow> {
+    let mut out = row(cfg, Work::Train, precision);
+    if precision != Precision::Fp32 {
+        out.note =
+            Some("training runs in fp32 only (mixed-precision training is not implemented)".into());
+        return Ok(out);
+    }
+    let mut hyper = Hyper::defaults_for(&DatasetSpec::Cifar10 { dir: ".".into() });
+    hyper.width = cfg.width;
+    hyper.batch_size = cfg.batch_size;
+    hyper.augment = false;
+    let mut trainer = Trainer::new(cfg.device, CLASSES as usize, &hyper, Normalization::CIFAR10)?;
+    let n = cfg.batch_size * BATCHES_PER_PASS;
+    let (images, labels) = synthetic(n, cfg.device);
+    let mut order = rng::stream(0, "bench");
+    let (work, seconds) = timed(cfg.seconds, || {
+        trainer.train_epoch(&images, &labels, hyper.lr, &mut order, &NoTask);
+        n as u64
+    });
+    finish(&mut out, work, seconds, cfg.device);
+    Ok(out)
+}
+
+fn bench_score(cfg: &BenchConfig, precision: Precision) -> Result<BenchRow> {
+    let mut out = row(cfg, Work::Score, precision);
+    let stores: Vec<(VarStore, ResNet)> = (0..cfg.checkpoints)
+        .map(|k| {
+            tch::manual_seed(k as i64);
+            let mut vs = VarStore::new(cfg.device);
+            let net = ResNet::new(&vs.root(), CLASSES, cfg.width);
+            if precision != Precision::Fp32 {
+                vs.set_kind(precision.kind());
+            }
+            vs.freeze();
+            (vs, net)
+        })
+        .collect();
+    let n = cfg.batch_size * BATCHES_PER_PASS;
+    let (images, labels) = synthetic(n, Device::Cpu);
+    let labels = Vec::<i64>::try_from(&labels)?;
+    let scorer = Scorer {
+        models: stores.iter().map(|(_, m)| m as &dyn ModuleT).collect(),
+        device: cfg.device,
+        normalization: &Normalization::CIFAR10,
+        targets: &[Target::Logit],
+        variant: Variant::default(),
+        batch_size: cfg.batch_size,
+        precision,
+    };
+    let (work, seconds) = timed(cfg.seconds, || {
+        scorer.score(&images, &labels, &NoTask);
+        (n * cfg.checkpoints) as u64
+    });
+    finish(&mut out, work, seconds, cfg.device);
+    Ok(out)
+}
+
+fn finish(out: &mut BenchRow, work: u64, seconds: f64, device: Device) {
+    out.work = work;
+    out.seconds = seconds;
+    out.rate = Some(work as f64 / seconds);
+    out.peak_rss_mib = (device == Device::Cpu).then(peak_rss_mib).flatten();
+}
+
+/// Resets the kernel's peak-RSS counter of this process (Linux; ignored elsewhere).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Peak resident memory since the last reset, MiB (`VmHWM`).
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// The rows as an aligned text table.
+pub fn write_table(mut w: impl std::io::Write, rows: &[BenchRow]) -> Result<()> {
+    writeln!(
+        w,
+        "{:<6} {:<5} {:>5} {:>5} {:>3} {:>7} {:<6} {:>12}  {:<22} {:>9}",
+        "what", "prec", "width", "batch", "K", "threads", "device", "rate", "unit", "peak MiB"
+    )?;
+    for r in rows {
+        let rate = r.rate.map_or("-".into(), |v| format!("{v:.1}"));
+        let k = r.checkpoints.map_or("-".into(), |k| k.to_string());
+        let rss = r.peak_rss_mib.map_or("-".into(), |m| format!("{m:.0}"));
+        writeln!(
+            w,
+            "{:<6} {:<5} {:>5} {:>5} {:>3} {:>7} {:<6} {:>12}  {:<22} {:>9}{}",
+            name(r.what),
+            r.precision.name(),
+            r.width,
+            r.batch_size,
+            k,
+            r.threads,
+            r.device,
+            rate,
+            r.unit,
+            rss,
+            r.note
+                .as_ref()
+                .map_or(String::new(), |n| format!("  ({n})"))
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn measures_both_kinds_of_work() {
+        let cfg = BenchConfig {
+            what: vec![Work::Train, Work::Score],
+            width: 2,
+            batch_size: 8,
+            precisions: vec![Precision::Fp32, Precision::Bf16],
+            device: Device::Cpu,
+            checkpoints: 2,
+            seconds: 0.05,
+        };
+        let rows = run(&cfg, &crate::progress::Silent).unwrap();
+        assert_eq!(rows.len(), 4);
+        let ran: Vec<bool> = rows.iter().map(|r| r.rate.is_some()).collect();
+        // Training in bf16 is reported as not run, with the reason.
+        assert_eq!(ran, vec![true, false, true, true]);
+        assert!(rows[1].note.is_some());
+        for r in rows.iter().filter(|r| r.rate.is_some()) {
+            assert!(r.work > 0 && r.rate.unwrap() > 0.0);
+            assert_eq!(r.work % 8, 0);
+        }
+        assert_eq!(rows[2].checkpoints, Some(2));
+        let mut table = Vec::new();
+        write_table(&mut table, &rows).unwrap();
+        let text = String::from_utf8(table).unwrap();
+        assert_eq!(text.lines().count(), 5);
+        assert!(text.contains("image x checkpoint/s"));
+    }
+}
