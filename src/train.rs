@@ -165,8 +165,11 @@ impl Trainer {
         let mut correct = Tensor::zeros([], (Kind::Int64, dev));
         let mut record = Recorder::new(n, dev);
         let started = Instant::now();
+        // The epoch's order goes to the device once, not batch by batch.
+        let order_on_device = Tensor::from_slice(&order).to_device(dev);
         for (b, chunk) in order.chunks(self.batch_size).enumerate() {
-            let idx = Tensor::from_slice(chunk).to_device(dev);
+            let start = (b * self.batch_size) as i64;
+            let idx = order_on_device.narrow(0, start, chunk.len() as i64);
             let mut x = transform::to_unit(&images.index_select(0, &idx));
             if let Some(aug) = &self.augment {
                 x = aug.apply(&x, rng);
