@@ -70,6 +70,48 @@ fn train_score_rank_grid() {
     assert!(String::from_utf8_lossy(&out.stdout)
         .contains("scored 300 both examples at epochs [1, 2, 3]"));
 
+    // bf16 scoring ranks as fp32 does, and the sidecar says which format it used.
+    let bf16 = dir.path().join("scores-bf16.csv");
+    succeed(
+        vog()
+            .args([
+                "score",
+                "--split",
+                "both",
+                "--target",
+                "logit,margin",
+                "--device",
+                "cpu",
+            ])
+            .args(["--precision", "bf16", "--quiet", "--run"])
+            .arg(&run)
+            .arg("--out")
+            .arg(&bf16),
+    );
+    let side: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bf16.with_extension("json")).unwrap()).unwrap();
+    assert_eq!(side["precision"], "bf16");
+    let raw = |p: &Path| -> Vec<f64> {
+        let (h, rows) = csv_rows(p);
+        let c = h.iter().position(|x| x == "vog_raw").unwrap();
+        rows.iter().map(|r| r[c].parse().unwrap()).collect()
+    };
+    let (a, b) = (raw(&scores), raw(&bf16));
+    let rank = |v: &[f64]| {
+        let mut idx: Vec<usize> = (0..v.len()).collect();
+        idx.sort_by(|&i, &j| v[i].total_cmp(&v[j]));
+        let mut r = vec![0.0; v.len()];
+        for (k, i) in idx.into_iter().enumerate() {
+            r[i] = k as f64;
+        }
+        r
+    };
+    let (ra, rb) = (rank(&a), rank(&b));
+    let n = a.len() as f64;
+    let d2: f64 = ra.iter().zip(&rb).map(|(x, y)| (x - y).powi(2)).sum();
+    let spearman = 1.0 - 6.0 * d2 / (n * (n * n - 1.0));
+    assert!(spearman > 0.99, "bf16 vs fp32 Spearman {spearman}");
+
     let (headers, rows) = csv_rows(&scores);
     assert_eq!(
         headers.join(","),
