@@ -2,7 +2,7 @@
 //! PyTorch ResNet-18 from the same checkpoints, without streaming; `vog score` must agree
 //! on every example within 1e-4 relative, and the rankings must agree.
 mod common;
-use common::vog;
+use common::{spearman, vog};
 use std::path::Path;
 use std::process::Command;
 
@@ -12,23 +12,6 @@ fn read(path: &Path) -> Vec<csv::StringRecord> {
         .records()
         .map(Result::unwrap)
         .collect()
-}
-
-fn ranks(v: &[f64]) -> Vec<f64> {
-    let mut idx: Vec<usize> = (0..v.len()).collect();
-    idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
-    let mut r = vec![0.0; v.len()];
-    for (rank, i) in idx.into_iter().enumerate() {
-        r[i] = rank as f64;
-    }
-    r
-}
-
-fn spearman(a: &[f64], b: &[f64]) -> f64 {
-    let (ra, rb) = (ranks(a), ranks(b));
-    let n = a.len() as f64;
-    let d2: f64 = ra.iter().zip(&rb).map(|(x, y)| (x - y).powi(2)).sum();
-    1.0 - 6.0 * d2 / (n * (n * n - 1.0))
 }
 
 #[test]

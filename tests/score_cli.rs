@@ -51,22 +51,18 @@ fn train_score_rank_grid() {
     let dir = tempfile::tempdir().unwrap();
     let (data, run) = trained_run(dir.path());
     let scores = dir.path().join("scores.csv");
-    let out = succeed(
-        vog()
-            .args([
-                "score",
-                "--split",
-                "both",
-                "--target",
-                "logit,margin",
-                "--device",
-                "cpu",
-                "--run",
-            ])
-            .arg(&run)
-            .arg("--out")
-            .arg(&scores),
-    );
+    let score = |out: &Path, extra: &[&str]| {
+        succeed(
+            vog()
+                .args(["score", "--split", "both", "--target", "logit,margin"])
+                .args(["--device", "cpu", "--run"])
+                .arg(&run)
+                .arg("--out")
+                .arg(out)
+                .args(extra),
+        )
+    };
+    let out = score(&scores, &[]);
     assert!(String::from_utf8_lossy(&out.stdout)
         .contains("scored 300 both examples at epochs [1, 2, 3]"));
 
@@ -96,21 +92,8 @@ fn train_score_rank_grid() {
         let c = h.iter().position(|x| x == "vog_raw").unwrap();
         rows.iter().map(|r| r[c].parse().unwrap()).collect()
     };
-    let (a, b) = (raw(&scores), raw(&bf16));
-    let rank = |v: &[f64]| {
-        let mut idx: Vec<usize> = (0..v.len()).collect();
-        idx.sort_by(|&i, &j| v[i].total_cmp(&v[j]));
-        let mut r = vec![0.0; v.len()];
-        for (k, i) in idx.into_iter().enumerate() {
-            r[i] = k as f64;
-        }
-        r
-    };
-    let (ra, rb) = (rank(&a), rank(&b));
-    let n = a.len() as f64;
-    let d2: f64 = ra.iter().zip(&rb).map(|(x, y)| (x - y).powi(2)).sum();
-    let spearman = 1.0 - 6.0 * d2 / (n * (n * n - 1.0));
-    assert!(spearman > 0.99, "bf16 vs fp32 Spearman {spearman}");
+    let rho = common::spearman(&raw(&scores), &raw(&bf16));
+    assert!(rho > 0.99, "bf16 vs fp32 Spearman {rho}");
 
     let (headers, rows) = csv_rows(&scores);
     assert_eq!(
