@@ -57,39 +57,40 @@ impl Sgd {
         }
     }
 
-    /// Sets every parameter's gradient to zero (as `zero_grad(set_to_none=False)`; the
-    /// next backward pass accumulates into it exactly as into a fresh one).
-    pub fn zero_grad(&mut self) {
-        for (_, p) in &mut self.params {
-            p.zero_grad();
-        }
-    }
-
-    /// `zero_grad`, backward of `loss`, then one step at learning rate `lr`.
+    /// The gradient of `loss` with respect to every parameter, then one step at learning
+    /// rate `lr`. The gradients are computed fresh (as `zero_grad(set_to_none=True)`
+    /// leaves them), not accumulated into the parameters' `.grad`.
     pub fn backward_step(&mut self, loss: &Tensor, lr: f64) {
-        self.zero_grad();
-        loss.backward();
-        self.step(lr);
+        let params: Vec<&Tensor> = self.params.iter().map(|(_, p)| p).collect();
+        let grads = Tensor::run_backward(&[loss], &params, false, false);
+        self.step(grads, lr);
     }
 
-    /// One update of every parameter that has a gradient.
-    pub fn step(&mut self, lr: f64) {
+    /// One update of every parameter from its gradient in `grads` (same order). Four
+    /// tensor operations per parameter, as torch's: the per-operation overhead dominates
+    /// for the many small tensors of a narrow network.
+    fn step(&mut self, grads: Vec<Tensor>, lr: f64) {
         let SgdConfig {
             momentum,
             weight_decay,
             nesterov,
         } = self.config;
+        let Some((_, first)) = self.params.first() else {
+            return;
+        };
+        // 0-dim factors for addcmul_, made once per step (the parameters share a kind and
+        // device).
+        let (kind, device) = (first.kind(), first.device());
+        let scalar = |v: f64| Tensor::from(v).to_kind(kind).to_device(device);
+        let (wd, mom, neg_lr) = (scalar(weight_decay), scalar(momentum), scalar(-lr));
         tch::no_grad(|| {
-            for (name, p) in &mut self.params {
-                let grad = p.grad();
-                if !grad.defined() {
+            for ((name, p), mut d) in self.params.iter_mut().zip(grads) {
+                if !d.defined() {
                     continue;
                 }
-                let mut d = if weight_decay != 0.0 {
-                    &grad + &*p * weight_decay
-                } else {
-                    grad.shallow_clone()
-                };
+                if weight_decay != 0.0 {
+                    let _ = d.addcmul_(p, &wd);
+                }
                 if momentum != 0.0 {
                     let buf = match self.buffers.get_mut(name) {
                         Some(buf) => {
@@ -97,14 +98,18 @@ impl Sgd {
                             buf.shallow_clone()
                         }
                         None => {
-                            let buf = d.detach().copy();
+                            let buf = d.copy();
                             self.buffers.insert(name.clone(), buf.shallow_clone());
                             buf
                         }
                     };
-                    d = if nesterov { &d + &buf * momentum } else { buf };
+                    if nesterov {
+                        let _ = d.addcmul_(&buf, &mom);
+                    } else {
+                        d = buf;
+                    }
                 }
-                let _ = p.g_sub_(&(d * lr));
+                let _ = p.addcmul_(&d, &neg_lr);
             }
         });
     }
