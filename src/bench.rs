@@ -180,7 +180,6 @@ fn bench_score(cfg: &BenchConfig, precision: Precision) -> Result<BenchRow> {
             if precision != Precision::Fp32 {
                 vs.set_kind(precision.kind());
             }
-            crate::model::use_channels_last(&vs);
             vs.freeze();
             (vs, net)
         })

@@ -110,29 +110,6 @@ impl ModuleT for ResNet {
     }
 }
 
-/// `t` (4-D, NCHW) with NHWC strides: the `channels_last` memory format, which oneDNN's
-/// and cuDNN's convolutions run faster in (on this project's 2-core CPU, PyTorch trained
-/// 25% faster with it). Other tensors are returned as they are.
-pub fn channels_last(t: &Tensor) -> Tensor {
-    if t.dim() != 4 {
-        return t.shallow_clone();
-    }
-    t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
-}
-
-/// Puts every 4-D variable of `vs` (the convolution weights) in `channels_last` layout,
-/// in place: the modules keep their handles.
-pub fn use_channels_last(vs: &nn::VarStore) {
-    tch::no_grad(|| {
-        for (_, mut var) in vs.variables() {
-            if var.dim() == 4 {
-                let relaid = channels_last(&var);
-                var.set_data(&relaid);
-            }
-        }
-    });
-}
-
 /// The floating-point format the network computes in.
 #[derive(
     Debug,
@@ -246,21 +223,6 @@ mod tests {
                 "{classes} classes, width {width}"
             );
         }
-    }
-
-    #[test]
-    fn channels_last_changes_layout_not_values() {
-        let vs = nn::VarStore::new(Device::Cpu);
-        let net = ResNet::new(&vs.root(), 10, 4);
-        let x = Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu));
-        let before = net.forward_t(&x, false);
-        use_channels_last(&vs);
-        let w = &vs.variables()["conv1.weight"];
-        assert_eq!(w.size(), vec![4, 3, 3, 3]);
-        assert_eq!(w.stride(), vec![27, 1, 9, 3], "NHWC strides");
-        let after = net.forward_t(&channels_last(&x), false);
-        let diff = (after - before).abs().max().double_value(&[]);
-        assert!(diff < 1e-4, "{diff}");
     }
 
     #[test]

@@ -334,19 +334,12 @@ impl RunDir {
         Ok(m)
     }
 
-    /// Saves the model state for `epoch` (in plain NCHW layout, whatever the variables'
-    /// memory format); returns its name relative to the run.
+    /// Saves the model state for `epoch`; returns its name relative to the run.
     pub fn save_checkpoint(&self, vs: &VarStore, epoch: usize) -> Result<String> {
         let name = Self::checkpoint_name(epoch);
         let path = self.root.join(&name);
-        let mut named: Vec<(String, Tensor)> = vs
-            .variables()
-            .into_iter()
-            .map(|(k, v)| (k, v.contiguous()))
-            .collect();
-        named.sort_by(|a, b| a.0.cmp(&b.0));
         atomic_file::save_via_temp(&path, |tmp| {
-            Tensor::write_safetensors(&named, tmp)
+            vs.save(tmp)
                 .with_context(|| format!("cannot save checkpoint '{}'", path.display()))
         })?;
         Ok(name)
@@ -373,12 +366,12 @@ impl RunDir {
         let mut named: Vec<(String, Tensor)> = vs
             .variables()
             .into_iter()
-            .map(|(k, v)| (format!("model/{k}"), v.contiguous()))
+            .map(|(k, v)| (format!("model/{k}"), v))
             .collect();
         named.extend(
             momentum
                 .iter()
-                .map(|(k, v)| (format!("momentum/{k}"), v.contiguous())),
+                .map(|(k, v)| (format!("momentum/{k}"), v.shallow_clone())),
         );
         named.sort_by(|a, b| a.0.cmp(&b.0));
         atomic_file::save_via_temp(&path, |tmp| {

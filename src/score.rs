@@ -84,7 +84,6 @@ pub fn load_models(
             if precision != Precision::Fp32 {
                 vs.set_kind(precision.kind());
             }
-            crate::model::use_channels_last(&vs);
             vs.freeze();
             Ok(LoadedModel {
                 epoch,
@@ -188,7 +187,6 @@ impl Scorer<'_> {
             .normalization
             .apply(&transform::to_unit(&images.to_device(self.device)))
             .to_kind(self.precision.kind());
-        let x = crate::model::channels_last(&x);
         let y = Tensor::from_slice(labels).to_device(self.device);
         let mut accs: Vec<Accumulator> = self.targets.iter().map(|_| Accumulator::new()).collect();
         let mut all_logits = Vec::with_capacity(self.models.len());

@@ -115,7 +115,6 @@ impl Trainer {
         tch::manual_seed(rng::torch_seed(hyper.seed));
         let vs = nn::VarStore::new(device);
         let net = ResNet::new(&vs.root(), num_classes as i64, hyper.width);
-        model::use_channels_last(&vs);
         let opt = Sgd::new(
             &vs,
             SgdConfig {
@@ -176,8 +175,7 @@ impl Trainer {
                 x = aug.apply(&x, rng);
             }
             let y = labels.index_select(0, &idx);
-            let x = model::channels_last(&self.normalization.apply(&x));
-            let logits = self.net.forward_t(&x, true);
+            let logits = self.net.forward_t(&self.normalization.apply(&x), true);
             let loss = logits.cross_entropy_for_logits(&y);
             self.opt.backward_step(&loss, lr);
             tch::no_grad(|| {
@@ -225,9 +223,7 @@ pub fn evaluate(
     tch::no_grad(|| {
         for start in (0..n).step_by(batch) {
             let len = batch.min((n - start) as usize) as i64;
-            let x = model::channels_last(
-                &norm.apply(&transform::to_unit(&images.narrow(0, start, len))),
-            );
+            let x = norm.apply(&transform::to_unit(&images.narrow(0, start, len)));
             let y = labels.narrow(0, start, len);
             let logits = net.forward_t(&x, false);
             loss += logits.cross_entropy_for_logits(&y).double_value(&[]) * len as f64;
