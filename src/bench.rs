@@ -129,8 +129,8 @@ fn row(cfg: &BenchConfig, what: Work, precision: Precision) -> BenchRow {
 /// Synthetic NCHW uint8 images and i64 labels, seeded.
 fn synthetic(n: usize, device: Device) -> (Tensor, Tensor) {
     tch::manual_seed(rng::torch_seed(0));
-    let opts = (Kind::Uint8, device);
-    let images = Tensor::randint(256, [n as i64, 3, 32, 32], (Kind::Int64, device)).to_kind(opts.0);
+    let images =
+        Tensor::randint(256, [n as i64, 3, 32, 32], (Kind::Int64, device)).to_kind(Kind::Uint8);
     let labels = Tensor::randint(CLASSES, [n as i64], (Kind::Int64, device));
     (images, labels)
 }

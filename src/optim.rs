@@ -38,12 +38,11 @@ pub struct Sgd {
 impl Sgd {
     /// SGD over every trainable variable of `vs` (those that require a gradient).
     pub fn new(vs: &VarStore, config: SgdConfig) -> Self {
-        let mut params: Vec<(String, Tensor)> = vs
+        let params = vs
             .variables()
             .into_iter()
             .filter(|(_, t)| t.requires_grad())
             .collect();
-        params.sort_by(|a, b| a.0.cmp(&b.0));
         Self::over(params, config)
     }
 

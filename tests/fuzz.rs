@@ -6,7 +6,8 @@
 //! Bounded for CI (`VOG_FUZZ_CASES`, default 150 per parser); for a long run outside CI
 //! set `VOG_FUZZ_SECONDS` (per parser) and `VOG_FUZZ_SEED`, e.g.
 //! `VOG_FUZZ_SECONDS=600 cargo test --release --test fuzz -- --nocapture --test-threads 7`.
-//! A failing case is saved under `target/fuzz-failures/` for reproduction.
+//! A failing case is saved under `target/fuzz-failures/` for reproduction; `VOG_FUZZ_SHOW=1`
+//! prints every refusal (to see which checks the mutations reach).
 mod common;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
