@@ -3,8 +3,9 @@
 //! row in rank order, each tile scaled up with nearest-neighbour sampling and framed green
 //! when the model classified it correctly, red when not. `vog rank --grid` and the report
 //! both draw through here.
+use crate::data::stream::{load_image, Preprocess};
 use crate::data::{Dataset, DatasetSpec, SplitKind};
-use crate::scores::{ScoreRow, ScoresMeta};
+use crate::scores::{ScoreRow, ScoresMeta, SplitChoice};
 use anyhow::{Context, Result};
 use image::{ImageEncoder, Rgb, RgbImage};
 use std::collections::HashMap;
@@ -123,24 +124,76 @@ pub fn image_source(meta: &ScoresMeta, moved_to: Option<&Path>) -> Result<Datase
     }
 }
 
+/// Thumbnails of larger images are shrunk to fit this many pixels.
+const THUMBNAIL: u32 = 128;
+
+/// Where the looked-up images are.
+enum Images {
+    /// A dataset held in memory.
+    Memory(Dataset),
+    /// Files of a streamed set, decoded on demand as the model saw them.
+    Files {
+        paths: HashMap<(SplitKind, usize), PathBuf>,
+        preprocess: Preprocess,
+    },
+}
+
 /// Looks up example images by id.
 pub struct ImageLookup {
-    data: Dataset,
+    images: Images,
     index: HashMap<String, (SplitKind, usize)>,
 }
 
 impl ImageLookup {
-    pub fn load(spec: &DatasetSpec) -> Result<Self> {
-        let data = spec.load()?;
+    /// The images of the dataset `spec`, of which a scores file of `split` was made.
+    pub fn load(spec: &DatasetSpec, split: SplitChoice) -> Result<Self> {
         let mut index = HashMap::new();
-        for kind in [SplitKind::Train, SplitKind::Test] {
-            if let Some(split) = data.split(kind) {
-                for (i, id) in split.ids.iter().enumerate() {
-                    index.insert(id.clone(), (kind, i));
+        let images = match spec {
+            DatasetSpec::Stream(s) => {
+                let listing = s.list(split.kinds())?;
+                let mut paths = HashMap::new();
+                for (kind, entries) in listing.splits {
+                    for (i, e) in entries.into_iter().enumerate() {
+                        index.insert(e.id, (kind, i));
+                        paths.insert((kind, i), e.path);
+                    }
+                }
+                Images::Files {
+                    paths,
+                    preprocess: s.preprocess,
                 }
             }
+            _ => {
+                let data = spec.load()?;
+                for kind in [SplitKind::Train, SplitKind::Test] {
+                    if let Some(split) = data.split(kind) {
+                        for (i, id) in split.ids.iter().enumerate() {
+                            index.insert(id.clone(), (kind, i));
+                        }
+                    }
+                }
+                Images::Memory(data)
+            }
+        };
+        Ok(ImageLookup { images, index })
+    }
+
+    /// The image at `at`, shrunk to a thumbnail if large.
+    fn image(&self, at: (SplitKind, usize)) -> Result<RgbImage> {
+        let img = match &self.images {
+            Images::Memory(data) => {
+                let split = data.split(at.0).expect("indexed splits exist");
+                to_rgb(&split.images.get(at.1 as i64))?
+            }
+            Images::Files { paths, preprocess } => load_image(&paths[&at], preprocess)?,
+        };
+        let (w, h) = img.dimensions();
+        if w.max(h) <= THUMBNAIL {
+            return Ok(img);
         }
-        Ok(ImageLookup { data, index })
+        let scale = THUMBNAIL as f64 / w.max(h) as f64;
+        let size = |v: u32| ((v as f64 * scale).round() as u32).max(1);
+        Ok(image::imageops::thumbnail(&img, size(w), size(h)))
     }
 
     /// The tile of a scored example.
@@ -151,9 +204,8 @@ impl ImageLookup {
                 row.id
             )
         })?;
-        let split = self.data.split(kind).expect("indexed splits exist");
         Ok(Tile {
-            image: to_rgb(&split.images.get(i as i64))?,
+            image: self.image((kind, i))?,
             correct: row.correct,
         })
     }

@@ -142,8 +142,7 @@ pub fn write_report(plan: &Plan, outcome: &Outcome) -> Result<PathBuf> {
     let path = plan.out.join("report.html");
     report::write(
         &ReportInput {
-            run_path: &plan.run_dir(),
-            manifest: &outcome.manifest,
+            run: Some((&plan.run_dir(), &outcome.manifest)),
             scored: &scored,
         },
         &path,

@@ -166,7 +166,14 @@ pub fn check_out(out: &Path) -> Result<()> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScoresMeta {
     pub format: String,
-    pub run: PathBuf,
+    /// The run whose checkpoints were scored; `None` for a user's TorchScript models.
+    pub run: Option<PathBuf>,
+    /// The TorchScript checkpoints scored instead of a run's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub models: Option<ModelScoring>,
+    /// Set in the file of one shard of a sharded scoring (`vog merge` combines them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
     pub dataset_fingerprint: String,
     pub dataset: DatasetSpec,
     pub split: SplitChoice,
@@ -195,6 +202,71 @@ pub struct ScoresMeta {
     /// The format the gradients were computed in.
     #[serde(default)]
     pub precision: crate::model::Precision,
+}
+
+/// How a user's TorchScript checkpoints were scored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelScoring {
+    /// In checkpoint order.
+    pub files: Vec<ModelFile>,
+    /// Applied to pixels in [0, 1] after the dataset's resizing and cropping.
+    pub normalization: crate::data::transform::Normalization,
+    /// (channels, height, width) of the model's inputs.
+    pub input: [i64; 3],
+}
+
+/// One model file and its digest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelFile {
+    pub path: PathBuf,
+    #[serde(flatten)]
+    pub digest: crate::digest::FileDigest,
+}
+
+/// Which slice of the examples a shard holds: shard `index` of `count` (from 0) takes
+/// batches `[index * B / count, (index + 1) * B / count)` of the B batches of the scoring
+/// order. Shards split between batches, never inside one, so every example is scored in
+/// the same batch as without sharding and the merged file equals the unsharded one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+    /// Examples in all shards together.
+    pub total: usize,
+    pub batch_size: usize,
+}
+
+impl Shard {
+    /// The positions (in the scoring order) this shard holds.
+    pub fn range(&self) -> std::ops::Range<usize> {
+        let batches = self.total.div_ceil(self.batch_size);
+        let at = |i: usize| (i * batches / self.count * self.batch_size).min(self.total);
+        at(self.index)..at(self.index + 1)
+    }
+}
+
+impl fmt::Display for Shard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+impl ScoresMeta {
+    /// What was scored, for messages: the run, or the model files.
+    pub fn source(&self) -> String {
+        match (&self.run, &self.models) {
+            (Some(run), _) => format!("run '{}'", run.display()),
+            (None, Some(m)) => {
+                let names: Vec<String> = m
+                    .files
+                    .iter()
+                    .map(|f| f.path.display().to_string())
+                    .collect();
+                format!("the models {}", names.join(", "))
+            }
+            (None, None) => "no known run or model".into(),
+        }
+    }
 }
 
 /// What an unfinished run lacked when it was scored.
@@ -297,7 +369,12 @@ pub fn write_csv(
         ];
         for (raw, z) in &r.scores {
             rec.push(format!("{raw:e}"));
-            rec.push(format!("{z}"));
+            // Only a shard's rows lack the z-score, which needs every shard.
+            rec.push(if z.is_finite() {
+                format!("{z}")
+            } else {
+                String::new()
+            });
         }
         for c in &r.companions {
             rec.push(c.map_or(String::new(), |v| format!("{v:e}")));
@@ -306,6 +383,57 @@ pub fn write_csv(
     }
     csv.flush()?;
     Ok(())
+}
+
+/// Fills every row's z-scores: each target's raw VoG z-scored within (split, trained
+/// class), as [`crate::vog::normalize::by_class`] does, rows of a split taken in the order
+/// given. Returns, per split, the names of the classes without spread (their z-scores are
+/// 0), in first-seen order.
+pub fn normalize_rows(
+    rows: &mut [ScoreRow],
+    class_name: impl Fn(i64) -> String,
+) -> HashMap<String, Vec<String>> {
+    let mut degenerate: BTreeMap<SplitKind, Vec<String>> = BTreeMap::new();
+    for kind in [SplitKind::Train, SplitKind::Test] {
+        let members: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].split == kind).collect();
+        if members.is_empty() {
+            continue;
+        }
+        let trained: Vec<i64> = members.iter().map(|&i| rows[i].trained_label).collect();
+        for t in 0..rows[members[0]].scores.len() {
+            let raw: Vec<f64> = members.iter().map(|&i| rows[i].scores[t].0).collect();
+            let (z, bad) = crate::vog::normalize::by_class(&raw, &trained);
+            for (&i, z) in members.iter().zip(z) {
+                rows[i].scores[t].1 = z;
+            }
+            let names = degenerate.entry(kind).or_default();
+            for c in bad {
+                let name = class_name(c);
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+    }
+    degenerate
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+}
+
+/// Says once per class that its scores had no spread.
+pub fn warn_degenerate(
+    degenerate: &HashMap<String, Vec<String>>,
+    reporter: &dyn crate::progress::Reporter,
+) {
+    let mut splits: Vec<_> = degenerate.iter().collect();
+    splits.sort();
+    for (split, classes) in splits {
+        for class in classes {
+            reporter.warn(&format!("{split} class '{class}' has a single example or no spread in VoG; its scores are set to 0"));
+        }
+    }
 }
 
 /// Writes `rows` to `csv` and `meta`, with the CSV's digest filled in, to its sidecar,
@@ -354,8 +482,31 @@ pub struct ScoresFile {
 
 impl ScoresFile {
     /// Reads `path` and its sidecar; the CSV's columns must be the ones the sidecar's
-    /// targets name.
+    /// targets name. The file of one shard is refused: it lacks the z-scores.
     pub fn read(path: &Path) -> Result<Self> {
+        let file = Self::read_any(path)?;
+        if let Some(shard) = file.meta.shard {
+            bail!(
+                "'{}' is shard {shard} of a sharded scoring, without z-scores: combine the shards with `vog merge` first",
+                path.display()
+            );
+        }
+        Ok(file)
+    }
+
+    /// Reads the file of one shard (z-scores are NaN).
+    pub fn read_shard(path: &Path) -> Result<Self> {
+        let file = Self::read_any(path)?;
+        if file.meta.shard.is_none() {
+            bail!(
+                "'{}' is a complete scores file, not a shard",
+                path.display()
+            );
+        }
+        Ok(file)
+    }
+
+    fn read_any(path: &Path) -> Result<Self> {
         let table = Table::read(path)?;
         let mut required: Vec<&str> = BASE_COLUMNS.to_vec();
         required.extend(["vog", "vog_raw"]);
@@ -633,9 +784,15 @@ impl Table {
                 .score(r, name, false)?
                 .expect("required values are present"))
         };
+        let z = |name: &str| -> Result<f64> {
+            match meta.shard {
+                Some(_) => Ok(self.score(r, name, true)?.unwrap_or(f64::NAN)),
+                None => required(name),
+            }
+        };
         let scores = score_columns(&meta.targets)
             .iter()
-            .map(|(raw, z)| Ok((required(raw)?, required(z)?)))
+            .map(|(raw, name)| Ok((required(raw)?, z(name)?)))
             .collect::<Result<Vec<_>>>()?;
         let companions = meta
             .companions
@@ -685,7 +842,9 @@ mod tests {
     fn meta(targets: Vec<Target>) -> ScoresMeta {
         ScoresMeta {
             format: SCORES_FORMAT.into(),
-            run: "run".into(),
+            run: Some("run".into()),
+            models: None,
+            shard: None,
             dataset_fingerprint: "f".into(),
             dataset: DatasetSpec::Synth {
                 train: 1,

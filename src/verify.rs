@@ -96,9 +96,13 @@ fn check_scores(csv: &Path, root: &Path, m: &RunManifest) -> Result<()> {
             scores::sidecar_path(csv).display()
         );
     }
-    let same_run = std::fs::canonicalize(&meta.run).ok() == std::fs::canonicalize(root).ok();
+    let same_run = meta
+        .run
+        .as_ref()
+        .and_then(|r| std::fs::canonicalize(r).ok())
+        == std::fs::canonicalize(root).ok();
     if !same_run {
-        anyhow::bail!("holds scores of run '{}'", meta.run.display());
+        anyhow::bail!("holds scores of {}", meta.source());
     }
     match &meta.csv {
         Some(want) => digest::verify(csv, want),

@@ -1,6 +1,7 @@
 //! Command-line interface: clap structs, their conversion into validated configs (every
 //! name parsed here, once), dispatch to the library, and the terminal [`Reporter`] the
 //! library reports through.
+mod model_args;
 mod reporter;
 
 pub use reporter::Terminal;
@@ -78,6 +79,21 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Throughput of training and scoring on synthetic images in memory.
     Bench(BenchArgs),
+    /// Combine the shard files of `vog score --model ... --shard I/N` into one scores file.
+    Merge(MergeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The shard files (CSV; each with its .json sidecar), one per shard, in any order.
+    #[arg(required = true)]
+    pub shards: Vec<PathBuf>,
+    /// The merged scores CSV; its sidecar goes next to it.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// No warnings.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -184,9 +200,9 @@ pub struct DemoArgs {
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// Run directory.
-    #[arg(long)]
-    pub run: PathBuf,
+    /// Run directory (leave it out for scores of your own TorchScript models).
+    #[arg(long, required_unless_present = "scores")]
+    pub run: Option<PathBuf>,
     /// Scores files to evaluate, comma-separated (default: RUN/scores-*.csv); the first one's
     /// examples fill the grids and the table.
     #[arg(long, value_delimiter = ',')]
@@ -225,17 +241,44 @@ pub enum EvalFormat {
 #[derive(Debug, Args)]
 pub struct ScoreArgs {
     /// Run directory written by `vog train`.
-    #[arg(long)]
-    pub run: PathBuf,
+    #[arg(long, required_unless_present = "model", conflicts_with = "model")]
+    pub run: Option<PathBuf>,
+    /// Your own checkpoints instead of a run: TorchScript files (or folders of *.pt),
+    /// comma-separated, in checkpoint order. Needs --data, --out, and --normalize or
+    /// --mean/--std.
+    #[arg(long, value_delimiter = ',')]
+    pub model: Vec<PathBuf>,
     #[arg(long, value_enum, default_value_t = SplitChoice::Test)]
     pub split: SplitChoice,
     /// Checkpoints: early (first three saved), late (last three), all, or epochs
     /// such as `1-3,every:10`.
-    #[arg(long, default_value = "all")]
+    #[arg(long, default_value = "all", conflicts_with = "model")]
     pub stage: Stage,
     /// Output CSV (default RUN/scores-SPLIT-STAGE.csv); a .json sidecar goes next to it.
-    #[arg(long)]
+    #[arg(long, required_unless_present = "run")]
     pub out: Option<PathBuf>,
+    /// With --model: the model's class names, one per line, in its output order.
+    #[arg(long, requires = "model")]
+    pub classes: Option<PathBuf>,
+    /// With --model: the normalization the model was trained with, by name.
+    #[arg(long, value_enum, requires = "model", conflicts_with_all = ["mean", "std"])]
+    pub normalize: Option<model_args::NormPreset>,
+    /// With --model: per-channel mean of pixels in [0, 1], as R,G,B.
+    #[arg(long, value_delimiter = ',', requires = "std", requires = "model")]
+    pub mean: Vec<f64>,
+    /// With --model: per-channel standard deviation, as R,G,B.
+    #[arg(long, value_delimiter = ',', requires = "mean")]
+    pub std: Vec<f64>,
+    /// With --model: resize every image's shorter side to this many pixels (bilinear).
+    #[arg(long, requires = "model")]
+    pub resize: Option<u32>,
+    /// With --model: then cut out the centre square of this side.
+    #[arg(long, requires = "model")]
+    pub crop: Option<u32>,
+    /// With --model: score only shard I of N (I from 0, e.g. 0/4), in whole batches;
+    /// combine the shard files with `vog merge`.
+    #[arg(long, requires = "model", value_parser = model_args::parse_shard)]
+    pub shard: Option<(usize, usize)>,
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
     /// auto, cpu, cuda or cuda:N.
@@ -255,11 +298,12 @@ pub struct ScoreArgs {
     /// unit: scale each gradient map to unit L2 norm before the variance.
     #[arg(long, value_enum, default_value_t = GradNorm::None)]
     pub grad_norm: GradNorm,
-    /// Dataset location, if it moved since training.
+    /// Dataset location, if it moved since training. With --model: the images, an image
+    /// folder (ROOT/<class>/* or ROOT/train|test/<class>/*) or a CSV manifest path,label[,id].
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Score a run that has not finished training (the sidecar records what it lacked).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "model")]
     pub allow_incomplete: bool,
     /// Format of the forward and backward passes: fp32, bf16 (about twice as fast on a
     /// recent CPU; see the README for when it is safe) or fp16. The reduction is f64.
@@ -525,6 +569,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Experiment(a) => run_experiment(&a),
         Command::Report(a) => run_report(&a),
         Command::Verify(a) => run_verify(&a),
+        Command::Merge(a) => run_merge(&a),
         Command::Bench(a) => run_bench(&a),
     }
 }
@@ -576,32 +621,58 @@ fn run_verify(a: &VerifyArgs) -> Result<()> {
     Ok(())
 }
 
+fn run_merge(a: &MergeArgs) -> Result<()> {
+    let meta = crate::merge::run(&a.shards, &a.out, &Terminal::detect(a.quiet))?;
+    println!(
+        "merged {} shards: {} examples -> '{}'",
+        a.shards.len(),
+        meta.examples,
+        a.out.display()
+    );
+    Ok(())
+}
+
 fn run_report(a: &ReportArgs) -> Result<()> {
+    let Some(run_path) = &a.run else {
+        // Scores of a user's models: no run, no training section.
+        let scored = a
+            .scores
+            .iter()
+            .map(|p| Evaluated::read(p))
+            .collect::<Result<Vec<_>>>()?;
+        let input = ReportInput {
+            run: None,
+            scored: &scored.iter().collect::<Vec<_>>(),
+        };
+        report::write(&input, &a.out)?;
+        println!("wrote '{}'", a.out.display());
+        return Ok(());
+    };
     let paths = if a.scores.is_empty() {
-        report::find_scores(&a.run)?
+        report::find_scores(run_path)?
     } else {
         a.scores.clone()
     };
-    let manifest = RunDir::open(&a.run)?.read_manifest()?;
+    let manifest = RunDir::open(run_path)?.read_manifest()?;
     let scored = paths
         .iter()
         .map(|p| Evaluated::read(p))
         .collect::<Result<Vec<_>>>()?;
-    let run = std::path::absolute(&a.run).unwrap_or_else(|_| a.run.clone());
+    let run = std::path::absolute(run_path).unwrap_or_else(|_| run_path.clone());
     for s in &scored {
-        if s.file.meta.run != run || s.file.meta.dataset_fingerprint != manifest.dataset.fingerprint
+        if s.file.meta.run.as_ref() != Some(&run)
+            || s.file.meta.dataset_fingerprint != manifest.dataset.fingerprint
         {
             bail!(
-                "'{}' holds scores of run '{}', not of '{}'",
+                "'{}' holds scores of {}, not of run '{}'",
                 s.file.path.display(),
-                s.file.meta.run.display(),
-                a.run.display()
+                s.file.meta.source(),
+                run_path.display()
             );
         }
     }
     let input = ReportInput {
-        run_path: &a.run,
-        manifest: &manifest,
+        run: Some((run_path, &manifest)),
         scored: &scored.iter().collect::<Vec<_>>(),
     };
     report::write(&input, &a.out)?;
@@ -655,14 +726,32 @@ fn run_score(a: &ScoreArgs) -> Result<()> {
         bail!("--batch-size must be at least 1");
     }
     check_targets(&a.target)?;
+    let Some(run) = &a.run else {
+        let cfg = model_args::config(a, parse_device(&a.device)?)?;
+        let meta = score::models::run(&cfg, &Terminal::detect(a.quiet))?;
+        let what = match meta.shard {
+            Some(s) => format!("shard {s} of"),
+            None => "all".into(),
+        };
+        println!(
+            "scored {what} {} {} examples with {} models in {:.1} s ({:.0} image x checkpoint/s) -> '{}'",
+            meta.examples,
+            a.split,
+            meta.epochs.len(),
+            meta.seconds,
+            (meta.examples * meta.epochs.len()) as f64 / meta.seconds,
+            cfg.out.display()
+        );
+        return Ok(());
+    };
     let out = a
         .out
         .clone()
-        .unwrap_or_else(|| scores::scores_path(&a.run, a.split, &a.stage));
+        .unwrap_or_else(|| scores::scores_path(run, a.split, &a.stage));
     scores::check_out(&out)
         .map_err(|e| anyhow::anyhow!("cannot write to --out '{}': {e:#}", out.display()))?;
     let cfg = ScoreConfig {
-        run: a.run.clone(),
+        run: run.clone(),
         split: a.split,
         stage: a.stage.clone(),
         out,
@@ -724,7 +813,7 @@ fn run_rank(a: &RankArgs) -> Result<()> {
             );
         }
         let source = grid::image_source(&file.meta, a.data.as_deref()).context("--data")?;
-        let images = ImageLookup::load(&source)?;
+        let images = ImageLookup::load(&source, file.meta.split)?;
         if a.per_class {
             for (class, es) in &classes {
                 for (which, lowest) in [("highest", false), ("lowest", true)] {

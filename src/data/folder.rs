@@ -39,7 +39,7 @@ pub fn load(root: &Path) -> Result<Dataset> {
     })
 }
 
-fn class_folders(dir: &Path) -> Result<Vec<String>> {
+pub(super) fn class_folders(dir: &Path) -> Result<Vec<String>> {
     let mut names = Vec::new();
     for entry in read_dir(dir)? {
         if entry.is_dir() {
@@ -50,7 +50,7 @@ fn class_folders(dir: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
-fn read_dir(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(super) fn read_dir(dir: &Path) -> Result<Vec<PathBuf>> {
     let entries =
         std::fs::read_dir(dir).with_context(|| format!("cannot read '{}'", dir.display()))?;
     entries
@@ -59,13 +59,13 @@ fn read_dir(dir: &Path) -> Result<Vec<PathBuf>> {
         .with_context(|| format!("cannot read '{}'", dir.display()))
 }
 
-fn file_name(path: &Path) -> String {
+pub(super) fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
 }
 
-fn is_image(path: &Path) -> bool {
+pub(super) fn is_image(path: &Path) -> bool {
     path.is_file()
         && path
             .extension()
@@ -121,7 +121,7 @@ fn list_images(
     Ok(out)
 }
 
-fn decode(path: &Path) -> Result<image::RgbImage> {
+pub(super) fn decode(path: &Path) -> Result<image::RgbImage> {
     let img = image::ImageReader::open(path)
         .with_context(|| format!("cannot open image '{}'", path.display()))?
         .with_guessed_format()
@@ -178,7 +178,7 @@ fn read_split(
 }
 
 /// Appends an HWC RGB image as CHW planes.
-fn push_chw(img: &image::RgbImage, out: &mut Vec<u8>) {
+pub(crate) fn push_chw(img: &image::RgbImage, out: &mut Vec<u8>) {
     let raw = img.as_raw();
     for c in 0..3 {
         out.extend(raw.iter().skip(c).step_by(3));

@@ -5,6 +5,7 @@ pub mod download;
 pub mod folder;
 pub mod noise;
 pub mod prepare;
+pub mod stream;
 pub mod subset;
 pub mod synth;
 pub mod transform;
@@ -17,7 +18,7 @@ use std::path::{Path, PathBuf};
 use tch::Tensor;
 
 /// The training or the test split.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SplitKind {
     Train,
@@ -57,6 +58,8 @@ pub enum DatasetSpec {
         #[serde(default)]
         atypical: f64,
     },
+    /// Images read batch by batch from a folder or manifest (scoring a user's model).
+    Stream(stream::StreamSpec),
 }
 
 impl DatasetSpec {
@@ -102,6 +105,7 @@ impl DatasetSpec {
             DatasetSpec::Synth { .. } => {
                 bail!("the run uses the built-in synthetic dataset, which has no location")
             }
+            DatasetSpec::Stream(s) => DatasetSpec::Stream(s.relocated(&dir)),
         })
     }
 
@@ -130,6 +134,7 @@ impl DatasetSpec {
             DatasetSpec::Cifar100 { .. } => "cifar100".into(),
             DatasetSpec::Folder { root } => format!("folder {}", root.display()),
             DatasetSpec::Synth { .. } => "synth".into(),
+            DatasetSpec::Stream(s) => s.name(),
         }
     }
 
@@ -148,6 +153,10 @@ impl DatasetSpec {
                 atypical: *atypical,
                 ..synth::SynthSpec::new(*train, *test, *seed)
             })),
+            DatasetSpec::Stream(s) => bail!(
+                "{} is read batch by batch, never whole into memory",
+                s.name()
+            ),
         }
     }
 }

@@ -18,6 +18,11 @@ impl Normalization {
         mean: [0.4914, 0.4822, 0.4465],
         std: [0.2470, 0.2435, 0.2616],
     };
+    /// torchvision's ImageNet statistics.
+    pub const IMAGENET: Normalization = Normalization {
+        mean: [0.485, 0.456, 0.406],
+        std: [0.229, 0.224, 0.225],
+    };
     /// The standard CIFAR-100 training-set statistics.
     pub const CIFAR100: Normalization = Normalization {
         mean: [0.5071, 0.4865, 0.4409],

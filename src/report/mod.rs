@@ -28,8 +28,9 @@ const CLASS_TILES: usize = 8;
 
 /// What a report shows.
 pub struct ReportInput<'a> {
-    pub run_path: &'a Path,
-    pub manifest: &'a RunManifest,
+    /// The run trained and scored (its settings and training curves are shown); `None`
+    /// for scores of a user's TorchScript models, whose files are listed instead.
+    pub run: Option<(&'a Path, &'a RunManifest)>,
     /// Evaluated scores files; the first one's examples fill the grids and the table.
     pub scored: &'a [&'a Evaluated],
 }
@@ -99,8 +100,12 @@ pub fn write_report(mut w: impl Write, input: &ReportInput) -> Result<()> {
         .context("a report needs at least one scores file")?;
     let mut body = String::new();
     write_summary(&mut body, input.scored)?;
-    write_run_section(&mut body, input.manifest, input.run_path)?;
-    let images = ImageLookup::load(&grid::image_source(&first.file.meta, None)?)?;
+    match input.run {
+        Some((path, manifest)) => write_run_section(&mut body, manifest, path)?,
+        None => write_models_section(&mut body, &first.file.meta)?,
+    }
+    let meta = &first.file.meta;
+    let images = ImageLookup::load(&grid::image_source(meta, None)?, meta.split)?;
     let mut thumbs = Thumbs {
         images: &images,
         cache: HashMap::new(),
@@ -111,7 +116,10 @@ pub fn write_report(mut w: impl Write, input: &ReportInput) -> Result<()> {
             write_examples_section(&mut body, &s.file, &mut thumbs)?;
         }
     }
-    let title = format!("vog report: {}", input.run_path.display());
+    let title = match input.run {
+        Some((path, _)) => format!("vog report: {}", path.display()),
+        None => format!("vog report: {}", first.file.path.display()),
+    };
     write!(w, "{}", page(&title, &body))?;
     Ok(())
 }
@@ -196,18 +204,54 @@ fn page(title: &str, body: &str) -> String {
 }
 
 fn write_run_section(out: &mut String, m: &RunManifest, run: &Path) -> Result<()> {
-    out.push_str("<section><h2>Run</h2><table>");
-    for (k, v) in run_rows(m, run) {
+    out.push_str("<section><h2>Run</h2>");
+    write_settings(out, run_rows(m, run))?;
+    write_training_curves(out, m)?;
+    out.push_str("</section>");
+    Ok(())
+}
+
+/// The scored TorchScript models and preprocessing, for scores made without a run.
+fn write_models_section(out: &mut String, meta: &scores::ScoresMeta) -> Result<()> {
+    out.push_str("<section><h2>Models</h2>");
+    let mut rows = vec![
+        ("dataset".to_string(), meta.dataset.name()),
+        ("examples".to_string(), meta.examples.to_string()),
+    ];
+    if let Some(m) = &meta.models {
+        let [c, h, w] = m.input;
+        rows.push(("input".into(), format!("{c}x{h}x{w}")));
+        rows.push((
+            "normalization".into(),
+            format!(
+                "mean {:?}, std {:?}",
+                m.normalization.mean, m.normalization.std
+            ),
+        ));
+        for (i, f) in m.files.iter().enumerate() {
+            rows.push((
+                format!("checkpoint {}", i + 1),
+                format!("{} (SHA-256 {})", f.path.display(), f.digest.sha256),
+            ));
+        }
+    }
+    write_settings(out, rows)?;
+    out.push_str("</section>");
+    Ok(())
+}
+
+/// A table of (setting, value) rows.
+fn write_settings<K: AsRef<str>>(out: &mut String, rows: Vec<(K, String)>) -> Result<()> {
+    out.push_str("<table>");
+    for (k, v) in rows {
         write!(
             out,
             r#"<tr><th class="l">{}</th><td class="l">{}</td></tr>"#,
-            esc(k),
+            esc(k.as_ref()),
             esc(&v)
         )?;
     }
     out.push_str("</table>");
-    write_training_curves(out, m)?;
-    out.push_str("</section>");
     Ok(())
 }
 

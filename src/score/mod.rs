@@ -4,6 +4,8 @@
 //! running statistics at once and reduced to one number per example and target; memory
 //! does not grow with the number of examples. Scores are then z-scored within each
 //! (split, trained class) and written as CSV plus a JSON sidecar (see [`crate::scores`]).
+pub mod models;
+
 use crate::data::prepare::{self, PreparedData};
 use crate::data::transform::{self, Normalization};
 use crate::data::{noise, Split, SplitKind};
@@ -182,7 +184,7 @@ impl Scorer<'_> {
 
     /// Raw VoG per target, the checkpoint companions and the last checkpoint's
     /// predictions for one batch.
-    fn score_batch(&self, images: &Tensor, labels: &[i64], task: &dyn Task) -> SplitScores {
+    pub fn score_batch(&self, images: &Tensor, labels: &[i64], task: &dyn Task) -> SplitScores {
         let x = self
             .normalization
             .apply(&transform::to_unit(&images.to_device(self.device)))
@@ -271,7 +273,9 @@ pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
 
     let mut meta = ScoresMeta {
         format: SCORES_FORMAT.into(),
-        run: std::path::absolute(&cfg.run).unwrap_or_else(|_| cfg.run.clone()),
+        run: Some(std::path::absolute(&cfg.run).unwrap_or_else(|_| cfg.run.clone())),
+        models: None,
+        shard: None,
         dataset_fingerprint: m.dataset.fingerprint.clone(),
         dataset,
         split: cfg.split,
