@@ -4,13 +4,13 @@
 //! when the model classified it correctly, red when not. `vog rank --grid` and the report
 //! both draw through here.
 use crate::data::stream::{load_image, Preprocess};
+pub use crate::data::to_rgb;
 use crate::data::{Dataset, DatasetSpec, SplitKind};
 use crate::scores::{ScoreRow, ScoresMeta, SplitChoice};
 use anyhow::{Context, Result};
 use image::{ImageEncoder, Rgb, RgbImage};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use tch::Tensor;
 
 const BORDER: u32 = 2;
 const GAP: u32 = 2;
@@ -90,15 +90,6 @@ pub fn render(tiles: &[Tile]) -> RgbImage {
         }
     }
     out
-}
-
-/// A CHW uint8 tensor as an RGB image.
-pub fn to_rgb(image: &Tensor) -> Result<RgbImage> {
-    let size = image.size();
-    let (h, w) = (size[1] as u32, size[2] as u32);
-    let hwc = Vec::<u8>::try_from(image.permute([1, 2, 0]).contiguous().flatten(0, -1))
-        .context("image tensor is not uint8")?;
-    RgbImage::from_raw(w, h, hwc).context("image buffer has the wrong size")
 }
 
 /// Writes `img` as PNG, atomically.
@@ -271,13 +262,5 @@ mod tests {
     fn grid_paths() {
         let p = class_grid_path(Path::new("out/g.png"), "pick up/truck", "highest");
         assert_eq!(p, Path::new("out/g-pick_up_truck-highest.png"));
-    }
-
-    #[test]
-    fn tensor_to_rgb() {
-        let t = Tensor::from_slice(&[1u8, 2, 3, 4, 5, 6]).view([3, 1, 2]);
-        let img = to_rgb(&t).unwrap();
-        assert_eq!(img.get_pixel(0, 0), &Rgb([1, 3, 5]));
-        assert_eq!(img.get_pixel(1, 0), &Rgb([2, 4, 6]));
     }
 }

@@ -373,11 +373,23 @@ pub enum DataCommand {
     Synth(SynthArgs),
 }
 
+/// How `vog data synth` writes the images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SynthFormat {
+    /// CIFAR-10 binary batches.
+    Cifar,
+    /// PNG files in OUT/train/<class>/ and OUT/test/<class>/.
+    Folder,
+}
+
 #[derive(Debug, Args)]
 pub struct SynthArgs {
-    /// Output folder (read it back with `--dataset cifar10 --data-dir DIR`).
+    /// Output folder (read it back with `--dataset cifar10 --data-dir DIR`, or as an image
+    /// folder with `--format folder`).
     #[arg(long)]
     pub out: PathBuf,
+    #[arg(long, value_enum, default_value_t = SynthFormat::Cifar)]
+    pub format: SynthFormat,
     #[arg(long, default_value_t = synth::DEFAULT_TRAIN)]
     pub train: usize,
     #[arg(long, default_value_t = synth::DEFAULT_TEST)]
@@ -552,7 +564,10 @@ pub fn run(cli: Cli) -> Result<()> {
                 bail!("--train and --test must each be at least 1");
             }
             let data = synth::generate(&SynthSpec::new(a.train, a.test, a.seed));
-            cifar::write_cifar10(&a.out, &data)?;
+            match a.format {
+                SynthFormat::Cifar => cifar::write_cifar10(&a.out, &data)?,
+                SynthFormat::Folder => crate::data::folder::write(&a.out, &data)?,
+            }
             println!(
                 "wrote {} train and {} test synthetic images to '{}'",
                 a.train,

@@ -177,6 +177,32 @@ fn read_split(
     })
 }
 
+/// Writes `data` as `root/train/<class>/<index>.png` (and `root/test/...`), the layout
+/// [`load`] reads back (indices zero-padded so names sort in dataset order).
+pub fn write(root: &Path, data: &Dataset) -> Result<()> {
+    let splits = [("train", Some(&data.train)), ("test", data.test.as_ref())];
+    for (name, split) in splits {
+        let Some(split) = split else { continue };
+        for class in &data.class_names {
+            let dir = root.join(name).join(class);
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create '{}'", dir.display()))?;
+        }
+        // Tensors cannot cross threads; the decoded images can.
+        let images = (0..split.len())
+            .map(|i| super::to_rgb(&split.images.get(i as i64)))
+            .collect::<Result<Vec<_>>>()?;
+        let (labels, names) = (&split.labels, &data.class_names);
+        images.par_iter().enumerate().try_for_each(|(i, img)| {
+            let class = &names[labels[i] as usize];
+            let path = root.join(name).join(class).join(format!("{i:06}.png"));
+            img.save(&path)
+                .with_context(|| format!("cannot write '{}'", path.display()))
+        })?;
+    }
+    Ok(())
+}
+
 /// Appends an HWC RGB image as CHW planes.
 pub(crate) fn push_chw(img: &image::RgbImage, out: &mut Vec<u8>) {
     let raw = img.as_raw();

@@ -269,6 +269,15 @@ pub(crate) fn check_labels(labels: &[i64], num_classes: usize, what: &str) -> Re
     Ok(())
 }
 
+/// A CHW uint8 tensor as an RGB image.
+pub fn to_rgb(image: &Tensor) -> Result<image::RgbImage> {
+    let size = image.size();
+    let (h, w) = (size[1] as u32, size[2] as u32);
+    let hwc = Vec::<u8>::try_from(image.permute([1, 2, 0]).contiguous().flatten(0, -1))
+        .context("image tensor is not uint8")?;
+    image::RgbImage::from_raw(w, h, hwc).context("image buffer has the wrong size")
+}
+
 /// Builds an NCHW uint8 tensor from `n` images of `c*h*w` bytes each, stored CHW.
 pub(crate) fn images_tensor(pixels: &[u8], n: usize, shape: [i64; 3]) -> Result<Tensor> {
     let [c, h, w] = shape;
@@ -279,4 +288,17 @@ pub(crate) fn images_tensor(pixels: &[u8], n: usize, shape: [i64; 3]) -> Result<
     Tensor::from_slice(pixels)
         .f_view([n as i64, c, h, w])
         .context("cannot shape the pixel buffer")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tensor_to_rgb() {
+        let t = Tensor::from_slice(&[1u8, 2, 3, 4, 5, 6]).view([3, 1, 2]);
+        let img = to_rgb(&t).unwrap();
+        assert_eq!(img.get_pixel(0, 0), &image::Rgb([1, 3, 5]));
+        assert_eq!(img.get_pixel(1, 0), &image::Rgb([2, 4, 6]));
+    }
 }

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Queues a sharded `vog score` on Slurm: an array of N scoring tasks, then a merge that runs
+# only if all of them succeed. Prints the two job ids.
+#
+#   bash scripts/slurm/submit.sh N OUT.csv --model ts/ --data images/ --normalize imagenet ...
+#
+# Everything after OUT.csv goes to `vog score` (not --out or --shard). sbatch options come
+# from the environment (SBATCH_PARTITION, SBATCH_GRES=gpu:1, SBATCH_TIMELIMIT, ...); VOG
+# names the binary every node runs (default: vog on PATH). OUT.csv must be on a file system
+# every node shares.
+set -euo pipefail
+if [[ $# -lt 3 ]]; then
+    sed -n '2,11p' "$0" >&2
+    exit 2
+fi
+n=$1
+out=$(realpath -m "$2")
+shift 2
+here=$(cd "$(dirname "$0")" && pwd)
+logs=$(dirname "$out")
+array=$(sbatch --parsable --array="0-$((n - 1))" --output="$logs/vog-score-%A_%a.log" \
+    --export=ALL "$here/score-array.sbatch" "$out" "$@")
+merge=$(sbatch --parsable --dependency="afterok:$array" --output="$logs/vog-merge-%j.log" \
+    --export=ALL "$here/merge.sbatch" "$out" "$n")
+echo "scoring array $array ($n tasks), merge $merge -> $out"
