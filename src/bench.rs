@@ -4,8 +4,9 @@
 //! their kernels on first use). `scripts/bench_pytorch.py` does the same work in eager
 //! PyTorch; `scripts/bench.sh` prints the two side by side.
 use crate::config::Hyper;
+use crate::data::stream::{self, StreamSpec};
 use crate::data::transform::Normalization;
-use crate::data::DatasetSpec;
+use crate::data::{DatasetSpec, SplitKind};
 use crate::model::{Precision, ResNet};
 use crate::progress::{NoTask, Reporter};
 use crate::rng;
@@ -27,6 +28,9 @@ pub enum Work {
     /// Input gradients of the true-class logit at K checkpoints: image x checkpoint per
     /// second.
     Score,
+    /// Decoding the images of `--data` (a folder or manifest) into batches, as
+    /// `vog score --model` streams them: images per second.
+    Decode,
 }
 
 /// What to measure.
@@ -41,6 +45,8 @@ pub struct BenchConfig {
     pub checkpoints: usize,
     /// Measured time per row, after the warm-up.
     pub seconds: f64,
+    /// The images `Work::Decode` reads (its test split where it has two).
+    pub data: Option<StreamSpec>,
 }
 
 /// Batches of synthetic images per pass (one pass is the warm-up).
@@ -82,6 +88,7 @@ pub fn run(cfg: &BenchConfig, reporter: &dyn Reporter) -> Result<Vec<BenchRow>> 
             let row = match what {
                 Work::Train => bench_train(cfg, precision)?,
                 Work::Score => bench_score(cfg, precision)?,
+                Work::Decode => bench_decode(cfg, precision)?,
             };
             reporter.info(&format!(
                 "{} {} width {} batch {}: {}",
@@ -102,6 +109,7 @@ fn name(w: Work) -> &'static str {
     match w {
         Work::Train => "train",
         Work::Score => "score",
+        Work::Decode => "decode",
     }
 }
 
@@ -118,6 +126,7 @@ fn row(cfg: &BenchConfig, what: Work, precision: Precision) -> BenchRow {
         unit: match what {
             Work::Train => "img/s",
             Work::Score => "image x checkpoint/s",
+            Work::Decode => "img/s",
         },
         work: 0,
         seconds: 0.0,
@@ -167,6 +176,32 @@ fn bench_train(cfg: &BenchConfig, precision: Precision) -> Result<BenchRow> {
         n as u64
     });
     finish(&mut out, work, seconds, cfg.device);
+    Ok(out)
+}
+
+/// One pass over the data's images (up to `seconds`), the first batch excluded.
+fn bench_decode(cfg: &BenchConfig, precision: Precision) -> Result<BenchRow> {
+    let mut out = row(cfg, Work::Decode, precision);
+    let Some(spec) = &cfg.data else {
+        bail!("--what decode needs --data: an image folder or a CSV manifest");
+    };
+    let listing = match spec.list(&[SplitKind::Test]) {
+        Ok(l) => l,
+        Err(_) => spec.list(&[SplitKind::Train])?,
+    };
+    let paths: Vec<_> = listing.entries().map(|(_, e)| e.path.clone()).collect();
+    let first = stream::load_image(&paths[0], &spec.preprocess)?;
+    let batches = stream::batches(paths, spec.preprocess, first.dimensions(), cfg.batch_size);
+    batches.recv()??;
+    let started = Instant::now();
+    let mut work = 0;
+    for batch in batches {
+        work += batch?.images.size()[0] as u64;
+        if started.elapsed().as_secs_f64() >= cfg.seconds {
+            break;
+        }
+    }
+    finish(&mut out, work, started.elapsed().as_secs_f64(), Device::Cpu);
     Ok(out)
 }
 
@@ -270,6 +305,7 @@ mod tests {
             device: Device::Cpu,
             checkpoints: 2,
             seconds: 0.05,
+            data: None,
         };
         let rows = run(&cfg, &crate::progress::Silent).unwrap();
         assert_eq!(rows.len(), 4);

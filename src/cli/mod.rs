@@ -123,6 +123,9 @@ pub struct BenchArgs {
     pub threads: Option<i32>,
     #[arg(long, value_enum, default_value_t = BenchFormat::Table)]
     pub format: BenchFormat,
+    /// For --what decode: an image folder or CSV manifest.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
     /// No per-row progress lines.
     #[arg(long)]
     pub quiet: bool,
@@ -604,6 +607,7 @@ fn run_bench(a: &BenchArgs) -> Result<()> {
         device: parse_device(&a.device)?,
         checkpoints: a.checkpoints,
         seconds: a.seconds,
+        data: a.data.as_deref().map(model_args::stream_spec).transpose()?,
     };
     let rows = crate::bench::run(&cfg, &Terminal::detect(a.quiet))?;
     match a.format {

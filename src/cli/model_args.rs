@@ -72,6 +72,15 @@ fn normalization(a: &ScoreArgs) -> Result<Normalization> {
     })
 }
 
+/// An image folder or a CSV manifest, without class file or preprocessing.
+pub fn stream_spec(data: &Path) -> Result<StreamSpec> {
+    Ok(StreamSpec {
+        source: source(data)?,
+        classes: None,
+        preprocess: Preprocess::default(),
+    })
+}
+
 /// An image folder or a CSV manifest.
 fn source(data: &Path) -> Result<Source> {
     if data.is_dir() {

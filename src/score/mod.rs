@@ -144,6 +144,19 @@ pub struct SplitScores {
     pub predicted: Vec<i64>,
 }
 
+impl SplitScores {
+    /// Appends the scores of the examples that follow.
+    pub fn append(&mut self, next: SplitScores) {
+        for (col, v) in self.raw.iter_mut().zip(next.raw) {
+            col.extend(v);
+        }
+        for (col, v) in self.companions.iter_mut().zip(next.companions) {
+            col.extend(v);
+        }
+        self.predicted.extend(next.predicted);
+    }
+}
+
 /// Everything that turns a batch into VoG scores.
 pub struct Scorer<'a> {
     /// The K checkpoints' networks, in epoch order, all on `device`.
@@ -170,14 +183,7 @@ impl Scorer<'_> {
         for start in (0..n).step_by(self.batch_size) {
             let len = self.batch_size.min(n - start);
             let batch = images.narrow(0, start as i64, len as i64);
-            let b = self.score_batch(&batch, &labels[start..start + len], task);
-            for (col, v) in out.raw.iter_mut().zip(b.raw) {
-                col.extend(v);
-            }
-            for (col, v) in out.companions.iter_mut().zip(b.companions) {
-                col.extend(v);
-            }
-            out.predicted.extend(b.predicted);
+            out.append(self.score_batch(&batch, &labels[start..start + len], task));
         }
         out
     }

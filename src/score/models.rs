@@ -193,23 +193,30 @@ fn score_stream(
         "image x checkpoint",
     );
     let paths = slice.iter().map(|(_, _, e)| e.path.clone()).collect();
-    let mut rows = Vec::with_capacity(slice.len());
+    // Results go into vectors reserved up front and rows are built at the end: small
+    // allocations that live on, made between each batch's large transient ones, fragment
+    // the heap so that memory grows with the number of batches.
+    let n = slice.len();
+    let mut all = super::SplitScores {
+        raw: vec![Vec::with_capacity(n); scorer.targets.len()],
+        companions: vec![Vec::with_capacity(n); Companion::CHECKPOINT.len()],
+        predicted: Vec::with_capacity(n),
+    };
     for batch in stream::batches(paths, cfg.data.preprocess, size, cfg.batch_size) {
         let batch = batch?;
-        let n = batch.images.size()[0] as usize;
-        let part = &slice[batch.start..batch.start + n];
+        let len = batch.images.size()[0] as usize;
+        let part = &slice[batch.start..batch.start + len];
         let labels: Vec<i64> = part.iter().map(|(_, _, e)| e.label).collect();
-        let s = scorer.score_batch(&batch.images, &labels, task.as_ref());
-        rows.extend(
-            part.iter()
-                .enumerate()
-                .map(|(j, &(kind, index, e))| row(kind, index, e, &listing.class_names, &s, j)),
-        );
+        all.append(scorer.score_batch(&batch.images, &labels, task.as_ref()));
         if reporter.stop_requested() {
             bail!("stopped by the user; nothing was written");
         }
     }
-    Ok(rows)
+    Ok(slice
+        .iter()
+        .enumerate()
+        .map(|(j, &(kind, index, e))| row(kind, index, e, &listing.class_names, &all, j))
+        .collect())
 }
 
 fn row(
