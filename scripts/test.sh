@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Sets up libtorch (cached), builds vog and runs the checks and the whole test suite.
+# Sets up libtorch (cached), builds vog and runs the checks, the whole test suite and the
+# sharded-scoring scripts (multi-device and a real one-node Slurm cluster).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -7,3 +8,4 @@ source scripts/env.sh
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked
+bash scripts/test-sharding.sh

@@ -9,9 +9,9 @@
 //!    [`origin`] (where a setting came from), [`device`], [`digest`] (SHA-256 of files).
 //! 2. [`schedule`] (learning rate, epoch specs, stages), [`info`] (versions).
 //! 3. [`data`]: datasets, subsets, label noise, normalization, downloads, streamed sets.
-//! 4. [`model`]: the CIFAR ResNet-18; [`optim`]: SGD whose state can be saved;
-//!    [`scripted`]: a user's TorchScript checkpoints.
-//! 5. [`vog`] (the math; its tests run it through the model), [`config`] (training recipe).
+//! 4. [`model`]: the CIFAR ResNet-18; [`optim`]: SGD whose state can be saved.
+//! 5. [`vog`] (the math; its tests run it through the model), [`config`] (training recipe),
+//!    [`scripted`] (a user's TorchScript checkpoints).
 //! 6. [`dynamics`]: the training-dynamics record and the scores built from it.
 //! 7. File formats: [`run_dir`] (run directory and manifest), [`scores`] (scores CSV,
 //!    sidecar and the ordering of scored examples).

@@ -411,3 +411,112 @@ fn bad_models_and_data_are_refused_on_one_line() {
     assert_eq!(meta["dataset"]["preprocess"]["crop"], 40);
     assert_eq!(meta["run"], serde_json::Value::Null);
 }
+
+/// A run's own checkpoints exported to TorchScript (through the PyTorch ResNet of
+/// `scripts/reference_vog.py`) and scored as a user's models on the same images written as
+/// a folder give the scores `vog score --run` gives.
+#[test]
+fn a_runs_checkpoints_as_torchscript_score_like_the_run() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let synth = |format: &str, out: &Path| {
+        succeed(
+            vog()
+                .args([
+                    "data", "synth", "--train", "120", "--test", "60", "--seed", "2",
+                ])
+                .args(["--format", format, "--out"])
+                .arg(out),
+        );
+    };
+    let (bins, folder, run) = (dir.join("bins"), dir.join("folder"), dir.join("run"));
+    synth("cifar", &bins);
+    synth("folder", &folder);
+    succeed(
+        vog()
+            .args(["train", "--dataset", "cifar10", "--data-dir"])
+            .arg(&bins)
+            .args(["--width", "4", "--epochs", "3", "--save-epochs", "all"])
+            .args(["--device", "cpu", "--quiet", "--out"])
+            .arg(&run),
+    );
+    let by_run = dir.join("run.csv");
+    succeed(
+        vog()
+            .args(["score", "--device", "cpu", "--quiet", "--run"])
+            .arg(&run)
+            .arg("--out")
+            .arg(&by_run),
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap();
+    let norm = &manifest["normalization"];
+    let triple = |k: &str| {
+        let v: Vec<String> = norm[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.to_string())
+            .collect();
+        v.join(",")
+    };
+    let models = dir.join("ts");
+    std::fs::create_dir_all(&models).unwrap();
+    for epoch in 1..=3 {
+        let ckpt = run.join(format!("checkpoints/epoch-{epoch:04}.safetensors"));
+        let out = models.join(format!("epoch-{epoch}.pt"));
+        run_python(&[
+            "-c",
+            &format!(
+                "import torch, reference_vog as r\nm = r.load_model('{}', 10, 4)\ntorch.jit.save(torch.jit.trace(m, torch.zeros(2, 3, 32, 32)), '{}')",
+                ckpt.display(),
+                out.display()
+            ),
+        ]);
+    }
+    let by_model = dir.join("model.csv");
+    succeed(
+        vog()
+            .args(["score", "--device", "cpu", "--quiet", "--model"])
+            .arg(&models)
+            .arg("--data")
+            .arg(&folder)
+            .args(["--mean", &triple("mean"), "--std", &triple("std"), "--out"])
+            .arg(&by_model),
+    );
+    // Folder ids are test/<class>/<index>.png; the run's are test/<index>.
+    let raw = |csv: &Path, key: fn(&str) -> usize| -> Vec<(usize, f64)> {
+        let mut v: Vec<(usize, f64)> = column(csv, "id")
+            .iter()
+            .zip(column(csv, "vog_raw"))
+            .map(|(id, r)| (key(id), r.parse().unwrap()))
+            .collect();
+        v.sort_by_key(|p| p.0);
+        v
+    };
+    let a = raw(&by_run, |id| {
+        id.trim_start_matches("test/").parse().unwrap()
+    });
+    let b = raw(&by_model, |id| {
+        id.rsplit('/')
+            .next()
+            .unwrap()
+            .trim_end_matches(".png")
+            .parse()
+            .unwrap()
+    });
+    assert_eq!(a.len(), 60);
+    assert_eq!(
+        a.iter().map(|p| p.0).collect::<Vec<_>>(),
+        b.iter().map(|p| p.0).collect::<Vec<_>>()
+    );
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x.1 - y.1).abs() / x.1.abs())
+        .fold(0.0, f64::max);
+    eprintln!(
+        "run checkpoints as TorchScript vs vog score --run: max relative difference {worst:.2e}"
+    );
+    assert!(worst < 1e-4, "max relative difference {worst}");
+}
