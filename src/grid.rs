@@ -6,7 +6,7 @@
 use crate::data::stream::{load_image, Preprocess};
 pub use crate::data::to_rgb;
 use crate::data::{Dataset, DatasetSpec, SplitKind};
-use crate::scores::{ScoreRow, ScoresMeta, SplitChoice};
+use crate::scores::{ScoreRow, ScoresMeta};
 use anyhow::{Context, Result};
 use image::{ImageEncoder, Rgb, RgbImage};
 use std::collections::HashMap;
@@ -106,15 +106,6 @@ pub fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
     })
 }
 
-/// Where the images of a scores file come from: its sidecar's dataset, or the same
-/// dataset moved to `moved_to`.
-pub fn image_source(meta: &ScoresMeta, moved_to: Option<&Path>) -> Result<DatasetSpec> {
-    match moved_to {
-        Some(dir) => meta.dataset.relocated(dir),
-        None => Ok(meta.dataset.clone()),
-    }
-}
-
 /// Thumbnails of larger images are shrunk to fit this many pixels.
 const THUMBNAIL: u32 = 128;
 
@@ -136,12 +127,24 @@ pub struct ImageLookup {
 }
 
 impl ImageLookup {
-    /// The images of the dataset `spec`, of which a scores file of `split` was made.
-    pub fn load(spec: &DatasetSpec, split: SplitChoice) -> Result<Self> {
+    /// The images a scores file was made of: its sidecar's dataset, or the same dataset
+    /// moved to `moved_to`. A streamed set must still have the fingerprint it was scored
+    /// with (datasets held in memory are checked by the stage that loads them).
+    pub fn load(meta: &ScoresMeta, moved_to: Option<&Path>) -> Result<Self> {
+        let spec = match moved_to {
+            Some(dir) => meta.dataset.relocated(dir).context("--data")?,
+            None => meta.dataset.clone(),
+        };
         let mut index = HashMap::new();
-        let images = match spec {
+        let images = match &spec {
             DatasetSpec::Stream(s) => {
-                let listing = s.list(split.kinds())?;
+                let listing = s.list(meta.split.kinds())?;
+                if listing.fingerprint() != meta.dataset_fingerprint {
+                    anyhow::bail!(
+                        "the images of {} changed since they were scored (files added, removed, relabelled or resized on disk)",
+                        s.name()
+                    );
+                }
                 let mut paths = HashMap::new();
                 for (kind, entries) in listing.splits {
                     for (i, e) in entries.into_iter().enumerate() {

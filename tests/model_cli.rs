@@ -372,6 +372,21 @@ fn bad_models_and_data_are_refused_on_one_line() {
     let err = base(identity.to_str().unwrap(), imgs, &[]);
     assert!(err.contains("4-D output"), "{err}");
 
+    // A TorchScript module without forward.
+    let source = s.dir.join("nofwd.py");
+    let no_forward = s.dir.join("nofwd.pt");
+    std::fs::write(
+        &source,
+        format!(
+            "import torch\nclass M(torch.nn.Module):\n    @torch.jit.export\n    def other(self, x):\n        return x\ntorch.jit.save(torch.jit.script(M()), '{}')\n",
+            no_forward.display()
+        ),
+    )
+    .unwrap();
+    run_python(&[source.to_str().unwrap()]);
+    let err = base(no_forward.to_str().unwrap(), imgs, &[]);
+    assert!(err.contains("no forward method"), "{err}");
+
     // Manifests: a missing file, an unknown class, a repeated id.
     let manifest = s.images.join("m.csv");
     let m = manifest.to_str().unwrap();
@@ -410,6 +425,11 @@ fn bad_models_and_data_are_refused_on_one_line() {
     assert_eq!(meta["models"]["input"], serde_json::json!([3, 40, 40]));
     assert_eq!(meta["dataset"]["preprocess"]["crop"], 40);
     assert_eq!(meta["run"], serde_json::Value::Null);
+    // Grids come from the images scored: a removed one is noticed.
+    std::fs::remove_file(s.images.join("dog/img-05.png")).unwrap();
+    let grid = s.dir.join("g.png");
+    let err = vog_fails(&["rank", o, "--grid", grid.to_str().unwrap()]);
+    assert!(err.contains("changed since they were scored"), "{err}");
 }
 
 /// A run's own checkpoints exported to TorchScript (through the PyTorch ResNet of

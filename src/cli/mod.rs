@@ -831,8 +831,7 @@ fn run_rank(a: &RankArgs) -> Result<()> {
                 path.display()
             );
         }
-        let source = grid::image_source(&file.meta, a.data.as_deref()).context("--data")?;
-        let images = ImageLookup::load(&source, file.meta.split)?;
+        let images = ImageLookup::load(&file.meta, a.data.as_deref())?;
         if a.per_class {
             for (class, es) in &classes {
                 for (which, lowest) in [("highest", false), ("lowest", true)] {

@@ -10,7 +10,7 @@
 use crate::eval::leaderboard::{Leaderboard, Question};
 use crate::eval::output::{fmt_auroc, fmt_ci, fmt_verdict};
 use crate::eval::{self, plots, Evaluated, Evaluation, SplitEval, TargetEval};
-use crate::grid::{self, ImageLookup};
+use crate::grid::ImageLookup;
 use crate::run_dir::RunManifest;
 use crate::scores::{self, per_class, top_k, Ranked, ScoreRow, ScoresFile};
 use anyhow::{bail, Context, Result};
@@ -104,8 +104,7 @@ pub fn write_report(mut w: impl Write, input: &ReportInput) -> Result<()> {
         Some((path, manifest)) => write_run_section(&mut body, manifest, path)?,
         None => write_models_section(&mut body, &first.file.meta)?,
     }
-    let meta = &first.file.meta;
-    let images = ImageLookup::load(&grid::image_source(meta, None)?, meta.split)?;
+    let images = ImageLookup::load(&first.file.meta, None)?;
     let mut thumbs = Thumbs {
         images: &images,
         cache: HashMap::new(),
