@@ -1,5 +1,6 @@
 //! Links the `vog` binary so it finds libtorch at run time without LD_LIBRARY_PATH,
-//! keeps CUDA visible, and records the tch/libtorch versions it was built against.
+//! keeps CUDA visible, records the tch/libtorch versions it was built against, and compiles
+//! `csrc/autocast.cpp` (autocast with a chosen dtype) against libtorch's headers.
 use std::env;
 use std::fs;
 use std::path::Path;
@@ -18,13 +19,40 @@ fn main() {
             "cargo:rustc-env=VOG_BUILD_LIBTORCH_VERSION={}",
             libtorch_version(Path::new(&lib)).unwrap_or_else(|| "unknown".into())
         );
+        compile_autocast(Path::new(&lib));
     } else {
-        println!("cargo:rustc-env=VOG_BUILD_LIBTORCH_VERSION=unknown");
+        panic!("DEP_TCH_LIBTORCH_LIB is unset: torch-sys did not report libtorch's location");
     }
     println!(
         "cargo:rustc-env=VOG_TCH_VERSION={}",
         locked_version("tch").unwrap_or_else(|| "unknown".into())
     );
+}
+
+/// Builds the autocast shim with libtorch's headers (`lib/../include`) and the C++ ABI
+/// libtorch was built with.
+fn compile_autocast(lib: &Path) {
+    println!("cargo:rerun-if-changed=csrc/autocast.cpp");
+    let include = lib
+        .parent()
+        .expect("libtorch's lib folder has a parent")
+        .join("include");
+    let abi = if cxx11_abi(lib) { "1" } else { "0" };
+    cc::Build::new()
+        .cpp(true)
+        .file("csrc/autocast.cpp")
+        .include(&include)
+        .flag("-std=c++17")
+        .flag("-w")
+        .define("_GLIBCXX_USE_CXX11_ABI", abi)
+        .compile("vog_autocast");
+}
+
+/// Whether libtorch uses the C++11 string ABI: its libc10 names `std::__cxx11` symbols.
+fn cxx11_abi(lib: &Path) -> bool {
+    fs::read(lib.join("libc10.so"))
+        .map(|bytes| bytes.windows(10).any(|w| w == b"St7__cxx11"))
+        .unwrap_or(true)
 }
 
 /// The version of the torch Python package (`torch/version.py`) or of a standalone

@@ -43,8 +43,8 @@ for w in widths:
     for a, b in zip(ours, theirs):
         assert (a["what"], a["precision"]) == (b["what"], b["precision"])
         ra, rb = a["rate"], b["rate"]
-        fmt = lambda r: "-" if r is None else f"{r:.1f}"
-        ratio = "-" if ra is None or rb is None else f"{ra / rb:.2f}"
+        fmt = lambda r: f"{r:.1f}"
+        ratio = f"{ra / rb:.2f}"
         k = a["checkpoints"] or "-"
         print(f"{a['what']:<6} {a['precision']:<5} {a['width']:>5} {a['batch_size']:>5} {k:>3} {fmt(ra):>10} {fmt(rb):>10} {ratio:>7}  {a['unit']}")
 PY

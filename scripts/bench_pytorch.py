@@ -5,7 +5,8 @@ threads, on synthetic images held in memory. One warm-up pass (4 batches) is exc
 
   train: SGD steps (momentum 0.9, weight decay 5e-4, lr 0.1) in training mode on
          normalized batches in a shuffled order, loss and accuracy summed on the device:
-         images per second.
+         images per second. bf16/fp16: the forward under torch.autocast, the loss from
+         fp32 logits, fp16 with a GradScaler (as vog train --precision).
   score: for each batch and each of K eval-mode models, the input gradient of the summed
          true-class logits, its channel mean in f64 accumulated for VoG, and the loss and
          prediction from the logits: image x checkpoint per second.
@@ -47,8 +48,10 @@ def synthetic(n, device):
     return images.to(device), labels.to(device)
 
 
-def bench_train(a, device):
+def bench_train(a, precision, device):
     model = ResNet18(10, a.width).to(device).train()
+    low = precision != "fp32"
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     n = a.batch_size * BATCHES_PER_PASS
     images, labels = synthetic(n, device)
@@ -62,11 +65,14 @@ def bench_train(a, device):
             idx = order[start:start + a.batch_size]
             x = (images.index_select(0, idx).float() / 255 - mean) / std
             y = labels.index_select(0, idx)
-            logits = model(x)
+            with torch.autocast(device.type, dtype=DTYPES[precision], enabled=low):
+                logits = model(x)
+            logits = logits.float()
             loss = F.cross_entropy(logits, y)
             opt.zero_grad()
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
             with torch.no_grad():
                 loss_sum += loss.double() * len(idx)
                 correct += (logits.argmax(1) == y).sum()
@@ -136,11 +142,9 @@ def main():
                    "batch_size": a.batch_size, "threads": torch.get_num_threads(),
                    "checkpoints": a.checkpoints if what == "score" else None,
                    "unit": "img/s" if what == "train" else "image x checkpoint/s"}
-            if what == "train" and precision != "fp32":
-                row["rate"] = None
-            else:
-                work, secs = bench_train(a, device) if what == "train" else bench_score(a, precision, device)
-                row["rate"] = work / secs
+            bench = bench_train if what == "train" else bench_score
+            work, secs = bench(a, precision, device)
+            row["rate"] = work / secs
             rows.append(row)
             print(f"pytorch {what} {precision}: {row['rate']}", file=sys.stderr)
     print(json.dumps(rows, indent=1))

@@ -64,16 +64,14 @@ pub struct BenchRow {
     pub threads: i32,
     /// K (scoring only).
     pub checkpoints: Option<usize>,
-    /// Images per second (train) or image x checkpoint per second (score); `None` when
-    /// the row was not run (see `note`).
-    pub rate: Option<f64>,
+    /// Images per second (train, decode) or image x checkpoint per second (score).
+    pub rate: f64,
     pub unit: &'static str,
     /// Images processed in the measured time (x K for scoring).
     pub work: u64,
     pub seconds: f64,
     /// Peak resident memory of the process during this row, MiB (CPU only).
     pub peak_rss_mib: Option<f64>,
-    pub note: Option<String>,
 }
 
 /// Runs every (work, precision) pair of `cfg`, reporting each as it finishes.
@@ -96,8 +94,7 @@ pub fn run(cfg: &BenchConfig, reporter: &dyn Reporter) -> Result<Vec<BenchRow>> 
                 precision,
                 cfg.width,
                 cfg.batch_size,
-                row.rate
-                    .map_or("not run".into(), |r| format!("{r:.1} {}", row.unit))
+                format!("{:.1} {}", row.rate, row.unit)
             ));
             rows.push(row);
         }
@@ -122,7 +119,7 @@ fn row(cfg: &BenchConfig, what: Work, precision: Precision) -> BenchRow {
         device: crate::device::name(cfg.device),
         threads: tch::get_num_threads(),
         checkpoints: (what == Work::Score).then_some(cfg.checkpoints),
-        rate: None,
+        rate: 0.0,
         unit: match what {
             Work::Train => "img/s",
             Work::Score => "image x checkpoint/s",
@@ -131,7 +128,6 @@ fn row(cfg: &BenchConfig, what: Work, precision: Precision) -> BenchRow {
         work: 0,
         seconds: 0.0,
         peak_rss_mib: None,
-        note: None,
     }
 }
 
@@ -158,15 +154,11 @@ fn timed(seconds: f64, mut pass: impl FnMut() -> u64) -> (u64, f64) {
 
 fn bench_train(cfg: &BenchConfig, precision: Precision) -> Result<BenchRow> {
     let mut out = row(cfg, Work::Train, precision);
-    if precision != Precision::Fp32 {
-        out.note =
-            Some("training runs in fp32 only (mixed-precision training is not implemented)".into());
-        return Ok(out);
-    }
     let mut hyper = Hyper::defaults_for(&DatasetSpec::Cifar10 { dir: ".".into() });
     hyper.width = cfg.width;
     hyper.batch_size = cfg.batch_size;
     hyper.augment = false;
+    hyper.precision = precision;
     let mut trainer = Trainer::new(cfg.device, CLASSES as usize, &hyper, Normalization::CIFAR10)?;
     let n = cfg.batch_size * BATCHES_PER_PASS;
     let (images, labels) = synthetic(n, cfg.device);
@@ -242,7 +234,7 @@ fn bench_score(cfg: &BenchConfig, precision: Precision) -> Result<BenchRow> {
 fn finish(out: &mut BenchRow, work: u64, seconds: f64, device: Device) {
     out.work = work;
     out.seconds = seconds;
-    out.rate = Some(work as f64 / seconds);
+    out.rate = work as f64 / seconds;
     out.peak_rss_mib = (device == Device::Cpu).then(peak_rss_mib).flatten();
 }
 
@@ -267,12 +259,12 @@ pub fn write_table(mut w: impl std::io::Write, rows: &[BenchRow]) -> Result<()> 
         "what", "prec", "width", "batch", "K", "threads", "device", "rate", "unit", "peak MiB"
     )?;
     for r in rows {
-        let rate = r.rate.map_or("-".into(), |v| format!("{v:.1}"));
+        let rate = format!("{:.1}", r.rate);
         let k = r.checkpoints.map_or("-".into(), |k| k.to_string());
         let rss = r.peak_rss_mib.map_or("-".into(), |m| format!("{m:.0}"));
         writeln!(
             w,
-            "{:<6} {:<5} {:>5} {:>5} {:>3} {:>7} {:<6} {:>12}  {:<22} {:>9}{}",
+            "{:<6} {:<5} {:>5} {:>5} {:>3} {:>7} {:<6} {:>12}  {:<22} {:>9}",
             name(r.what),
             r.precision.name(),
             r.width,
@@ -283,9 +275,6 @@ pub fn write_table(mut w: impl std::io::Write, rows: &[BenchRow]) -> Result<()> 
             rate,
             r.unit,
             rss,
-            r.note
-                .as_ref()
-                .map_or(String::new(), |n| format!("  ({n})"))
         )?;
     }
     Ok(())
@@ -309,12 +298,8 @@ mod tests {
         };
         let rows = run(&cfg, &crate::progress::Silent).unwrap();
         assert_eq!(rows.len(), 4);
-        let ran: Vec<bool> = rows.iter().map(|r| r.rate.is_some()).collect();
-        // Training in bf16 is reported as not run, with the reason.
-        assert_eq!(ran, vec![true, false, true, true]);
-        assert!(rows[1].note.is_some());
-        for r in rows.iter().filter(|r| r.rate.is_some()) {
-            assert!(r.work > 0 && r.rate.unwrap() > 0.0);
+        for r in &rows {
+            assert!(r.work > 0 && r.rate > 0.0);
             assert_eq!(r.work % 8, 0);
         }
         assert_eq!(rows[2].checkpoints, Some(2));

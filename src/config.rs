@@ -37,6 +37,10 @@ pub struct Hyper {
     #[serde(default = "every_epoch")]
     pub eval_every: usize,
     pub seed: u64,
+    /// Format of the training passes: fp32, bf16 (autocast) or fp16 (autocast with a
+    /// dynamic loss scale); weights and the optimizer stay fp32.
+    #[serde(default)]
+    pub precision: crate::model::Precision,
 }
 
 impl Hyper {

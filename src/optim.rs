@@ -25,6 +25,52 @@ pub struct SgdConfig {
     pub nesterov: bool,
 }
 
+/// Dynamic loss scaling for fp16 training, with `torch.amp.GradScaler`'s defaults: the
+/// loss is multiplied by `scale` before the backward pass so small fp16 gradients do not
+/// flush to zero, the gradients divided by it again; a step whose gradients are not finite
+/// is skipped and halves the scale, 2000 finite steps in a row double it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LossScale {
+    pub scale: f64,
+    /// Finite steps since the scale last changed.
+    pub good_steps: u32,
+}
+
+impl LossScale {
+    const INITIAL: f64 = 65536.0;
+    const GROWTH_INTERVAL: u32 = 2000;
+    /// The name of its entry in [`Sgd::state`] (no parameter has it).
+    const STATE: &'static str = "loss_scale";
+
+    pub fn new() -> Self {
+        LossScale {
+            scale: Self::INITIAL,
+            good_steps: 0,
+        }
+    }
+
+    /// Records a step; returns whether its gradients were finite.
+    fn update(&mut self, finite: bool) -> bool {
+        if finite {
+            self.good_steps += 1;
+            if self.good_steps == Self::GROWTH_INTERVAL {
+                self.scale *= 2.0;
+                self.good_steps = 0;
+            }
+        } else {
+            self.scale *= 0.5;
+            self.good_steps = 0;
+        }
+        finite
+    }
+}
+
+impl Default for LossScale {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// SGD over named parameters, with one momentum buffer per parameter once it has had a
 /// gradient.
 pub struct Sgd {
@@ -33,6 +79,8 @@ pub struct Sgd {
     params: Vec<(String, Tensor)>,
     /// Momentum buffers by parameter name; absent before a parameter's first step.
     buffers: HashMap<String, Tensor>,
+    /// Set for fp16 training.
+    loss_scale: Option<LossScale>,
 }
 
 impl Sgd {
@@ -53,16 +101,50 @@ impl Sgd {
             config,
             params,
             buffers: HashMap::new(),
+            loss_scale: None,
         }
+    }
+
+    /// The same optimizer scaling the loss dynamically (for fp16 training).
+    pub fn with_loss_scale(mut self) -> Self {
+        self.loss_scale = Some(LossScale::new());
+        self
+    }
+
+    /// The current loss scale, if the loss is scaled.
+    pub fn loss_scale(&self) -> Option<LossScale> {
+        self.loss_scale
     }
 
     /// The gradient of `loss` with respect to every parameter, then one step at learning
     /// rate `lr`. The gradients are computed fresh (as `zero_grad(set_to_none=True)`
     /// leaves them), not accumulated into the parameters' `.grad`.
+    /// With a loss scale, the step is skipped where the gradients are not finite (one
+    /// host synchronisation per step).
     pub fn backward_step(&mut self, loss: &Tensor, lr: f64) {
         let params: Vec<&Tensor> = self.params.iter().map(|(_, p)| p).collect();
-        let grads = Tensor::run_backward(&[loss], &params, false, false);
-        self.step(grads, lr);
+        let Some(scale) = self.loss_scale.as_mut() else {
+            let grads = Tensor::run_backward(&[loss], &params, false, false);
+            self.step(grads, lr);
+            return;
+        };
+        let scaled = loss * scale.scale;
+        let mut grads = Tensor::run_backward(&[&scaled], &params, false, false);
+        let inverse = 1.0 / scale.scale;
+        let finite = tch::no_grad(|| {
+            let flags: Vec<Tensor> = grads
+                .iter_mut()
+                .filter(|g| g.defined())
+                .map(|g| {
+                    let _ = g.g_mul_scalar_(inverse);
+                    g.isfinite().all()
+                })
+                .collect();
+            flags.is_empty() || Tensor::stack(&flags, 0).all().int64_value(&[]) != 0
+        });
+        if scale.update(finite) {
+            self.step(grads, lr);
+        }
     }
 
     /// One update of every parameter from its gradient in `grads` (same order). Four
@@ -113,13 +195,18 @@ impl Sgd {
         });
     }
 
-    /// The momentum buffers, by parameter name (sorted), for saving.
+    /// The momentum buffers, by parameter name (sorted), and the loss scale where there is
+    /// one (as `loss_scale`: f64 [scale, good steps]), for saving.
     pub fn state(&self) -> Vec<(String, Tensor)> {
         let mut state: Vec<(String, Tensor)> = self
             .buffers
             .iter()
             .map(|(k, v)| (k.clone(), v.shallow_clone()))
             .collect();
+        if let Some(s) = self.loss_scale {
+            let v = Tensor::from_slice(&[s.scale, s.good_steps as f64]);
+            state.push((LossScale::STATE.to_string(), v));
+        }
         state.sort_by(|a, b| a.0.cmp(&b.0));
         state
     }
@@ -129,6 +216,10 @@ impl Sgd {
     pub fn load_state(&mut self, state: Vec<(String, Tensor)>) -> Result<()> {
         let mut buffers = HashMap::new();
         for (name, saved) in state {
+            if name == LossScale::STATE {
+                self.load_loss_scale(&saved)?;
+                continue;
+            }
             let Some((_, p)) = self.params.iter().find(|(n, _)| *n == name) else {
                 bail!("momentum buffer '{name}' belongs to no parameter of this network");
             };
@@ -146,6 +237,21 @@ impl Sgd {
         self.buffers = buffers;
         Ok(())
     }
+
+    fn load_loss_scale(&mut self, saved: &Tensor) -> Result<()> {
+        let v = Vec::<f64>::try_from(saved.to_kind(tch::Kind::Double).flatten(0, -1))?;
+        let (Some(current), [scale, good]) = (self.loss_scale.as_mut(), v.as_slice()) else {
+            bail!("the saved state has a loss scale, but this training does not scale its loss (or the value is malformed)");
+        };
+        if !(scale.is_finite() && *scale > 0.0 && *good >= 0.0) {
+            bail!("the saved loss scale {scale} is not a positive number");
+        }
+        *current = LossScale {
+            scale: *scale,
+            good_steps: *good as u32,
+        };
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -161,6 +267,38 @@ mod tests {
     fn linear_step(sgd: &mut Sgd, w: &Tensor, c: &[f32], lr: f64) {
         let loss = (w * Tensor::from_slice(c)).sum(Kind::Float);
         sgd.backward_step(&loss, lr);
+    }
+
+    #[test]
+    fn loss_scale_skips_overflowing_steps_and_unscales_the_rest() {
+        let w = tensor(&[1.0, 2.0]);
+        let cfg = SgdConfig {
+            momentum: 0.0,
+            weight_decay: 0.0,
+            nesterov: false,
+        };
+        let mut sgd = Sgd::over(vec![("w".into(), w.shallow_clone())], cfg).with_loss_scale();
+        // 1e35 x 65536 overflows f32: no step, the scale halves.
+        linear_step(&mut sgd, &w, &[1e35, 0.0], 0.1);
+        assert_eq!(Vec::<f32>::try_from(&w).unwrap(), [1.0, 2.0]);
+        assert_eq!(sgd.loss_scale().unwrap().scale, 32768.0);
+        // A finite step uses the unscaled gradient: w = [1, 2] - 0.5 [1, 4] = [0.5, 0].
+        linear_step(&mut sgd, &w, &[1.0, 4.0], 0.5);
+        assert_eq!(Vec::<f32>::try_from(&w).unwrap(), [0.5, 0.0]);
+        assert_eq!(
+            sgd.loss_scale(),
+            Some(LossScale {
+                scale: 32768.0,
+                good_steps: 1
+            })
+        );
+        // The scale is saved and restored with the state.
+        let state = sgd.state();
+        let mut fresh = Sgd::over(vec![("w".into(), w.shallow_clone())], cfg).with_loss_scale();
+        fresh.load_state(state).unwrap();
+        assert_eq!(fresh.loss_scale(), sgd.loss_scale());
+        let mut plain = Sgd::over(vec![("w".into(), w.shallow_clone())], cfg);
+        assert!(plain.load_state(sgd.state()).is_err());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::data::transform::{self, Augment, Normalization};
 use crate::data::Split;
 use crate::dynamics::{self, EpochDynamics};
 use crate::info::Versions;
-use crate::model::{self, ResNet};
+use crate::model::{self, Precision, ResNet};
 use crate::optim::{Sgd, SgdConfig};
 use crate::progress::{Reporter, Task};
 use crate::run_dir::{
@@ -102,6 +102,7 @@ pub struct Trainer {
     normalization: Normalization,
     augment: Option<Augment>,
     batch_size: usize,
+    precision: Precision,
 }
 
 impl Trainer {
@@ -115,7 +116,7 @@ impl Trainer {
         tch::manual_seed(rng::torch_seed(hyper.seed));
         let vs = nn::VarStore::new(device);
         let net = ResNet::new(&vs.root(), num_classes as i64, hyper.width);
-        let opt = Sgd::new(
+        let mut opt = Sgd::new(
             &vs,
             SgdConfig {
                 momentum: hyper.momentum,
@@ -123,6 +124,9 @@ impl Trainer {
                 nesterov: hyper.nesterov,
             },
         );
+        if hyper.precision == Precision::Fp16 {
+            opt = opt.with_loss_scale();
+        }
         Ok(Trainer {
             vs,
             net,
@@ -130,6 +134,7 @@ impl Trainer {
             normalization,
             augment: hyper.augment.then_some(Augment { pad: 4 }),
             batch_size: hyper.batch_size,
+            precision: hyper.precision,
         })
     }
 
@@ -175,7 +180,12 @@ impl Trainer {
                 x = aug.apply(&x, rng);
             }
             let y = labels.index_select(0, &idx);
-            let logits = self.net.forward_t(&self.normalization.apply(&x), true);
+            let input = self.normalization.apply(&x);
+            // The loss from fp32 logits, whatever the passes ran in.
+            let logits = self
+                .precision
+                .autocast(dev, || self.net.forward_t(&input, true))
+                .to_kind(Kind::Float);
             let loss = logits.cross_entropy_for_logits(&y);
             self.opt.backward_step(&loss, lr);
             tch::no_grad(|| {

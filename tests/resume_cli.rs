@@ -355,3 +355,37 @@ fn a_full_disk_fails_in_one_line_and_keeps_the_last_state() {
     succeed(vog().args(resume_args(&run)).arg("--quiet"));
     assert_eq!(finished_epochs(&run), 3);
 }
+
+/// Mixed-precision training (bf16 autocast; fp16 with its loss scale, which the resume
+/// state carries) killed while writing epoch 2's checkpoint and resumed: byte-identical to
+/// an uninterrupted run.
+#[test]
+fn mixed_precision_training_resumes_byte_identical() {
+    for precision in ["bf16", "fp16"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (whole, killed) = (dir.path().join("whole"), dir.path().join("killed"));
+        let with = |run: &Path| {
+            let mut a = train_args_for(run, 3);
+            a.extend(["--precision".to_string(), precision.to_string()]);
+            a
+        };
+        assert!(spawn(&with(&whole), None).wait().unwrap().success());
+        let status = spawn(&with(&killed), Some("epoch-0002.safetensors"))
+            .wait()
+            .unwrap();
+        assert!(was_killed(status), "{precision}: the run was to die writing epoch 2");
+        let resumed = spawn(&resume_args(&killed), None).wait_with_output().unwrap();
+        assert!(
+            resumed.status.success(),
+            "{precision}: {}",
+            String::from_utf8_lossy(&resumed.stderr)
+        );
+        assert_same_run(&whole, &killed);
+        let run: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(whole.join("run.json")).unwrap()).unwrap();
+        assert_eq!(run["config"]["hyper"]["precision"], precision);
+        let state = std::fs::read(whole.join(run["resume"]["file"].as_str().unwrap())).unwrap();
+        let has_scale = state.windows(19).any(|w| w == b"momentum/loss_scale");
+        assert_eq!(has_scale, precision == "fp16", "the loss scale is saved for fp16 only");
+    }
+}

@@ -407,7 +407,7 @@ pub struct TrainArgs {
     /// was started with (bit-identical to an uninterrupted run on the same device).
     #[arg(long, value_name = "RUN", conflicts_with_all = [
         "dataset", "out", "config", "epochs", "batch_size", "lr", "width", "save_epochs",
-        "seed", "eval_every", "no_augment", "train_subset", "test_subset", "label_noise", "noise_seed",
+        "seed", "eval_every", "precision", "no_augment", "train_subset", "test_subset", "label_noise", "noise_seed",
         "overwrite",
     ])]
     pub resume: Option<PathBuf>,
@@ -444,6 +444,10 @@ pub struct TrainArgs {
     /// Evaluate the test split every N epochs (the last epoch always).
     #[arg(long, value_name = "N")]
     pub eval_every: Option<usize>,
+    /// Mixed precision: bf16 (autocast, no loss scaling; CPU and recent GPUs) or fp16
+    /// (autocast with a dynamic loss scale; GPUs). Weights and SGD stay fp32.
+    #[arg(long, value_enum)]
+    pub precision: Option<Precision>,
     /// Train without random crop and flip.
     #[arg(long)]
     pub no_augment: bool,
@@ -488,6 +492,7 @@ impl TrainArgs {
             .flag("save_epochs", self.save_epochs.is_some())
             .flag("seed", self.seed.is_some())
             .flag("eval_every", self.eval_every.is_some())
+            .flag("precision", self.precision.is_some())
             .flag("train_subset", true)
             .flag("test_subset", true)
             .flag("label_noise", true);
@@ -498,6 +503,7 @@ impl TrainArgs {
         override_with(&mut h.save_epochs, self.save_epochs.clone());
         override_with(&mut h.seed, self.seed);
         override_with(&mut h.eval_every, self.eval_every);
+        override_with(&mut h.precision, self.precision);
         h.augment &= !self.no_augment;
         // The synthetic data follows the run's seed, whichever source set it.
         let dataset = dataset.with_seed(h.seed);
