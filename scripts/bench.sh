@@ -10,8 +10,12 @@
 # Figures are noisy on a shared machine: run it twice and compare.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
-source scripts/env.sh
+# Where the environment is already set (scripts/env.sh sourced, or a GPU machine with
+# torch preinstalled and VOG_PYTHON=python3), no setup.
+if [ -z "${VOG_PYTHON:-}" ]; then
+  bash scripts/setup.sh
+  source scripts/env.sh
+fi
 WIDTHS="${WIDTHS:-16 64}"
 WHAT="${WHAT:-train,score}"
 PRECISIONS="${PRECISIONS:-fp32}"

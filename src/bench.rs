@@ -79,6 +79,7 @@ pub fn run(cfg: &BenchConfig, reporter: &dyn Reporter) -> Result<Vec<BenchRow>> 
     if cfg.width < 1 || cfg.batch_size < 1 || cfg.checkpoints < 1 || cfg.seconds <= 0.0 {
         bail!("--width, --batch-size and --checkpoints must be at least 1, --seconds positive");
     }
+    crate::device::tune_for(cfg.device);
     let mut rows = Vec::new();
     for &what in &cfg.what {
         for &precision in &cfg.precisions {

@@ -31,6 +31,15 @@ pub fn parse(name: &str) -> Result<Device, DeviceError> {
     resolve(name, Cuda::device_count().max(0) as usize)
 }
 
+/// Lets cuDNN time its convolution algorithms on the first batch of each shape and keep the
+/// fastest (PyTorch's `cudnn.benchmark = True`), on CUDA; nothing on the CPU. The
+/// algorithms chosen may differ between runs, so GPU runs are fast but not bit-identical.
+pub fn tune_for(device: Device) {
+    if device.is_cuda() {
+        Cuda::cudnn_set_benchmark(true);
+    }
+}
+
 /// Like [`parse`], given how many CUDA devices there are.
 pub fn resolve(name: &str, cuda_count: usize) -> Result<Device, DeviceError> {
     let name = name.trim();

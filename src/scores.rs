@@ -511,10 +511,11 @@ impl ScoresFile {
         let mut required: Vec<&str> = BASE_COLUMNS.to_vec();
         required.extend(["vog", "vog_raw"]);
         table.require(&required)?;
-        if table.records.is_empty() {
+        let meta = read_meta(path)?;
+        // A shard may be empty: more shards than batches.
+        if table.records.is_empty() && meta.shard.is_none() {
             bail!("'{}' holds no examples", path.display());
         }
-        let meta = read_meta(path)?;
         if table.headers != header(&meta.targets, &meta.companions) {
             bail!(
                 "the columns of '{}' do not match the targets and scores its sidecar lists ({})",

@@ -114,6 +114,7 @@ impl Trainer {
         normalization: Normalization,
     ) -> Result<Self> {
         tch::manual_seed(rng::torch_seed(hyper.seed));
+        crate::device::tune_for(device);
         let vs = nn::VarStore::new(device);
         let net = ResNet::new(&vs.root(), num_classes as i64, hyper.width);
         let mut opt = Sgd::new(

@@ -237,6 +237,31 @@ fn torchscript_scores_match_pytorch_and_shards_merge_to_the_same_file() {
         std::fs::read(&out).unwrap(),
         std::fs::read(&merged).unwrap()
     );
+    // More shards than batches: some are empty, the merge is the same.
+    let many: Vec<String> = (0..7)
+        .map(|i| {
+            let p = s.dir.join(format!("many-{i}.csv"));
+            score(
+                &s,
+                &s.images,
+                &p,
+                &["--batch-size", "5", "--shard", &format!("{i}/7")],
+            );
+            path(&p)
+        })
+        .collect();
+    let merged_many = s.dir.join("merged-many.csv");
+    succeed(
+        vog()
+            .arg("merge")
+            .args(&many)
+            .arg("--out")
+            .arg(&merged_many),
+    );
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        std::fs::read(&merged_many).unwrap()
+    );
 
     // Missing, repeated and foreign shards.
     let bad = s.dir.join("bad.csv");

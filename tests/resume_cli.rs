@@ -373,8 +373,13 @@ fn mixed_precision_training_resumes_byte_identical() {
         let status = spawn(&with(&killed), Some("epoch-0002.safetensors"))
             .wait()
             .unwrap();
-        assert!(was_killed(status), "{precision}: the run was to die writing epoch 2");
-        let resumed = spawn(&resume_args(&killed), None).wait_with_output().unwrap();
+        assert!(
+            was_killed(status),
+            "{precision}: the run was to die writing epoch 2"
+        );
+        let resumed = spawn(&resume_args(&killed), None)
+            .wait_with_output()
+            .unwrap();
         assert!(
             resumed.status.success(),
             "{precision}: {}",
@@ -386,6 +391,10 @@ fn mixed_precision_training_resumes_byte_identical() {
         assert_eq!(run["config"]["hyper"]["precision"], precision);
         let state = std::fs::read(whole.join(run["resume"]["file"].as_str().unwrap())).unwrap();
         let has_scale = state.windows(19).any(|w| w == b"momentum/loss_scale");
-        assert_eq!(has_scale, precision == "fp16", "the loss scale is saved for fp16 only");
+        assert_eq!(
+            has_scale,
+            precision == "fp16",
+            "the loss scale is saved for fp16 only"
+        );
     }
 }

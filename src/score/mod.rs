@@ -224,6 +224,7 @@ impl Scorer<'_> {
 /// written next to the CSV.
 pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
     let started = Instant::now();
+    crate::device::tune_for(cfg.device);
     if cfg.batch_size == 0 || cfg.targets.is_empty() {
         bail!("scoring needs a batch size of at least 1 and at least one target");
     }

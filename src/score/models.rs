@@ -46,6 +46,7 @@ pub struct ModelScoreConfig {
 /// Runs `vog score --model`; returns the sidecar written next to the CSV.
 pub fn run(cfg: &ModelScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
     let started = Instant::now();
+    crate::device::tune_for(cfg.device);
     if cfg.batch_size == 0 || cfg.targets.is_empty() || cfg.models.is_empty() {
         bail!("scoring needs a batch size of at least 1, a target and a model");
     }
