@@ -90,12 +90,13 @@ pub fn run(cfg: &BenchConfig, reporter: &dyn Reporter) -> Result<Vec<BenchRow>> 
                 Work::Decode => bench_decode(cfg, precision)?,
             };
             reporter.info(&format!(
-                "{} {} width {} batch {}: {}",
+                "{} {} width {} batch {}: {:.1} {}",
                 name(what),
                 precision,
                 cfg.width,
                 cfg.batch_size,
-                format!("{:.1} {}", row.rate, row.unit)
+                row.rate,
+                row.unit
             ));
             rows.push(row);
         }
