@@ -135,6 +135,18 @@ fn score(s: &Setup, data: &Path, out: &Path, extra: &[&str]) {
     );
 }
 
+/// The `count` shard files of the images in batches of 5.
+fn score_shards(s: &Setup, count: usize) -> Vec<String> {
+    (0..count)
+        .map(|i| {
+            let p = s.dir.join(format!("shard-{i}-of-{count}.csv"));
+            let shard = format!("{i}/{count}");
+            score(s, &s.images, &p, &["--batch-size", "5", "--shard", &shard]);
+            p.display().to_string()
+        })
+        .collect()
+}
+
 fn column(csv: &Path, name: &str) -> Vec<String> {
     let mut r = csv::Reader::from_path(csv).unwrap();
     let i = r.headers().unwrap().iter().position(|h| h == name).unwrap();
@@ -206,55 +218,22 @@ fn torchscript_scores_match_pytorch_and_shards_merge_to_the_same_file() {
     );
 
     // Three shards of whole batches, merged in any order: byte for byte the same file.
-    let shards: Vec<PathBuf> = (0..3)
-        .map(|i| {
-            let p = s.dir.join(format!("shard-{i}.csv"));
-            score(
-                &s,
-                &s.images,
-                &p,
-                &["--batch-size", "5", "--shard", &format!("{i}/3")],
-            );
-            p
-        })
-        .collect();
-    let err = vog_fails(&["eval", shards[0].to_str().unwrap()]);
+    let shards = score_shards(&s, 3);
+    let err = vog_fails(&["eval", &shards[0]]);
     assert!(err.contains("vog merge"), "{err}");
     let merged = s.dir.join("merged.csv");
-    let path = |p: &PathBuf| p.to_str().unwrap().to_string();
-    succeed(
-        vog()
-            .args([
-                "merge",
-                &path(&shards[2]),
-                &path(&shards[0]),
-                &path(&shards[1]),
-            ])
-            .arg("--out")
-            .arg(&merged),
-    );
+    let reordered = [&shards[2], &shards[0], &shards[1]];
+    succeed(vog().arg("merge").args(reordered).arg("--out").arg(&merged));
     assert_eq!(
         std::fs::read(&out).unwrap(),
         std::fs::read(&merged).unwrap()
     );
     // More shards than batches: some are empty, the merge is the same.
-    let many: Vec<String> = (0..7)
-        .map(|i| {
-            let p = s.dir.join(format!("many-{i}.csv"));
-            score(
-                &s,
-                &s.images,
-                &p,
-                &["--batch-size", "5", "--shard", &format!("{i}/7")],
-            );
-            path(&p)
-        })
-        .collect();
     let merged_many = s.dir.join("merged-many.csv");
     succeed(
         vog()
             .arg("merge")
-            .args(&many)
+            .args(score_shards(&s, 7))
             .arg("--out")
             .arg(&merged_many),
     );
@@ -265,17 +244,10 @@ fn torchscript_scores_match_pytorch_and_shards_merge_to_the_same_file() {
 
     // Missing, repeated and foreign shards.
     let bad = s.dir.join("bad.csv");
-    let b = path(&bad);
-    let err = vog_fails(&["merge", &path(&shards[0]), &path(&shards[1]), "--out", &b]);
+    let b = bad.display().to_string();
+    let err = vog_fails(&["merge", &shards[0], &shards[1], "--out", &b]);
     assert!(err.contains("shard 2/3 is missing"), "{err}");
-    let err = vog_fails(&[
-        "merge",
-        &path(&shards[0]),
-        &path(&shards[0]),
-        &path(&shards[1]),
-        "--out",
-        &b,
-    ]);
+    let err = vog_fails(&["merge", &shards[0], &shards[0], &shards[1], "--out", &b]);
     assert!(err.contains("are both shard 0/3"), "{err}");
     let foreign = s.dir.join("foreign.csv");
     succeed(
@@ -290,9 +262,9 @@ fn torchscript_scores_match_pytorch_and_shards_merge_to_the_same_file() {
     );
     let err = vog_fails(&[
         "merge",
-        &path(&shards[0]),
-        &path(&shards[1]),
-        &path(&foreign),
+        &shards[0],
+        &shards[1],
+        &foreign.display().to_string(),
         "--out",
         &b,
     ]);

@@ -198,14 +198,7 @@ fn read_split(root: &Path, files: &[String], variant: Variant, split: &str) -> R
 }
 
 fn read_class_names(path: &Path, variant: Variant) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read class names from '{}'", path.display()))?;
-    let names: Vec<String> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect();
+    let names = super::read_lines(path, "class names")?;
     if names.len() != variant.num_classes() {
         bail!(
             "'{}' lists {} class names, expected {}",

@@ -257,6 +257,19 @@ impl Dataset {
     }
 }
 
+/// The non-blank lines of a text file, trimmed (class-name lists); `what` names the file
+/// in the error.
+pub(crate) fn read_lines(path: &Path, what: &str) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {what} '{}'", path.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect())
+}
+
 /// Checks that every label lies in `0..num_classes`; `what` names the source in the error.
 pub(crate) fn check_labels(labels: &[i64], num_classes: usize, what: &str) -> Result<()> {
     if let Some((i, l)) = labels

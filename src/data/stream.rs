@@ -180,14 +180,7 @@ fn single_kind(kinds: &[SplitKind], what: &Path) -> Result<SplitKind> {
 
 /// Class names, one per line (blank lines skipped), each once.
 fn read_classes(path: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read class file '{}'", path.display()))?;
-    let names: Vec<String> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect();
+    let names = super::read_lines(path, "class file")?;
     for (i, n) in names.iter().enumerate() {
         if names[..i].contains(n) {
             bail!("class file '{}' lists '{n}' twice", path.display());
