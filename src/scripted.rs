@@ -85,9 +85,9 @@ impl ScriptedModel {
         Ok(params.into_iter().map(|(n, t)| (n, t.size())).collect())
     }
 
-    /// Runs `probe` (NCHW, one image, as scoring will feed it) and checks that the output is
-    /// `[1, classes]`.
-    pub fn check_output(&self, probe: &Tensor, classes: usize) -> Result<()> {
+    /// Runs `probe` (NCHW, one image, as scoring will feed it), checks that the output is
+    /// `[1, classes]` and returns the number of classes.
+    pub fn output_width(&self, probe: &Tensor) -> Result<usize> {
         let shape = probe.size();
         let out = tch::no_grad(|| self.module.forward_ts(&[probe])).map_err(|e| {
             anyhow::anyhow!(
@@ -107,11 +107,16 @@ impl ScriptedModel {
                 size.len()
             );
         }
-        if size[1] != classes as i64 {
+        Ok(size[1] as usize)
+    }
+
+    /// [`ScriptedModel::output_width`], required to be `classes`.
+    pub fn check_output(&self, probe: &Tensor, classes: usize) -> Result<()> {
+        let width = self.output_width(probe)?;
+        if width != classes {
             bail!(
-                "model '{}' returns {} logits per image, but the data has {classes} classes (pass --classes with the model's class order)",
-                self.path.display(),
-                size[1]
+                "model '{}' returns {width} logits per image, but the data has {classes} classes (pass --classes with the model's class order)",
+                self.path.display()
             );
         }
         Ok(())

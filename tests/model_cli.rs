@@ -408,6 +408,17 @@ fn bad_models_and_data_are_refused_on_one_line() {
     .unwrap();
     assert!(base(models, m, &[]).contains("row 3: id 'a' is already used by row 2"));
 
+    // Integer labels index the model's four outputs, though they use only three.
+    std::fs::write(
+        &manifest,
+        "path,label\nant/img-00.png,0\ncat/img-00.png,2\n",
+    )
+    .unwrap();
+    let indexed = s.dir.join("indexed.csv");
+    score(&s, &manifest, &indexed, &[]);
+    assert_eq!(column(&indexed, "label_name"), ["0", "2"]);
+    std::fs::remove_file(&manifest).unwrap();
+
     // Mixed image sizes need --resize/--crop; with them, scoring works.
     common::write_image(&s.images.join("cat/wide.png"), 60, 40, 9);
     let err = base(models, imgs, &[]);

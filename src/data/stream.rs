@@ -77,6 +77,9 @@ pub struct Entry {
 #[derive(Debug)]
 pub struct Listing {
     pub class_names: Vec<String>,
+    /// The names are the labels' own indices ("0", "1", ...: a manifest of integer labels
+    /// without a class file), so a model may have more classes than the labels use.
+    pub indexed: bool,
     pub splits: Vec<(SplitKind, Vec<Entry>)>,
 }
 
@@ -84,10 +87,6 @@ impl Listing {
     /// MD5 over split, id, size and label of every entry (see the module docs).
     pub fn fingerprint(&self) -> String {
         let mut h = Md5::new();
-        for name in &self.class_names {
-            h.update(name.as_bytes());
-            h.update([0u8]);
-        }
         for (kind, entries) in &self.splits {
             h.update(kind.name().as_bytes());
             for e in entries {
@@ -136,8 +135,14 @@ impl StreamSpec {
             Source::Folder { root } => list_folder(root, classes, kinds)?,
             Source::Manifest { file } => {
                 let kind = single_kind(kinds, file)?;
+                let indexed = classes.is_none();
                 let (class_names, entries) = list_manifest(file, classes)?;
                 Listing {
+                    indexed: indexed
+                        && class_names
+                            .iter()
+                            .enumerate()
+                            .all(|(i, n)| *n == i.to_string()),
                     class_names,
                     splits: vec![(kind, entries)],
                 }
@@ -222,6 +227,7 @@ fn list_folder(root: &Path, classes: Option<Vec<String>>, kinds: &[SplitKind]) -
     }
     Ok(Listing {
         class_names,
+        indexed: false,
         splits,
     })
 }

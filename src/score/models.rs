@@ -51,12 +51,12 @@ pub fn run(cfg: &ModelScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta
         bail!("scoring needs a batch size of at least 1, a target and a model");
     }
     scores::check_out(&cfg.out)?;
-    let listing = cfg.data.list(cfg.split.kinds())?;
+    let mut listing = cfg.data.list(cfg.split.kinds())?;
     let models = scripted::load_all(&cfg.models, cfg.device, cfg.precision)?;
     let (_, first) = listing.entries().next().context("no images to score")?;
     let probe = stream::load_image(&first.path, &cfg.data.preprocess)?;
     let (w, h) = probe.dimensions();
-    check_models(&models, &probe, cfg, listing.class_names.len())?;
+    check_models(&models, &probe, cfg, &mut listing)?;
     let files = cfg
         .models
         .iter()
@@ -150,11 +150,13 @@ fn absolute(spec: &StreamSpec) -> StreamSpec {
 
 /// Every model takes the first image as scoring will feed it and returns one logit per
 /// class; done before any scoring so a wrong input size or class count fails at once.
+/// Integer labels without a class file index the model's outputs, which may be more than
+/// the labels use: the class list then grows to the model's width.
 fn check_models(
     models: &[ScriptedModel],
     probe: &image::RgbImage,
     cfg: &ModelScoreConfig,
-    classes: usize,
+    listing: &mut Listing,
 ) -> Result<()> {
     let (w, h) = probe.dimensions();
     let mut chw = Vec::with_capacity((3 * w * h) as usize);
@@ -166,8 +168,12 @@ fn check_models(
         ))
         .to_device(cfg.device)
         .to_kind(cfg.precision.kind());
+    let width = models[0].output_width(&x)?;
+    if listing.indexed && width > listing.class_names.len() {
+        listing.class_names = (0..width).map(|i| i.to_string()).collect();
+    }
     for m in models {
-        m.check_output(&x, classes)?;
+        m.check_output(&x, listing.class_names.len())?;
     }
     Ok(())
 }
