@@ -22,7 +22,7 @@ use crate::scores::{
 use crate::vog::baselines::checkpoint_scores;
 use crate::vog::gradient::{input_gradients, pixel_map};
 use crate::vog::reduce::Accumulator;
-use crate::vog::{normalize, Target, Variant};
+use crate::vog::{Target, Variant};
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -98,20 +98,19 @@ pub fn load_models(
 
 /// Refuses scores that are not finite: the checkpoints' gradients overflowed, and a file of
 /// NaN would only mislead every later stage.
-fn check_scores_finite(rows: &[ScoreRow], epochs: &[usize], run: &RunDir) -> Result<()> {
+/// `with` names what was scored (`the checkpoints ... of 'RUN'`, `the models ...`).
+fn check_scores_finite(rows: &[ScoreRow], with: impl FnOnce() -> String) -> Result<()> {
     let bad: Vec<&ScoreRow> = rows
         .iter()
         .filter(|r| r.scores.iter().any(|(raw, _)| !raw.is_finite()))
         .collect();
     if let Some(first) = bad.first() {
-        let names: Vec<String> = epochs.iter().map(|&e| RunDir::checkpoint_name(e)).collect();
         bail!(
-            "the input gradients of {} example(s) (first: '{}') are not finite with the \
-             checkpoints {} of '{}'; nothing was written",
+            "the input gradients of {} example(s) (first: '{}') are not finite with {}; \
+             nothing was written",
             bad.len(),
             first.id,
-            names.join(", "),
-            run.root().display()
+            with()
         );
     }
     Ok(())
@@ -275,7 +274,14 @@ pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
         dynamics.as_ref(),
         reporter,
     );
-    check_scores_finite(&rows, &epochs, &run)?;
+    check_scores_finite(&rows, || {
+        let names: Vec<String> = epochs.iter().map(|&e| RunDir::checkpoint_name(e)).collect();
+        format!(
+            "the checkpoints {} of '{}'",
+            names.join(", "),
+            run.root().display()
+        )
+    })?;
     let mut companions = Companion::CHECKPOINT.to_vec();
     if dynamics.is_some() {
         companions.extend(Companion::DYNAMICS);
@@ -386,7 +392,6 @@ fn score_splits(
         "image x checkpoint",
     );
     let mut rows = Vec::with_capacity(total);
-    let mut degenerate = HashMap::new();
     for &(kind, split) in splits {
         let trained: Vec<i64> = split
             .ids
@@ -395,24 +400,10 @@ fn score_splits(
             .map(|(id, &l)| *assigned.get(id).unwrap_or(&l))
             .collect();
         let s = scorer.score(&split.images, &trained, task.as_ref());
-        let z = normalize_split(
-            &s.raw,
-            &trained,
-            kind,
-            class_names,
-            reporter,
-            &mut degenerate,
-        );
-        rows.extend(split_rows(
-            kind,
-            split,
-            &trained,
-            &s,
-            &z,
-            class_names,
-            dynamics,
-        ));
+        rows.extend(split_rows(kind, split, &trained, &s, class_names, dynamics));
     }
+    let degenerate = scores::normalize_rows(&mut rows, |c| class_names[c as usize].clone());
+    scores::warn_degenerate(&degenerate, reporter);
     (rows, degenerate)
 }
 
@@ -449,32 +440,6 @@ fn load_data(
     Ok((dataset, prepared))
 }
 
-/// Class-normalized scores of one split per target; classes without spread are reported
-/// once and recorded in `degenerate`.
-fn normalize_split(
-    raw: &[Vec<f64>],
-    trained: &[i64],
-    kind: SplitKind,
-    class_names: &[String],
-    reporter: &dyn Reporter,
-    degenerate: &mut HashMap<String, Vec<String>>,
-) -> Vec<Vec<f64>> {
-    raw.iter()
-        .map(|raw| {
-            let (z, bad) = normalize::by_class(raw, trained);
-            for c in bad {
-                let entry = degenerate.entry(kind.to_string()).or_default();
-                let class = &class_names[c as usize];
-                if !entry.contains(class) {
-                    reporter.warn(&format!("{kind} class '{class}' has a single example or no spread in VoG; its scores are set to 0"));
-                    entry.push(class.clone());
-                }
-            }
-            z
-        })
-        .collect()
-}
-
 /// The scores file's rows of one split; `dynamics`, where the run recorded them, fill the
 /// training rows' dynamics columns and leave the test rows' empty.
 fn split_rows(
@@ -482,7 +447,6 @@ fn split_rows(
     split: &Split,
     trained: &[i64],
     s: &SplitScores,
-    z: &[Vec<f64>],
     class_names: &[String],
     dynamics: Option<&DynamicsScores>,
 ) -> Vec<ScoreRow> {
@@ -511,7 +475,7 @@ fn split_rows(
             noisy: trained[i] != split.labels[i],
             predicted: s.predicted[i],
             correct: s.predicted[i] == split.labels[i],
-            scores: s.raw.iter().zip(z).map(|(r, z)| (r[i], z[i])).collect(),
+            scores: s.raw.iter().map(|r| (r[i], f64::NAN)).collect(),
             companions: companions(i),
         })
         .collect()

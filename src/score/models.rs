@@ -85,7 +85,10 @@ pub fn run(cfg: &ModelScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta
         precision: cfg.precision,
     };
     let mut rows = score_stream(&scorer, &listing, range, cfg, (w, h), reporter)?;
-    check_finite(&rows, &cfg.models)?;
+    super::check_scores_finite(&rows, || {
+        let names: Vec<String> = cfg.models.iter().map(|p| p.display().to_string()).collect();
+        format!("the models {}", names.join(", "))
+    })?;
     let degenerate = match shard {
         Some(_) => Default::default(),
         None => {
@@ -247,24 +250,4 @@ fn row(
         scores: s.raw.iter().map(|r| (r[j], f64::NAN)).collect(),
         companions: s.companions.iter().map(|c| Some(c[j])).collect(),
     }
-}
-
-/// Refuses scores that are not finite (the models' gradients overflowed).
-fn check_finite(rows: &[ScoreRow], models: &[PathBuf]) -> Result<()> {
-    let bad = rows
-        .iter()
-        .filter(|r| r.scores.iter().any(|(raw, _)| !raw.is_finite()))
-        .count();
-    if let Some(first) = rows
-        .iter()
-        .find(|r| r.scores.iter().any(|(raw, _)| !raw.is_finite()))
-    {
-        let names: Vec<String> = models.iter().map(|p| p.display().to_string()).collect();
-        bail!(
-            "the input gradients of {bad} example(s) (first: '{}') are not finite with the models {}; nothing was written",
-            first.id,
-            names.join(", ")
-        );
-    }
-    Ok(())
 }
