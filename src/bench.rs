@@ -219,7 +219,7 @@ fn bench_score(cfg: &BenchConfig, precision: Precision) -> Result<BenchRow> {
     let scorer = Scorer {
         models: stores.iter().map(|(_, m)| m as &dyn ModuleT).collect(),
         device: cfg.device,
-        normalization: &Normalization::CIFAR10,
+        normalizer: Normalization::CIFAR10.on(cfg.device),
         targets: &[Target::Logit],
         variant: Variant::default(),
         batch_size: cfg.batch_size,

@@ -57,9 +57,13 @@ const TRIM_THRESHOLD: usize = 1 << 30;
 /// the largest batch's working set. Left alone where the user set `MALLOC_MMAP_THRESHOLD_`,
 /// `MALLOC_TRIM_THRESHOLD_` or `GLIBC_TUNABLES`, and on other C libraries.
 pub fn keep_host_memory() {
-    let user_set = ["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES"]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some());
+    let user_set = [
+        "MALLOC_MMAP_THRESHOLD_",
+        "MALLOC_TRIM_THRESHOLD_",
+        "GLIBC_TUNABLES",
+    ]
+    .iter()
+    .any(|v| std::env::var_os(v).is_some());
     if !user_set {
         set_malloc_thresholds(MMAP_THRESHOLD, TRIM_THRESHOLD);
     }

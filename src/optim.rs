@@ -162,7 +162,8 @@ impl Sgd {
         // 0-dim factors for addcmul_, made once per step (the parameters share a kind and
         // device).
         let (kind, device) = (first.kind(), first.device());
-        let scalar = |v: f64| Tensor::from(v).to_kind(kind).to_device(device);
+        // Filled on the device: a copy from the host would make CUDA wait.
+        let scalar = |v: f64| Tensor::full([0i64; 0], v, (kind, device));
         let (wd, mom, neg_lr) = (scalar(weight_decay), scalar(momentum), scalar(-lr));
         tch::no_grad(|| {
             for ((name, p), mut d) in self.params.iter_mut().zip(grads) {

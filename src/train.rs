@@ -9,7 +9,7 @@
 use crate::config::{Hyper, TrainConfig};
 use crate::data::noise::{self, NoisyLabel};
 use crate::data::prepare::PreparedData;
-use crate::data::transform::{self, Augment, Normalization};
+use crate::data::transform::{self, Augment, Normalization, Normalizer};
 use crate::data::Split;
 use crate::dynamics::{self, EpochDynamics};
 use crate::info::Versions;
@@ -99,7 +99,7 @@ pub struct Trainer {
     pub vs: nn::VarStore,
     pub net: ResNet,
     opt: Sgd,
-    normalization: Normalization,
+    normalizer: Normalizer,
     augment: Option<Augment>,
     batch_size: usize,
     precision: Precision,
@@ -132,7 +132,7 @@ impl Trainer {
             vs,
             net,
             opt,
-            normalization,
+            normalizer: normalization.on(device),
             augment: hyper.augment.then_some(Augment { pad: 4 }),
             batch_size: hyper.batch_size,
             precision: hyper.precision,
@@ -171,17 +171,22 @@ impl Trainer {
         let mut correct = Tensor::zeros([], (Kind::Int64, dev));
         let mut record = Recorder::new(n, dev);
         let started = Instant::now();
-        // The epoch's order goes to the device once, not batch by batch.
+        // The epoch's order and augmentations go to the device once, not batch by batch
+        // (each copy from the host would make CUDA wait for the work queued before it).
         let order_on_device = Tensor::from_slice(&order).to_device(dev);
+        let size = images.size();
+        let draws = self
+            .augment
+            .map(|aug| aug.draw_epoch(n, self.batch_size, (size[2], size[3]), rng, dev));
         for (b, chunk) in order.chunks(self.batch_size).enumerate() {
             let start = (b * self.batch_size) as i64;
             let idx = order_on_device.narrow(0, start, chunk.len() as i64);
             let mut x = transform::to_unit(&images.index_select(0, &idx));
-            if let Some(aug) = &self.augment {
-                x = aug.apply(&x, rng);
+            if let Some(draws) = &draws {
+                x = draws.apply(&x, start);
             }
             let y = labels.index_select(0, &idx);
-            let input = self.normalization.apply(&x);
+            let input = self.normalizer.apply(&x);
             // The loss from fp32 logits, whatever the passes ran in.
             let logits = self
                 .precision
@@ -213,7 +218,7 @@ impl Trainer {
     pub fn evaluate(&self, images: &Tensor, labels: &Tensor) -> PassStats {
         evaluate(
             &self.net,
-            &self.normalization,
+            &self.normalizer,
             images,
             labels,
             self.batch_size.max(256),
@@ -221,33 +226,34 @@ impl Trainer {
     }
 }
 
-/// Loss and accuracy of `net` in eval mode, batch by batch on the tensors' device.
-pub fn evaluate(
+/// Loss and accuracy of `net` in eval mode, batch by batch on the tensors' device, summed
+/// there and read once.
+fn evaluate(
     net: &ResNet,
-    norm: &Normalization,
+    norm: &Normalizer,
     images: &Tensor,
     labels: &Tensor,
     batch: usize,
 ) -> PassStats {
     let n = labels.size()[0];
-    let (mut loss, mut correct) = (0.0, 0i64);
+    let dev = images.device();
+    let mut loss = Tensor::zeros([], (Kind::Double, dev));
+    let mut correct = Tensor::zeros([], (Kind::Int64, dev));
     tch::no_grad(|| {
         for start in (0..n).step_by(batch) {
             let len = batch.min((n - start) as usize) as i64;
             let x = norm.apply(&transform::to_unit(&images.narrow(0, start, len)));
             let y = labels.narrow(0, start, len);
             let logits = net.forward_t(&x, false);
-            loss += logits.cross_entropy_for_logits(&y).double_value(&[]) * len as f64;
-            correct += logits
-                .argmax(1, false)
-                .eq_tensor(&y)
-                .sum(Kind::Int64)
-                .int64_value(&[]);
+            let batch_loss = logits.cross_entropy_for_logits(&y).to_kind(Kind::Double);
+            let _ = loss.f_add_(&(batch_loss * len as f64));
+            let right = logits.argmax(1, false).eq_tensor(&y).sum(Kind::Int64);
+            let _ = correct.f_add_(&right);
         }
     });
     PassStats {
-        loss: loss / n as f64,
-        accuracy: correct as f64 / n as f64,
+        loss: loss.double_value(&[]) / n as f64,
+        accuracy: correct.int64_value(&[]) as f64 / n as f64,
         examples: n as usize,
     }
 }

@@ -282,8 +282,9 @@ pub struct ScoreArgs {
     /// combine the shard files with `vog merge`.
     #[arg(long, requires = "model", value_parser = model_args::parse_shard)]
     pub shard: Option<(usize, usize)>,
-    #[arg(long, default_value_t = 128)]
-    pub batch_size: usize,
+    /// Images per batch [default: 128 on a CPU; on CUDA 512 for a run, 128 for --model].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
@@ -746,13 +747,22 @@ fn check_targets(targets: &[Target]) -> Result<()> {
     Ok(())
 }
 
-fn run_score(a: &ScoreArgs) -> Result<()> {
-    if a.batch_size == 0 {
-        bail!("--batch-size must be at least 1");
+/// `--batch-size`, or the default for what is scored on `device`.
+fn score_batch_size(a: &ScoreArgs, device: tch::Device) -> Result<usize> {
+    match a.batch_size {
+        Some(0) => bail!("--batch-size must be at least 1"),
+        Some(b) => Ok(b),
+        None if a.run.is_some() => Ok(score::default_batch_size(device)),
+        None => Ok(score::models::DEFAULT_BATCH_SIZE),
     }
+}
+
+fn run_score(a: &ScoreArgs) -> Result<()> {
     check_targets(&a.target)?;
+    let device = parse_device(&a.device)?;
+    let batch_size = score_batch_size(a, device)?;
     let Some(run) = &a.run else {
-        let cfg = model_args::config(a, parse_device(&a.device)?)?;
+        let cfg = model_args::config(a, device, batch_size)?;
         let meta = score::models::run(&cfg, &Terminal::detect(a.quiet))?;
         let what = match meta.shard {
             Some(s) => format!("shard {s} of"),
@@ -780,8 +790,8 @@ fn run_score(a: &ScoreArgs) -> Result<()> {
         split: a.split,
         stage: a.stage.clone(),
         out,
-        batch_size: a.batch_size,
-        device: parse_device(&a.device)?,
+        batch_size,
+        device,
         targets: a.target.clone(),
         variant: Variant {
             reduce: a.reduce,

@@ -100,7 +100,7 @@ fn source(data: &Path) -> Result<Source> {
 }
 
 /// The validated request of `vog score --model`.
-pub fn config(a: &ScoreArgs, device: Device) -> Result<ModelScoreConfig> {
+pub fn config(a: &ScoreArgs, device: Device, batch_size: usize) -> Result<ModelScoreConfig> {
     let data = a
         .data
         .as_deref()
@@ -124,7 +124,7 @@ pub fn config(a: &ScoreArgs, device: Device) -> Result<ModelScoreConfig> {
         split: a.split,
         normalization: normalization(a)?,
         out,
-        batch_size: a.batch_size,
+        batch_size,
         device,
         targets: a.target.clone(),
         variant: Variant {

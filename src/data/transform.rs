@@ -3,7 +3,7 @@
 //! probability 1/2), applied to a whole batch at once with offsets drawn from a seeded RNG.
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// Per-channel mean and standard deviation of pixel values scaled to [0, 1].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,14 +43,38 @@ impl Normalization {
 
     /// `(x - mean) / std` per channel; `x` is NCHW f32 in [0, 1] on any device.
     pub fn apply(&self, x: &Tensor) -> Tensor {
-        let opts = (Kind::Float, x.device());
-        let mean = Tensor::from_slice(&self.mean)
-            .to_kind(Kind::Float)
-            .view([1, 3, 1, 1]);
-        let std = Tensor::from_slice(&self.std)
-            .to_kind(Kind::Float)
-            .view([1, 3, 1, 1]);
-        (x - mean.to_device(opts.1)) / std.to_device(opts.1)
+        self.on(x.device()).apply(x)
+    }
+
+    /// The statistics as tensors on `device`, made once for many batches (copying them
+    /// from the host for every batch would make CUDA wait for the work queued before).
+    pub fn on(&self, device: Device) -> Normalizer {
+        let channels = |v: &[f64; 3]| {
+            Tensor::from_slice(v)
+                .to_kind(Kind::Float)
+                .view([1, 3, 1, 1])
+                .to_device(device)
+        };
+        Normalizer {
+            mean: channels(&self.mean),
+            std: channels(&self.std),
+        }
+    }
+}
+
+/// A [`Normalization`] on one device.
+#[derive(Debug)]
+pub struct Normalizer {
+    /// 1 x 3 x 1 x 1 f32.
+    mean: Tensor,
+    /// 1 x 3 x 1 x 1 f32.
+    std: Tensor,
+}
+
+impl Normalizer {
+    /// `(x - mean) / std` per channel; `x` is NCHW f32 in [0, 1] on the normalizer's device.
+    pub fn apply(&self, x: &Tensor) -> Tensor {
+        (x - &self.mean) / &self.std
     }
 }
 
@@ -66,51 +90,84 @@ pub struct Augment {
 }
 
 impl Augment {
-    /// Augments `x` (NCHW f32 in [0, 1]); offsets and flips come from `rng`, one per image.
-    pub fn apply(&self, x: &Tensor, rng: &mut impl Rng) -> Tensor {
-        let n = x.size()[0] as usize;
-        let offsets: Vec<(i64, i64)> = (0..n)
-            .map(|_| {
-                (
-                    rng.gen_range(0..=2 * self.pad),
-                    rng.gen_range(0..=2 * self.pad),
-                )
-            })
-            .collect();
-        let flips: Vec<bool> = (0..n).map(|_| rng.gen_bool(0.5)).collect();
-        let cropped = crop(x, self.pad, &offsets);
-        flip(&cropped, &flips)
+    /// Draws the offsets and flips of one epoch of `n` images in batches of `batch` of
+    /// `h x w` images from `rng` (per batch: every image's offset, then every image's flip)
+    /// and sends them to `device` at once, so that the batches need no copy from the host.
+    pub fn draw_epoch(
+        &self,
+        n: usize,
+        batch: usize,
+        (h, w): (i64, i64),
+        rng: &mut impl Rng,
+        device: Device,
+    ) -> Draws {
+        let mut offsets = Vec::with_capacity(n);
+        let mut flips = Vec::with_capacity(n);
+        for start in (0..n).step_by(batch.max(1)) {
+            let len = batch.min(n - start);
+            let span = 0..=2 * self.pad;
+            offsets.extend(
+                (0..len).map(|_| (rng.gen_range(span.clone()), rng.gen_range(span.clone()))),
+            );
+            flips.extend((0..len).map(|_| rng.gen_bool(0.5)));
+        }
+        Draws::new(self.pad, (h, w), &offsets, &flips, device)
     }
 }
 
-/// Crops each image of the zero-padded batch at its own (row, col) offset.
-pub fn crop(x: &Tensor, pad: i64, offsets: &[(i64, i64)]) -> Tensor {
-    let [n, c, h, w] = <[i64; 4]>::try_from(x.size()).expect("NCHW batch");
-    let dev = x.device();
-    let padded = x.constant_pad_nd([pad, pad, pad, pad]);
-    let rows: Vec<i64> = offsets
-        .iter()
-        .flat_map(|&(dy, _)| (0..h).map(move |i| i + dy))
-        .collect();
-    let cols: Vec<i64> = offsets
-        .iter()
-        .flat_map(|&(_, dx)| (0..w).map(move |j| j + dx))
-        .collect();
-    let rows = Tensor::from_slice(&rows).to_device(dev).view([n, 1, h, 1]);
-    let cols = Tensor::from_slice(&cols).to_device(dev).view([n, 1, 1, w]);
-    let wp = w + 2 * pad;
-    padded
-        .gather(2, &rows.expand([n, c, h, wp], false), false)
-        .gather(3, &cols.expand([n, c, h, w], false), false)
+/// Augmentation draws for a sequence of images, on the device: the gather indices of each
+/// image's crop and its flip flag.
+#[derive(Debug)]
+pub struct Draws {
+    pad: i64,
+    /// n x h i64: the padded rows each image's crop takes.
+    rows: Tensor,
+    /// n x w i64: the padded columns.
+    cols: Tensor,
+    /// n bool: mirror left-right.
+    flips: Tensor,
 }
 
-/// Mirrors left-right the images whose flag is set.
-pub fn flip(x: &Tensor, flags: &[bool]) -> Tensor {
-    let n = flags.len() as i64;
-    let mask = Tensor::from_slice(flags)
-        .to_device(x.device())
-        .view([n, 1, 1, 1]);
-    x.flip([3]).where_self(&mask, x)
+impl Draws {
+    /// Draws of crops at (row, col) `offsets` into the zero-padded `h x w` images and of
+    /// `flips`, one each per image.
+    pub fn new(
+        pad: i64,
+        (h, w): (i64, i64),
+        offsets: &[(i64, i64)],
+        flips: &[bool],
+        device: Device,
+    ) -> Self {
+        let n = offsets.len() as i64;
+        let rows: Vec<i64> = offsets
+            .iter()
+            .flat_map(|&(dy, _)| (0..h).map(move |i| i + dy))
+            .collect();
+        let cols: Vec<i64> = offsets
+            .iter()
+            .flat_map(|&(_, dx)| (0..w).map(move |j| j + dx))
+            .collect();
+        Draws {
+            pad,
+            rows: Tensor::from_slice(&rows).view([n, h]).to_device(device),
+            cols: Tensor::from_slice(&cols).view([n, w]).to_device(device),
+            flips: Tensor::from_slice(flips).to_device(device),
+        }
+    }
+
+    /// Augments `x` (NCHW f32 in [0, 1]) with the draws of images `start..start + N`.
+    pub fn apply(&self, x: &Tensor, start: i64) -> Tensor {
+        let [n, c, h, w] = <[i64; 4]>::try_from(x.size()).expect("NCHW batch");
+        let rows = self.rows.narrow(0, start, n).view([n, 1, h, 1]);
+        let cols = self.cols.narrow(0, start, n).view([n, 1, 1, w]);
+        let wp = w + 2 * self.pad;
+        let cropped = x
+            .constant_pad_nd([self.pad, self.pad, self.pad, self.pad])
+            .gather(2, &rows.expand([n, c, h, wp], false), false)
+            .gather(3, &cols.expand([n, c, h, w], false), false);
+        let mask = self.flips.narrow(0, start, n).view([n, 1, 1, 1]);
+        cropped.flip([3]).where_self(&mask, &cropped)
+    }
 }
 
 #[cfg(test)]
@@ -122,10 +179,14 @@ mod tests {
         Tensor::arange(18, (Kind::Float, tch::Device::Cpu)).view([2, 1, 3, 3])
     }
 
+    fn draws(offsets: &[(i64, i64)], flips: &[bool]) -> Draws {
+        Draws::new(1, (3, 3), offsets, flips, tch::Device::Cpu)
+    }
+
     #[test]
     fn crop_per_image_offsets() {
         let x = ramp();
-        let out = crop(&x, 1, &[(1, 1), (0, 2)]);
+        let out = draws(&[(1, 1), (0, 2)], &[false, false]).apply(&x, 0);
         // Offset (pad, pad) is the identity.
         assert_eq!(out.get(0), x.get(0));
         // Image 1 shifted: row -1 is padding, columns 1..3 then padding.
@@ -137,19 +198,51 @@ mod tests {
     #[test]
     fn flip_only_flagged() {
         let x = ramp();
-        let out = flip(&x, &[false, true]);
+        let out = draws(&[(1, 1), (1, 1)], &[false, true]).apply(&x, 0);
         assert_eq!(out.get(0), x.get(0));
         let row = Vec::<f32>::try_from(out.get(1).get(0).get(0)).unwrap();
         assert_eq!(row, vec![11., 10., 9.]);
     }
 
     #[test]
-    fn augment_is_seeded() {
-        let x = Tensor::rand([4, 3, 8, 8], (Kind::Float, tch::Device::Cpu));
-        let a = Augment { pad: 4 }.apply(&x, &mut crate::rng::stream(1, "aug"));
-        let b = Augment { pad: 4 }.apply(&x, &mut crate::rng::stream(1, "aug"));
-        assert_eq!(a, b);
-        assert_eq!(a.size(), x.size());
+    fn draws_of_later_batches_start_where_they_are_asked() {
+        // Three images' draws; the batch of the last two uses entries 1 and 2.
+        let d = draws(&[(0, 0), (1, 1), (1, 1)], &[false, false, true]);
+        let x = ramp();
+        let out = d.apply(&x, 1);
+        assert_eq!(out.get(0), x.get(0));
+        assert_eq!(out.get(1), x.get(1).flip([2]));
+    }
+
+    #[test]
+    fn epoch_draws_are_seeded_and_batch_ordered() {
+        let aug = Augment { pad: 4 };
+        let x = Tensor::rand([5, 3, 8, 8], (Kind::Float, tch::Device::Cpu));
+        let epoch = |seed| {
+            let d = aug.draw_epoch(
+                5,
+                2,
+                (8, 8),
+                &mut crate::rng::stream(seed, "aug"),
+                tch::Device::Cpu,
+            );
+            d.apply(&x.narrow(0, 2, 3), 2)
+        };
+        assert_eq!(epoch(1), epoch(1));
+        assert_ne!(epoch(1), epoch(2));
+        // The first batch draws its two offsets, then its two flips, then the next batch.
+        let mut rng = crate::rng::stream(1, "aug");
+        let mut expect = Vec::new();
+        for len in [2, 2, 1] {
+            let offsets: Vec<(i64, i64)> = (0..len)
+                .map(|_| (rng.gen_range(0..=8), rng.gen_range(0..=8)))
+                .collect();
+            let flips: Vec<bool> = (0..len).map(|_| rng.gen_bool(0.5)).collect();
+            expect.push((offsets, flips));
+        }
+        let (o, f): (Vec<_>, Vec<_>) = expect.into_iter().unzip();
+        let by_hand = Draws::new(4, (8, 8), &o.concat(), &f.concat(), tch::Device::Cpu);
+        assert_eq!(by_hand.apply(&x.narrow(0, 2, 3), 2), epoch(1));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 pub mod models;
 
 use crate::data::prepare::{self, PreparedData};
-use crate::data::transform::{self, Normalization};
+use crate::data::transform::{self, Normalizer};
 use crate::data::{noise, Split, SplitKind};
 use crate::dynamics::{self, DynamicsScores};
 use crate::info::Versions;
@@ -156,12 +156,50 @@ impl SplitScores {
     }
 }
 
+/// The scores of consecutive examples, still on the device: [`SplitScores`]' columns as
+/// B f64 tensors, the predictions B i64.
+struct DeviceScores {
+    raw: Vec<Tensor>,
+    companions: Vec<Tensor>,
+    predicted: Tensor,
+}
+
+impl DeviceScores {
+    /// The batches one after the other, on the device.
+    fn cat(batches: &[DeviceScores]) -> DeviceScores {
+        let column = |pick: &dyn Fn(&DeviceScores) -> &Tensor| {
+            Tensor::cat(&batches.iter().map(pick).collect::<Vec<_>>(), 0)
+        };
+        let width = |b: &DeviceScores| (b.raw.len(), b.companions.len());
+        let (raw, companions) = batches.first().map_or((0, 0), width);
+        DeviceScores {
+            raw: (0..raw).map(|t| column(&|b| &b.raw[t])).collect(),
+            companions: (0..companions)
+                .map(|c| column(&|b| &b.companions[c]))
+                .collect(),
+            predicted: column(&|b| &b.predicted),
+        }
+    }
+
+    /// Copied to the host (the one point where the host waits for the device).
+    fn to_host(&self) -> SplitScores {
+        let f64s = |t: &Tensor| Vec::<f64>::try_from(t.to_device(Device::Cpu)).expect("f64 scores");
+        SplitScores {
+            raw: self.raw.iter().map(f64s).collect(),
+            companions: self.companions.iter().map(f64s).collect(),
+            predicted: Vec::<i64>::try_from(self.predicted.to_device(Device::Cpu))
+                .expect("i64 predictions"),
+        }
+    }
+}
+
 /// Everything that turns a batch into VoG scores.
 pub struct Scorer<'a> {
     /// The K checkpoints' networks, in epoch order, all on `device`.
     pub models: Vec<&'a dyn ModuleT>,
     pub device: Device,
-    pub normalization: &'a Normalization,
+    /// The input normalization, on `device`.
+    pub normalizer: Normalizer,
     pub targets: &'a [Target],
     pub variant: Variant,
     pub batch_size: usize,
@@ -172,53 +210,68 @@ pub struct Scorer<'a> {
 impl Scorer<'_> {
     /// Scores `images` (NCHW uint8, CPU) against `labels` (the labels trained with);
     /// `task` advances by one per image and checkpoint.
-    /// The uint8 split goes to the device once (a CIFAR split is 150 MB), not batch by
-    /// batch.
+    /// The uint8 split and its labels go to the device once (a CIFAR split is 150 MB) and
+    /// the scores come back once, so the host never waits for the device between batches.
     pub fn score(&self, images: &Tensor, labels: &[i64], task: &dyn Task) -> SplitScores {
         let images = images.to_device(self.device);
+        let labels_on_device = Tensor::from_slice(labels).to_device(self.device);
         let n = labels.len();
-        let mut out = SplitScores {
-            raw: vec![Vec::with_capacity(n); self.targets.len()],
-            companions: vec![Vec::with_capacity(n); Companion::CHECKPOINT.len()],
-            predicted: Vec::with_capacity(n),
-        };
-        for start in (0..n).step_by(self.batch_size) {
-            let len = self.batch_size.min(n - start);
-            let batch = images.narrow(0, start as i64, len as i64);
-            out.append(self.score_batch(&batch, &labels[start..start + len], task));
-        }
-        out
+        let batches: Vec<DeviceScores> = (0..n)
+            .step_by(self.batch_size)
+            .map(|start| {
+                let len = self.batch_size.min(n - start) as i64;
+                let x = images.narrow(0, start as i64, len);
+                let y = labels_on_device.narrow(0, start as i64, len);
+                self.score_on_device(&x, &y, task)
+            })
+            .collect();
+        DeviceScores::cat(&batches).to_host()
     }
 
     /// Raw VoG per target, the checkpoint companions and the last checkpoint's
-    /// predictions for one batch.
+    /// predictions for one batch (NCHW uint8 on any device, its labels on the host).
     pub fn score_batch(&self, images: &Tensor, labels: &[i64], task: &dyn Task) -> SplitScores {
-        let x = self
-            .normalization
-            .apply(&transform::to_unit(&images.to_device(self.device)))
-            .to_kind(self.precision.kind());
+        let x = images.to_device(self.device);
         let y = Tensor::from_slice(labels).to_device(self.device);
+        self.score_on_device(&x, &y, task).to_host()
+    }
+
+    /// [`Scorer::score_batch`] of images (NCHW uint8) and labels (B i64) on the device.
+    fn score_on_device(&self, images: &Tensor, y: &Tensor, task: &dyn Task) -> DeviceScores {
+        let x = self
+            .normalizer
+            .apply(&transform::to_unit(images))
+            .to_kind(self.precision.kind());
         let mut accs: Vec<Accumulator> = self.targets.iter().map(|_| Accumulator::new()).collect();
         let mut all_logits = Vec::with_capacity(self.models.len());
         for m in &self.models {
-            let (grads, logits) = input_gradients(*m, &x, &y, self.targets);
+            let (grads, logits) = input_gradients(*m, &x, y, self.targets);
             let logits = logits.to_kind(Kind::Float);
             for (acc, g) in accs.iter_mut().zip(&grads) {
                 acc.push(&pixel_map(g, self.variant.channels, self.variant.grad_norm));
             }
             all_logits.push(logits);
-            task.advance(labels.len() as u64);
+            task.advance(y.size()[0] as u64);
         }
-        let host = |t: Tensor| Vec::<f64>::try_from(t.to_device(Device::Cpu)).expect("f64 scores");
-        let (loss, el2n, prob) = checkpoint_scores(&all_logits, &y);
-        let pred = all_logits[all_logits.len() - 1]
-            .argmax(1, false)
-            .to_device(Device::Cpu);
-        SplitScores {
+        let (loss, el2n, prob) = checkpoint_scores(&all_logits, y);
+        DeviceScores {
             raw: accs.iter().map(|a| a.finish(self.variant.reduce)).collect(),
-            companions: vec![host(loss), host(el2n), host(prob)],
-            predicted: Vec::<i64>::try_from(pred).expect("i64 predictions"),
+            companions: vec![loss, el2n, prob],
+            predicted: all_logits[all_logits.len() - 1].argmax(1, false),
         }
+    }
+}
+
+/// The batch size a run's checkpoints are scored with unless told: 128 on a CPU (as fast
+/// per image as any larger batch on the machines measured), 512 on CUDA, where the
+/// full-width CIFAR ResNet-18 needs about 10 MB per image for the input gradient (5 GB at
+/// 512, on any current GPU) and a GPU needs large batches to fill its cores. See
+/// docs/results.md.
+pub fn default_batch_size(device: Device) -> usize {
+    if device.is_cuda() {
+        512
+    } else {
+        128
     }
 }
 
@@ -257,7 +310,7 @@ pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
     let scorer = Scorer {
         models: models.iter().map(|m| &m.net as &dyn ModuleT).collect(),
         device: cfg.device,
-        normalization: &m.normalization,
+        normalizer: m.normalization.on(cfg.device),
         targets: &cfg.targets,
         variant: cfg.variant,
         batch_size: cfg.batch_size,
@@ -518,7 +571,7 @@ mod tests {
         let (m1, m2) = (Linear(w1), Linear(w2));
         let images = Tensor::from_slice(&[200u8, 210, 220, 230, 240, 250, 1, 2, 3, 4, 5, 6])
             .view([2, 3, 1, 2]);
-        let norm = Normalization {
+        let norm = crate::data::transform::Normalization {
             mean: [0.1, 0.2, 0.3],
             std: [0.5, 0.25, 2.0],
         };
@@ -527,7 +580,7 @@ mod tests {
             let s = Scorer {
                 models: vec![&m1 as &dyn ModuleT, &m2],
                 device: Device::Cpu,
-                normalization: &norm,
+                normalizer: norm.on(Device::Cpu),
                 targets: &targets,
                 variant,
                 batch_size: 1,

@@ -44,6 +44,12 @@ pub struct ModelScoreConfig {
 }
 
 /// Runs `vog score --model`; returns the sidecar written next to the CSV.
+/// The batch size TorchScript models are scored with unless told, on every device: the
+/// model's memory per image is not known in advance (an ImageNet-sized network on 224x224
+/// inputs needs many times what the CIFAR ResNet-18 does), so it stays at a batch that
+/// such networks usually train with on one GPU.
+pub const DEFAULT_BATCH_SIZE: usize = 128;
+
 pub fn run(cfg: &ModelScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
     let started = Instant::now();
     crate::device::tune_for(cfg.device);
@@ -78,7 +84,7 @@ pub fn run(cfg: &ModelScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta
     let scorer = Scorer {
         models: models.iter().map(|m| m as &dyn ModuleT).collect(),
         device: cfg.device,
-        normalization: &cfg.normalization,
+        normalizer: cfg.normalization.on(cfg.device),
         targets: &cfg.targets,
         variant: cfg.variant,
         batch_size: cfg.batch_size,

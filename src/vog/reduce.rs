@@ -46,15 +46,15 @@ impl Accumulator {
         self.count
     }
 
-    /// One value per example; needs at least one checkpoint.
-    pub fn finish(&self, reduce: Reduce) -> Vec<f64> {
+    /// One value per example (B f64, on the maps' device); needs at least one checkpoint.
+    pub fn finish(&self, reduce: Reduce) -> Tensor {
         assert!(self.count > 0, "no checkpoint was accumulated");
         let k = self.count as f64;
         // Population variance over checkpoints (1/K), as in the paper.
         let var = (&self.m2 / k).clamp_min(0.0);
         let dims = [1i64];
         let paper = || var.mean_dim(dims.as_slice(), false, Kind::Double).sqrt();
-        let out = match reduce {
+        match reduce {
             Reduce::Paper => paper(),
             Reduce::Official => var.sqrt().mean_dim(dims.as_slice(), false, Kind::Double),
             Reduce::Cv => {
@@ -62,8 +62,7 @@ impl Accumulator {
                 let mean_abs = &self.abs_sum / (k * pixels);
                 paper() / mean_abs.clamp_min(1e-300)
             }
-        };
-        Vec::<f64>::try_from(out.to_device(tch::Device::Cpu)).expect("f64 values")
+        }
     }
 }
 
@@ -90,7 +89,7 @@ mod tests {
         for m in maps(values) {
             acc.push(&m);
         }
-        acc.finish(reduce)[0]
+        acc.finish(reduce).double_value(&[0])
     }
 
     #[test]
@@ -118,13 +117,21 @@ mod tests {
         let var = stack.var_dim([0i64].as_slice(), false, false);
         let direct = var.mean_dim([1i64].as_slice(), false, Kind::Double).sqrt();
         let direct = Vec::<f64>::try_from(direct).unwrap();
-        for (a, b) in acc.finish(Reduce::Paper).iter().zip(&direct) {
+        for (a, b) in Vec::<f64>::try_from(acc.finish(Reduce::Paper))
+            .unwrap()
+            .iter()
+            .zip(&direct)
+        {
             assert!((a - b).abs() <= 1e-12 * b, "{a} vs {b}");
         }
         let official =
             Vec::<f64>::try_from(var.sqrt().mean_dim([1i64].as_slice(), false, Kind::Double))
                 .unwrap();
-        for (a, b) in acc.finish(Reduce::Official).iter().zip(&official) {
+        for (a, b) in Vec::<f64>::try_from(acc.finish(Reduce::Official))
+            .unwrap()
+            .iter()
+            .zip(&official)
+        {
             assert!((a - b).abs() <= 1e-12 * b, "{a} vs {b}");
         }
     }
