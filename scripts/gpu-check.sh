@@ -8,13 +8,15 @@
 #   bash scripts/gpu-check.sh "$OUT"
 #
 # It writes into OUT (default gpu-check): info.txt, bench.txt (vog beside eager PyTorch at
-# widths 16 and 64, fp32/bf16/fp16, train and score with K=10), gpu-mem.csv (nvidia-smi
+# widths 16 and 64, fp32/bf16/fp16, train and score with K=10), batch.txt (scoring at
+# batch sizes SCORE_BATCHES, "128 256 512 1024"), gpu-mem.csv (nvidia-smi
 # every 200 ms), train.txt (a full-width CIFAR-10 training of EPOCHS epochs in bf16 with
-# its test accuracy), r50.txt (a TorchScript ResNet-50 on 224x224 inputs, K=3, scored
+# its test accuracy), score-run.txt (that run scored on both splits in fp32 and bf16),
+# r50.txt (a TorchScript ResNet-50 on 224x224 inputs, K=3, scored
 # whole and as two shards) and summary.txt. Settings by environment: DEVICE (cuda), EPOCHS
 # (30), WIDTHS ("16 64"), R50_IMAGES (2000), SECONDS_PER_ROW (4), TRAIN_ARGS (extra
 # `vog train` flags), PYTHON (python3), VOG (target/release/vog). Smoke test on a CPU:
-#   DEVICE=cpu EPOCHS=1 WIDTHS=2 R50_IMAGES=4 SECONDS_PER_ROW=1 PYTHON=$VOG_PYTHON \
+#   DEVICE=cpu EPOCHS=1 WIDTHS=2 R50_IMAGES=4 SECONDS_PER_ROW=1 SCORE_BATCHES=8 PYTHON=$VOG_PYTHON \
 #     TRAIN_ARGS="--train-subset 256 --test-subset 128 --width 2" bash scripts/gpu-check.sh /tmp/gc
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +46,12 @@ note "== bench: vog beside eager PyTorch on $device"
 VOG=$vog VOG_PYTHON=$py DEVICE=$device WIDTHS=${WIDTHS:-16 64} PRECISIONS=fp32,bf16,fp16 K=10 \
     SECONDS_PER_ROW=${SECONDS_PER_ROW:-4} timed bash scripts/bench.sh 2>&1 | tee "$out/bench.txt"
 
+note "== score: batch size (width 64, K=10), for the CUDA default of vog score --run (512)"
+for b in ${SCORE_BATCHES:-128 256 512 1024}; do
+    "$vog" bench --what score --width 64 --checkpoints 10 --batch-size "$b" \
+        --precision fp32,bf16 --device "$device" --seconds "${SECONDS_PER_ROW:-4}" --quiet
+done 2>&1 | tee "$out/batch.txt" | tee -a "$summary"
+
 note "== train: CIFAR-10, width 64, $epochs epochs, bf16, batch 128"
 mkdir -p "$work/data"
 tar -xzf .gpu/cifar10-jpg.tar.gz -C "$work/data"
@@ -63,6 +71,13 @@ ips = [e.get("images_per_second") for e in m["epochs"] if e.get("images_per_seco
 print(f"epochs {len(m['epochs'])}, test accuracy {last.get('test_accuracy')}, "
       f"train img/s median {sorted(ips)[len(ips) // 2] if ips else None}")
 PY
+
+note "== score the run: both splits, its 3 checkpoints, default batch size"
+for p in fp32 bf16; do
+    "$vog" score --run "$work/run" --split both --device "$device" --precision "$p" --quiet \
+        --out "$work/run-$p.csv" >>"$out/score-run.txt" 2>&1
+    note "  $p: $(tail -n 1 "$out/score-run.txt")"
+done
 
 note "== TorchScript ResNet-50, 224x224 (resized CIFAR-10 test images), K=3"
 $py - "$work/r50" <<'PY'

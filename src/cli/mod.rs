@@ -748,7 +748,7 @@ fn check_targets(targets: &[Target]) -> Result<()> {
 }
 
 /// `--batch-size`, or the default for what is scored on `device`.
-fn score_batch_size(a: &ScoreArgs, device: tch::Device) -> Result<usize> {
+fn score_batch_size(a: &ScoreArgs, device: Device) -> Result<usize> {
     match a.batch_size {
         Some(0) => bail!("--batch-size must be at least 1"),
         Some(b) => Ok(b),
@@ -1005,4 +1005,32 @@ fn print_trained(m: &crate::run_dir::RunManifest, root: &std::path::Path) -> Res
         root.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn score_args(args: &[&str]) -> ScoreArgs {
+        let cli = Cli::try_parse_from([&["vog", "score"], args].concat()).unwrap();
+        match cli.command {
+            Command::Score(a) => *a,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn score_batch_size_defaults_by_device_and_kind() {
+        let run = score_args(&["--run", "r"]);
+        assert_eq!(score_batch_size(&run, Device::Cpu).unwrap(), 128);
+        assert_eq!(score_batch_size(&run, Device::Cuda(0)).unwrap(), 512);
+        let model = score_args(&["--model", "m.pt", "--data", "d", "--out", "o.csv"]);
+        assert_eq!(score_batch_size(&model, Device::Cuda(0)).unwrap(), 128);
+        let told = score_args(&["--run", "r", "--batch-size", "7"]);
+        assert_eq!(score_batch_size(&told, Device::Cuda(0)).unwrap(), 7);
+        let zero = score_args(&["--run", "r", "--batch-size", "0"]);
+        let err = score_batch_size(&zero, Device::Cpu).unwrap_err();
+        assert_eq!(err.to_string(), "--batch-size must be at least 1");
+    }
 }
