@@ -16,7 +16,7 @@
 # whole and as two shards) and summary.txt. Settings by environment: DEVICE (cuda), EPOCHS
 # (30), WIDTHS ("16 64"), R50_IMAGES (2000), SECONDS_PER_ROW (4), TRAIN_ARGS (extra
 # `vog train` flags), PYTHON (python3), VOG (target/release/vog). Smoke test on a CPU:
-#   DEVICE=cpu EPOCHS=1 WIDTHS=2 R50_IMAGES=4 SECONDS_PER_ROW=1 SCORE_BATCHES=8 PYTHON=$VOG_PYTHON \
+#   DEVICE=cpu EPOCHS=3 WIDTHS=2 R50_IMAGES=4 SECONDS_PER_ROW=1 SCORE_BATCHES=8 PYTHON=$VOG_PYTHON \
 #     TRAIN_ARGS="--train-subset 256 --test-subset 128 --width 2" bash scripts/gpu-check.sh /tmp/gc
 set -uo pipefail
 cd "$(dirname "$0")/.."
