@@ -12,7 +12,9 @@ threads, on synthetic images held in memory. One warm-up pass (4 batches) is exc
          prediction from the logits: image x checkpoint per second.
 
 Prints a JSON list of rows (what, precision, width, batch_size, checkpoints, threads, rate,
-unit), as `vog bench --format json` does.
+unit), as `vog bench --format json` does. `--channels-last` runs PyTorch in that memory
+format instead (vog does not: it corrupted the heap in libtorch's CPU kernels, see
+docs/results.md), to show what the layout is worth on a device.
 """
 import argparse
 import json
@@ -49,7 +51,7 @@ def synthetic(n, device):
 
 
 def bench_train(a, precision, device):
-    model = ResNet18(10, a.width).to(device).train()
+    model = ResNet18(10, a.width).to(device, memory_format=a.memory_format).train()
     low = precision != "fp32"
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
@@ -64,6 +66,7 @@ def bench_train(a, precision, device):
         for start in range(0, n, a.batch_size):
             idx = order[start:start + a.batch_size]
             x = (images.index_select(0, idx).float() / 255 - mean) / std
+            x = x.contiguous(memory_format=a.memory_format)
             y = labels.index_select(0, idx)
             with torch.autocast(device.type, dtype=DTYPES[precision], enabled=low):
                 logits = model(x)
@@ -87,7 +90,7 @@ def bench_score(a, precision, device):
     models = []
     for k in range(a.checkpoints):
         torch.manual_seed(k)
-        m = ResNet18(10, a.width).to(device).eval().to(dtype)
+        m = ResNet18(10, a.width).to(device, memory_format=a.memory_format).eval().to(dtype)
         for p in m.parameters():
             p.requires_grad_(False)
         models.append(m)
@@ -98,7 +101,7 @@ def bench_score(a, precision, device):
     def one_pass():
         for start in range(0, n, a.batch_size):
             x = (images[start:start + a.batch_size].to(device).float() / 255 - mean) / std
-            x = x.to(dtype)
+            x = x.to(dtype).contiguous(memory_format=a.memory_format)
             y = labels[start:start + a.batch_size].to(device)
             s = s2 = None
             all_logits = []
@@ -131,7 +134,11 @@ def main():
     ap.add_argument("--checkpoints", type=int, default=6)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--channels-last", action="store_true",
+                    help="network and inputs in torch.channels_last (vog runs contiguous): "
+                         "what that layout would be worth")
     a = ap.parse_args()
+    a.memory_format = torch.channels_last if a.channels_last else torch.contiguous_format
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     device = torch.device(a.device)

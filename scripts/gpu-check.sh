@@ -9,7 +9,8 @@
 #
 # It writes into OUT (default gpu-check): info.txt, bench.txt (vog beside eager PyTorch at
 # widths 16 and 64, fp32/bf16/fp16, train and score with K=10), batch.txt (scoring at
-# batch sizes SCORE_BATCHES, "128 256 512 1024"), gpu-mem.csv (nvidia-smi
+# batch sizes SCORE_BATCHES, "128 256 512 1024"), channels-last.txt (eager PyTorch at
+# the widest of WIDTHS in channels_last, beside bench.txt's contiguous rows), gpu-mem.csv (nvidia-smi
 # every 200 ms), train.txt (a full-width CIFAR-10 training of EPOCHS epochs in bf16 with
 # its test accuracy), score-run.txt (that run scored on both splits in fp32 and bf16),
 # r50.txt (a TorchScript ResNet-50 on 224x224 inputs, K=3, scored
@@ -45,6 +46,13 @@ fi
 note "== bench: vog beside eager PyTorch on $device"
 VOG=$vog VOG_PYTHON=$py DEVICE=$device WIDTHS=${WIDTHS:-16 64} PRECISIONS=fp32,bf16,fp16 K=10 \
     SECONDS_PER_ROW=${SECONDS_PER_ROW:-4} timed bash scripts/bench.sh 2>&1 | tee "$out/bench.txt"
+
+widest=${WIDTHS:-16 64}
+widest=${widest##* }
+note "== eager PyTorch in channels_last (vog runs contiguous), width $widest: what the layout is worth"
+$py scripts/bench_pytorch.py --what train,score --width "$widest" --batch-size 128 --precision fp32,bf16 \
+    --device "$device" --checkpoints 10 --seconds "${SECONDS_PER_ROW:-4}" --channels-last \
+    2>&1 >/dev/null | tee "$out/channels-last.txt" | tee -a "$summary"
 
 note "== score: batch size (width 64, K=10), for the CUDA default of vog score --run (512)"
 for b in ${SCORE_BATCHES:-128 256 512 1024}; do
