@@ -31,12 +31,10 @@ pub fn parse(name: &str) -> Result<Device, DeviceError> {
     resolve(name, Cuda::device_count().max(0) as usize)
 }
 
-/// Lets cuDNN time its convolution algorithms on the first batch of each shape and keep the
-/// fastest (PyTorch's `cudnn.benchmark = True`), on CUDA; nothing on the CPU. The
-/// algorithms chosen may differ between runs, so GPU runs are fast but not bit-identical.
-///
-/// On every device, also keeps freed host memory in the process (see
-/// [`keep_host_memory`]).
+/// Keeps freed host memory in the process (see [`keep_host_memory`]), and on CUDA lets
+/// cuDNN time its convolution algorithms on the first batch of each shape and keep the
+/// fastest (PyTorch's `cudnn.benchmark = True`). The algorithms chosen may differ between
+/// runs, so GPU runs are fast but not bit-identical.
 pub fn tune_for(device: Device) {
     keep_host_memory();
     if device.is_cuda() {

@@ -264,8 +264,8 @@ impl Scorer<'_> {
 
 /// The batch size a run's checkpoints are scored with unless told: 128 on a CPU (as fast
 /// per image as any larger batch on the machines measured), 512 on CUDA, where the
-/// full-width CIFAR ResNet-18 needs about 10 MB per image for the input gradient (5 GB at
-/// 512, on any current GPU) and a GPU needs large batches to fill its cores. See
+/// full-width CIFAR ResNet-18 needs about 9 MiB per image for the input gradient (4.5 GB
+/// at 512, on any current GPU) and a GPU needs large batches to fill its cores. See
 /// docs/results.md.
 pub fn default_batch_size(device: Device) -> usize {
     if device.is_cuda() {

@@ -43,13 +43,13 @@ pub struct ModelScoreConfig {
     pub shard: Option<(usize, usize)>,
 }
 
-/// Runs `vog score --model`; returns the sidecar written next to the CSV.
 /// The batch size TorchScript models are scored with unless told, on every device: the
 /// model's memory per image is not known in advance (an ImageNet-sized network on 224x224
 /// inputs needs many times what the CIFAR ResNet-18 does), so it stays at a batch that
 /// such networks usually train with on one GPU.
 pub const DEFAULT_BATCH_SIZE: usize = 128;
 
+/// Runs `vog score --model`; returns the sidecar written next to the CSV.
 pub fn run(cfg: &ModelScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
     let started = Instant::now();
     crate::device::tune_for(cfg.device);
