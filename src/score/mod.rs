@@ -144,6 +144,15 @@ pub struct SplitScores {
 }
 
 impl SplitScores {
+    /// No examples yet, room for `n` of `targets` targets.
+    pub fn with_capacity(n: usize, targets: usize) -> Self {
+        SplitScores {
+            raw: vec![Vec::with_capacity(n); targets],
+            companions: vec![Vec::with_capacity(n); Companion::CHECKPOINT.len()],
+            predicted: Vec::with_capacity(n),
+        }
+    }
+
     /// Appends the scores of the examples that follow.
     pub fn append(&mut self, next: SplitScores) {
         for (col, v) in self.raw.iter_mut().zip(next.raw) {
@@ -165,20 +174,21 @@ struct DeviceScores {
 }
 
 impl DeviceScores {
-    /// The batches one after the other, on the device.
-    fn cat(batches: &[DeviceScores]) -> DeviceScores {
+    /// The batches one after the other, on the device; `None` without batches.
+    fn cat(batches: &[DeviceScores]) -> Option<DeviceScores> {
+        let first = batches.first()?;
         let column = |pick: &dyn Fn(&DeviceScores) -> &Tensor| {
             Tensor::cat(&batches.iter().map(pick).collect::<Vec<_>>(), 0)
         };
-        let width = |b: &DeviceScores| (b.raw.len(), b.companions.len());
-        let (raw, companions) = batches.first().map_or((0, 0), width);
-        DeviceScores {
-            raw: (0..raw).map(|t| column(&|b| &b.raw[t])).collect(),
-            companions: (0..companions)
+        Some(DeviceScores {
+            raw: (0..first.raw.len())
+                .map(|t| column(&|b| &b.raw[t]))
+                .collect(),
+            companions: (0..first.companions.len())
                 .map(|c| column(&|b| &b.companions[c]))
                 .collect(),
             predicted: column(&|b| &b.predicted),
-        }
+        })
     }
 
     /// Copied to the host (the one point where the host waits for the device).
@@ -225,7 +235,10 @@ impl Scorer<'_> {
                 self.score_on_device(&x, &y, task)
             })
             .collect();
-        DeviceScores::cat(&batches).to_host()
+        DeviceScores::cat(&batches).map_or_else(
+            || SplitScores::with_capacity(0, self.targets.len()),
+            |all| all.to_host(),
+        )
     }
 
     /// Raw VoG per target, the checkpoint companions and the last checkpoint's
@@ -632,5 +645,24 @@ mod tests {
             |m: &Linear| Vec::<i64>::try_from(m.forward_t(&x, false).argmax(1, false)).unwrap();
         assert_eq!(paper.predicted, argmax(&m2));
         assert_ne!(paper.predicted, argmax(&m1));
+    }
+
+    #[test]
+    fn no_images_no_scores() {
+        let m = Linear(Tensor::ones([2, 6], (Kind::Float, Device::Cpu)));
+        let s = Scorer {
+            models: vec![&m as &dyn ModuleT, &m],
+            device: Device::Cpu,
+            normalizer: crate::data::transform::Normalization::CIFAR10.on(Device::Cpu),
+            targets: &[Target::Logit, Target::Prob],
+            variant: Variant::default(),
+            batch_size: 4,
+            precision: Precision::Fp32,
+        };
+        let none = Tensor::zeros([0, 3, 1, 2], (Kind::Uint8, Device::Cpu));
+        let out = s.score(&none, &[], &crate::progress::NoTask);
+        assert_eq!(out.raw, vec![Vec::<f64>::new(); 2]);
+        assert_eq!(out.companions.len(), Companion::CHECKPOINT.len());
+        assert!(out.companions.iter().all(Vec::is_empty) && out.predicted.is_empty());
     }
 }

@@ -213,11 +213,7 @@ fn score_stream(
     // allocations that live on, made between each batch's large transient ones, fragment
     // the heap so that memory grows with the number of batches.
     let n = slice.len();
-    let mut all = super::SplitScores {
-        raw: vec![Vec::with_capacity(n); scorer.targets.len()],
-        companions: vec![Vec::with_capacity(n); Companion::CHECKPOINT.len()],
-        predicted: Vec::with_capacity(n),
-    };
+    let mut all = super::SplitScores::with_capacity(n, scorer.targets.len());
     for batch in stream::batches(paths, cfg.data.preprocess, size, cfg.batch_size) {
         let batch = batch?;
         let len = batch.images.size()[0] as usize;
