@@ -1,6 +1,6 @@
 //! `vog bench`: the throughput of training and of scoring, on synthetic images held in
 //! memory (no dataset needed), through the very code `vog train` and `vog score` run
-//! (`train::Trainer`, `score::Scorer`). A warm-up pass is excluded (oneDNN and cuDNN pick
+//! (`train::Trainer`, `scoring::Scorer`). A warm-up pass is excluded (oneDNN and cuDNN pick
 //! their kernels on first use). `scripts/bench_pytorch.py` does the same work in eager
 //! PyTorch; `scripts/bench.sh` prints the two side by side.
 use crate::config::Hyper;
@@ -10,9 +10,9 @@ use crate::data::{DatasetSpec, SplitKind};
 use crate::model::{Precision, ResNet};
 use crate::progress::{NoTask, Reporter};
 use crate::rng;
-use crate::score::Scorer;
+use crate::scoring::Scorer;
 use crate::train::Trainer;
-use crate::vog::{Target, Variant};
+use crate::variance::{Target, Variant};
 use anyhow::{bail, Result};
 use serde::Serialize;
 use std::time::Instant;

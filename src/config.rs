@@ -2,8 +2,8 @@
 //! line flags override them, and the validated result is saved in the run directory.
 use crate::data::prepare::{LabelNoise, Selection};
 use crate::data::DatasetSpec;
+use crate::epochs::{self, LrSchedule};
 use crate::origin::Origins;
-use crate::schedule::{self, LrSchedule};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -31,7 +31,7 @@ pub struct Hyper {
     pub width: i64,
     /// Random crop with 4-pixel padding plus horizontal flip.
     pub augment: bool,
-    /// Which epochs to checkpoint (see [`schedule::parse_epochs`]).
+    /// Which epochs to checkpoint (see [`epochs::parse_epochs`]).
     pub save_epochs: String,
     /// Evaluate the test split every this many epochs (and always after the last one).
     #[serde(default = "every_epoch")]
@@ -128,7 +128,7 @@ impl TrainConfig {
     ) -> Result<Self> {
         check_hyper(&hyper, origins)?;
         let saved_epochs =
-            schedule::parse_epochs(&hyper.save_epochs, hyper.epochs).with_context(|| {
+            epochs::parse_epochs(&hyper.save_epochs, hyper.epochs).with_context(|| {
                 format!(
                     "invalid {} '{}'",
                     origins.name("save_epochs"),

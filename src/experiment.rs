@@ -160,7 +160,7 @@ pub fn run(file: ExperimentFile, plan: &Plan, reporter: &dyn Reporter) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schedule::Stage;
+    use crate::epochs::Stage;
 
     #[test]
     fn shipped_paper_configs_are_valid() {

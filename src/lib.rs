@@ -7,16 +7,16 @@
 //!
 //! 1. Foundations: [`atomic_file`], [`rng`], [`progress`] (the one reporting interface),
 //!    [`origin`] (where a setting came from), [`device`], [`digest`] (SHA-256 of files).
-//! 2. [`schedule`] (learning rate, epoch specs, stages), [`info`] (versions).
+//! 2. [`epochs`] (learning rate, epoch specs, stages), [`info`] (versions).
 //! 3. [`data`]: datasets, subsets, label noise, normalization, downloads, streamed sets.
 //! 4. [`model`]: the CIFAR ResNet-18; [`optim`]: SGD whose state can be saved.
-//! 5. [`vog`] (the math; its tests run it through the model), [`config`] (training recipe),
+//! 5. [`variance`] (the VoG math; its tests run it through the model), [`config`] (training recipe),
 //!    [`scripted`] (a user's TorchScript checkpoints).
 //! 6. [`dynamics`]: the training-dynamics record and the scores built from it.
 //! 7. File formats: [`run_dir`] (run directory and manifest), [`scores`] (scores CSV,
 //!    sidecar and the ordering of scored examples).
 //! 8. [`grid`]: example images by id, and grids of them.
-//! 9. The stages, side by side: [`train`], [`score`], [`eval`], [`rank`], [`verify`],
+//! 9. The stages, side by side: [`train`], [`scoring`], [`eval`], [`rank`], [`verify`],
 //!    [`merge`] (shards of one scoring into one scores file).
 //! 10. [`report`]: the HTML page over their results.
 //! 11. [`pipeline`]: train -> score -> evaluate -> report in one call; [`bench`]: the
@@ -32,6 +32,7 @@ pub mod demo;
 pub mod device;
 pub mod digest;
 pub mod dynamics;
+pub mod epochs;
 pub mod eval;
 pub mod experiment;
 pub mod grid;
@@ -46,10 +47,9 @@ pub mod rank;
 pub mod report;
 pub mod rng;
 pub mod run_dir;
-pub mod schedule;
-pub mod score;
 pub mod scores;
+pub mod scoring;
 pub mod scripted;
 pub mod train;
+pub mod variance;
 pub mod verify;
-pub mod vog;

@@ -5,17 +5,17 @@
 //! output is missing.
 use crate::config::TrainConfig;
 use crate::data::{download, prepare};
+use crate::epochs::Stage;
 use crate::eval::leaderboard::Question;
 use crate::eval::{self, Evaluated, Evaluation};
 use crate::origin::Origins;
 use crate::progress::Reporter;
 use crate::report::{self, ReportInput};
 use crate::run_dir::{RunDir, RunManifest};
-use crate::schedule::Stage;
-use crate::score::{self, ScoreConfig};
 use crate::scores::{self, ScoresFile, ScoresMeta, SplitChoice};
+use crate::scoring::{self, ScoreConfig};
 use crate::train;
-use crate::vog::{Target, Variant};
+use crate::variance::{Target, Variant};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -212,7 +212,7 @@ fn score_stage(
         reporter.info(&format!("scoring {split} {stage}: up to date"));
         return Ok(out);
     }
-    score::run(
+    scoring::run(
         &ScoreConfig {
             run,
             split,

@@ -20,8 +20,8 @@ use crate::run_dir::{
     self, DatasetInfo, EpochRecord, ResumeRecord, RunDir, RunManifest, FORMAT, LABEL_NOISE,
     RESUME_FORMAT,
 };
-use crate::vog::gradient::target_values;
-use crate::vog::Target;
+use crate::variance::gradient::target_values;
+use crate::variance::Target;
 use crate::{atomic_file, rng};
 use anyhow::{bail, Context, Result};
 use rand::seq::SliceRandom;

@@ -281,7 +281,7 @@ fn epoch_specs() {
         }
         let spec = String::from_utf8_lossy(&spec).into_owned();
         let max = [1usize, 3, 350, 100_000][rng.gen_range(0..4)];
-        match vog::schedule::parse_epochs(&spec, max) {
+        match vog::epochs::parse_epochs(&spec, max) {
             Ok(epochs) => {
                 assert!(
                     epochs.iter().all(|&e| (1..=max).contains(&e)),

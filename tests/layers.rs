@@ -14,14 +14,14 @@ const LAYERS: &[&[&str]] = &[
         "device",
         "digest",
     ],
-    &["schedule", "info"],
+    &["epochs", "info"],
     &["data"],
     &["model", "optim"],
-    &["vog", "config", "scripted"],
+    &["variance", "config", "scripted"],
     &["dynamics"],
     &["run_dir", "scores"],
     &["grid"],
-    &["train", "score", "eval", "rank", "verify", "merge"],
+    &["train", "scoring", "eval", "rank", "verify", "merge"],
     &["report"],
     &["pipeline", "bench"],
     &["demo", "experiment"],
@@ -122,10 +122,10 @@ fn modules_use_only_lower_layers() {
     for m in graph.keys() {
         assert!(!uses(m, "cli"), "{m} uses cli");
     }
-    for upper in ["train", "score", "eval", "rank", "report"] {
+    for upper in ["train", "scoring", "eval", "rank", "report"] {
         assert!(!uses("data", upper), "data uses {upper}");
     }
-    assert!(!uses("score", "train") && !uses("report", "rank"));
+    assert!(!uses("scoring", "train") && !uses("report", "rank"));
 }
 
 #[test]
@@ -151,7 +151,10 @@ fn only_the_command_line_prints() {
 
 #[test]
 fn finds_crate_paths() {
-    let text = "use crate::data::Split;\nlet x = crate::atomic_file::write(crate::rng::stream());\nuse crate::{score, vog::Target};";
+    let text = "use crate::data::Split;\nlet x = crate::atomic_file::write(crate::rng::stream());\nuse crate::{scoring, variance::Target};";
     let names: Vec<String> = crate_paths(text).into_iter().map(|(_, n)| n).collect();
-    assert_eq!(names, vec!["data", "atomic_file", "rng", "score", "vog"]);
+    assert_eq!(
+        names,
+        vec!["data", "atomic_file", "rng", "scoring", "variance"]
+    );
 }

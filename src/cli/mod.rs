@@ -12,6 +12,7 @@ use crate::data::prepare::{self, LabelNoise, Selection};
 use crate::data::synth::{self, SynthSpec};
 use crate::data::{download, DatasetSpec};
 use crate::demo::{self, DemoOptions};
+use crate::epochs::Stage;
 use crate::eval::leaderboard::{Question, Verdict};
 use crate::eval::{self, Evaluated};
 use crate::experiment::{self, ExperimentFile, Overrides};
@@ -23,11 +24,10 @@ use crate::progress::Reporter;
 use crate::rank::{self, Format};
 use crate::report::{self, ReportInput};
 use crate::run_dir::RunDir;
-use crate::schedule::Stage;
-use crate::score::{self, ScoreConfig};
 use crate::scores::{self, per_class, top_k, ScoresFile, SplitChoice};
+use crate::scoring::{self, ScoreConfig};
 use crate::train;
-use crate::vog::{Channels, GradNorm, Reduce, Target, Variant};
+use crate::variance::{Channels, GradNorm, Reduce, Target, Variant};
 use anyhow::{bail, Context, Result};
 use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -752,8 +752,8 @@ fn score_batch_size(a: &ScoreArgs, device: Device) -> Result<usize> {
     match a.batch_size {
         Some(0) => bail!("--batch-size must be at least 1"),
         Some(b) => Ok(b),
-        None if a.run.is_some() => Ok(score::default_batch_size(device)),
-        None => Ok(score::models::DEFAULT_BATCH_SIZE),
+        None if a.run.is_some() => Ok(scoring::default_batch_size(device)),
+        None => Ok(scoring::models::DEFAULT_BATCH_SIZE),
     }
 }
 
@@ -763,7 +763,7 @@ fn run_score(a: &ScoreArgs) -> Result<()> {
     let batch_size = score_batch_size(a, device)?;
     let Some(run) = &a.run else {
         let cfg = model_args::config(a, device, batch_size)?;
-        let meta = score::models::run(&cfg, &Terminal::detect(a.quiet))?;
+        let meta = scoring::models::run(&cfg, &Terminal::detect(a.quiet))?;
         let what = match meta.shard {
             Some(s) => format!("shard {s} of"),
             None => "all".into(),
@@ -802,7 +802,7 @@ fn run_score(a: &ScoreArgs) -> Result<()> {
         allow_incomplete: a.allow_incomplete,
         precision: a.precision,
     };
-    let meta = score::run(&cfg, &Terminal::detect(a.quiet))?;
+    let meta = scoring::run(&cfg, &Terminal::detect(a.quiet))?;
     let targets: Vec<&str> = meta.targets.iter().map(|t| t.name()).collect();
     println!(
         "scored {} {} examples at epochs {:?} (targets {}) in {:.1} s ({:.0} image x checkpoint/s) -> '{}'",

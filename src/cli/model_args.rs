@@ -2,9 +2,9 @@
 use super::ScoreArgs;
 use crate::data::stream::{Preprocess, Source, StreamSpec};
 use crate::data::transform::Normalization;
-use crate::score::models::ModelScoreConfig;
+use crate::scoring::models::ModelScoreConfig;
 use crate::scripted;
-use crate::vog::Variant;
+use crate::variance::Variant;
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
 use std::path::Path;

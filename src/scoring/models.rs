@@ -8,16 +8,16 @@ use super::Scorer;
 use crate::data::stream::{self, Listing, StreamSpec};
 use crate::data::transform::Normalization;
 use crate::data::{DatasetSpec, SplitKind};
+use crate::epochs::Stage;
 use crate::info::Versions;
 use crate::model::Precision;
 use crate::progress::Reporter;
-use crate::schedule::Stage;
 use crate::scores::{
     self, Companion, ModelFile, ModelScoring, ScoreRow, ScoresMeta, Shard, SplitChoice,
     SCORES_FORMAT,
 };
 use crate::scripted::{self, ScriptedModel};
-use crate::vog::{Target, Variant};
+use crate::variance::{Target, Variant};
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 use std::time::Instant;

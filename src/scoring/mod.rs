@@ -10,19 +10,19 @@ use crate::data::prepare::{self, PreparedData};
 use crate::data::transform::{self, Normalizer};
 use crate::data::{noise, Split, SplitKind};
 use crate::dynamics::{self, DynamicsScores};
+use crate::epochs::Stage;
 use crate::info::Versions;
 use crate::model::{Precision, ResNet};
 use crate::origin::Origins;
 use crate::progress::{Reporter, Task};
 use crate::run_dir::{load_checkpoint, RunDir, RunManifest, MANIFEST};
-use crate::schedule::Stage;
 use crate::scores::{
     self, Companion, Incomplete, ScoreRow, ScoresMeta, SplitChoice, SCORES_FORMAT,
 };
-use crate::vog::baselines::checkpoint_scores;
-use crate::vog::gradient::{input_gradients, pixel_map};
-use crate::vog::reduce::Accumulator;
-use crate::vog::{Target, Variant};
+use crate::variance::baselines::checkpoint_scores;
+use crate::variance::gradient::{input_gradients, pixel_map};
+use crate::variance::reduce::Accumulator;
+use crate::variance::{Target, Variant};
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -562,7 +562,7 @@ fn read_assigned_labels(run: &RunDir, m: &RunManifest) -> Result<HashMap<String,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vog::{Channels, GradNorm, Reduce};
+    use crate::variance::{Channels, GradNorm, Reduce};
 
     /// logits = flatten(x) W^T: the input gradient of logit p is row p of W.
     #[derive(Debug)]

@@ -1,0 +1,333 @@
+//! The scores CSV itself: its columns, one row per example, written and read back by
+//! column name (see the module header of [`crate::scores`] for the layout).
+use super::meta::ScoresMeta;
+use crate::data::SplitKind;
+use crate::variance::Target;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The fixed leading columns.
+pub const BASE_COLUMNS: [&str; 9] = [
+    "id",
+    "split",
+    "index",
+    "label",
+    "label_name",
+    "trained_label",
+    "noisy",
+    "predicted",
+    "correct",
+];
+
+/// A difficulty score scored beside VoG, and which way it points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Companion {
+    /// Cross-entropy against the label trained with, at the last checkpoint.
+    Loss,
+    /// Mean L2 norm of softmax minus one-hot over the checkpoints (Paul et al. 2021).
+    El2n,
+    /// Softmax probability of the label trained with, at the last checkpoint.
+    Prob,
+    /// Mean training-time probability of the label (Data Maps; Swayamdipta et al. 2020).
+    Confidence,
+    /// Its standard deviation over epochs (Data Maps).
+    Variability,
+    /// Fraction of epochs the training prediction was right (Data Maps).
+    Correctness,
+    /// Forgetting events (Toneva et al. 2019); never learned = number of epochs.
+    Forgetting,
+    /// Area under the margin (Pleiss et al. 2020).
+    Aum,
+}
+
+impl Companion {
+    /// From the scoring forward passes, for every split.
+    pub const CHECKPOINT: [Companion; 3] = [Companion::Loss, Companion::El2n, Companion::Prob];
+    /// From the training dynamics, for the training split.
+    pub const DYNAMICS: [Companion; 5] = [
+        Companion::Confidence,
+        Companion::Variability,
+        Companion::Correctness,
+        Companion::Forgetting,
+        Companion::Aum,
+    ];
+
+    /// Its column name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Companion::Loss => "loss",
+            Companion::El2n => "el2n",
+            Companion::Prob => "prob",
+            Companion::Confidence => "confidence",
+            Companion::Variability => "variability",
+            Companion::Correctness => "correctness",
+            Companion::Forgetting => "forgetting",
+            Companion::Aum => "aum",
+        }
+    }
+
+    /// Whether a higher value means a harder example.
+    pub fn higher_is_harder(self) -> bool {
+        matches!(
+            self,
+            Companion::Loss | Companion::El2n | Companion::Variability | Companion::Forgetting
+        )
+    }
+
+    /// Whether only training examples have it.
+    pub fn train_only(self) -> bool {
+        Companion::DYNAMICS.contains(&self)
+    }
+}
+
+/// One scored example.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreRow {
+    pub id: String,
+    pub split: SplitKind,
+    pub index: usize,
+    pub label: i64,
+    pub label_name: String,
+    pub trained_label: i64,
+    pub noisy: bool,
+    pub predicted: i64,
+    pub correct: bool,
+    /// (vog_raw, vog) per target, in the file's target order.
+    pub scores: Vec<(f64, f64)>,
+    /// Companion values in the sidecar's order; `None` where a score does not apply (the
+    /// training dynamics of a test example).
+    pub companions: Vec<Option<f64>>,
+}
+
+/// (`vog_raw…`, `vog…`) column names of each target; the first keeps the plain names.
+pub fn score_columns(targets: &[Target]) -> Vec<(String, String)> {
+    targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| match i {
+            0 => ("vog_raw".to_string(), "vog".to_string()),
+            _ => (format!("vog_raw_{t}"), format!("vog_{t}")),
+        })
+        .collect()
+}
+
+/// Every column of a file with `targets` and `companions`, in order.
+pub fn header(targets: &[Target], companions: &[Companion]) -> Vec<String> {
+    BASE_COLUMNS
+        .iter()
+        .map(|s| s.to_string())
+        .chain(score_columns(targets).into_iter().flat_map(|(r, z)| [r, z]))
+        .chain(companions.iter().map(|c| c.name().to_string()))
+        .collect()
+}
+
+/// Writes the header and rows.
+pub fn write_csv(
+    w: impl Write,
+    targets: &[Target],
+    companions: &[Companion],
+    rows: &[ScoreRow],
+) -> Result<()> {
+    let mut csv = csv::Writer::from_writer(w);
+    csv.write_record(header(targets, companions))?;
+    for r in rows {
+        let mut rec = vec![
+            r.id.clone(),
+            r.split.to_string(),
+            r.index.to_string(),
+            r.label.to_string(),
+            r.label_name.clone(),
+            r.trained_label.to_string(),
+            r.noisy.to_string(),
+            r.predicted.to_string(),
+            r.correct.to_string(),
+        ];
+        for (raw, z) in &r.scores {
+            rec.push(format!("{raw:e}"));
+            // Only a shard's rows lack the z-score, which needs every shard.
+            rec.push(if z.is_finite() {
+                format!("{z}")
+            } else {
+                String::new()
+            });
+        }
+        for c in &r.companions {
+            rec.push(c.map_or(String::new(), |v| format!("{v:e}")));
+        }
+        csv.write_record(&rec)?;
+    }
+    csv.flush()?;
+    Ok(())
+}
+
+/// Which of a target's two columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Column {
+    /// `vog_raw…`: VoG itself.
+    Raw,
+    /// `vog…`: z-scored within (split, trained class).
+    Normalized,
+    /// A companion score.
+    Companion,
+}
+
+/// A score column of a file: the target's (or, for a companion, the companion's) index and
+/// which column of it.
+pub type ColumnRef = (usize, Column);
+
+/// The value of `col` in `row` (`None` where a companion does not apply).
+pub fn value(row: &ScoreRow, col: ColumnRef) -> Option<f64> {
+    match col {
+        (t, Column::Raw) => Some(row.scores[t].0),
+        (t, Column::Normalized) => Some(row.scores[t].1),
+        (c, Column::Companion) => row.companions[c],
+    }
+}
+
+pub(super) fn names(targets: &[Target], companions: &[Companion]) -> String {
+    let v: Vec<&str> = targets
+        .iter()
+        .map(|t| t.name())
+        .chain(companions.iter().map(|c| c.name()))
+        .collect();
+    v.join(", ")
+}
+
+/// A CSV read by column name.
+pub(super) struct Table {
+    path: PathBuf,
+    pub(super) headers: Vec<String>,
+    pub(super) records: Vec<csv::StringRecord>,
+    pos: HashMap<String, usize>,
+}
+
+impl Table {
+    pub(super) fn read(path: &Path) -> Result<Self> {
+        let mut r = csv::Reader::from_path(path)
+            .with_context(|| format!("cannot read scores '{}'", path.display()))?;
+        let headers: Vec<String> = r
+            .headers()
+            .with_context(|| format!("cannot read the header of '{}'", path.display()))?
+            .iter()
+            .map(String::from)
+            .collect();
+        let records = r
+            .records()
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("malformed CSV '{}'", path.display()))?;
+        let pos = headers
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.clone(), i))
+            .collect();
+        Ok(Table {
+            path: path.to_path_buf(),
+            headers,
+            records,
+            pos,
+        })
+    }
+
+    /// Fails listing every one of `names` the file lacks.
+    pub(super) fn require(&self, names: &[&str]) -> Result<()> {
+        let missing: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| !self.pos.contains_key(*n))
+            .collect();
+        if !missing.is_empty() {
+            bail!(
+                "'{}' lacks the column(s) {} (is it a `vog score` output?)",
+                self.path.display(),
+                missing.join(", ")
+            );
+        }
+        Ok(())
+    }
+
+    /// Field `name` of row `row` parsed as `T`, naming the place on failure.
+    fn parse<T: std::str::FromStr>(&self, row: usize, name: &str) -> Result<T> {
+        let v = self.get(row, name);
+        v.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "'{}' row {}: column '{name}' holds '{v}', which is not a valid value",
+                self.path.display(),
+                row + 2
+            )
+        })
+    }
+
+    fn get(&self, row: usize, name: &str) -> &str {
+        self.records[row].get(self.pos[name]).unwrap_or("")
+    }
+
+    /// A finite score in row `r`, column `name`; `None` for an empty cell where `optional`.
+    fn score(&self, r: usize, name: &str, optional: bool) -> Result<Option<f64>> {
+        let text = self.get(r, name);
+        if text.is_empty() && optional {
+            return Ok(None);
+        }
+        let v: f64 = self.parse(r, name)?;
+        if !v.is_finite() {
+            bail!(
+                "'{}' row {}: column '{name}' holds '{text}', not a finite number",
+                self.path.display(),
+                r + 2
+            );
+        }
+        Ok(Some(v))
+    }
+
+    /// Row `r` as a scored example of a file described by `meta`.
+    pub(super) fn row(&self, r: usize, meta: &ScoresMeta) -> Result<ScoreRow> {
+        let split = match self.get(r, "split") {
+            "train" => SplitKind::Train,
+            "test" => SplitKind::Test,
+            other => bail!(
+                "'{}' row {}: column 'split' holds '{other}', expected train or test",
+                self.path.display(),
+                r + 2
+            ),
+        };
+        let required = |name: &str| -> Result<f64> {
+            Ok(self
+                .score(r, name, false)?
+                .expect("required values are present"))
+        };
+        let z = |name: &str| -> Result<f64> {
+            match meta.shard {
+                Some(_) => Ok(self.score(r, name, true)?.unwrap_or(f64::NAN)),
+                None => required(name),
+            }
+        };
+        let scores = score_columns(&meta.targets)
+            .iter()
+            .map(|(raw, name)| Ok((required(raw)?, z(name)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let companions = meta
+            .companions
+            .iter()
+            .map(|c| {
+                let optional = c.train_only() && split == SplitKind::Test;
+                self.score(r, c.name(), optional)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ScoreRow {
+            id: self.get(r, "id").to_string(),
+            split,
+            index: self.parse(r, "index")?,
+            label: self.parse(r, "label")?,
+            label_name: self.get(r, "label_name").to_string(),
+            trained_label: self.parse(r, "trained_label")?,
+            noisy: self.parse(r, "noisy")?,
+            predicted: self.parse(r, "predicted")?,
+            correct: self.parse(r, "correct")?,
+            scores,
+            companions,
+        })
+    }
+}

@@ -1,0 +1,334 @@
+//! The scores file that `vog score` writes and every later stage reads: a CSV, one row per
+//! example in dataset order,
+//!
+//! ```text
+//! id,split,index,label,label_name,trained_label,noisy,predicted,correct,vog_raw,vog[,vog_raw_T,vog_T...]
+//! ```
+//!
+//! and a JSON sidecar (same path, `.json` extension; [`ScoresMeta`]) recording how the
+//! scores were made. `label` is the true label; `trained_label` the one the network was
+//! trained with (they differ for the shuffled examples of a label-noise run, where `noisy`
+//! is true); `index` is the position in the scored split; `predicted` comes from the last
+//! checkpoint used and `correct` compares it with `label`. The first target scored keeps
+//! the plain `vog_raw` and `vog` names; every further target T adds `vog_raw_T` and `vog_T`.
+//! Then the companion scores ([`Companion`]) the sidecar lists, in its order: `loss`,
+//! `el2n`, `prob` from the scoring checkpoints, and for runs with training dynamics
+//! `confidence`, `variability`, `correctness`, `forgetting`, `aum`, which are empty in test
+//! rows. Every value is finite.
+//! A scores file is only read together with its sidecar: a missing or unreadable one is
+//! an error, never a silent default.
+mod csv;
+mod meta;
+mod normalize;
+mod order;
+
+pub use self::csv::{
+    header, score_columns, value, write_csv, Column, ColumnRef, Companion, ScoreRow, BASE_COLUMNS,
+};
+pub use meta::{
+    read_meta, sidecar_path, Incomplete, ModelFile, ModelScoring, ScoresMeta, Shard, SplitChoice,
+    SCORES_FORMAT,
+};
+pub use normalize::{normalize_rows, warn_degenerate};
+pub use order::{class_names, per_class, scored, top_k, Ranked, Scored};
+
+use self::csv::{names, Table};
+use crate::data::SplitKind;
+use crate::epochs::Stage;
+use crate::variance::Target;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+
+/// Where the scores of `split` at `stage` go by default: `RUN/scores-SPLIT-STAGE.csv`.
+pub fn scores_path(run: &Path, split: SplitChoice, stage: &Stage) -> PathBuf {
+    run.join(format!("scores-{split}-{}.csv", stage.slug()))
+}
+
+/// Checks that a scores file can be written at `out` (and its sidecar beside it) before
+/// any work is done.
+pub fn check_out(out: &Path) -> Result<()> {
+    if out.is_dir() {
+        bail!(
+            "'{}' is a folder; name the .csv file to write",
+            out.display()
+        );
+    }
+    if out.extension().is_some_and(|e| e == "json") {
+        bail!(
+            "'{}' must not end in .json (that name is the sidecar's)",
+            out.display()
+        );
+    }
+    let dir = crate::atomic_file::parent_dir(out);
+    tempfile::tempfile_in(&dir)
+        .map(drop)
+        .with_context(|| format!("cannot create a file in '{}'", dir.display()))
+}
+
+/// Writes `rows` to `csv` and `meta`, with the CSV's digest filled in, to its sidecar,
+/// each atomically.
+pub fn write(csv: &Path, meta: &mut ScoresMeta, rows: &[ScoreRow]) -> Result<()> {
+    let mut bytes = Vec::new();
+    write_csv(&mut bytes, &meta.targets, &meta.companions, rows)?;
+    meta.csv = Some(crate::digest::of_bytes(&bytes));
+    crate::atomic_file::write_bytes(csv, &bytes)?;
+    let json = serde_json::to_vec_pretty(meta)?;
+    crate::atomic_file::write_bytes(&sidecar_path(csv), &json)
+}
+
+/// A scores file read back with its sidecar: the one view of scored examples that
+/// evaluation, ranking and the report share.
+#[derive(Debug, Clone)]
+pub struct ScoresFile {
+    pub path: PathBuf,
+    pub meta: ScoresMeta,
+    pub rows: Vec<ScoreRow>,
+}
+
+impl ScoresFile {
+    /// Reads `path` and its sidecar; the CSV's columns must be the ones the sidecar's
+    /// targets name. The file of one shard is refused: it lacks the z-scores.
+    pub fn read(path: &Path) -> Result<Self> {
+        let file = Self::read_any(path)?;
+        if let Some(shard) = file.meta.shard {
+            bail!(
+                "'{}' is shard {shard} of a sharded scoring, without z-scores: combine the shards with `vog merge` first",
+                path.display()
+            );
+        }
+        Ok(file)
+    }
+
+    /// Reads the file of one shard (z-scores are NaN).
+    pub fn read_shard(path: &Path) -> Result<Self> {
+        let file = Self::read_any(path)?;
+        if file.meta.shard.is_none() {
+            bail!(
+                "'{}' is a complete scores file, not a shard",
+                path.display()
+            );
+        }
+        Ok(file)
+    }
+
+    fn read_any(path: &Path) -> Result<Self> {
+        let table = Table::read(path)?;
+        let mut required: Vec<&str> = BASE_COLUMNS.to_vec();
+        required.extend(["vog", "vog_raw"]);
+        table.require(&required)?;
+        let meta = read_meta(path)?;
+        // A shard may be empty: more shards than batches.
+        if table.records.is_empty() && meta.shard.is_none() {
+            bail!("'{}' holds no examples", path.display());
+        }
+        if table.headers != header(&meta.targets, &meta.companions) {
+            bail!(
+                "the columns of '{}' do not match the targets and scores its sidecar lists ({})",
+                path.display(),
+                names(&meta.targets, &meta.companions)
+            );
+        }
+        let rows = (0..table.records.len())
+            .map(|r| table.row(r, &meta))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ScoresFile {
+            path: path.to_path_buf(),
+            meta,
+            rows,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The targets, in column order.
+    pub fn targets(&self) -> &[Target] {
+        &self.meta.targets
+    }
+
+    /// The values of VoG target `t`'s column `which` (raw or normalized), in row order.
+    pub fn values(&self, t: usize, which: Column) -> Vec<f64> {
+        self.rows
+            .iter()
+            .map(|r| value(r, (t, which)).expect("VoG columns have every value"))
+            .collect()
+    }
+
+    /// Every score column's name and reference: the VoG ones, then the companions.
+    pub fn columns(&self) -> Vec<(String, ColumnRef)> {
+        let vog = score_columns(self.targets())
+            .into_iter()
+            .enumerate()
+            .flat_map(|(t, (raw, z))| [(z, (t, Column::Normalized)), (raw, (t, Column::Raw))]);
+        let companions = self
+            .meta
+            .companions
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name().to_string(), (i, Column::Companion)));
+        vog.chain(companions).collect()
+    }
+
+    /// The column a name (`vog`, `vog_raw`, `vog_T`, `vog_raw_T`, a companion) stands for.
+    pub fn column(&self, name: &str) -> Result<ColumnRef> {
+        let columns = self.columns();
+        if let Some((_, c)) = columns.iter().find(|(n, _)| n == name) {
+            return Ok(*c);
+        }
+        let all: Vec<String> = columns.into_iter().map(|(n, _)| n).collect();
+        bail!(
+            "'{}' has no score column '{name}' (it has {})",
+            self.path.display(),
+            all.join(", ")
+        )
+    }
+
+    /// The same file restricted to the examples of one split.
+    pub fn only(&self, kind: SplitKind) -> ScoresFile {
+        ScoresFile {
+            path: self.path.clone(),
+            meta: self.meta.clone(),
+            rows: self
+                .rows
+                .iter()
+                .filter(|r| r.split == kind)
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::DatasetSpec;
+    use crate::info::Versions;
+    use crate::variance::Variant;
+    use std::collections::HashMap;
+
+    fn row() -> ScoreRow {
+        ScoreRow {
+            id: "test/000001".into(),
+            split: SplitKind::Test,
+            index: 1,
+            label: 3,
+            label_name: "cat".into(),
+            trained_label: 3,
+            noisy: false,
+            predicted: 5,
+            correct: false,
+            scores: vec![(1.5e-3, -0.25), (2.0, 1.0)],
+            companions: vec![Some(0.5), None],
+        }
+    }
+
+    fn meta(targets: Vec<Target>) -> ScoresMeta {
+        ScoresMeta {
+            format: SCORES_FORMAT.into(),
+            run: Some("run".into()),
+            models: None,
+            shard: None,
+            dataset_fingerprint: "f".into(),
+            dataset: DatasetSpec::Synth {
+                train: 1,
+                test: 1,
+                seed: 0,
+                atypical: 0.0,
+            },
+            split: SplitChoice::Test,
+            stage: Stage::All,
+            epochs: vec![1, 2],
+            checkpoints: vec![],
+            targets,
+            companions: vec![Companion::Loss, Companion::Aum],
+            variant: Variant::default(),
+            examples: 1,
+            incomplete: None,
+            degenerate_classes: HashMap::new(),
+            device: tch::Device::Cpu,
+            seconds: 0.0,
+            versions: Versions::current(),
+            csv: None,
+            precision: Default::default(),
+        }
+    }
+
+    #[test]
+    fn header_and_round_trip() {
+        let mut buf = Vec::new();
+        let companions = [Companion::Loss, Companion::Aum];
+        write_csv(
+            &mut buf,
+            &[Target::Logit, Target::Prob],
+            &companions,
+            &[row()],
+        )
+        .unwrap();
+        let text = String::from_utf8(buf).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next().unwrap(),
+            "id,split,index,label,label_name,trained_label,noisy,predicted,correct,vog_raw,vog,vog_raw_prob,vog_prob,loss,aum"
+        );
+        assert_eq!(
+            lines.next().unwrap(),
+            "test/000001,test,1,3,cat,3,false,5,false,1.5e-3,-0.25,2e0,1,5e-1,"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.csv");
+        let mut m = meta(vec![Target::Logit, Target::Prob]);
+        write(&p, &mut m, &[row()]).unwrap();
+        assert_eq!(
+            m.csv,
+            Some(crate::digest::of_file(&p).unwrap()),
+            "the sidecar records the CSV's digest"
+        );
+        assert_eq!(sidecar_path(&p), dir.path().join("s.json"));
+        let f = ScoresFile::read(&p).unwrap();
+        assert_eq!(f.rows, vec![row()]);
+        assert_eq!(f.meta, m);
+        assert_eq!(f.column("vog_raw_prob").unwrap(), (1, Column::Raw));
+        assert_eq!(f.values(0, Column::Normalized), vec![-0.25]);
+        let err = f.column("vog_margin").unwrap_err().to_string();
+        assert!(
+            err.contains("vog, vog_raw, vog_prob, vog_raw_prob"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn sidecar_must_be_there_and_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.csv");
+        write(&p, &mut meta(vec![Target::Logit, Target::Prob]), &[row()]).unwrap();
+        std::fs::remove_file(sidecar_path(&p)).unwrap();
+        let err = format!("{:#}", ScoresFile::read(&p).unwrap_err());
+        assert!(err.contains("s.json") && err.contains("sidecar"), "{err}");
+        // A sidecar listing other targets than the columns hold.
+        let json = serde_json::to_vec(&meta(vec![Target::Logit])).unwrap();
+        std::fs::write(sidecar_path(&p), json).unwrap();
+        let err = ScoresFile::read(&p).unwrap_err().to_string();
+        assert!(err.contains("do not match"), "{err}");
+        std::fs::write(sidecar_path(&p), "{").unwrap();
+        let err = format!("{:#}", ScoresFile::read(&p).unwrap_err());
+        assert!(err.contains("invalid scores sidecar"), "{err}");
+    }
+
+    #[test]
+    fn default_paths() {
+        let stage: Stage = "1-3,every:10".parse().unwrap();
+        assert_eq!(
+            scores_path(Path::new("r"), SplitChoice::Both, &stage),
+            Path::new("r/scores-both-1-3_every_10.csv")
+        );
+        assert_eq!(
+            scores_path(Path::new("r"), SplitChoice::Test, &Stage::Late),
+            Path::new("r/scores-test-late.csv")
+        );
+    }
+}

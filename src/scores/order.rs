@@ -1,0 +1,83 @@
+//! The ordering of scored examples that `vog rank`, the grids and the report share: by a
+//! score column, highest or lowest first, ties by id so the output is deterministic.
+use super::csv::{value, ScoreRow};
+use super::ScoresFile;
+use anyhow::Result;
+use std::collections::BTreeMap;
+
+/// An example with the score it is ranked by.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scored<'a> {
+    pub row: &'a ScoreRow,
+    pub score: f64,
+}
+
+/// A scored example with its place in the ordering.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ranked<'a> {
+    pub rank: usize,
+    pub scored: Scored<'a>,
+    pub predicted_name: String,
+}
+
+/// Every example of `f` that has a value in score column `column` (any of
+/// [`ScoresFile::columns`]), with that value.
+pub fn scored<'a>(f: &'a ScoresFile, column: &str) -> Result<Vec<Scored<'a>>> {
+    let col = f.column(column)?;
+    Ok(f.rows
+        .iter()
+        .filter_map(|row| value(row, col).map(|score| Scored { row, score }))
+        .collect())
+}
+
+/// label -> name, from the examples' labels.
+pub fn class_names(entries: &[Scored]) -> BTreeMap<i64, String> {
+    entries
+        .iter()
+        .map(|e| (e.row.label, e.row.label_name.clone()))
+        .collect()
+}
+
+/// The `k` highest (or lowest) examples; ties by id. `names` maps predicted labels to names.
+pub fn top_k<'a>(
+    entries: &[Scored<'a>],
+    k: usize,
+    lowest: bool,
+    names: &BTreeMap<i64, String>,
+) -> Vec<Ranked<'a>> {
+    let mut sorted: Vec<Scored<'a>> = entries.to_vec();
+    sorted.sort_by(|a, b| {
+        let by_score = if lowest {
+            a.score.total_cmp(&b.score)
+        } else {
+            b.score.total_cmp(&a.score)
+        };
+        by_score.then_with(|| a.row.id.cmp(&b.row.id))
+    });
+    sorted
+        .into_iter()
+        .take(k)
+        .enumerate()
+        .map(|(i, e)| Ranked {
+            rank: i + 1,
+            predicted_name: names
+                .get(&e.row.predicted)
+                .cloned()
+                .unwrap_or_else(|| e.row.predicted.to_string()),
+            scored: e,
+        })
+        .collect()
+}
+
+/// Examples grouped by class, in label order.
+pub fn per_class<'a>(entries: &[Scored<'a>]) -> Vec<(String, Vec<Scored<'a>>)> {
+    let mut groups: BTreeMap<i64, (String, Vec<Scored<'a>>)> = BTreeMap::new();
+    for e in entries {
+        groups
+            .entry(e.row.label)
+            .or_insert_with(|| (e.row.label_name.clone(), Vec::new()))
+            .1
+            .push(*e);
+    }
+    groups.into_values().collect()
+}
