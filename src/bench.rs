@@ -7,20 +7,25 @@ use crate::config::Hyper;
 use crate::data::stream::{self, StreamSpec};
 use crate::data::transform::Normalization;
 use crate::data::{DatasetSpec, SplitKind};
-use crate::model::{Precision, ResNet};
+use crate::export::Export;
+use crate::info::Cpu;
+use crate::model::ResNet;
+use crate::precision::Precision;
 use crate::progress::{NoTask, Reporter};
 use crate::rng;
-use crate::scoring::Scorer;
+use crate::scores::SplitChoice;
+use crate::scoring::{ScoreOptions, Scorer};
 use crate::train::Trainer;
 use crate::variance::{Target, Variant};
 use anyhow::{bail, Result};
 use serde::Serialize;
+use std::path::PathBuf;
 use std::time::Instant;
 use tch::nn::{ModuleT, VarStore};
 use tch::{Device, Kind, Tensor};
 
 /// Which work is measured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Work {
     /// SGD steps in training mode: images per second.
@@ -72,7 +77,14 @@ pub struct BenchRow {
     pub seconds: f64,
     /// Peak resident memory of the process during this row, MiB (CPU only).
     pub peak_rss_mib: Option<f64>,
+    /// The processor, whatever the device: bf16's speed on a CPU depends on it.
+    pub cpu: Cpu,
 }
+
+/// The rows of one `vog bench`, as it prints them.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct BenchRows(pub Vec<BenchRow>);
 
 /// Runs every (work, precision) pair of `cfg`, reporting each as it finishes.
 pub fn run(cfg: &BenchConfig, reporter: &dyn Reporter) -> Result<Vec<BenchRow>> {
@@ -130,6 +142,7 @@ fn row(cfg: &BenchConfig, what: Work, precision: Precision) -> BenchRow {
         work: 0,
         seconds: 0.0,
         peak_rss_mib: None,
+        cpu: Cpu::detect(),
     }
 }
 
@@ -206,9 +219,7 @@ fn bench_score(cfg: &BenchConfig, precision: Precision) -> Result<BenchRow> {
             tch::manual_seed(k as i64);
             let mut vs = VarStore::new(cfg.device);
             let net = ResNet::new(&vs.root(), CLASSES, cfg.width);
-            if precision != Precision::Fp32 {
-                vs.set_kind(precision.kind());
-            }
+            precision.cast(&mut vs);
             vs.freeze();
             (vs, net)
         })
@@ -216,14 +227,20 @@ fn bench_score(cfg: &BenchConfig, precision: Precision) -> Result<BenchRow> {
     let n = cfg.batch_size * BATCHES_PER_PASS;
     let (images, labels) = synthetic(n, Device::Cpu);
     let labels = Vec::<i64>::try_from(&labels)?;
+    let options = ScoreOptions {
+        split: SplitChoice::Test,
+        // Scores are measured, never written.
+        out: PathBuf::new(),
+        batch_size: cfg.batch_size,
+        device: cfg.device,
+        targets: vec![Target::Logit],
+        variant: Variant::default(),
+        precision,
+    };
     let scorer = Scorer {
         models: stores.iter().map(|(_, m)| m as &dyn ModuleT).collect(),
-        device: cfg.device,
         normalizer: Normalization::CIFAR10.on(cfg.device),
-        targets: &[Target::Logit],
-        variant: Variant::default(),
-        batch_size: cfg.batch_size,
-        precision,
+        options: &options,
     };
     let (work, seconds) = timed(cfg.seconds, || {
         scorer.score(&images, &labels, &NoTask);
@@ -254,7 +271,17 @@ fn peak_rss_mib() -> Option<f64> {
 }
 
 /// The rows as an aligned text table.
-pub fn write_table(mut w: impl std::io::Write, rows: &[BenchRow]) -> Result<()> {
+impl Export for BenchRows {
+    /// A header naming the CPU, then one line per row.
+    fn write_table(&self, w: &mut dyn std::io::Write) -> Result<()> {
+        if let Some(first) = self.0.first() {
+            writeln!(w, "cpu: {}", first.cpu)?;
+        }
+        write_table(w, &self.0)
+    }
+}
+
+fn write_table(w: &mut dyn std::io::Write, rows: &[BenchRow]) -> Result<()> {
     writeln!(
         w,
         "{:<6} {:<5} {:>5} {:>5} {:>3} {:>7} {:<6} {:>12}  {:<22} {:>9}",

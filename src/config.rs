@@ -2,7 +2,8 @@
 //! line flags override them, and the validated result is saved in the run directory.
 use crate::data::prepare::{LabelNoise, Selection};
 use crate::data::DatasetSpec;
-use crate::epochs::{self, LrSchedule};
+use crate::epochs::{EpochSpec, LrSchedule};
+use crate::optim::SgdConfig;
 use crate::origin::Origins;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -12,9 +13,10 @@ use tch::Device;
 const CIFAR10_TOML: &str = include_str!("../configs/cifar10.toml");
 const CIFAR100_TOML: &str = include_str!("../configs/cifar100.toml");
 
-/// Training hyper-parameters: exactly the keys of a `configs/*.toml` file.
+/// Training hyper-parameters: the keys of a `configs/*.toml` file, the optimizer's
+/// grouped as the optimizer takes them (the file stays flat: [`HyperFile`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "HyperFile", into = "HyperFile")]
 pub struct Hyper {
     pub epochs: usize,
     pub batch_size: usize,
@@ -22,25 +24,88 @@ pub struct Hyper {
     /// 1-based epochs from which the learning rate is multiplied by `lr_gamma`.
     pub lr_milestones: Vec<usize>,
     pub lr_gamma: f64,
-    pub momentum: f64,
-    pub weight_decay: f64,
-    /// Nesterov momentum (off in the paper's recipe).
-    #[serde(default)]
-    pub nesterov: bool,
+    /// Momentum, weight decay and Nesterov (off in the paper's recipe).
+    pub sgd: SgdConfig,
     /// Base channel count of the ResNet (64 = the paper's network).
     pub width: i64,
     /// Random crop with 4-pixel padding plus horizontal flip.
     pub augment: bool,
-    /// Which epochs to checkpoint (see [`epochs::parse_epochs`]).
-    pub save_epochs: String,
+    /// Which epochs to checkpoint.
+    pub save_epochs: EpochSpec,
     /// Evaluate the test split every this many epochs (and always after the last one).
-    #[serde(default = "every_epoch")]
     pub eval_every: usize,
     pub seed: u64,
     /// Format of the training passes: fp32, bf16 (autocast) or fp16 (autocast with a
     /// dynamic loss scale); weights and the optimizer stay fp32.
+    pub precision: crate::precision::Precision,
+}
+
+/// [`Hyper`] as a `configs/*.toml` file and `run.json` spell it: one flat table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HyperFile {
+    epochs: usize,
+    batch_size: usize,
+    lr: f64,
+    lr_milestones: Vec<usize>,
+    lr_gamma: f64,
+    momentum: f64,
+    weight_decay: f64,
     #[serde(default)]
-    pub precision: crate::model::Precision,
+    nesterov: bool,
+    width: i64,
+    augment: bool,
+    /// See [`crate::epochs::parse_epochs`].
+    save_epochs: EpochSpec,
+    #[serde(default = "every_epoch")]
+    eval_every: usize,
+    seed: u64,
+    #[serde(default)]
+    precision: crate::precision::Precision,
+}
+
+impl From<HyperFile> for Hyper {
+    fn from(f: HyperFile) -> Self {
+        Hyper {
+            epochs: f.epochs,
+            batch_size: f.batch_size,
+            lr: f.lr,
+            lr_milestones: f.lr_milestones,
+            lr_gamma: f.lr_gamma,
+            sgd: SgdConfig {
+                momentum: f.momentum,
+                weight_decay: f.weight_decay,
+                nesterov: f.nesterov,
+            },
+            width: f.width,
+            augment: f.augment,
+            save_epochs: f.save_epochs,
+            eval_every: f.eval_every,
+            seed: f.seed,
+            precision: f.precision,
+        }
+    }
+}
+
+impl From<Hyper> for HyperFile {
+    fn from(h: Hyper) -> Self {
+        HyperFile {
+            epochs: h.epochs,
+            batch_size: h.batch_size,
+            lr: h.lr,
+            lr_milestones: h.lr_milestones,
+            lr_gamma: h.lr_gamma,
+            momentum: h.sgd.momentum,
+            weight_decay: h.sgd.weight_decay,
+            nesterov: h.sgd.nesterov,
+            width: h.width,
+            augment: h.augment,
+            save_epochs: h.save_epochs,
+            eval_every: h.eval_every,
+            seed: h.seed,
+            precision: h.precision,
+        }
+    }
 }
 
 impl Hyper {
@@ -127,14 +192,13 @@ impl TrainConfig {
         origins: &Origins,
     ) -> Result<Self> {
         check_hyper(&hyper, origins)?;
-        let saved_epochs =
-            epochs::parse_epochs(&hyper.save_epochs, hyper.epochs).with_context(|| {
-                format!(
-                    "invalid {} '{}'",
-                    origins.name("save_epochs"),
-                    hyper.save_epochs
-                )
-            })?;
+        let saved_epochs = hyper.save_epochs.expand(hyper.epochs).with_context(|| {
+            format!(
+                "invalid {} '{}'",
+                origins.name("save_epochs"),
+                hyper.save_epochs
+            )
+        })?;
         selection.validate(origins)?;
         Ok(TrainConfig {
             dataset,
@@ -212,12 +276,12 @@ fn check_hyper(h: &Hyper, origins: &Origins) -> Result<()> {
         ),
         (h.width >= 1, "width", "must be at least 1"),
         (
-            (0.0..1.0).contains(&h.momentum),
+            (0.0..1.0).contains(&h.sgd.momentum),
             "momentum",
             "must lie in [0, 1)",
         ),
         (
-            h.weight_decay >= 0.0,
+            h.sgd.weight_decay >= 0.0,
             "weight_decay",
             "must not be negative",
         ),
@@ -253,7 +317,7 @@ mod tests {
         let h = Hyper::defaults_for(&synth());
         assert_eq!((h.epochs, h.batch_size, h.width), (350, 128, 64));
         assert_eq!(h.lr_milestones, vec![150, 250]);
-        assert_eq!((h.momentum, h.weight_decay), (0.9, 5e-4));
+        assert_eq!((h.sgd.momentum, h.sgd.weight_decay), (0.9, 5e-4));
         let c = config(h.clone(), Selection::default(), &Origins::default()).unwrap();
         assert_eq!(&c.saved_epochs[..3], &[1, 2, 3]);
         assert_eq!(
@@ -276,14 +340,14 @@ mod tests {
     #[test]
     fn rejects_bad_values_naming_their_source() {
         let mut h = Hyper::defaults_for(&synth());
-        h.save_epochs = "1,400".into();
+        h.save_epochs = "1,400".parse().unwrap();
         let flags = Origins::default().flag("save_epochs", true);
         let err = config(h.clone(), Selection::default(), &flags).unwrap_err();
         assert_eq!(
             format!("{err:#}"),
             "invalid --save-epochs '1,400': epoch 400 is outside 1..350"
         );
-        h.save_epochs = "paper".into();
+        h.save_epochs = "paper".parse().unwrap();
         h.batch_size = 0;
         // A value from a config file is named as such, not as a flag.
         let file = Origins::file(Path::new("configs/x.toml"), "");

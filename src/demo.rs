@@ -128,38 +128,15 @@ pub fn plan(o: &DemoOptions) -> Result<Plan> {
     let file = DemoFile::builtin();
     let origins = Origins::default()
         .flag("epochs", o.epochs.is_some())
-        .flag("width", o.width.is_some())
         .flag("train_subset", o.train.is_some())
         .flag("test_subset", o.test.is_some());
-    let (dataset, d, subsets) = match &o.data {
-        None => {
-            let d = &file.synth;
-            let spec = DatasetSpec::Synth {
-                train: o.train.unwrap_or(d.train),
-                test: o.test.unwrap_or(d.test),
-                seed: o.seed,
-                atypical: d.atypical,
-            };
-            (spec, d, (None, None))
-        }
-        Some(name) => {
-            let d = &file.real;
-            let spec = DatasetSpec::resolve(name, &o.data_dir, o.seed).context("--data")?;
-            let subsets = (
-                Some(o.train.unwrap_or(d.train)),
-                Some(o.test.unwrap_or(d.test)),
-            );
-            (spec, d, subsets)
-        }
-    };
+    let (dataset, d, subsets) = dataset(o, &file)?;
     let mut hyper = d.recipe.clone();
     hyper.seed = o.seed;
     if let Some(e) = o.epochs {
         hyper = hyper.with_epochs(e);
     }
-    if let Some(w) = o.width {
-        hyper.width = w;
-    }
+    let origins = origins.set("width", &mut hyper.width, o.width);
     let selection = Selection {
         train_subset: subsets.0,
         test_subset: subsets.1,
@@ -184,6 +161,50 @@ pub fn plan(o: &DemoOptions) -> Result<Plan> {
         targets: file.score.targets,
         batch_size: file.score.batch_size,
         reuse: false,
+    })
+}
+
+/// What the demo is about to do, in one paragraph.
+pub fn announcement(plan: &Plan, o: &DemoOptions) -> String {
+    let noise = plan.train.label_noise.as_ref().map_or(0.0, |n| n.fraction);
+    format!(
+        "vog demo: {} with {:.0}% shuffled training labels, ResNet-18 width {}, {} epochs, then scoring \
+         both splits with four targets, evaluation and an HTML report in '{}'.{}",
+        plan.train.dataset.name(),
+        100.0 * noise,
+        plan.train.hyper.width,
+        plan.train.hyper.epochs,
+        o.out.display(),
+        if o.data.is_none() { " 3-6 minutes on a 2-core CPU." } else { "" }
+    )
+}
+
+/// The demo's dataset, its settings in `configs/demo.toml`, and the (train, test) subsets
+/// of real data.
+fn dataset<'a>(
+    o: &DemoOptions,
+    file: &'a DemoFile,
+) -> Result<(DatasetSpec, &'a DemoData, (Option<usize>, Option<usize>))> {
+    Ok(match &o.data {
+        None => {
+            let d = &file.synth;
+            let spec = DatasetSpec::Synth {
+                train: o.train.unwrap_or(d.train),
+                test: o.test.unwrap_or(d.test),
+                seed: o.seed,
+                atypical: d.atypical,
+            };
+            (spec, d, (None, None))
+        }
+        Some(name) => {
+            let d = &file.real;
+            let spec = DatasetSpec::resolve(name, &o.data_dir, o.seed).context("--data")?;
+            let subsets = (
+                Some(o.train.unwrap_or(d.train)),
+                Some(o.test.unwrap_or(d.test)),
+            );
+            (spec, d, subsets)
+        }
     })
 }
 

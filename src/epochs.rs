@@ -56,7 +56,8 @@ enum Item {
 
 /// A parsed epoch-set spec such as `1,2,3,348-350`, `every:10` or `paper`: checked for
 /// syntax when parsed, expanded against a run's epoch count with [`EpochSpec::expand`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct EpochSpec {
     text: String,
     items: Vec<Item>,
@@ -77,6 +78,20 @@ impl FromStr for EpochSpec {
             text: spec.trim().to_string(),
             items,
         })
+    }
+}
+
+impl TryFrom<String> for EpochSpec {
+    type Error = SpecError;
+
+    fn try_from(s: String) -> Result<Self, SpecError> {
+        s.parse()
+    }
+}
+
+impl From<EpochSpec> for String {
+    fn from(spec: EpochSpec) -> String {
+        spec.text
     }
 }
 

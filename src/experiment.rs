@@ -3,8 +3,8 @@
 //! `configs/paper-*.toml` file (train with the recipe, score the early, late and
 //! whole-training stages on both splits with every target, evaluate each, early and late
 //! compared, report), plus a `results.json` summary. Re-running resumes at the first step
-//! whose output is missing; an interrupted training restarts from scratch, because
-//! libtorch's SGD keeps no savable momentum state.
+//! whose output is missing; an interrupted training resumes from its last finished epoch
+//! (as `vog train --resume` does).
 use crate::config::{Hyper, TrainConfig};
 use crate::data::prepare::{LabelNoise, Selection};
 use crate::data::DatasetSpec;
@@ -46,18 +46,6 @@ pub struct Overrides {
     pub test_subset: Option<usize>,
 }
 
-impl Overrides {
-    /// The file's settings with the flags' names where a flag set them.
-    fn origins(&self, file: &Path) -> Origins {
-        Origins::file(file, "")
-            .flag("epochs", self.epochs.is_some())
-            .flag("width", self.width.is_some())
-            .flag("device", self.device.is_some())
-            .flag("train_subset", self.train_subset.is_some())
-            .flag("test_subset", self.test_subset.is_some())
-    }
-}
-
 impl ExperimentFile {
     pub fn read(path: &Path) -> Result<Self> {
         crate::config::read_toml(path, "experiment")
@@ -69,22 +57,22 @@ impl ExperimentFile {
         if let Some(e) = o.epochs {
             self.train = self.train.with_epochs(e);
         }
-        if let Some(w) = o.width {
-            self.train.width = w;
-        }
-        macro_rules! set {
-            ($field:ident, $value:expr) => {
-                if let Some(v) = $value.clone() {
-                    self.$field = v;
-                }
-            };
-        }
-        set!(out, o.out);
-        set!(data_dir, o.data_dir);
-        set!(device, o.device);
-        self.train_subset = o.train_subset.or(self.train_subset);
-        self.test_subset = o.test_subset.or(self.test_subset);
-        let origins = o.origins(path);
+        let origins = Origins::file(path, "")
+            .flag("epochs", o.epochs.is_some())
+            .set("width", &mut self.train.width, o.width)
+            .set("out", &mut self.out, o.out.clone())
+            .set("data_dir", &mut self.data_dir, o.data_dir.clone())
+            .set("device", &mut self.device, o.device.clone())
+            .set(
+                "train_subset",
+                &mut self.train_subset,
+                o.train_subset.map(Some),
+            )
+            .set(
+                "test_subset",
+                &mut self.test_subset,
+                o.test_subset.map(Some),
+            );
         let s = &self.score;
         if s.stages.is_empty() || s.splits.is_empty() || s.targets.is_empty() {
             bail!(

@@ -112,6 +112,7 @@ impl Sgd {
     }
 
     /// The current loss scale, if the loss is scaled.
+    #[cfg(test)]
     pub fn loss_scale(&self) -> Option<LossScale> {
         self.loss_scale
     }

@@ -32,6 +32,16 @@ impl Origins {
         self
     }
 
+    /// Overrides `slot` with `value` where the flag of `key` gave one, and records that
+    /// it did: the one way a flag overrides a setting from a file or a default.
+    pub fn set<T>(self, key: &str, slot: &mut T, value: Option<T>) -> Self {
+        let given = value.is_some();
+        if let Some(v) = value {
+            *slot = v;
+        }
+        self.flag(key, given)
+    }
+
     /// How to name `key` in an error.
     pub fn name(&self, key: &str) -> String {
         if self.flags.contains(key) {

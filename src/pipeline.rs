@@ -13,7 +13,7 @@ use crate::progress::Reporter;
 use crate::report::{self, ReportInput};
 use crate::run_dir::{RunDir, RunManifest};
 use crate::scores::{self, ScoresFile, ScoresMeta, SplitChoice};
-use crate::scoring::{self, ScoreConfig};
+use crate::scoring::{self, ScoreConfig, ScoreOptions};
 use crate::train;
 use crate::variance::{Target, Variant};
 use anyhow::{bail, Result};
@@ -215,16 +215,18 @@ fn score_stage(
     scoring::run(
         &ScoreConfig {
             run,
-            split,
             stage: stage.clone(),
-            out: out.clone(),
-            batch_size: plan.batch_size,
-            device: plan.train.device,
-            targets: plan.targets.clone(),
-            variant: Variant::default(),
             data: None,
             allow_incomplete: false,
-            precision: Default::default(),
+            options: ScoreOptions {
+                split,
+                out: out.clone(),
+                batch_size: plan.batch_size,
+                device: plan.train.device,
+                targets: plan.targets.clone(),
+                variant: Variant::default(),
+                precision: Default::default(),
+            },
         },
         reporter,
     )?;

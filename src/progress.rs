@@ -2,6 +2,7 @@
 //! tasks go through a [`Reporter`], which the command line implements (a bar on a
 //! terminal, one line per message in logs, nothing under `--quiet`). The library never
 //! prints; tests capture what was reported with [`Captured`].
+#[cfg(test)]
 use std::sync::Mutex;
 
 /// Receives the library's messages and opens progress tasks.
@@ -29,7 +30,8 @@ pub trait Task {
     fn detail(&self, text: String);
 }
 
-/// Reports nothing.
+/// Reports nothing (tests).
+#[cfg(test)]
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Silent;
 
@@ -44,6 +46,7 @@ impl Task for NoTask {
     fn detail(&self, _text: String) {}
 }
 
+#[cfg(test)]
 impl Reporter for Silent {
     fn info(&self, _line: &str) {}
     fn warn(&self, _line: &str) {}
@@ -53,12 +56,14 @@ impl Reporter for Silent {
 }
 
 /// Keeps every message (`warning: ` before warnings) and the tasks opened, for tests.
+#[cfg(test)]
 #[derive(Debug, Default)]
 pub struct Captured {
     lines: Mutex<Vec<String>>,
     tasks: Mutex<Vec<(String, u64)>>,
 }
 
+#[cfg(test)]
 impl Captured {
     /// The messages so far, in order.
     pub fn lines(&self) -> Vec<String> {
@@ -71,6 +76,7 @@ impl Captured {
     }
 }
 
+#[cfg(test)]
 impl Reporter for Captured {
     fn info(&self, line: &str) {
         self.lines.lock().expect("not poisoned").push(line.into());

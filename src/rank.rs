@@ -2,17 +2,111 @@
 //! one class or per class, as a table, CSV or JSON. The ordering itself (ties by id, so
 //! the output is deterministic) is the scores file's ([`crate::scores::top_k`]); image
 //! grids of the result are drawn by [`crate::grid`].
-use crate::scores::{class_names, Ranked, Scored};
+use crate::export::Export;
+use crate::grid::{class_grid_path, ImageLookup};
+use crate::scores::{class_names, per_class, scored, top_k, Ranked, Scored, ScoresFile};
 use anyhow::{bail, Result};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
-/// Output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    Table,
-    Csv,
-    Json,
+/// A validated `vog rank` request (the grid aside).
+#[derive(Debug, Clone)]
+pub struct RankRequest {
+    /// How many examples (per class with `per_class`); at least 1.
+    pub top: usize,
+    /// The lowest scores instead of the highest.
+    pub lowest: bool,
+    /// Only this class (name or label number).
+    pub class: Option<String>,
+    pub per_class: bool,
+    /// The score column ranked by.
+    pub column: String,
+}
+
+impl RankRequest {
+    /// Refuses a request that can rank nothing.
+    pub fn check(&self) -> Result<()> {
+        if self.top == 0 {
+            bail!("--top must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// The ranked examples of a scores file: per class (or one group named ""), with the
+/// examples each group was ranked from, for the grids.
+pub struct Ranking<'a> {
+    pub groups: Vec<(String, Vec<Ranked<'a>>)>,
+    pub column: String,
+    pool: Vec<(String, Vec<Scored<'a>>)>,
+    names: BTreeMap<i64, String>,
+}
+
+impl<'a> Ranking<'a> {
+    /// Ranks the examples of `file` as `r` asks.
+    pub fn new(file: &'a ScoresFile, r: &RankRequest) -> Result<Self> {
+        r.check()?;
+        let mut entries = scored(file, &r.column)?;
+        let names = class_names(&entries);
+        if let Some(class) = &r.class {
+            entries = filter_class(entries, class)?;
+        }
+        let pool = if r.per_class {
+            per_class(&entries)
+        } else {
+            vec![(String::new(), entries)]
+        };
+        let groups = pool
+            .iter()
+            .map(|(c, es)| (c.clone(), top_k(es, r.top, r.lowest, &names)))
+            .collect();
+        Ok(Ranking {
+            groups,
+            column: r.column.clone(),
+            pool,
+            names,
+        })
+    }
+
+    /// Draws the ranked examples' images as a grid at `path` (a `.png`); per class, a
+    /// highest and a lowest grid for each class beside it. Returns the files written.
+    pub fn write_grids(
+        &self,
+        images: &ImageLookup,
+        path: &Path,
+        r: &RankRequest,
+    ) -> Result<Vec<PathBuf>> {
+        if !r.per_class {
+            images.write_grid(self.groups[0].1.iter().map(|x| x.scored.row), path)?;
+            return Ok(vec![path.to_path_buf()]);
+        }
+        let mut written = Vec::new();
+        for (class, es) in &self.pool {
+            for (which, lowest) in [("highest", false), ("lowest", true)] {
+                let p = class_grid_path(path, class, which);
+                let top = top_k(es, r.top, lowest, &self.names);
+                images.write_grid(top.iter().map(|x| x.scored.row), &p)?;
+                written.push(p);
+            }
+        }
+        Ok(written)
+    }
+}
+
+/// Refuses a grid path that is not a `.png` file.
+pub fn check_grid_path(path: &Path) -> Result<()> {
+    if !path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"))
+    {
+        bail!(
+            "--grid '{}' must name a .png file (grids are written as PNG)",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// Keeps the examples of the class named or numbered `class`.
@@ -61,50 +155,72 @@ impl<'a> From<&'a Ranked<'a>> for Record<'a> {
 }
 
 /// Writes `groups` (a class name or "" for the whole file, and its ranked examples).
-pub fn write(
-    mut w: impl Write,
+#[cfg(test)]
+fn write(
+    w: impl Write,
     groups: &[(String, Vec<Ranked>)],
     column: &str,
-    format: Format,
+    format: crate::export::OutputFormat,
 ) -> Result<()> {
-    let records = || groups.iter().flat_map(|(_, rows)| rows).map(Record::from);
-    match format {
-        Format::Table => write_table(w, groups, column)?,
-        Format::Csv => {
-            let mut csv = csv::Writer::from_writer(w);
-            csv.write_record([
-                "rank",
-                "id",
-                "split",
-                "label",
-                "label_name",
-                column,
-                "predicted",
-                "correct",
-            ])?;
-            for r in records() {
-                csv.write_record([
-                    r.rank.to_string().as_str(),
-                    r.id,
-                    r.split,
-                    &r.label.to_string(),
-                    r.label_name,
-                    &r.score.to_string(),
-                    &r.predicted.to_string(),
-                    &r.correct.to_string(),
-                ])?;
-            }
-            csv.flush()?;
-        }
-        Format::Json => {
-            serde_json::to_writer_pretty(&mut w, &records().collect::<Vec<_>>())?;
-            writeln!(w)?;
-        }
-    }
-    Ok(())
+    let ranking = Ranking {
+        groups: groups.to_vec(),
+        column: column.to_string(),
+        pool: Vec::new(),
+        names: BTreeMap::new(),
+    };
+    crate::export::write(w, &ranking, format)
 }
 
-fn write_table(mut w: impl Write, groups: &[(String, Vec<Ranked>)], column: &str) -> Result<()> {
+impl Serialize for Ranking<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.records())
+    }
+}
+
+impl Ranking<'_> {
+    fn records(&self) -> impl Iterator<Item = Record<'_>> {
+        self.groups
+            .iter()
+            .flat_map(|(_, rows)| rows)
+            .map(Record::from)
+    }
+}
+
+impl Export for Ranking<'_> {
+    fn write_table(&self, w: &mut dyn Write) -> Result<()> {
+        write_table(w, &self.groups, &self.column)
+    }
+
+    fn write_csv(&self, w: &mut dyn Write) -> Result<()> {
+        let mut csv = csv::Writer::from_writer(w);
+        csv.write_record([
+            "rank",
+            "id",
+            "split",
+            "label",
+            "label_name",
+            &self.column,
+            "predicted",
+            "correct",
+        ])?;
+        for r in self.records() {
+            csv.write_record([
+                r.rank.to_string().as_str(),
+                r.id,
+                r.split,
+                &r.label.to_string(),
+                r.label_name,
+                &r.score.to_string(),
+                &r.predicted.to_string(),
+                &r.correct.to_string(),
+            ])?;
+        }
+        csv.flush()?;
+        Ok(())
+    }
+}
+
+fn write_table(w: &mut dyn Write, groups: &[(String, Vec<Ranked>)], column: &str) -> Result<()> {
     for (g, (class, rows)) in groups.iter().enumerate() {
         if !class.is_empty() {
             writeln!(w, "{}class {class}", if g > 0 { "\n" } else { "" })?;
@@ -135,7 +251,8 @@ fn write_table(mut w: impl Write, groups: &[(String, Vec<Ranked>)], column: &str
 mod tests {
     use super::*;
     use crate::data::SplitKind;
-    use crate::scores::{per_class, top_k, ScoreRow};
+    use crate::export::OutputFormat;
+    use crate::scores::ScoreRow;
 
     fn row(id: &str, label: i64) -> ScoreRow {
         ScoreRow {
@@ -196,7 +313,7 @@ mod tests {
         let es = scored(&[row("a", 0), row("b", 1)], &[1.5, 2.0]);
         let groups = vec![(String::new(), top_k(&es, 2, false, &class_names(&es)))];
         let mut buf = Vec::new();
-        write(&mut buf, &groups, "vog", Format::Csv).unwrap();
+        write(&mut buf, &groups, "vog", OutputFormat::Csv).unwrap();
         let text = String::from_utf8(buf).unwrap();
         assert_eq!(
             text.lines().next().unwrap(),
@@ -204,12 +321,12 @@ mod tests {
         );
         assert_eq!(text.lines().nth(1).unwrap(), "1,b,test,1,c1,2,1,true");
         let mut buf = Vec::new();
-        write(&mut buf, &groups, "vog", Format::Json).unwrap();
+        write(&mut buf, &groups, "vog", OutputFormat::Json).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
         assert_eq!(v[1]["id"], "a");
         assert_eq!(v[1]["rank"], 2);
         let mut buf = Vec::new();
-        write(&mut buf, &groups, "vog", Format::Table).unwrap();
+        write(&mut buf, &groups, "vog", OutputFormat::Table).unwrap();
         assert_eq!(String::from_utf8(buf).unwrap().lines().count(), 3);
     }
 }

@@ -255,11 +255,6 @@ impl RunDir {
         Ok(run)
     }
 
-    /// Whether this handle holds the run's lock.
-    pub fn is_locked(&self) -> bool {
-        self.lock.is_some()
-    }
-
     fn holds_run(&self) -> bool {
         self.manifest_path().exists() || self.root.join(CHECKPOINTS).exists()
     }

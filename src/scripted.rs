@@ -10,7 +10,7 @@
 //! One architecture plus K state dicts is not offered: tch reaches a TorchScript module's
 //! parameters but not its buffers (BatchNorm running statistics), so such checkpoints
 //! could not be loaded faithfully.
-use crate::model::Precision;
+use crate::precision::Precision;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use tch::nn::ModuleT;
@@ -64,9 +64,7 @@ impl ScriptedModel {
                 first_line(&e)
             )
         })?;
-        if precision != Precision::Fp32 {
-            module.to(device, precision.kind(), false);
-        }
+        precision.cast_module(&mut module, device);
         Ok(ScriptedModel {
             path: path.to_path_buf(),
             module,

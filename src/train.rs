@@ -13,8 +13,9 @@ use crate::data::transform::{self, Augment, Normalization, Normalizer};
 use crate::data::Split;
 use crate::dynamics::{self, EpochDynamics};
 use crate::info::Versions;
-use crate::model::{self, Precision, ResNet};
-use crate::optim::{Sgd, SgdConfig};
+use crate::model::{self, ResNet};
+use crate::optim::Sgd;
+use crate::precision::Precision;
 use crate::progress::{Reporter, Task};
 use crate::run_dir::{
     self, DatasetInfo, EpochRecord, ResumeRecord, RunDir, RunManifest, FORMAT, LABEL_NOISE,
@@ -117,14 +118,7 @@ impl Trainer {
         crate::device::tune_for(device);
         let vs = nn::VarStore::new(device);
         let net = ResNet::new(&vs.root(), num_classes as i64, hyper.width);
-        let mut opt = Sgd::new(
-            &vs,
-            SgdConfig {
-                momentum: hyper.momentum,
-                weight_decay: hyper.weight_decay,
-                nesterov: hyper.nesterov,
-            },
-        );
+        let mut opt = Sgd::new(&vs, hyper.sgd);
         if hyper.precision == Precision::Fp16 {
             opt = opt.with_loss_scale();
         }
@@ -398,6 +392,30 @@ fn forget_after(m: &mut RunManifest, epoch: usize) {
     m.complete = false;
 }
 
+/// The data of training on the device: the training split with the labels trained with,
+/// and the test split where there is one.
+struct DeviceData {
+    train_x: Tensor,
+    train_y: Tensor,
+    test: Option<(Tensor, Tensor)>,
+}
+
+impl DeviceData {
+    fn new(prepared: &PreparedData, device: Device) -> Self {
+        let data = &prepared.data;
+        DeviceData {
+            train_x: data.train.images.to_device(device),
+            train_y: Tensor::from_slice(&prepared.train_labels).to_device(device),
+            test: data.test.as_ref().map(|t| {
+                (
+                    t.images.to_device(device),
+                    Tensor::from_slice(&t.labels).to_device(device),
+                )
+            }),
+        }
+    }
+}
+
 /// Trains the epochs after the last one `manifest` records.
 fn train_epochs(
     trainer: &mut Trainer,
@@ -408,75 +426,21 @@ fn train_epochs(
     reporter: &dyn Reporter,
 ) -> Result<RunManifest> {
     let cfg = manifest.config.clone();
-    let device = cfg.device;
-    let data = &prepared.data;
-    let train_x = data.train.images.to_device(device);
-    let train_y = Tensor::from_slice(&prepared.train_labels).to_device(device);
-    let test = data.test.as_ref().map(|t| {
-        (
-            t.images.to_device(device),
-            Tensor::from_slice(&t.labels).to_device(device),
-        )
-    });
-    let schedule = cfg.hyper.lr_schedule();
-    let batches = data.train.len().div_ceil(cfg.hyper.batch_size) as u64;
+    let data = DeviceData::new(prepared, cfg.device);
     let epochs = cfg.hyper.epochs;
     let first = manifest.epochs.last().map_or(1, |r| r.epoch + 1);
     for epoch in first..=epochs {
-        let lr = schedule.lr(epoch);
-        let task = reporter.task(&format!("epoch {epoch}/{epochs}"), batches, "batches");
-        let started = Instant::now();
-        let (train, record) =
-            trainer.train_epoch(&train_x, &train_y, lr, &mut order_rng, task.as_ref());
-        if !train.loss.is_finite() {
-            bail!(
-                "the training loss of epoch {epoch} is {} (diverged: try a smaller learning rate); \
-                 the run keeps the {} epoch(s) before it",
-                train.loss,
-                epoch - 1
-            );
-        }
-        let seconds = started.elapsed().as_secs_f64();
-        write_dynamics(run, &record.finish(epoch)?, &manifest.dataset.fingerprint)?;
-        let evaluate = epoch % cfg.hyper.eval_every == 0 || epoch == epochs;
-        let test_stats = test
-            .as_ref()
-            .filter(|_| evaluate)
-            .map(|(x, y)| trainer.evaluate(x, y));
-        drop(task);
-        let saving = Instant::now();
-        let checkpoint = if cfg.saved_epochs.contains(&epoch) {
-            let name = run.save_checkpoint(&trainer.vs, epoch)?;
-            manifest.files.insert(name.clone(), run.digest(&name)?);
-            manifest.saved_epochs.push(epoch);
-            Some(name)
-        } else {
-            None
-        };
-        let previous = save_resume_state(trainer, &mut manifest, &order_rng, run, epoch)?;
-        let record = EpochRecord {
+        let (record, previous) = train_one(
+            trainer,
+            &mut manifest,
+            &mut order_rng,
+            &data,
+            run,
             epoch,
-            lr,
-            train_loss: train.loss,
-            train_accuracy: train.accuracy,
-            test_loss: test_stats.map(|s| s.loss),
-            test_accuracy: test_stats.map(|s| s.accuracy),
-            seconds,
-            images_per_second: train.examples as f64 / seconds,
-            checkpoint,
-            save_seconds: saving.elapsed().as_secs_f64(),
-        };
+            reporter,
+        )?;
         reporter.info(&summary_line(&record, epochs));
-        manifest.epochs.push(record);
-        manifest.complete = epoch == epochs;
-        // The commit point: from here on the run continues after this epoch.
-        run.write_manifest(&manifest)?;
-        if let Some(old) = previous {
-            let path = run.path(&old);
-            std::fs::remove_file(&path).with_context(|| {
-                format!("cannot remove the old resume state '{}'", path.display())
-            })?;
-        }
+        commit_epoch(&mut manifest, record, previous, run)?;
         if !manifest.complete && reporter.stop_requested() {
             return Err(Interrupted {
                 epoch,
@@ -487,6 +451,86 @@ fn train_epochs(
         }
     }
     Ok(manifest)
+}
+
+/// Trains epoch `epoch`, records its dynamics, evaluates, and saves its checkpoint (if
+/// it is one to keep) and the resume state; the manifest is not written yet. Returns the
+/// epoch's record and the resume file it replaces.
+fn train_one(
+    trainer: &mut Trainer,
+    manifest: &mut RunManifest,
+    order_rng: &mut ChaCha8Rng,
+    data: &DeviceData,
+    run: &RunDir,
+    epoch: usize,
+    reporter: &dyn Reporter,
+) -> Result<(EpochRecord, Option<String>)> {
+    let hyper = manifest.config.hyper.clone();
+    let (epochs, lr) = (hyper.epochs, hyper.lr_schedule().lr(epoch));
+    let batches = (data.train_y.size()[0] as usize).div_ceil(hyper.batch_size) as u64;
+    let evaluate = epoch % hyper.eval_every == 0 || epoch == epochs;
+    let task = reporter.task(&format!("epoch {epoch}/{epochs}"), batches, "batches");
+    let started = Instant::now();
+    let (train, record) =
+        trainer.train_epoch(&data.train_x, &data.train_y, lr, order_rng, task.as_ref());
+    if !train.loss.is_finite() {
+        bail!(
+            "the training loss of epoch {epoch} is {} (diverged: try a smaller learning rate); \
+             the run keeps the {} epoch(s) before it",
+            train.loss,
+            epoch - 1
+        );
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    write_dynamics(run, &record.finish(epoch)?, &manifest.dataset.fingerprint)?;
+    let test_stats = data
+        .test
+        .as_ref()
+        .filter(|_| evaluate)
+        .map(|(x, y)| trainer.evaluate(x, y));
+    drop(task);
+    let saving = Instant::now();
+    let checkpoint = if manifest.config.saved_epochs.contains(&epoch) {
+        let name = run.save_checkpoint(&trainer.vs, epoch)?;
+        manifest.files.insert(name.clone(), run.digest(&name)?);
+        manifest.saved_epochs.push(epoch);
+        Some(name)
+    } else {
+        None
+    };
+    let previous = save_resume_state(trainer, manifest, order_rng, run, epoch)?;
+    let record = EpochRecord {
+        epoch,
+        lr,
+        train_loss: train.loss,
+        train_accuracy: train.accuracy,
+        test_loss: test_stats.map(|s| s.loss),
+        test_accuracy: test_stats.map(|s| s.accuracy),
+        seconds,
+        images_per_second: train.examples as f64 / seconds,
+        checkpoint,
+        save_seconds: saving.elapsed().as_secs_f64(),
+    };
+    Ok((record, previous))
+}
+
+/// Records the epoch and writes the manifest, the commit point: from here on the run
+/// continues after this epoch. Then the resume state it replaced goes.
+fn commit_epoch(
+    manifest: &mut RunManifest,
+    record: EpochRecord,
+    previous: Option<String>,
+    run: &RunDir,
+) -> Result<()> {
+    manifest.complete = record.epoch == manifest.config.hyper.epochs;
+    manifest.epochs.push(record);
+    run.write_manifest(manifest)?;
+    if let Some(old) = previous {
+        let path = run.path(&old);
+        std::fs::remove_file(&path)
+            .with_context(|| format!("cannot remove the old resume state '{}'", path.display()))?;
+    }
+    Ok(())
 }
 
 /// Saves the resume state after `epoch` and points the (not yet written) manifest at it;
@@ -608,7 +652,7 @@ mod tests {
         };
         let mut hyper = Hyper::defaults_for(&spec);
         (hyper.epochs, hyper.width, hyper.batch_size) = (3, 2, 16);
-        hyper.save_epochs = "all".into();
+        hyper.save_epochs = "all".parse().expect("a valid spec");
         hyper.eval_every = 2;
         let origins = crate::origin::Origins::default();
         let cfg = TrainConfig::new(

@@ -164,31 +164,7 @@ fn attempt_once(url: &str, partial: &Path, reporter: &dyn Reporter) -> Result<()
     let response = match request.call() {
         Ok(r) => r,
         Err(ureq::Error::Status(416, _)) if have > 0 => return Ok(()), // already whole
-        Err(ureq::Error::Status(code, _)) => {
-            let e = anyhow::anyhow!("the server answered HTTP {code}");
-            let transient = code >= 500 || code == 408 || code == 429;
-            return Err(if transient {
-                Failure::Transient(e)
-            } else {
-                Failure::Fatal(e)
-            });
-        }
-        Err(ureq::Error::Transport(t)) => {
-            let fatal = matches!(
-                t.kind(),
-                ureq::ErrorKind::Dns | ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme
-            );
-            let e = anyhow::anyhow!(
-                "{}",
-                t.message()
-                    .map_or_else(|| t.kind().to_string(), str::to_string)
-            );
-            return Err(if fatal {
-                Failure::Fatal(e)
-            } else {
-                Failure::Transient(e)
-            });
-        }
+        Err(e) => return Err(failure(e)),
     };
     let resumed = response.status() == 206;
     let offset = if resumed { have } else { 0 };
@@ -222,6 +198,37 @@ fn attempt_once(url: &str, partial: &Path, reporter: &dyn Reporter) -> Result<()
             offset + want
         ))),
         _ => Ok(()),
+    }
+}
+
+/// A failed request, as worth retrying or not.
+fn failure(error: ureq::Error) -> Failure {
+    match error {
+        ureq::Error::Status(code, _) => {
+            let e = anyhow::anyhow!("the server answered HTTP {code}");
+            let transient = code >= 500 || code == 408 || code == 429;
+            if transient {
+                Failure::Transient(e)
+            } else {
+                Failure::Fatal(e)
+            }
+        }
+        ureq::Error::Transport(t) => {
+            let fatal = matches!(
+                t.kind(),
+                ureq::ErrorKind::Dns | ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme
+            );
+            let e = anyhow::anyhow!(
+                "{}",
+                t.message()
+                    .map_or_else(|| t.kind().to_string(), str::to_string)
+            );
+            if fatal {
+                Failure::Fatal(e)
+            } else {
+                Failure::Transient(e)
+            }
+        }
     }
 }
 

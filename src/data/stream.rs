@@ -413,11 +413,6 @@ impl Preprocess {
             None => (w, h),
         }
     }
-
-    /// Whether every image comes out the same size whatever it was.
-    pub fn fixes_size(&self) -> bool {
-        self.crop.is_some()
-    }
 }
 
 fn shorter_side_to((w, h): (u32, u32), s: u32) -> (u32, u32) {
@@ -550,18 +545,27 @@ mod tests {
         );
     }
 
-    #[test]
-    fn folders_and_manifests_list_the_same_images() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("set");
+    /// `dir/set/` with dog/b.png, cat/a.png and cat/c.png.
+    fn three_images(dir: &Path) -> PathBuf {
+        let root = dir.join("set");
         png(&root.join("dog/b.png"), 4, 3, 10);
         png(&root.join("cat/a.png"), 4, 3, 20);
         png(&root.join("cat/c.png"), 4, 3, 30);
-        let spec = |source| StreamSpec {
+        root
+    }
+
+    fn spec(source: Source) -> StreamSpec {
+        StreamSpec {
             source,
             classes: None,
             preprocess: Preprocess::default(),
-        };
+        }
+    }
+
+    #[test]
+    fn folders_and_manifests_list_the_same_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = three_images(dir.path());
         let folder = spec(Source::Folder { root: root.clone() })
             .list(&[SplitKind::Test])
             .unwrap();
@@ -587,7 +591,13 @@ mod tests {
         .list(&[SplitKind::Train, SplitKind::Test])
         .unwrap_err();
         assert!(err.to_string().contains("single set"), "{err}");
+    }
 
+    #[test]
+    fn bad_manifests_name_the_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = three_images(dir.path());
+        let manifest = root.join("m.csv");
         // Bad rows name the row.
         let bad = |text: &str| {
             std::fs::write(&manifest, text).unwrap();

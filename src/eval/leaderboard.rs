@@ -108,6 +108,30 @@ pub struct Entry {
     pub verdict: Verdict,
 }
 
+/// What kind of score a leaderboard entry ranks by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScoreKind {
+    /// VoG z-scored within its class: `vog`, `vog_T`.
+    Vog,
+    /// Raw VoG: `vog_raw`, `vog_raw_T`.
+    VogRaw,
+    /// A companion score, or `disagrees`.
+    Other,
+}
+
+impl Entry {
+    /// The kind of its score column (the scores file's column names say it).
+    pub fn kind(&self) -> ScoreKind {
+        if self.score.starts_with("vog_raw") {
+            ScoreKind::VogRaw
+        } else if self.score.starts_with("vog") {
+            ScoreKind::Vog
+        } else {
+            ScoreKind::Other
+        }
+    }
+}
+
 /// A question's leaderboard, best AUROC first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Leaderboard {

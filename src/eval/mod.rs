@@ -19,7 +19,7 @@ pub mod output;
 pub mod plots;
 pub mod stats;
 
-pub use output::{write_outputs, write_table};
+pub use output::write_outputs;
 
 use crate::data::SplitKind;
 use crate::scores::{score_columns, Column, Companion, ScoresFile};
@@ -28,6 +28,7 @@ use leaderboard::{Leaderboard, Question, Verdict};
 use serde::{Deserialize, Serialize};
 use stats::AurocTest;
 use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
 
 /// Error of a group of examples.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -350,11 +351,6 @@ pub struct Evaluation {
 }
 
 impl Evaluation {
-    /// The evaluation of `kind`'s examples, if the file holds them.
-    pub fn split(&self, kind: SplitKind) -> Option<&SplitEval> {
-        self.splits.iter().find(|s| s.split == kind)
-    }
-
     /// The leaderboard of `q`, if it could be asked.
     pub fn leaderboard(&self, q: Question) -> Option<&Leaderboard> {
         self.leaderboards.iter().find(|l| l.question == q)
@@ -503,6 +499,49 @@ impl Evaluated {
 
 fn ids(f: &ScoresFile) -> Vec<String> {
     f.rows.iter().map(|r| r.id.clone()).collect()
+}
+
+/// A validated `vog eval` request.
+#[derive(Debug, Clone)]
+pub struct EvalRequest {
+    pub scores: PathBuf,
+    /// The output folder; `None`: SCORES without `.csv`, plus `-eval`.
+    pub out: Option<PathBuf>,
+    /// Another scores file of the same examples to compare rankings with.
+    pub compare: Option<PathBuf>,
+    /// Ids of examples known or suspected to be mislabelled or odd.
+    pub flagged: Option<PathBuf>,
+}
+
+impl EvalRequest {
+    /// Where the tables and plots go.
+    pub fn out_dir(&self) -> PathBuf {
+        self.out.clone().unwrap_or_else(|| {
+            let stem = self
+                .scores
+                .file_stem()
+                .map_or("scores".into(), |s| s.to_string_lossy().into_owned());
+            self.scores.with_file_name(format!("{stem}-eval"))
+        })
+    }
+}
+
+/// Runs `vog eval`: evaluates the scores file, writes eval.json, the CSV tables and the
+/// plots into [`EvalRequest::out_dir`], and returns the evaluation.
+pub fn run(r: &EvalRequest) -> Result<Evaluation> {
+    let file = ScoresFile::read(&r.scores)?;
+    let flagged = match &r.flagged {
+        Some(path) => Some(read_flagged(path, &file)?),
+        None => None,
+    };
+    let sets: Vec<(Question, &HashSet<String>)> =
+        flagged.iter().map(|ids| (Question::Flagged, ids)).collect();
+    let mut e = evaluate(&file, &sets)?;
+    if let Some(other) = &r.compare {
+        e.comparison = Some(compare(&file, &ScoresFile::read(other)?)?);
+    }
+    write_outputs(&r.out_dir(), &e, &file, flagged.as_ref())?;
+    Ok(e)
 }
 
 #[cfg(test)]

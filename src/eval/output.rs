@@ -3,12 +3,19 @@ use super::leaderboard::{Leaderboard, Question, Verdict, MIN_POSITIVES};
 use super::stats::AurocTest;
 use super::{plots, Evaluation, Group, SplitEval, TargetEval};
 use crate::data::SplitKind;
+use crate::export::{Table, TableColumn};
 use crate::scores::{Column, ScoresFile};
 use anyhow::{Context, Result};
 use std::collections::HashSet;
 
 fn fmt_opt(v: Option<f64>, digits: usize) -> String {
     v.map_or("n/a".into(), |v| format!("{v:.digits$}"))
+}
+
+impl crate::export::Export for Evaluation {
+    fn write_table(&self, w: &mut dyn std::io::Write) -> Result<()> {
+        write_table(w, self)
+    }
 }
 
 /// The compact table `vog eval` prints: per split the paper's figures, then the
@@ -18,7 +25,15 @@ pub fn write_table(mut w: impl std::io::Write, e: &Evaluation) -> Result<()> {
         write_split(&mut w, s)?;
     }
     for l in &e.leaderboards {
-        write_leaderboard(&mut w, l)?;
+        writeln!(
+            w,
+            "== {}: {} positives among {} examples ==",
+            l.question.title(),
+            l.positives,
+            l.examples
+        )?;
+        leaderboard_table(l).write_text(&mut w)?;
+        writeln!(w)?;
     }
     if let Some(c) = &e.comparison {
         writeln!(
@@ -101,49 +116,47 @@ fn write_difficulty_rows(w: &mut impl std::io::Write, s: &SplitEval, wide: usize
     Ok(())
 }
 
-fn write_leaderboard(w: &mut impl std::io::Write, l: &Leaderboard) -> Result<()> {
-    writeln!(
-        w,
-        "== {}: {} positives among {} examples ==",
-        l.question.title(),
-        l.positives,
-        l.examples
-    )?;
-    let wide = l
+/// A leaderboard's entries as a table, for the terminal and the report alike.
+pub fn leaderboard_table(l: &Leaderboard) -> Table {
+    let difficulty = l.question == Question::Difficulty;
+    let mut columns = vec![
+        TableColumn::text("score"),
+        TableColumn::number("AUROC"),
+        TableColumn::number("95% CI"),
+        TableColumn::number("p"),
+    ];
+    match difficulty {
+        true => columns.extend([
+            TableColumn::number("error of the 10% called easiest"),
+            TableColumn::number("hardest"),
+        ]),
+        false => columns.push(TableColumn::number("precision@k")),
+    }
+    columns.push(TableColumn {
+        class: "verdict",
+        ..TableColumn::text("verdict")
+    });
+    let rows = l
         .entries
         .iter()
-        .map(|e| e.score.len())
-        .max()
-        .unwrap_or(5)
-        .max(5);
-    let extra = if l.question == Question::Difficulty {
-        "error easiest/hardest 10%"
-    } else {
-        "precision@k"
-    };
-    writeln!(
-        w,
-        "{:wide$}  {:<22}  {:>8}  {:<20}  verdict",
-        "score", "AUROC [95% CI]", "p", extra
-    )?;
-    for e in &l.entries {
-        let figures = match (e.bottom10_error, e.top10_error, e.precision_at_k) {
-            (Some(b), Some(t), _) => format!("{b:.1}% / {t:.1}%"),
-            (_, _, Some(p)) => format!("{p:.3}"),
-            _ => "n/a".into(),
-        };
-        writeln!(
-            w,
-            "{:wide$}  {:<22}  {:>8}  {:<20}  {}",
-            e.score,
-            fmt_auroc(e.test.as_ref()),
-            fmt_opt(e.test.map(|t| t.p_value), 4),
-            figures,
-            fmt_verdict(e.verdict, l.positives)
-        )?;
-    }
-    writeln!(w)?;
-    Ok(())
+        .map(|e| {
+            let t = e.test.as_ref();
+            let mut row = vec![
+                e.score.clone(),
+                fmt_opt(t.map(|t| t.auroc), 3),
+                fmt_ci(t),
+                fmt_opt(t.map(|t| t.p_value), 4),
+            ];
+            match (e.bottom10_error, e.top10_error, e.precision_at_k) {
+                (Some(b), Some(t), _) => row.extend([format!("{b:.1}%"), format!("{t:.1}%")]),
+                (_, _, Some(p)) => row.push(format!("{p:.3}")),
+                _ => row.extend(vec!["n/a".to_string(); if difficulty { 2 } else { 1 }]),
+            }
+            row.push(fmt_verdict(e.verdict, l.positives));
+            row
+        })
+        .collect();
+    Table { columns, rows }
 }
 
 /// Figure 4 as text.

@@ -125,52 +125,59 @@ pub fn classes(t: &TargetEval) -> Result<String> {
         pts.iter().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max),
     )?;
     let y1 = axis(0.0, pts.iter().map(|p| p.1).fold(1.0, f64::max) * 1.15)?.1;
+    let r = t
+        .class_level
+        .pearson_r
+        .map_or("n/a".into(), |r| format!("{r:.2}"));
+    let caption = format!(
+        "Class mean |VoG| vs false-negative rate ({}, r = {r})",
+        t.target
+    );
     let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let r = t
-            .class_level
-            .pearson_r
-            .map_or("n/a".into(), |r| format!("{r:.2}"));
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                format!(
-                    "Class mean |VoG| vs false-negative rate ({}, r = {r})",
-                    t.target
-                ),
-                ("sans-serif", 18),
-            )
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(56)
-            .build_cartesian_2d(x0..x1, 0.0..y1)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("mean |vog_raw| of the class")
-            .y_desc("false-negative rate (%)")
-            .x_label_formatter(&|v| format!("{v:.2e}"))
-            .draw()
-            .map_err(err)?;
-        if let Some((a, b)) = least_squares(&pts.iter().map(|p| (p.0, p.1)).collect::<Vec<_>>()) {
-            chart
-                .draw_series(LineSeries::new(
-                    [(x0, a + b * x0), (x1, a + b * x1)],
-                    ACCENT.stroke_width(2),
-                ))
-                .map_err(err)?;
-        }
-        chart
-            .draw_series(pts.iter().map(|&(x, y, name)| {
-                EmptyElement::at((x, y))
-                    + Circle::new((0, 0), 4, BAR.filled())
-                    + Text::new(name.to_string(), (6, -12), ("sans-serif", 12))
-            }))
-            .map_err(err)?;
-        root.present().map_err(err)?;
-    }
+    draw_classes(&mut svg, &caption, &pts, (x0, x1, y1))?;
     Ok(svg)
+}
+
+/// [`classes`]' chart of `pts` (x, y, class name) on axes 0..y1 over x0..x1.
+fn draw_classes(
+    svg: &mut String,
+    caption: &str,
+    pts: &[(f64, f64, &str)],
+    (x0, x1, y1): (f64, f64, f64),
+) -> Result<()> {
+    let root = SVGBackend::with_string(svg, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(caption, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(56)
+        .build_cartesian_2d(x0..x1, 0.0..y1)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("mean |vog_raw| of the class")
+        .y_desc("false-negative rate (%)")
+        .x_label_formatter(&|v| format!("{v:.2e}"))
+        .draw()
+        .map_err(err)?;
+    if let Some((a, b)) = least_squares(&pts.iter().map(|p| (p.0, p.1)).collect::<Vec<_>>()) {
+        chart
+            .draw_series(LineSeries::new(
+                [(x0, a + b * x0), (x1, a + b * x1)],
+                ACCENT.stroke_width(2),
+            ))
+            .map_err(err)?;
+    }
+    chart
+        .draw_series(pts.iter().map(|&(x, y, name)| {
+            EmptyElement::at((x, y))
+                + Circle::new((0, 0), 4, BAR.filled())
+                + Text::new(name.to_string(), (6, -12), ("sans-serif", 12))
+        }))
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
 }
 
 /// One training example on a Data Map.

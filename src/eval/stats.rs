@@ -7,6 +7,7 @@
 
 /// Probability that a random positive scores above a random negative (ties count 1/2);
 /// `None` without both classes.
+#[cfg(test)]
 pub fn auroc(scores: &[f64], positive: &[bool]) -> Option<f64> {
     let n_pos = positive.iter().filter(|&&p| p).count();
     let n_neg = positive.len() - n_pos;

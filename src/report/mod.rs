@@ -7,11 +7,11 @@
 //! scores file (which score finds what, with 95% intervals and verdicts) and the Data Map
 //! of the training examples. It renders evaluations already computed; it does not compute
 //! them.
-use crate::eval::leaderboard::{Leaderboard, Question};
-use crate::eval::output::{fmt_auroc, fmt_ci, fmt_verdict};
+use crate::eval::output::{fmt_auroc, fmt_ci, fmt_verdict, leaderboard_table};
 use crate::eval::{self, plots, Evaluated, Evaluation, SplitEval, TargetEval};
+use crate::export::esc;
 use crate::grid::ImageLookup;
-use crate::run_dir::RunManifest;
+use crate::run_dir::{RunDir, RunManifest};
 use crate::scores::{self, per_class, top_k, Ranked, ScoreRow, ScoresFile};
 use anyhow::{bail, Context, Result};
 use base64::Engine;
@@ -46,14 +46,6 @@ pub fn find_scores(run: &Path) -> Result<Vec<PathBuf>> {
         );
     }
     Ok(found)
-}
-
-/// Escapes text for HTML.
-pub fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 fn data_uri(mime: &str, bytes: &[u8]) -> String {
@@ -128,7 +120,15 @@ fn write_summary(out: &mut String, scored: &[&Evaluated]) -> Result<()> {
     out.push_str(r#"<section id="summary"><h2>Summary: which score finds what</h2><p>Each score is oriented the way it claims to point (high VoG, loss, EL2N, variability, forgetting = harder; low probability, confidence, correctness, AUM = harder), so an AUROC below 0.5 means it ranks the other way round. Intervals are DeLong 95%; a verdict needs the interval to exclude 0.5 and at least 20 positives.</p>"#);
     for s in scored {
         for l in &s.evaluation.leaderboards {
-            write_leaderboard(out, l, &s.file)?;
+            write!(
+                out,
+                "<h3>{} &mdash; {}: {} positives among {}</h3>{}",
+                esc(l.question.title()),
+                esc(&file_name(&s.file)),
+                l.positives,
+                l.examples,
+                leaderboard_table(l).html("leaderboard")
+            )?;
         }
     }
     if let Some((s, points)) = scored
@@ -150,45 +150,6 @@ fn file_name(f: &ScoresFile) -> String {
     f.path
         .file_name()
         .map_or(String::new(), |n| n.to_string_lossy().into_owned())
-}
-
-fn write_leaderboard(out: &mut String, l: &Leaderboard, f: &ScoresFile) -> Result<()> {
-    let extra = if l.question == Question::Difficulty {
-        "<th>error of the 10% called easiest</th><th>hardest</th>"
-    } else {
-        "<th>precision@k</th>"
-    };
-    write!(
-        out,
-        r#"<h3>{} &mdash; {}: {} positives among {}</h3><table class="leaderboard"><tr><th class="l">score</th><th>AUROC</th><th>95% CI</th><th>p</th>{extra}<th class="l">verdict</th></tr>"#,
-        esc(l.question.title()),
-        esc(&file_name(f)),
-        l.positives,
-        l.examples
-    )?;
-    for e in &l.entries {
-        let t = e.test.as_ref();
-        let figures = match (e.bottom10_error, e.top10_error, e.precision_at_k) {
-            (Some(b), Some(t), _) => format!("<td>{b:.1}%</td><td>{t:.1}%</td>"),
-            (_, _, Some(p)) => format!("<td>{p:.3}</td>"),
-            _ => "<td>n/a</td>".repeat(if l.question == Question::Difficulty {
-                2
-            } else {
-                1
-            }),
-        };
-        write!(
-            out,
-            r#"<tr><td class="l">{}</td><td>{}</td><td>{}</td><td>{}</td>{figures}<td class="l verdict">{}</td></tr>"#,
-            esc(&e.score),
-            fmt(t.map(|t| t.auroc), 3),
-            fmt_ci(t),
-            fmt(t.map(|t| t.p_value), 4),
-            esc(&fmt_verdict(e.verdict, l.positives))
-        )?;
-    }
-    out.push_str("</table>");
-    Ok(())
 }
 
 const CSS: &str = include_str!("report.css");
@@ -278,7 +239,7 @@ fn run_rows(m: &RunManifest, run: &Path) -> Vec<(&'static str, String)> {
         ),
         (
             "momentum, weight decay, augment",
-            format!("{}, {}, {}", h.momentum, h.weight_decay, h.augment),
+            format!("{}, {}, {}", h.sgd.momentum, h.sgd.weight_decay, h.augment),
         ),
         (
             "label noise",
@@ -524,4 +485,52 @@ pub fn write(input: &ReportInput, out: &Path) -> Result<()> {
     let mut html = Vec::new();
     write_report(&mut html, input)?;
     crate::atomic_file::write_bytes(out, &html)
+}
+
+/// Writes the report of the scores files `scores` to `out`: of the run `run` (its scores
+/// files when `scores` is empty; every file given must be of that run), or of scores made
+/// without a run (`run` is `None`).
+pub fn run(run: Option<&Path>, scores: &[PathBuf], out: &Path) -> Result<()> {
+    let Some(run_path) = run else {
+        let scored = read_all(scores)?;
+        let input = ReportInput {
+            run: None,
+            scored: &scored.iter().collect::<Vec<_>>(),
+        };
+        return write(&input, out);
+    };
+    let paths = match scores.is_empty() {
+        true => find_scores(run_path)?,
+        false => scores.to_vec(),
+    };
+    let manifest = RunDir::open(run_path)?.read_manifest()?;
+    let scored = read_all(&paths)?;
+    check_of_run(&scored, run_path, &manifest)?;
+    let input = ReportInput {
+        run: Some((run_path, &manifest)),
+        scored: &scored.iter().collect::<Vec<_>>(),
+    };
+    write(&input, out)
+}
+
+fn read_all(paths: &[PathBuf]) -> Result<Vec<Evaluated>> {
+    paths.iter().map(|p| Evaluated::read(p)).collect()
+}
+
+/// Refuses a scores file made from another run or other data than `run`'s.
+fn check_of_run(scored: &[Evaluated], run_path: &Path, manifest: &RunManifest) -> Result<()> {
+    let run = std::path::absolute(run_path).unwrap_or_else(|_| run_path.to_path_buf());
+    for s in scored {
+        if s.file.meta.run.as_ref() != Some(&run)
+            || s.file.meta.dataset_fingerprint != manifest.dataset.fingerprint
+        {
+            bail!(
+                "'{}' holds scores of {}, not of run '{}'",
+                s.file.path.display(),
+                s.file.meta.source(),
+                run_path.display()
+            );
+        }
+    }
+    Ok(())
 }

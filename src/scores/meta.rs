@@ -8,7 +8,7 @@ use crate::info::Versions;
 use crate::variance::{Target, Variant};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 pub const SCORES_FORMAT: &str = "vog-scores/1";
 
 /// Which split(s) a scores file holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SplitChoice {
     Test,
@@ -74,7 +74,7 @@ pub struct ScoresMeta {
     #[serde(default)]
     pub incomplete: Option<Incomplete>,
     /// Per split, the (trained) classes whose scores had no spread and were set to 0.
-    pub degenerate_classes: HashMap<String, Vec<String>>,
+    pub degenerate_classes: BTreeMap<SplitKind, Vec<String>>,
     #[serde(with = "crate::device::by_name")]
     pub device: tch::Device,
     pub seconds: f64,
@@ -84,7 +84,7 @@ pub struct ScoresMeta {
     pub csv: Option<crate::digest::FileDigest>,
     /// The format the gradients were computed in.
     #[serde(default)]
-    pub precision: crate::model::Precision,
+    pub precision: crate::precision::Precision,
 }
 
 /// How a user's TorchScript checkpoints were scored.

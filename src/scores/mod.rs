@@ -209,7 +209,7 @@ mod tests {
     use crate::data::DatasetSpec;
     use crate::info::Versions;
     use crate::variance::Variant;
-    use std::collections::HashMap;
+    use std::collections::BTreeMap;
 
     fn row() -> ScoreRow {
         ScoreRow {
@@ -249,7 +249,7 @@ mod tests {
             variant: Variant::default(),
             examples: 1,
             incomplete: None,
-            degenerate_classes: HashMap::new(),
+            degenerate_classes: BTreeMap::new(),
             device: tch::Device::Cpu,
             seconds: 0.0,
             versions: Versions::current(),

@@ -2,7 +2,7 @@
 //! trained class), as the paper does (Section 2), with the classes that had no spread.
 use super::csv::ScoreRow;
 use crate::data::SplitKind;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// Fills every row's z-scores: each target's raw VoG z-scored within (split, trained
 /// class), as [`crate::variance::normalize::by_class`] does, rows of a split taken in the order
@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 pub fn normalize_rows(
     rows: &mut [ScoreRow],
     class_name: impl Fn(i64) -> String,
-) -> HashMap<String, Vec<String>> {
+) -> BTreeMap<SplitKind, Vec<String>> {
     let mut degenerate: BTreeMap<SplitKind, Vec<String>> = BTreeMap::new();
     for kind in [SplitKind::Train, SplitKind::Test] {
         let members: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].split == kind).collect();
@@ -34,21 +34,16 @@ pub fn normalize_rows(
             }
         }
     }
+    degenerate.retain(|_, v| !v.is_empty());
     degenerate
-        .into_iter()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
 }
 
 /// Says once per class that its scores had no spread.
 pub fn warn_degenerate(
-    degenerate: &HashMap<String, Vec<String>>,
+    degenerate: &BTreeMap<SplitKind, Vec<String>>,
     reporter: &dyn crate::progress::Reporter,
 ) {
-    let mut splits: Vec<_> = degenerate.iter().collect();
-    splits.sort();
-    for (split, classes) in splits {
+    for (split, classes) in degenerate {
         for class in classes {
             reporter.warn(&format!("{split} class '{class}' has a single example or no spread in VoG; its scores are set to 0"));
         }

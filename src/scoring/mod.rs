@@ -8,16 +8,19 @@ pub mod models;
 
 use crate::data::prepare::{self, PreparedData};
 use crate::data::transform::{self, Normalizer};
+use crate::data::DatasetSpec;
 use crate::data::{noise, Split, SplitKind};
 use crate::dynamics::{self, DynamicsScores};
 use crate::epochs::Stage;
 use crate::info::Versions;
-use crate::model::{Precision, ResNet};
+use crate::model::ResNet;
 use crate::origin::Origins;
+use crate::precision::Precision;
 use crate::progress::{Reporter, Task};
 use crate::run_dir::{load_checkpoint, RunDir, RunManifest, MANIFEST};
 use crate::scores::{
-    self, Companion, Incomplete, ScoreRow, ScoresMeta, SplitChoice, SCORES_FORMAT,
+    self, Companion, Incomplete, ModelScoring, ScoreRow, ScoresMeta, Shard, SplitChoice,
+    SCORES_FORMAT,
 };
 use crate::variance::baselines::checkpoint_scores;
 use crate::variance::gradient::{input_gradients, pixel_map};
@@ -25,34 +28,140 @@ use crate::variance::reduce::Accumulator;
 use crate::variance::{Target, Variant};
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::nn::{ModuleT, VarStore};
 use tch::{Device, Kind, Tensor};
 
-/// A validated `vog score` request.
+/// What every scoring is asked, of a run or of TorchScript models: which split, how the
+/// gradients are made and reduced, and where the scores go.
 #[derive(Debug, Clone)]
-pub struct ScoreConfig {
-    pub run: PathBuf,
+pub struct ScoreOptions {
     pub split: SplitChoice,
-    pub stage: Stage,
+    /// The scores CSV; its sidecar goes beside it.
     pub out: PathBuf,
     pub batch_size: usize,
     pub device: Device,
     /// At least one, none twice.
     pub targets: Vec<Target>,
     pub variant: Variant,
-    /// Replaces the dataset location recorded in the run.
-    pub data: Option<PathBuf>,
-    /// Score a run that has not finished training (recorded in the sidecar).
-    pub allow_incomplete: bool,
     /// The format of the forward and backward passes (the reduction is f64 regardless).
     pub precision: Precision,
 }
 
+impl ScoreOptions {
+    /// Refuses options no scoring can run with, and an `out` that cannot be written,
+    /// before any work is done.
+    fn check(&self) -> Result<()> {
+        if self.batch_size == 0 {
+            bail!("--batch-size must be at least 1");
+        }
+        if self.targets.is_empty() {
+            bail!("scoring needs at least one target");
+        }
+        scores::check_out(&self.out)
+            .map_err(|e| anyhow::anyhow!("cannot write to --out '{}': {e:#}", self.out.display()))
+    }
+}
+
+/// A validated `vog score` request.
+#[derive(Debug, Clone)]
+pub struct ScoreConfig {
+    pub run: PathBuf,
+    pub stage: Stage,
+    /// Replaces the dataset location recorded in the run.
+    pub data: Option<PathBuf>,
+    /// Score a run that has not finished training (recorded in the sidecar).
+    pub allow_incomplete: bool,
+    pub options: ScoreOptions,
+}
+
+impl ScoreConfig {
+    /// Where the scores of `split` at `stage` go unless told: `RUN/scores-SPLIT-STAGE.csv`.
+    pub fn default_out(run: &Path, split: SplitChoice, stage: &Stage) -> PathBuf {
+        scores::scores_path(run, split, stage)
+    }
+
+    /// The batch size a run's checkpoints are scored with unless told: 128 on a CPU (as
+    /// fast per image as any larger batch on the machines measured), 512 on CUDA, where
+    /// the full-width CIFAR ResNet-18 needs about 9 MiB per image for the input gradient
+    /// (4.5 GB at 512, on any current GPU) and a GPU needs large batches to fill its
+    /// cores. See docs/results.md.
+    pub fn default_batch_size(device: Device) -> usize {
+        if device.is_cuda() {
+            512
+        } else {
+            128
+        }
+    }
+}
+
+/// What a sidecar records of where the scores came from; the rest it takes from the
+/// [`ScoreOptions`] and the rows.
+struct Provenance {
+    run: Option<PathBuf>,
+    models: Option<ModelScoring>,
+    shard: Option<Shard>,
+    dataset_fingerprint: String,
+    dataset: DatasetSpec,
+    stage: Stage,
+    epochs: Vec<usize>,
+    checkpoints: Vec<String>,
+    companions: Vec<Companion>,
+    incomplete: Option<Incomplete>,
+    /// Class names by label, for the warnings about classes without spread.
+    class_names: Vec<String>,
+    /// What was scored, for the error about non-finite scores.
+    scored_with: String,
+}
+
+/// The one end of every scoring: refuses non-finite scores, z-scores within each class
+/// (not for a shard, whose z-scores need every shard), and writes the CSV and its sidecar.
+fn write_scores(
+    o: &ScoreOptions,
+    p: Provenance,
+    mut rows: Vec<ScoreRow>,
+    started: Instant,
+    reporter: &dyn Reporter,
+) -> Result<ScoresMeta> {
+    check_scores_finite(&rows, || p.scored_with.clone())?;
+    let degenerate = match p.shard {
+        Some(_) => Default::default(),
+        None => {
+            let d = scores::normalize_rows(&mut rows, |c| p.class_names[c as usize].clone());
+            scores::warn_degenerate(&d, reporter);
+            d
+        }
+    };
+    let mut meta = ScoresMeta {
+        format: SCORES_FORMAT.into(),
+        run: p.run,
+        models: p.models,
+        shard: p.shard,
+        dataset_fingerprint: p.dataset_fingerprint,
+        dataset: p.dataset,
+        split: o.split,
+        stage: p.stage,
+        epochs: p.epochs,
+        checkpoints: p.checkpoints,
+        targets: o.targets.clone(),
+        companions: p.companions,
+        variant: o.variant,
+        examples: rows.len(),
+        incomplete: p.incomplete,
+        degenerate_classes: degenerate,
+        device: o.device,
+        seconds: started.elapsed().as_secs_f64(),
+        versions: Versions::current(),
+        csv: None,
+        precision: o.precision,
+    };
+    scores::write(&o.out, &mut meta, &rows)?;
+    Ok(meta)
+}
+
 /// One checkpoint's network, in eval mode.
 pub struct LoadedModel {
-    pub epoch: usize,
     /// Owns the network's variables.
     _vs: VarStore,
     pub net: ResNet,
@@ -83,15 +192,9 @@ pub fn load_models(
             let net = ResNet::new(&vs.root(), classes, m.config.hyper.width);
             load_checkpoint(&mut vs, &path)?;
             check_finite(&vs, &path)?;
-            if precision != Precision::Fp32 {
-                vs.set_kind(precision.kind());
-            }
+            precision.cast(&mut vs);
             vs.freeze();
-            Ok(LoadedModel {
-                epoch,
-                _vs: vs,
-                net,
-            })
+            Ok(LoadedModel { _vs: vs, net })
         })
         .collect()
 }
@@ -205,16 +308,13 @@ impl DeviceScores {
 
 /// Everything that turns a batch into VoG scores.
 pub struct Scorer<'a> {
-    /// The K checkpoints' networks, in epoch order, all on `device`.
+    /// The K checkpoints' networks, in epoch order, all on the options' device, in their
+    /// precision (inputs are cast to it).
     pub models: Vec<&'a dyn ModuleT>,
-    pub device: Device,
-    /// The input normalization, on `device`.
+    /// The input normalization, on the device.
     pub normalizer: Normalizer,
-    pub targets: &'a [Target],
-    pub variant: Variant,
-    pub batch_size: usize,
-    /// The models' format; inputs are cast to it.
-    pub precision: Precision,
+    /// The device, targets, variant, batch size and precision.
+    pub options: &'a ScoreOptions,
 }
 
 impl Scorer<'_> {
@@ -223,20 +323,20 @@ impl Scorer<'_> {
     /// The uint8 split and its labels go to the device once (a CIFAR split is 150 MB) and
     /// the scores come back once, so the host never waits for the device between batches.
     pub fn score(&self, images: &Tensor, labels: &[i64], task: &dyn Task) -> SplitScores {
-        let images = images.to_device(self.device);
-        let labels_on_device = Tensor::from_slice(labels).to_device(self.device);
+        let images = images.to_device(self.options.device);
+        let labels_on_device = Tensor::from_slice(labels).to_device(self.options.device);
         let n = labels.len();
         let batches: Vec<DeviceScores> = (0..n)
-            .step_by(self.batch_size)
+            .step_by(self.options.batch_size)
             .map(|start| {
-                let len = self.batch_size.min(n - start) as i64;
+                let len = self.options.batch_size.min(n - start) as i64;
                 let x = images.narrow(0, start as i64, len);
                 let y = labels_on_device.narrow(0, start as i64, len);
                 self.score_on_device(&x, &y, task)
             })
             .collect();
         DeviceScores::cat(&batches).map_or_else(
-            || SplitScores::with_capacity(0, self.targets.len()),
+            || SplitScores::with_capacity(0, self.options.targets.len()),
             |all| all.to_host(),
         )
     }
@@ -244,8 +344,8 @@ impl Scorer<'_> {
     /// Raw VoG per target, the checkpoint companions and the last checkpoint's
     /// predictions for one batch (NCHW uint8 on any device, its labels on the host).
     pub fn score_batch(&self, images: &Tensor, labels: &[i64], task: &dyn Task) -> SplitScores {
-        let x = images.to_device(self.device);
-        let y = Tensor::from_slice(labels).to_device(self.device);
+        let x = images.to_device(self.options.device);
+        let y = Tensor::from_slice(labels).to_device(self.options.device);
         self.score_on_device(&x, &y, task).to_host()
     }
 
@@ -254,37 +354,36 @@ impl Scorer<'_> {
         let x = self
             .normalizer
             .apply(&transform::to_unit(images))
-            .to_kind(self.precision.kind());
-        let mut accs: Vec<Accumulator> = self.targets.iter().map(|_| Accumulator::new()).collect();
+            .to_kind(self.options.precision.kind());
+        let mut accs: Vec<Accumulator> = self
+            .options
+            .targets
+            .iter()
+            .map(|_| Accumulator::new())
+            .collect();
         let mut all_logits = Vec::with_capacity(self.models.len());
         for m in &self.models {
-            let (grads, logits) = input_gradients(*m, &x, y, self.targets);
+            let (grads, logits) = input_gradients(*m, &x, y, &self.options.targets);
             let logits = logits.to_kind(Kind::Float);
             for (acc, g) in accs.iter_mut().zip(&grads) {
-                acc.push(&pixel_map(g, self.variant.channels, self.variant.grad_norm));
+                acc.push(&pixel_map(
+                    g,
+                    self.options.variant.channels,
+                    self.options.variant.grad_norm,
+                ));
             }
             all_logits.push(logits);
             task.advance(y.size()[0] as u64);
         }
         let (loss, el2n, prob) = checkpoint_scores(&all_logits, y);
         DeviceScores {
-            raw: accs.iter().map(|a| a.finish(self.variant.reduce)).collect(),
+            raw: accs
+                .iter()
+                .map(|a| a.finish(self.options.variant.reduce))
+                .collect(),
             companions: vec![loss, el2n, prob],
             predicted: all_logits[all_logits.len() - 1].argmax(1, false),
         }
-    }
-}
-
-/// The batch size a run's checkpoints are scored with unless told: 128 on a CPU (as fast
-/// per image as any larger batch on the machines measured), 512 on CUDA, where the
-/// full-width CIFAR ResNet-18 needs about 9 MiB per image for the input gradient (4.5 GB
-/// at 512, on any current GPU) and a GPU needs large batches to fill its cores. See
-/// docs/results.md.
-pub fn default_batch_size(device: Device) -> usize {
-    if device.is_cuda() {
-        512
-    } else {
-        128
     }
 }
 
@@ -292,10 +391,9 @@ pub fn default_batch_size(device: Device) -> usize {
 /// written next to the CSV.
 pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
     let started = Instant::now();
-    crate::device::tune_for(cfg.device);
-    if cfg.batch_size == 0 || cfg.targets.is_empty() {
-        bail!("scoring needs a batch size of at least 1 and at least one target");
-    }
+    let o = &cfg.options;
+    crate::device::tune_for(o.device);
+    o.check()?;
     let run = RunDir::open(&cfg.run)?;
     let m = run.read_manifest()?;
     let incomplete = check_complete(cfg, &m)?;
@@ -303,13 +401,49 @@ pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
         .stage
         .select(&m.saved_epochs, m.config.hyper.epochs)
         .with_context(|| format!("run '{}'", cfg.run.display()))?;
-    scores::check_out(&cfg.out)?;
-    let models = load_models(&run, &m, &epochs, cfg.device, cfg.precision)?;
+    let models = load_models(&run, &m, &epochs, o.device, o.precision)?;
     let (dataset, prepared) = load_data(cfg, &run, &m)?;
-    let assigned = read_assigned_labels(&run, &m)?;
+    let scorer = Scorer {
+        models: models.iter().map(|m| &m.net as &dyn ModuleT).collect(),
+        normalizer: m.normalization.on(o.device),
+        options: o,
+    };
+    let dynamics = read_dynamics(cfg, &run, &m, reporter)?;
+    let labels = Labels {
+        assigned: &read_assigned_labels(&run, &m)?,
+        class_names: &m.dataset.class_names,
+    };
+    let splits = splits(&prepared, o.split)?;
+    let rows = score_splits(&scorer, &splits, &labels, dynamics.as_ref(), reporter);
+    let checkpoints: Vec<String> = epochs.iter().map(|&e| RunDir::checkpoint_name(e)).collect();
+    let mut companions = Companion::CHECKPOINT.to_vec();
+    if dynamics.is_some() {
+        companions.extend(Companion::DYNAMICS);
+    }
+    let provenance = Provenance {
+        run: Some(std::path::absolute(&cfg.run).unwrap_or_else(|_| cfg.run.clone())),
+        models: None,
+        shard: None,
+        dataset_fingerprint: m.dataset.fingerprint.clone(),
+        dataset,
+        stage: cfg.stage.clone(),
+        epochs,
+        scored_with: format!(
+            "the checkpoints {} of '{}'",
+            checkpoints.join(", "),
+            run.root().display()
+        ),
+        checkpoints,
+        companions,
+        incomplete,
+        class_names: m.dataset.class_names.clone(),
+    };
+    write_scores(o, provenance, rows, started, reporter)
+}
 
-    let splits: Vec<(SplitKind, &Split)> = cfg
-        .split
+/// The splits `choice` names, from the run's data.
+fn splits(prepared: &PreparedData, choice: SplitChoice) -> Result<Vec<(SplitKind, &Split)>> {
+    choice
         .kinds()
         .iter()
         .map(|&kind| {
@@ -319,65 +453,7 @@ pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
                 .map(|s| (kind, s))
                 .context("the run's dataset has no test split (score the train split instead)")
         })
-        .collect::<Result<_>>()?;
-    let scorer = Scorer {
-        models: models.iter().map(|m| &m.net as &dyn ModuleT).collect(),
-        device: cfg.device,
-        normalizer: m.normalization.on(cfg.device),
-        targets: &cfg.targets,
-        variant: cfg.variant,
-        batch_size: cfg.batch_size,
-        precision: cfg.precision,
-    };
-    let dynamics = read_dynamics(cfg, &run, &m, reporter)?;
-    let (rows, degenerate) = score_splits(
-        &scorer,
-        &splits,
-        &Labels {
-            assigned: &assigned,
-            class_names: &m.dataset.class_names,
-        },
-        dynamics.as_ref(),
-        reporter,
-    );
-    check_scores_finite(&rows, || {
-        let names: Vec<String> = epochs.iter().map(|&e| RunDir::checkpoint_name(e)).collect();
-        format!(
-            "the checkpoints {} of '{}'",
-            names.join(", "),
-            run.root().display()
-        )
-    })?;
-    let mut companions = Companion::CHECKPOINT.to_vec();
-    if dynamics.is_some() {
-        companions.extend(Companion::DYNAMICS);
-    }
-
-    let mut meta = ScoresMeta {
-        format: SCORES_FORMAT.into(),
-        run: Some(std::path::absolute(&cfg.run).unwrap_or_else(|_| cfg.run.clone())),
-        models: None,
-        shard: None,
-        dataset_fingerprint: m.dataset.fingerprint.clone(),
-        dataset,
-        split: cfg.split,
-        stage: cfg.stage.clone(),
-        checkpoints: epochs.iter().map(|&e| RunDir::checkpoint_name(e)).collect(),
-        epochs,
-        targets: cfg.targets.clone(),
-        companions,
-        variant: cfg.variant,
-        examples: rows.len(),
-        incomplete,
-        degenerate_classes: degenerate,
-        device: cfg.device,
-        seconds: started.elapsed().as_secs_f64(),
-        versions: Versions::current(),
-        csv: None,
-        precision: cfg.precision,
-    };
-    scores::write(&cfg.out, &mut meta, &rows)?;
-    Ok(meta)
+        .collect()
 }
 
 /// Refuses a run that has not finished training unless `cfg.allow_incomplete`; returns
@@ -424,7 +500,7 @@ fn read_dynamics(
     m: &RunManifest,
     reporter: &dyn Reporter,
 ) -> Result<Option<DynamicsScores>> {
-    if !cfg.split.kinds().contains(&SplitKind::Train) {
+    if !cfg.options.split.kinds().contains(&SplitKind::Train) {
         return Ok(None);
     }
     let Some(dir) = &m.dynamics else {
@@ -441,15 +517,14 @@ fn read_dynamics(
     Ok(Some(dynamics::summarize(&records)))
 }
 
-/// Scores every split (labels as trained), class-normalizes per split, and returns the
-/// rows and the classes whose scores had no spread.
+/// Scores every split (labels as trained); the rows carry raw VoG and NaN z-scores.
 fn score_splits(
     scorer: &Scorer,
     splits: &[(SplitKind, &Split)],
     labels: &Labels,
     dynamics: Option<&DynamicsScores>,
     reporter: &dyn Reporter,
-) -> (Vec<ScoreRow>, HashMap<String, Vec<String>>) {
+) -> Vec<ScoreRow> {
     let (assigned, class_names) = (labels.assigned, labels.class_names);
     let total: usize = splits.iter().map(|(_, s)| s.len()).sum();
     let task = reporter.task(
@@ -468,9 +543,7 @@ fn score_splits(
         let s = scorer.score(&split.images, &trained, task.as_ref());
         rows.extend(split_rows(kind, split, &trained, &s, class_names, dynamics));
     }
-    let degenerate = scores::normalize_rows(&mut rows, |c| class_names[c as usize].clone());
-    scores::warn_degenerate(&degenerate, reporter);
-    (rows, degenerate)
+    rows
 }
 
 /// The run's data as training saw it (moved to `cfg.data` if given), checked against the
@@ -574,30 +647,48 @@ mod tests {
         }
     }
 
-    #[test]
-    fn closed_form_linear_models() {
-        // Images of 3 channels x 1 x 2 pixels, 2 classes, K = 2 checkpoints.
+    fn options(targets: Vec<Target>, variant: Variant, batch_size: usize) -> ScoreOptions {
+        ScoreOptions {
+            split: SplitChoice::Test,
+            out: "unused.csv".into(),
+            batch_size,
+            device: Device::Cpu,
+            targets,
+            variant,
+            precision: Precision::Fp32,
+        }
+    }
+
+    /// Images of 3 channels x 1 x 2 pixels, 2 classes, K = 2 checkpoints (two linear
+    /// models), and the normalization.
+    fn linear_setup() -> (
+        Linear,
+        Linear,
+        Tensor,
+        crate::data::transform::Normalization,
+    ) {
         let w1 = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 0., 0., 0., 0., 0., 0.])
             .view([2, 6]);
         let w2 = Tensor::from_slice(&[3.0f32, 2.0, 1.0, 4.0, 5.0, 0.0, 5., 5., 5., 5., 5., 5.])
             .view([2, 6]);
-        let (m1, m2) = (Linear(w1), Linear(w2));
         let images = Tensor::from_slice(&[200u8, 210, 220, 230, 240, 250, 1, 2, 3, 4, 5, 6])
             .view([2, 3, 1, 2]);
         let norm = crate::data::transform::Normalization {
             mean: [0.1, 0.2, 0.3],
             std: [0.5, 0.25, 2.0],
         };
-        let targets = [Target::Logit];
+        (Linear(w1), Linear(w2), images, norm)
+    }
+
+    #[test]
+    fn closed_form_linear_models() {
+        let (m1, m2, images, norm) = linear_setup();
         let score = |variant| {
+            let o = options(vec![Target::Logit], variant, 1);
             let s = Scorer {
                 models: vec![&m1 as &dyn ModuleT, &m2],
-                device: Device::Cpu,
                 normalizer: norm.on(Device::Cpu),
-                targets: &targets,
-                variant,
-                batch_size: 1,
-                precision: Precision::Fp32,
+                options: &o,
             };
             s.score(&images, &[0, 1], &crate::progress::NoTask)
         };
@@ -650,14 +741,11 @@ mod tests {
     #[test]
     fn no_images_no_scores() {
         let m = Linear(Tensor::ones([2, 6], (Kind::Float, Device::Cpu)));
+        let o = options(vec![Target::Logit, Target::Prob], Variant::default(), 4);
         let s = Scorer {
             models: vec![&m as &dyn ModuleT, &m],
-            device: Device::Cpu,
             normalizer: crate::data::transform::Normalization::CIFAR10.on(Device::Cpu),
-            targets: &[Target::Logit, Target::Prob],
-            variant: Variant::default(),
-            batch_size: 4,
-            precision: Precision::Fp32,
+            options: &o,
         };
         let none = Tensor::zeros([0, 3, 1, 2], (Kind::Uint8, Device::Cpu));
         let out = s.score(&none, &[], &crate::progress::NoTask);

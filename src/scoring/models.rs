@@ -4,25 +4,19 @@
 //! The gradient, reduction and companion scores are those of a run's scoring
 //! ([`super::Scorer`]); only where the models and images come from differs. With
 //! `--shard I/N` the file holds raw VoG of one slice, without z-scores, for `vog merge`.
-use super::Scorer;
+use super::{Provenance, ScoreOptions, Scorer};
 use crate::data::stream::{self, Listing, StreamSpec};
 use crate::data::transform::Normalization;
 use crate::data::{DatasetSpec, SplitKind};
 use crate::epochs::Stage;
-use crate::info::Versions;
-use crate::model::Precision;
 use crate::progress::Reporter;
-use crate::scores::{
-    self, Companion, ModelFile, ModelScoring, ScoreRow, ScoresMeta, Shard, SplitChoice,
-    SCORES_FORMAT,
-};
+use crate::scores::{Companion, ModelFile, ModelScoring, ScoreRow, ScoresMeta, Shard};
 use crate::scripted::{self, ScriptedModel};
-use crate::variance::{Target, Variant};
 use anyhow::{bail, Context, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::nn::ModuleT;
-use tch::{Device, Tensor};
+use tch::Tensor;
 
 /// A validated `vog score --model` request.
 #[derive(Debug, Clone)]
@@ -30,41 +24,106 @@ pub struct ModelScoreConfig {
     /// TorchScript files, in checkpoint order.
     pub models: Vec<PathBuf>,
     pub data: StreamSpec,
-    pub split: SplitChoice,
     pub normalization: Normalization,
-    pub out: PathBuf,
-    pub batch_size: usize,
-    pub device: Device,
-    /// At least one, none twice.
-    pub targets: Vec<Target>,
-    pub variant: Variant,
-    pub precision: Precision,
-    /// (index, count): score only that slice.
-    pub shard: Option<(usize, usize)>,
+    /// Score only that slice (raw VoG, for `vog merge`).
+    pub shard: Option<ShardSpec>,
+    pub options: ScoreOptions,
 }
 
-/// The batch size TorchScript models are scored with unless told, on every device: the
-/// model's memory per image is not known in advance (an ImageNet-sized network on 224x224
-/// inputs needs many times what the CIFAR ResNet-18 does), so it stays at a batch that
-/// such networks usually train with on one GPU.
-pub const DEFAULT_BATCH_SIZE: usize = 128;
+/// `--shard I/N`: shard `index` of `count`, from 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardSpec {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl std::str::FromStr for ShardSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("--shard '{s}' must be I/N with 0 <= I < N, e.g. 0/4");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count): (usize, usize) = (
+            i.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
+        if index >= count {
+            return Err(bad());
+        }
+        Ok(ShardSpec { index, count })
+    }
+}
+
+impl ShardSpec {
+    /// The shard of a scoring of `total` examples in batches of `batch_size`.
+    fn of(self, total: usize, batch_size: usize) -> Shard {
+        Shard {
+            index: self.index,
+            count: self.count,
+            total,
+            batch_size,
+        }
+    }
+}
+
+impl ModelScoreConfig {
+    /// The batch size TorchScript models are scored with unless told, on every device:
+    /// the model's memory per image is not known in advance (an ImageNet-sized network on
+    /// 224x224 inputs needs many times what the CIFAR ResNet-18 does), so it stays at a
+    /// batch that such networks usually train with on one GPU.
+    pub const DEFAULT_BATCH_SIZE: usize = 128;
+}
 
 /// Runs `vog score --model`; returns the sidecar written next to the CSV.
 pub fn run(cfg: &ModelScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
     let started = Instant::now();
-    crate::device::tune_for(cfg.device);
-    if cfg.batch_size == 0 || cfg.targets.is_empty() || cfg.models.is_empty() {
-        bail!("scoring needs a batch size of at least 1, a target and a model");
+    let o = &cfg.options;
+    crate::device::tune_for(o.device);
+    if cfg.models.is_empty() {
+        bail!("scoring needs a model");
     }
-    scores::check_out(&cfg.out)?;
-    let mut listing = cfg.data.list(cfg.split.kinds())?;
-    let models = scripted::load_all(&cfg.models, cfg.device, cfg.precision)?;
+    o.check()?;
+    let mut listing = cfg.data.list(o.split.kinds())?;
+    let models = scripted::load_all(&cfg.models, o.device, o.precision)?;
     let (_, first) = listing.entries().next().context("no images to score")?;
     let probe = stream::load_image(&first.path, &cfg.data.preprocess)?;
     let (w, h) = probe.dimensions();
     check_models(&models, &probe, cfg, &mut listing)?;
-    let files = cfg
-        .models
+    let shard = cfg.shard.map(|s| s.of(listing.len(), o.batch_size));
+    let range = shard.map_or(0..listing.len(), |s| s.range());
+    let scorer = Scorer {
+        models: models.iter().map(|m| m as &dyn ModuleT).collect(),
+        normalizer: cfg.normalization.on(o.device),
+        options: o,
+    };
+    let rows = score_stream(&scorer, &listing, range, cfg, (w, h), reporter)?;
+    let provenance = Provenance {
+        run: None,
+        models: Some(ModelScoring {
+            files: model_files(&cfg.models)?,
+            normalization: cfg.normalization.clone(),
+            input: [3, h as i64, w as i64],
+        }),
+        shard,
+        dataset_fingerprint: listing.fingerprint(),
+        dataset: DatasetSpec::Stream(absolute(&cfg.data)),
+        stage: Stage::All,
+        epochs: (1..=cfg.models.len()).collect(),
+        checkpoints: cfg.models.iter().map(|p| file_name(p)).collect(),
+        companions: Companion::CHECKPOINT.to_vec(),
+        incomplete: None,
+        class_names: listing.class_names.clone(),
+        scored_with: {
+            let names: Vec<String> = cfg.models.iter().map(|p| p.display().to_string()).collect();
+            format!("the models {}", names.join(", "))
+        },
+    };
+    super::write_scores(o, provenance, rows, started, reporter)
+}
+
+/// Each model file's absolute path and digest, for the sidecar.
+fn model_files(paths: &[PathBuf]) -> Result<Vec<ModelFile>> {
+    paths
         .iter()
         .map(|p| {
             Ok(ModelFile {
@@ -72,76 +131,14 @@ pub fn run(cfg: &ModelScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta
                 digest: crate::digest::of_file(p)?,
             })
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect()
+}
 
-    let shard = cfg.shard.map(|(index, count)| Shard {
-        index,
-        count,
-        total: listing.len(),
-        batch_size: cfg.batch_size,
-    });
-    let range = shard.map_or(0..listing.len(), |s| s.range());
-    let scorer = Scorer {
-        models: models.iter().map(|m| m as &dyn ModuleT).collect(),
-        device: cfg.device,
-        normalizer: cfg.normalization.on(cfg.device),
-        targets: &cfg.targets,
-        variant: cfg.variant,
-        batch_size: cfg.batch_size,
-        precision: cfg.precision,
-    };
-    let mut rows = score_stream(&scorer, &listing, range, cfg, (w, h), reporter)?;
-    super::check_scores_finite(&rows, || {
-        let names: Vec<String> = cfg.models.iter().map(|p| p.display().to_string()).collect();
-        format!("the models {}", names.join(", "))
-    })?;
-    let degenerate = match shard {
-        Some(_) => Default::default(),
-        None => {
-            let names = &listing.class_names;
-            let d = scores::normalize_rows(&mut rows, |c| names[c as usize].clone());
-            scores::warn_degenerate(&d, reporter);
-            d
-        }
-    };
-    let mut meta = ScoresMeta {
-        format: SCORES_FORMAT.into(),
-        run: None,
-        models: Some(ModelScoring {
-            files,
-            normalization: cfg.normalization.clone(),
-            input: [3, h as i64, w as i64],
-        }),
-        shard,
-        dataset_fingerprint: listing.fingerprint(),
-        dataset: DatasetSpec::Stream(absolute(&cfg.data)),
-        split: cfg.split,
-        stage: Stage::All,
-        epochs: (1..=cfg.models.len()).collect(),
-        checkpoints: cfg
-            .models
-            .iter()
-            .map(|p| {
-                p.file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect(),
-        targets: cfg.targets.clone(),
-        companions: Companion::CHECKPOINT.to_vec(),
-        variant: cfg.variant,
-        examples: rows.len(),
-        incomplete: None,
-        degenerate_classes: degenerate,
-        device: cfg.device,
-        seconds: started.elapsed().as_secs_f64(),
-        versions: Versions::current(),
-        csv: None,
-        precision: cfg.precision,
-    };
-    scores::write(&cfg.out, &mut meta, &rows)?;
-    Ok(meta)
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// The spec with absolute paths, so the sidecar finds the images from anywhere.
@@ -175,8 +172,8 @@ fn check_models(
         .apply(&crate::data::transform::to_unit(
             &Tensor::from_slice(&chw).view([1, 3, h as i64, w as i64]),
         ))
-        .to_device(cfg.device)
-        .to_kind(cfg.precision.kind());
+        .to_device(cfg.options.device)
+        .to_kind(cfg.options.precision.kind());
     let width = models[0].output_width(&x)?;
     if listing.indexed && width > listing.class_names.len() {
         listing.class_names = (0..width).map(|i| i.to_string()).collect();
@@ -213,8 +210,8 @@ fn score_stream(
     // allocations that live on, made between each batch's large transient ones, fragment
     // the heap so that memory grows with the number of batches.
     let n = slice.len();
-    let mut all = super::SplitScores::with_capacity(n, scorer.targets.len());
-    for batch in stream::batches(paths, cfg.data.preprocess, size, cfg.batch_size) {
+    let mut all = super::SplitScores::with_capacity(n, scorer.options.targets.len());
+    for batch in stream::batches(paths, cfg.data.preprocess, size, cfg.options.batch_size) {
         let batch = batch?;
         let len = batch.images.size()[0] as usize;
         let part = &slice[batch.start..batch.start + len];

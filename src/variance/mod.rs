@@ -16,13 +16,11 @@ pub mod gradient;
 pub mod normalize;
 pub mod reduce;
 
-use anyhow::{bail, Result};
-use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// What is differentiated with respect to the input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Target {
     /// The true-class pre-softmax logit (the paper).
@@ -44,25 +42,19 @@ impl Target {
             Target::Margin => "margin",
         }
     }
+}
 
-    /// Parses a comma-separated list (`logit,prob`); order kept, duplicates refused.
-    pub fn parse_list(s: &str) -> Result<Vec<Target>> {
-        let mut out: Vec<Target> = Vec::new();
-        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-            let t = Target::from_str(item, true).map_err(|_| {
-                anyhow::anyhow!(
-                    "--target: unknown target '{item}' (expected logit, prob, logprob or margin)"
-                )
-            })?;
-            if out.contains(&t) {
-                bail!("--target: '{item}' is listed twice");
-            }
-            out.push(t);
-        }
-        if out.is_empty() {
-            bail!("--target: no target given");
-        }
-        Ok(out)
+impl std::str::FromStr for Target {
+    type Err = String;
+
+    /// One target by name, any case: `logit`, `prob`, `logprob` or `margin`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        [Target::Logit, Target::Prob, Target::Logprob, Target::Margin]
+            .into_iter()
+            .find(|t| t.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| {
+                format!("unknown target '{s}' (expected logit, prob, logprob or margin)")
+            })
     }
 }
 
@@ -73,7 +65,7 @@ impl fmt::Display for Target {
 }
 
 /// How the per-pixel spread over checkpoints becomes one number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Reduce {
     /// sqrt of the pixel mean of the variance (the paper's formula).
@@ -85,7 +77,7 @@ pub enum Reduce {
 }
 
 /// What a pixel is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Channels {
     /// A spatial location; the gradient is first averaged over the colour channels.
@@ -95,7 +87,7 @@ pub enum Channels {
 }
 
 /// Scaling of each gradient map before the variance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GradNorm {
     None,
@@ -127,17 +119,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn target_lists() {
-        assert_eq!(Target::parse_list("logit").unwrap(), vec![Target::Logit]);
-        assert_eq!(
-            Target::parse_list("prob, margin,logprob").unwrap(),
-            vec![Target::Prob, Target::Margin, Target::Logprob]
-        );
-        assert!(Target::parse_list("logit,logit").is_err());
-        assert!(Target::parse_list("loss")
-            .unwrap_err()
-            .to_string()
-            .contains("'loss'"));
-        assert!(Target::parse_list(",").is_err());
+    fn targets_by_name() {
+        for t in [Target::Logit, Target::Prob, Target::Logprob, Target::Margin] {
+            assert_eq!(t.name().parse::<Target>(), Ok(t));
+        }
+        assert_eq!("LogProb".parse::<Target>(), Ok(Target::Logprob));
+        assert!("loss".parse::<Target>().unwrap_err().contains("'loss'"));
     }
 }

@@ -42,10 +42,6 @@ impl Accumulator {
         self.abs_sum += abs;
     }
 
-    pub fn count(&self) -> usize {
-        self.count
-    }
-
     /// One value per example (B f64, on the maps' device); needs at least one checkpoint.
     pub fn finish(&self, reduce: Reduce) -> Tensor {
         assert!(self.count > 0, "no checkpoint was accumulated");

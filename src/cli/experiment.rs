@@ -1,0 +1,91 @@
+//! `vog experiment`: the paper's reproduction from a `configs/paper-*.toml` file.
+use super::{reporter, Terminal};
+use crate::eval::leaderboard::{ScoreKind, Verdict};
+use crate::experiment::{self, ExperimentFile, Overrides};
+use anyhow::Result;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct ExperimentArgs {
+    /// Experiment file, e.g. configs/paper-cifar10.toml.
+    pub config: PathBuf,
+    /// Shorten the schedule to N epochs (learning-rate steps scale along).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long)]
+    pub width: Option<i64>,
+    /// Output folder (default: the file's `out`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub device: Option<String>,
+    #[arg(long, value_name = "N")]
+    pub train_subset: Option<usize>,
+    #[arg(long, value_name = "N")]
+    pub test_subset: Option<usize>,
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl ExperimentArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            epochs: self.epochs,
+            width: self.width,
+            out: self.out.clone(),
+            data_dir: self.data_dir.clone(),
+            device: self.device.clone(),
+            train_subset: self.train_subset,
+            test_subset: self.test_subset,
+        }
+    }
+}
+
+pub fn run(a: &ExperimentArgs) -> Result<()> {
+    let (file, plan) = ExperimentFile::read(&a.config)?.resolve(&a.overrides(), &a.config)?;
+    reporter::stop_on_ctrl_c()?;
+    let results = experiment::run(file, &plan, &Terminal::detect(a.quiet))?;
+    println!(
+        "train accuracy {:.1}%, test accuracy {}",
+        100.0 * results.final_train_accuracy,
+        results
+            .final_test_accuracy
+            .map_or("n/a".into(), |t| format!("{:.1}%", 100.0 * t))
+    );
+    for s in &results.stages {
+        // The first leaderboard's verdicts on the class-normalized VoG columns.
+        let verdicts: Vec<String> = s
+            .evaluation
+            .leaderboards
+            .first()
+            .map(|l| {
+                l.entries
+                    .iter()
+                    .filter(|e| e.kind() == ScoreKind::Vog)
+                    .map(|e| format!("{} {}", e.score, short(e.verdict)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        println!(
+            "{:5} {:5} (epochs {:?}): {}",
+            s.split.to_string(),
+            s.stage.to_string(),
+            s.epochs,
+            verdicts.join(", ")
+        );
+    }
+    println!("report: {}", results.report.display());
+    Ok(())
+}
+
+/// One word for a verdict, for compact listings.
+fn short(v: Verdict) -> &'static str {
+    match v {
+        Verdict::HigherIsHarder => "harder",
+        Verdict::HigherIsEasier => "easier",
+        Verdict::NotEnoughEvidence => "unsure",
+    }
+}

@@ -1,0 +1,65 @@
+//! `vog rank`: the highest- or lowest-scoring examples of a scores file, and their images.
+use crate::export::{self, OutputFormat};
+use crate::grid::ImageLookup;
+use crate::rank::{self, RankRequest, Ranking};
+use crate::scores::ScoresFile;
+use anyhow::Result;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct RankArgs {
+    /// Scores CSV written by `vog score`.
+    pub scores: PathBuf,
+    /// How many examples (per class with --per-class).
+    #[arg(long, default_value_t = 25)]
+    pub top: usize,
+    /// The lowest scores instead of the highest.
+    #[arg(long)]
+    pub lowest: bool,
+    /// Only this class (name or label number).
+    #[arg(long)]
+    pub class: Option<String>,
+    /// The top examples of every class; with --grid, a highest and a lowest grid per class.
+    #[arg(long, conflicts_with = "class")]
+    pub per_class: bool,
+    /// Score column: vog (class-normalized), vog_raw, or a further target's column.
+    #[arg(long, default_value = "vog")]
+    pub column: String,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: OutputFormat,
+    /// Write the examples' images as a square grid PNG.
+    #[arg(long, value_name = "FILE.png")]
+    pub grid: Option<PathBuf>,
+    /// Dataset location, if it moved since scoring.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+}
+
+impl RankArgs {
+    fn request(&self) -> RankRequest {
+        RankRequest {
+            top: self.top,
+            lowest: self.lowest,
+            class: self.class.clone(),
+            per_class: self.per_class,
+            column: self.column.clone(),
+        }
+    }
+}
+
+pub fn run(a: &RankArgs) -> Result<()> {
+    let request = a.request();
+    request.check()?;
+    let file = ScoresFile::read(&a.scores)?;
+    let ranking = Ranking::new(&file, &request)?;
+    // Images are drawn before anything is printed, so a bad --grid leaves no output.
+    if let Some(path) = &a.grid {
+        rank::check_grid_path(path)?;
+        let images = ImageLookup::load(&file.meta, a.data.as_deref())?;
+        for p in ranking.write_grids(&images, path, &request)? {
+            eprintln!("wrote {}", p.display());
+        }
+    }
+    export::write(std::io::stdout().lock(), &ranking, a.format)
+}

@@ -1,0 +1,24 @@
+//! `vog report`: one HTML page of a scored run, or of scores of the user's models.
+use anyhow::Result;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Run directory (leave it out for scores of your own TorchScript models).
+    #[arg(long, required_unless_present = "scores")]
+    pub run: Option<PathBuf>,
+    /// Scores files to evaluate, comma-separated (default: RUN/scores-*.csv); the first one's
+    /// examples fill the grids and the table.
+    #[arg(long, value_delimiter = ',')]
+    pub scores: Vec<PathBuf>,
+    /// Output HTML file.
+    #[arg(long, default_value = "report.html")]
+    pub out: PathBuf,
+}
+
+pub fn run(a: &ReportArgs) -> Result<()> {
+    crate::report::run(a.run.as_deref(), &a.scores, &a.out)?;
+    println!("wrote '{}'", a.out.display());
+    Ok(())
+}

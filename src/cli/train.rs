@@ -1,0 +1,192 @@
+//! `vog train` and `vog train --resume`.
+use super::{reporter, values, Terminal};
+use crate::config::{Hyper, TrainConfig};
+use crate::data::prepare::{self, LabelNoise, Selection};
+use crate::data::DatasetSpec;
+use crate::epochs::EpochSpec;
+use crate::origin::Origins;
+use crate::precision::Precision;
+use crate::run_dir::{RunDir, RunManifest};
+use crate::train;
+use anyhow::{Context, Result};
+use clap::Args;
+use std::path::{Path, PathBuf};
+use tch::Device;
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Continue the unfinished run in RUN from its last finished epoch, with the settings it
+    /// was started with (bit-identical to an uninterrupted run on the same device).
+    #[arg(long, value_name = "RUN", conflicts_with_all = [
+        "dataset", "out", "config", "epochs", "batch_size", "lr", "width", "save_epochs",
+        "seed", "eval_every", "precision", "no_augment", "train_subset", "test_subset", "label_noise", "noise_seed",
+        "overwrite",
+    ])]
+    pub resume: Option<PathBuf>,
+    /// cifar10, cifar100, synth, or an image folder ROOT with train/<class>/ (and test/<class>/).
+    #[arg(long, required_unless_present = "resume")]
+    pub dataset: Option<String>,
+    /// Where CIFAR binaries live (as extracted by `vog download`).
+    #[arg(long, default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Run directory to create.
+    #[arg(long, required_unless_present = "resume")]
+    pub out: Option<PathBuf>,
+    /// TOML file with the hyper-parameters (default: the built-in configs/cifar10.toml or
+    /// cifar100.toml); flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Initial learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Base channel count of the ResNet (64 = the paper's 11.2M-parameter network).
+    #[arg(long)]
+    pub width: Option<i64>,
+    /// Epochs to checkpoint: lists, ranges and strides, e.g. `1,2,3,348-350`, `every:10`,
+    /// `first:3,last:3`, `paper` (first three, last three, every 10th), `all`.
+    #[arg(long)]
+    pub save_epochs: Option<String>,
+    /// Seed for weight init, data order, augmentation and subsets.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Evaluate the test split every N epochs (the last epoch always).
+    #[arg(long, value_name = "N")]
+    pub eval_every: Option<usize>,
+    /// Mixed precision: bf16 (autocast, no loss scaling; CPU and recent GPUs) or fp16
+    /// (autocast with a dynamic loss scale; GPUs). Weights and SGD stay fp32.
+    #[arg(long, value_enum)]
+    pub precision: Option<Precision>,
+    /// Train without random crop and flip.
+    #[arg(long)]
+    pub no_augment: bool,
+    /// Train on a class-stratified, seeded subset of N examples.
+    #[arg(long, value_name = "N")]
+    pub train_subset: Option<usize>,
+    /// Evaluate on a class-stratified, seeded subset of N test examples.
+    #[arg(long, value_name = "N")]
+    pub test_subset: Option<usize>,
+    /// Shuffle the labels of this fraction of the training set (memorization experiment).
+    #[arg(long, value_name = "F")]
+    pub label_noise: Option<f64>,
+    /// Seed of the label shuffle (default: --seed).
+    #[arg(long, requires = "label_noise")]
+    pub noise_seed: Option<u64>,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto", value_parser = values::device)]
+    pub device: Device,
+    /// Replace the run already in --out.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// No progress output.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl TrainArgs {
+    /// Merges the config file (or built-in defaults) with the flags and validates the result.
+    pub fn to_config(&self) -> Result<(TrainConfig, Origins)> {
+        let seed_hint = self.seed.unwrap_or(0);
+        let name = self.dataset.as_deref().context("--dataset is required")?;
+        let dataset = DatasetSpec::resolve(name, &self.data_dir, seed_hint).context("--dataset")?;
+        let (mut h, origins) = match &self.config {
+            Some(path) => (Hyper::from_file(path)?, Origins::file(path, "")),
+            None => (Hyper::defaults_for(&dataset), Origins::default()),
+        };
+        let save_epochs = self
+            .save_epochs
+            .as_deref()
+            .map(parse_save_epochs)
+            .transpose()?;
+        let origins = origins
+            .set("epochs", &mut h.epochs, self.epochs)
+            .set("batch_size", &mut h.batch_size, self.batch_size)
+            .set("lr", &mut h.lr, self.lr)
+            .set("width", &mut h.width, self.width)
+            .set("save_epochs", &mut h.save_epochs, save_epochs)
+            .set("seed", &mut h.seed, self.seed)
+            .set("eval_every", &mut h.eval_every, self.eval_every)
+            .set("precision", &mut h.precision, self.precision)
+            .flag("train_subset", true)
+            .flag("test_subset", true)
+            .flag("label_noise", true);
+        h.augment &= !self.no_augment;
+        // The synthetic data follows the run's seed, whichever source set it.
+        let dataset = dataset.with_seed(h.seed);
+        let selection = Selection {
+            train_subset: self.train_subset,
+            test_subset: self.test_subset,
+            label_noise: self.label_noise.map(|fraction| LabelNoise {
+                fraction,
+                seed: self.noise_seed.unwrap_or(h.seed),
+            }),
+        };
+        let cfg = TrainConfig::new(dataset, h, selection, self.device, &origins)?;
+        Ok((cfg, origins))
+    }
+}
+
+fn parse_save_epochs(s: &str) -> Result<EpochSpec> {
+    s.parse()
+        .with_context(|| format!("invalid --save-epochs '{s}'"))
+}
+
+pub fn run(a: &TrainArgs) -> Result<()> {
+    if let Some(dir) = &a.resume {
+        return resume(dir, a.quiet);
+    }
+    let (cfg, origins) = a.to_config()?;
+    let out = a.out.as_deref().context("--out is required")?;
+    // Every check that can fail comes before the run directory is touched.
+    RunDir::ensure_free(out, a.overwrite)?;
+    let prepared = prepare::prepare(&cfg.dataset, &cfg.selection(), cfg.hyper.seed, &origins)?;
+    train::check_fits(&cfg, &prepared, &origins)?;
+    let run = RunDir::create(out, a.overwrite)?;
+    reporter::stop_on_ctrl_c()?;
+    let m = train::run(&cfg, &prepared, &run, &Terminal::detect(a.quiet))?;
+    print_trained(&m, run.root())
+}
+
+/// `vog train --resume RUN`.
+fn resume(dir: &Path, quiet: bool) -> Result<()> {
+    let run = RunDir::open_for_writing(dir)?;
+    let m = run.read_manifest()?;
+    if m.complete {
+        println!(
+            "'{}' finished all {} epochs; nothing to resume",
+            dir.display(),
+            m.epochs.len()
+        );
+        return Ok(());
+    }
+    let cfg = &m.config;
+    let prepared = prepare::prepare(
+        &cfg.dataset,
+        &cfg.selection(),
+        cfg.hyper.seed,
+        &Origins::default(),
+    )?;
+    reporter::stop_on_ctrl_c()?;
+    let m = train::resume(&run, &prepared, &Terminal::detect(quiet))?;
+    print_trained(&m, run.root())
+}
+
+fn print_trained(m: &RunManifest, root: &Path) -> Result<()> {
+    let last = m.epochs.last().context("no epoch ran")?;
+    let test = last.test_accuracy.map_or(String::new(), |a| {
+        format!(", test accuracy {:.1}%", 100.0 * a)
+    });
+    println!(
+        "trained {} epochs on {} ({} examples, {} device){test}; checkpoints for epochs {:?} in '{}'",
+        m.epochs.len(),
+        m.config.dataset.name(),
+        m.dataset.train_examples,
+        crate::device::name(m.device),
+        m.saved_epochs,
+        root.display()
+    );
+    Ok(())
+}
