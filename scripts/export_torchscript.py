@@ -4,8 +4,11 @@
 For each checkpoint: build your model class, load the checkpoint's weights, put the model
 in eval mode, trace it on an input of the size `vog` will feed it, check that the traced
 module gives the same logits, and save it with torch.jit.save as OUT/<checkpoint name>.pt.
-Checkpoints are exported in the order given (name them so they sort in training order:
-`vog score --model OUT/` takes a folder's .pt files sorted by name).
+`vog score --model OUT/` takes a folder's .pt files in natural order of their names
+(`epoch-2.pt` before `epoch-10.pt`), so name checkpoints with their epoch or step. Two
+checkpoints that would be written to the same OUT/<name>.pt are refused before anything is
+exported; any failure ends with a one-line error and a non-zero exit, and an --out folder
+this script created is removed again if nothing was exported into it.
 
     python scripts/export_torchscript.py --module mypkg.models:ResNet50 \
         --kwargs '{"num_classes": 100}' --input-shape 3,224,224 --out ts/ \
@@ -29,7 +32,7 @@ import torch
 def model_class(spec):
     module, _, name = spec.partition(":")
     if not name:
-        sys.exit(f"--module '{spec}' must be module.path:ClassName")
+        raise ValueError(f"--module '{spec}' must be module.path:ClassName")
     sys.path.insert(0, os.getcwd())
     return getattr(importlib.import_module(module), name)
 
@@ -43,6 +46,34 @@ def state_dict(path):
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
+def output_names(checkpoints):
+    """OUT file name per checkpoint; refuses two checkpoints that map to one name."""
+    names = {}
+    for ckpt in checkpoints:
+        name = os.path.splitext(os.path.basename(ckpt))[0] + ".pt"
+        if name in names:
+            raise ValueError(f"'{names[name]}' and '{ckpt}' would both be exported as {name}: rename one")
+        names[name] = ckpt
+    return [(ckpt, name) for name, ckpt in names.items()]
+
+
+def export(a):
+    cls = model_class(a.module)
+    shape = [int(v) for v in a.input_shape.split(",")]
+    kwargs = json.loads(a.kwargs)
+    example = torch.randn(2, *shape)
+    for ckpt, name in output_names(a.checkpoints):
+        model = cls(**kwargs)
+        model.load_state_dict(state_dict(ckpt), strict=True)
+        model.eval()
+        with torch.no_grad():
+            traced = torch.jit.trace(model, example)
+            if not torch.allclose(traced(example), model(example), rtol=1e-4, atol=1e-5):
+                raise ValueError(f"{ckpt}: the traced model's logits differ from the model's")
+        torch.jit.save(traced, os.path.join(a.out, name))
+        print(f"{ckpt} -> {os.path.join(a.out, name)}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--module", required=True)
@@ -51,21 +82,18 @@ def main():
     p.add_argument("--out", required=True)
     p.add_argument("checkpoints", nargs="+")
     a = p.parse_args()
-    cls = model_class(a.module)
-    shape = [int(v) for v in a.input_shape.split(",")]
-    os.makedirs(a.out, exist_ok=True)
-    example = torch.randn(2, *shape)
-    for ckpt in a.checkpoints:
-        model = cls(**json.loads(a.kwargs))
-        model.load_state_dict(state_dict(ckpt), strict=True)
-        model.eval()
-        with torch.no_grad():
-            traced = torch.jit.trace(model, example)
-            if not torch.allclose(traced(example), model(example), rtol=1e-4, atol=1e-5):
-                sys.exit(f"{ckpt}: the traced model's logits differ from the model's")
-        name = os.path.splitext(os.path.basename(ckpt))[0] + ".pt"
-        torch.jit.save(traced, os.path.join(a.out, name))
-        print(f"{ckpt} -> {os.path.join(a.out, name)}")
+    created = not os.path.exists(a.out)
+    try:
+        output_names(a.checkpoints)
+        os.makedirs(a.out, exist_ok=True)
+        export(a)
+    except (Exception, SystemExit) as e:
+        if created and os.path.isdir(a.out) and not os.listdir(a.out):
+            os.rmdir(a.out)
+        if isinstance(e, SystemExit) and not isinstance(e.code, str):
+            raise
+        message = " ".join(str(e.code if isinstance(e, SystemExit) else e).split())
+        sys.exit(f"error: {message or type(e).__name__}")
 
 
 if __name__ == "__main__":

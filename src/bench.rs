@@ -54,6 +54,11 @@ pub struct BenchConfig {
     pub data: Option<StreamSpec>,
 }
 
+/// The time measured per row may lie in this range, in seconds: an hour is longer than any
+/// measurement needs, and NaN or infinity would never end.
+const MIN_SECONDS: f64 = 0.01;
+const MAX_SECONDS: f64 = 3600.0;
+
 /// Batches of synthetic images per pass (one pass is the warm-up).
 const BATCHES_PER_PASS: usize = 4;
 const CLASSES: i64 = 10;
@@ -88,8 +93,14 @@ pub struct BenchRows(pub Vec<BenchRow>);
 
 /// Runs every (work, precision) pair of `cfg`, reporting each as it finishes.
 pub fn run(cfg: &BenchConfig, reporter: &dyn Reporter) -> Result<Vec<BenchRow>> {
-    if cfg.width < 1 || cfg.batch_size < 1 || cfg.checkpoints < 1 || cfg.seconds <= 0.0 {
-        bail!("--width, --batch-size and --checkpoints must be at least 1, --seconds positive");
+    if cfg.width < 1 || cfg.batch_size < 1 || cfg.checkpoints < 1 {
+        bail!("--width, --batch-size and --checkpoints must be at least 1");
+    }
+    if !(MIN_SECONDS..=MAX_SECONDS).contains(&cfg.seconds) {
+        bail!("--seconds must lie between {MIN_SECONDS} and {MAX_SECONDS} (it is the time measured per row)");
+    }
+    if cfg.data.is_some() && !cfg.what.contains(&Work::Decode) {
+        bail!("--data is what --what decode reads; the other measurements use synthetic images");
     }
     crate::device::tune_for(cfg.device);
     let mut rows = Vec::new();
@@ -160,7 +171,8 @@ fn synthetic(n: usize, device: Device) -> (Tensor, Tensor) {
 fn timed(seconds: f64, mut pass: impl FnMut() -> u64) -> (u64, f64) {
     pass();
     let started = Instant::now();
-    let mut work = 0;
+    // At least one measured pass, however short the time asked for.
+    let mut work = pass();
     while started.elapsed().as_secs_f64() < seconds {
         work += pass();
     }

@@ -179,12 +179,14 @@ pub fn announcement(plan: &Plan, o: &DemoOptions) -> String {
     )
 }
 
-/// The demo's dataset, its settings in `configs/demo.toml`, and the (train, test) subsets
-/// of real data.
+/// The (train, test) subsets of real data; none of the synthetic data.
+type Subsets = (Option<usize>, Option<usize>);
+
+/// The demo's dataset, its settings in `configs/demo.toml`, and the subsets.
 fn dataset<'a>(
     o: &DemoOptions,
     file: &'a DemoFile,
-) -> Result<(DatasetSpec, &'a DemoData, (Option<usize>, Option<usize>))> {
+) -> Result<(DatasetSpec, &'a DemoData, Subsets)> {
     Ok(match &o.data {
         None => {
             let d = &file.synth;

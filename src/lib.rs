@@ -6,23 +6,30 @@
 //! from layers below its own (`tests/layers.rs` checks this from the source):
 //!
 //! 1. Foundations: [`atomic_file`], [`rng`], [`progress`] (the one reporting interface),
-//!    [`origin`] (where a setting came from), [`device`], [`digest`] (SHA-256 of files).
-//! 2. [`epochs`] (learning rate, epoch specs, stages), [`info`] (versions).
+//!    [`origin`] (where a setting came from; the one way a flag overrides it), [`device`],
+//!    [`digest`] (SHA-256 of files), [`precision`] (fp32/bf16/fp16 and autocast),
+//!    [`export`] (the one output format; tables as text and HTML).
+//! 2. [`epochs`] (learning rate, epoch specs, stages), [`info`] (versions, the CPU).
 //! 3. [`data`]: datasets, subsets, label noise, normalization, downloads, streamed sets.
 //! 4. [`model`]: the CIFAR ResNet-18; [`optim`]: SGD whose state can be saved.
-//! 5. [`variance`] (the VoG math; its tests run it through the model), [`config`] (training recipe),
-//!    [`scripted`] (a user's TorchScript checkpoints).
+//! 5. [`variance`] (the VoG math; its tests run it through the model), [`config`]
+//!    (training recipe), [`scripted`] (a user's TorchScript checkpoints).
 //! 6. [`dynamics`]: the training-dynamics record and the scores built from it.
 //! 7. File formats: [`run_dir`] (run directory and manifest), [`scores`] (scores CSV,
-//!    sidecar and the ordering of scored examples).
+//!    sidecar, class normalization and the ordering of scored examples).
 //! 8. [`grid`]: example images by id, and grids of them.
-//! 9. The stages, side by side: [`train`], [`scoring`], [`eval`], [`rank`], [`verify`],
-//!    [`merge`] (shards of one scoring into one scores file).
+//! 9. The stages, side by side: [`train`], [`scoring`] (a run's checkpoints or TorchScript
+//!    models, one tail), [`eval`], [`rank`], [`verify`], [`merge`] (shards of one scoring
+//!    into one scores file).
 //! 10. [`report`]: the HTML page over their results.
 //! 11. [`pipeline`]: train -> score -> evaluate -> report in one call; [`bench`]: the
 //!     throughput of training and scoring.
 //! 12. [`demo`] and [`experiment`]: the pipeline with their settings.
-//! 13. [`cli`]: argument parsing, validation and the terminal reporter.
+//! 13. [`cli`]: one file per command (clap's arguments, one resolve step into the
+//!     library's request, the call) and the terminal reporter; clap is used nowhere else.
+//!
+//! Only what `main.rs` and the tests use is public; the rest is `pub(crate)`, so rustc
+//! reports what nothing uses.
 pub(crate) mod atomic_file;
 pub(crate) mod bench;
 pub mod cli;

@@ -140,6 +140,13 @@ pub struct ResumeState {
 impl RunManifest {
     /// Verifies the file `name` (relative to `run`) against its recorded digest; a file
     /// the manifest has no digest for is refused too.
+    /// Verifies every file the manifest lists (checkpoints and the resume state).
+    pub fn verify_all(&self, run: &Path) -> Result<()> {
+        self.files
+            .keys()
+            .try_for_each(|name| self.verify_file(run, name))
+    }
+
     pub fn verify_file(&self, run: &Path, name: &str) -> Result<()> {
         let path = run.join(name);
         let Some(want) = self.files.get(name) else {
@@ -177,16 +184,11 @@ fn lock(root: &Path) -> Result<Arc<File>> {
         .with_context(|| format!("cannot open the lock file '{}'", path.display()))?;
     match file.try_lock() {
         Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let pid = std::fs::read_to_string(&path).unwrap_or_default();
-            let pid = pid.trim();
-            let pid = if pid.is_empty() { "unknown" } else { pid };
-            bail!(
-                "'{}' is being written by another vog process (pid {pid}); wait for it to \
-                 finish or stop it",
-                root.display()
-            );
-        }
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "'{}' is in use by another vog process ({}); wait for it to finish or stop it",
+            root.display(),
+            holder(&path)
+        ),
         Err(std::fs::TryLockError::Error(e)) => {
             return Err(e).with_context(|| format!("cannot lock '{}'", path.display()))
         }
@@ -195,6 +197,42 @@ fn lock(root: &Path) -> Result<Arc<File>> {
         .and_then(|()| write!(file, "{}", std::process::id()))
         .with_context(|| format!("cannot write the lock file '{}'", path.display()))?;
     Ok(Arc::new(file))
+}
+
+/// Who holds the lock at `path`, as far as the file says: the pid of the last writer.
+fn holder(path: &Path) -> String {
+    let pid = std::fs::read_to_string(path).unwrap_or_default();
+    match pid.trim() {
+        "" => "scoring it".into(),
+        pid => format!("pid {pid} is writing it, or another is scoring it"),
+    }
+}
+
+/// Takes the run's lock shared, as every reader that must not see the run change does
+/// (scoring): writers, which take it exclusively, wait until it is let go. A run whose
+/// lock file cannot be opened (a read-only copy) cannot be written either: no lock.
+fn lock_shared(root: &Path) -> Result<Option<Arc<File>>> {
+    let path = root.join(LOCK);
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+    else {
+        return Ok(None);
+    };
+    match file.try_lock_shared() {
+        Ok(()) => Ok(Some(Arc::new(file))),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "'{}' is being written by another vog process ({}); read it once that has finished",
+            root.display(),
+            holder(&path)
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock '{}'", path.display()))
+        }
+    }
 }
 
 impl RunDir {
@@ -241,6 +279,14 @@ impl RunDir {
         if !run.manifest_path().is_file() {
             bail!("'{}' is not a vog run (no run.json)", root.display());
         }
+        Ok(run)
+    }
+
+    /// Opens an existing run to read it while nothing writes it: holds the lock shared, so
+    /// `vog train --overwrite` or `--resume` waits until it is let go.
+    pub fn open_shared(root: &Path) -> Result<Self> {
+        let mut run = Self::open(root)?;
+        run.lock = lock_shared(root)?;
         Ok(run)
     }
 

@@ -105,7 +105,37 @@ impl ScriptedModel {
                 size.len()
             );
         }
+        if size[0] != shape[0] {
+            bail!(
+                "model '{}' returns {} rows of logits for a batch of {} images; it must return one row per image",
+                self.path.display(),
+                size[0],
+                shape[0]
+            );
+        }
         Ok(size[1] as usize)
+    }
+
+    /// Refuses a model whose logits do not depend on its input: it has no input gradient.
+    pub fn check_gradient(&self, probe: &Tensor) -> Result<()> {
+        let x = probe.detach().set_requires_grad(true);
+        let refuse = || {
+            anyhow::anyhow!(
+                "model '{}': its output does not depend on its input, so it has no input \
+                 gradient to take the variance of",
+                self.path.display()
+            )
+        };
+        let out = self
+            .module
+            .forward_ts(&[&x])
+            .map_err(|e| anyhow::anyhow!("model '{}': {}", self.path.display(), first_line(&e)))?;
+        let total = out.to_kind(tch::Kind::Float).sum(tch::Kind::Float);
+        let grads = Tensor::f_run_backward(&[total], &[&x], false, false).map_err(|_| refuse())?;
+        match grads.first() {
+            Some(g) if g.defined() => Ok(()),
+            _ => Err(refuse()),
+        }
     }
 
     /// [`ScriptedModel::output_width`], required to be `classes`.
@@ -174,7 +204,8 @@ fn same_architecture(
 }
 
 /// The model files of `inputs`: files as given, folders expanded to their `*.pt`/`*.pth`
-/// files sorted by name (the checkpoint order).
+/// files in natural order of their names (`epoch-2` before `epoch-10`: the checkpoint
+/// order).
 pub fn model_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in inputs {
@@ -185,7 +216,7 @@ pub fn model_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
                 .collect::<std::io::Result<_>>()
                 .with_context(|| format!("cannot read model folder '{}'", p.display()))?;
             found.retain(|f| f.extension().is_some_and(|e| e == "pt" || e == "pth"));
-            found.sort();
+            found.sort_by(|a, b| natural_cmp(&file_name(a), &file_name(b)));
             if found.is_empty() {
                 bail!("model folder '{}' holds no .pt or .pth file", p.display());
             }
@@ -200,4 +231,70 @@ pub fn model_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(out)
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map_or(String::new(), |n| n.to_string_lossy().into_owned())
+}
+
+/// Orders names as a person reads them: runs of digits by their number (`epoch-2` before
+/// `epoch-10`), the rest character by character; equal-valued numbers by their text.
+pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let (mut x, mut y) = (a, b);
+    loop {
+        let (Some(cx), Some(cy)) = (x.chars().next(), y.chars().next()) else {
+            return x.len().cmp(&y.len()).then_with(|| a.cmp(b));
+        };
+        let order = if cx.is_ascii_digit() && cy.is_ascii_digit() {
+            let (nx, rx) = split_digits(x);
+            let (ny, ry) = split_digits(y);
+            (x, y) = (rx, ry);
+            let (tx, ty) = (nx.trim_start_matches('0'), ny.trim_start_matches('0'));
+            tx.len().cmp(&ty.len()).then_with(|| tx.cmp(ty))
+        } else {
+            (x, y) = (&x[cx.len_utf8()..], &y[cy.len_utf8()..]);
+            cx.cmp(&cy)
+        };
+        if order.is_ne() {
+            return order;
+        }
+    }
+}
+
+/// The leading digits of `s` and the rest.
+fn split_digits(s: &str) -> (&str, &str) {
+    let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    s.split_at(end)
+}
+
+#[cfg(test)]
+mod natural_tests {
+    use super::natural_cmp;
+
+    #[test]
+    fn numbers_sort_by_value() {
+        let mut names = vec![
+            "epoch-10.pt",
+            "epoch-2.pt",
+            "epoch-1.pt",
+            "b.pt",
+            "a10b2.pt",
+            "a10b10.pt",
+            "epoch-02.pt",
+        ];
+        names.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(
+            names,
+            vec![
+                "a10b2.pt",
+                "a10b10.pt",
+                "b.pt",
+                "epoch-1.pt",
+                "epoch-02.pt",
+                "epoch-2.pt",
+                "epoch-10.pt"
+            ]
+        );
+    }
 }

@@ -36,12 +36,23 @@ use tch::{Device, Kind, Tensor};
 #[derive(Debug, thiserror::Error)]
 #[error(
     "stopped after epoch {epoch} of {epochs} as asked; continue with: vog train --resume {}",
-    run.display()
+    shell_quoted(run)
 )]
 pub struct Interrupted {
     pub epoch: usize,
     pub epochs: usize,
     pub run: PathBuf,
+}
+
+/// `path` as one shell word that pastes back as the same path: bare where it is made of
+/// characters no shell treats specially, else in single quotes (a quote inside as `'\''`).
+pub fn shell_quoted(path: &std::path::Path) -> String {
+    let text = path.to_string_lossy();
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./+:,@%=".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        return text.into_owned();
+    }
+    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 /// Batches between two refreshes of the running loss and accuracy shown beside the
@@ -350,7 +361,11 @@ pub fn resume(
             record.format
         );
     }
-    manifest.verify_file(run.root(), &record.file)?;
+    // Every checkpoint the run kept must still be as written, or the finished run would
+    // fail `vog verify` (and score a replaced file).
+    manifest
+        .verify_all(run.root())
+        .with_context(|| format!("cannot resume '{}'", run.root().display()))?;
     let state = run_dir::read_resume(&run.path(&record.file))?;
     let mut trainer = Trainer::for_data(&cfg, prepared)?;
     run_dir::load_variables(&mut trainer.vs, &state.model, &run.path(&record.file))?;
@@ -468,7 +483,7 @@ fn train_one(
     let hyper = manifest.config.hyper.clone();
     let (epochs, lr) = (hyper.epochs, hyper.lr_schedule().lr(epoch));
     let batches = (data.train_y.size()[0] as usize).div_ceil(hyper.batch_size) as u64;
-    let evaluate = epoch % hyper.eval_every == 0 || epoch == epochs;
+    let evaluate = epoch.is_multiple_of(hyper.eval_every) || epoch == epochs;
     let task = reporter.task(&format!("epoch {epoch}/{epochs}"), batches, "batches");
     let started = Instant::now();
     let (train, record) =
@@ -638,6 +653,14 @@ pub fn summary_line(r: &EpochRecord, epochs: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resume_hints_paste_back() {
+        use std::path::Path;
+        assert_eq!(shell_quoted(Path::new("runs/a-1")), "runs/a-1");
+        assert_eq!(shell_quoted(Path::new("my runs/ö")), "'my runs/ö'");
+        assert_eq!(shell_quoted(Path::new("it's")), r"'it'\''s'");
+    }
     use crate::data::synth::{generate, SynthSpec};
     use crate::data::DatasetSpec;
     use crate::progress::NoTask;

@@ -36,8 +36,18 @@ impl Verification {
     }
 }
 
-/// Verifies the run in `root` and the scores files `extra` besides those in the run folder.
-pub fn run(root: &Path, extra: &[PathBuf]) -> Result<Verification> {
+/// Verifies the run in `root` (if any) and the scores files `extra` besides those in the
+/// run folder; without a run, each scores file on its own (with `--model` scoring's model
+/// files, where they still are).
+pub fn run(root: Option<&Path>, extra: &[PathBuf]) -> Result<Verification> {
+    let Some(root) = root else {
+        let mut v = Verification::default();
+        for csv in extra {
+            let outcome = check_standalone(csv, &mut v);
+            v.add(csv.clone(), outcome);
+        }
+        return Ok(v);
+    };
     let run = RunDir::open(root)?;
     let m = run.read_manifest()?;
     let mut v = Verification::default();
@@ -87,6 +97,24 @@ fn note_unrecorded(root: &Path, m: &RunManifest, v: &mut Verification) {
     }
 }
 
+/// A scores file (or a shard) read as every reader reads it, and the model files its
+/// sidecar lists checked against their recorded SHA-256 (a note where one is gone).
+fn check_standalone(csv: &Path, v: &mut Verification) -> Result<()> {
+    let file = ScoresFile::read_any(csv)?;
+    for f in file.meta.models.iter().flat_map(|m| &m.files) {
+        if f.path.exists() {
+            v.add(f.path.clone(), digest::verify(&f.path, &f.digest));
+        } else {
+            v.notes.push(format!(
+                "model '{}' that '{}' was scored with is not there to check",
+                f.path.display(),
+                csv.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn check_scores(csv: &Path, root: &Path, m: &RunManifest) -> Result<()> {
     let file = ScoresFile::read(csv)?;
     let meta = &file.meta;
@@ -117,7 +145,7 @@ mod tests {
     #[test]
     fn a_folder_without_run_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let e = run(dir.path(), &[]).unwrap_err().to_string();
+        let e = run(Some(dir.path()), &[]).unwrap_err().to_string();
         assert!(e.contains("not a vog run"), "{e}");
     }
 }

@@ -14,6 +14,14 @@ if [[ $# -lt 3 ]]; then
     exit 2
 fi
 n=$1
+if ! [[ "$n" =~ ^[1-9][0-9]*$ ]]; then
+    echo "error: N must be a positive whole number of shards, not '$n'" >&2
+    exit 2
+fi
+if ! command -v sbatch > /dev/null; then
+    echo "error: sbatch is not on PATH: run this on a Slurm login node (or load the Slurm module)" >&2
+    exit 1
+fi
 out=$(realpath -m "$2")
 shift 2
 here=$(cd "$(dirname "$0")" && pwd)

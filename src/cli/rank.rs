@@ -32,7 +32,7 @@ pub struct RankArgs {
     #[arg(long, value_name = "FILE.png")]
     pub grid: Option<PathBuf>,
     /// Dataset location, if it moved since scoring.
-    #[arg(long)]
+    #[arg(long, requires = "grid")]
     pub data: Option<PathBuf>,
 }
 

@@ -35,26 +35,32 @@ pub struct ScoreArgs {
     #[arg(long, required_unless_present = "run")]
     pub out: Option<PathBuf>,
     /// With --model: the model's class names, one per line, in its output order.
-    #[arg(long, requires = "model")]
+    #[arg(long, requires = "model", conflicts_with = "run")]
     pub classes: Option<PathBuf>,
     /// With --model: the normalization the model was trained with, by name.
-    #[arg(long, value_enum, requires = "model", conflicts_with_all = ["mean", "std"])]
+    #[arg(long, value_enum, requires = "model", conflicts_with_all = ["mean", "std", "run"])]
     pub normalize: Option<NormPreset>,
     /// With --model: per-channel mean of pixels in [0, 1], as R,G,B.
-    #[arg(long, value_delimiter = ',', requires = "std", requires = "model")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        requires = "std",
+        requires = "model",
+        conflicts_with = "run"
+    )]
     pub mean: Vec<f64>,
     /// With --model: per-channel standard deviation, as R,G,B.
-    #[arg(long, value_delimiter = ',', requires = "mean")]
+    #[arg(long, value_delimiter = ',', requires = "mean", conflicts_with = "run")]
     pub std: Vec<f64>,
     /// With --model: resize every image's shorter side to this many pixels (bilinear).
-    #[arg(long, requires = "model")]
+    #[arg(long, requires = "model", conflicts_with = "run")]
     pub resize: Option<u32>,
     /// With --model: then cut out the centre square of this side.
-    #[arg(long, requires = "model")]
+    #[arg(long, requires = "model", conflicts_with = "run")]
     pub crop: Option<u32>,
     /// With --model: score only shard I of N (I from 0, e.g. 0/4), in whole batches;
     /// combine the shard files with `vog merge`.
-    #[arg(long, requires = "model")]
+    #[arg(long, requires = "model", conflicts_with = "run")]
     pub shard: Option<ShardSpec>,
     /// Images per batch [default: 128 on a CPU; on CUDA 512 for a run, 128 for --model].
     #[arg(long)]

@@ -155,6 +155,8 @@ fn resume(dir: &Path, quiet: bool) -> Result<()> {
     let run = RunDir::open_for_writing(dir)?;
     let m = run.read_manifest()?;
     if m.complete {
+        m.verify_all(dir)
+            .with_context(|| format!("'{}' finished all its epochs, but", dir.display()))?;
         println!(
             "'{}' finished all {} epochs; nothing to resume",
             dir.display(),

@@ -156,11 +156,15 @@ impl StreamSpec {
         Ok(listing)
     }
 
-    /// The same set found elsewhere: `dir` replaces the folder, or the manifest's folder.
+    /// The same set found elsewhere: `dir` replaces the folder; for a manifest, `dir` is
+    /// the manifest itself (as `vog score --data` took it) or the folder now holding it.
     pub fn relocated(&self, dir: &Path) -> Self {
         let source = match &self.source {
             Source::Folder { .. } => Source::Folder {
                 root: dir.to_path_buf(),
+            },
+            Source::Manifest { .. } if dir.is_file() => Source::Manifest {
+                file: dir.to_path_buf(),
             },
             Source::Manifest { file } => Source::Manifest {
                 file: dir.join(file.file_name().unwrap_or_default()),
@@ -309,10 +313,17 @@ fn read_manifest_rows(file: &Path) -> Result<Vec<ManifestRow>> {
             let line = i + 2;
             let rec = rec.with_context(|| format!("manifest '{}' row {line}", file.display()))?;
             let get = |c: usize| rec.get(c).unwrap_or("").trim().to_string();
+            let label = get(label);
+            if label.is_empty() {
+                bail!(
+                    "manifest '{}' row {line}: the label is empty",
+                    file.display()
+                );
+            }
             Ok(ManifestRow {
                 line,
                 path: get(path),
-                label: get(label),
+                label,
                 id: id.map(get).filter(|s| !s.is_empty()),
             })
         })
@@ -393,7 +404,17 @@ impl Preprocess {
     /// `img` resized and cropped as configured; `path` names it in errors.
     pub fn apply(&self, img: image::RgbImage, path: &Path) -> Result<image::RgbImage> {
         let img = match self.resize {
-            Some(s) => resize_shorter(&img, s),
+            Some(s) => {
+                let (w, h) = shorter_side_to(img.dimensions(), s);
+                if u64::from(w) * u64::from(h) > MAX_PIXELS {
+                    bail!(
+                        "image '{}' would be {w}x{h} pixels after --resize {s}, more than any \
+                         model takes (at most {MAX_PIXELS} pixels)",
+                        path.display()
+                    );
+                }
+                resize_shorter(&img, s)
+            }
             None => img,
         };
         match self.crop {
@@ -423,6 +444,9 @@ fn shorter_side_to((w, h): (u32, u32), s: u32) -> (u32, u32) {
         (scale(w, h).max(1), s)
     }
 }
+
+/// The largest image a resize may make (64 megapixels: 192 MB of RGB bytes).
+const MAX_PIXELS: u64 = 1 << 26;
 
 fn resize_shorter(img: &image::RgbImage, s: u32) -> image::RgbImage {
     let (w, h) = shorter_side_to(img.dimensions(), s);

@@ -3,6 +3,7 @@
 //! the same text on any machine without system fonts.
 use super::{Group, Memorization, TargetEval};
 use anyhow::{anyhow, Context, Result};
+use plotters::coord::ranged1d::DiscreteRanged;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -45,14 +46,21 @@ pub fn bars(title: &str, labels: &[String], values: &[f64], y_label: &str) -> Re
             })
             .draw()
             .map_err(err)?;
-        chart
-            .draw_series(
-                Histogram::vertical(&chart)
-                    .style(BAR.filled())
-                    .margin(6)
-                    .data(values.iter().enumerate().map(|(i, v)| (i, *v))),
-            )
-            .map_err(err)?;
+        // Drawn in order (plotters' Histogram keeps bars in a HashMap, so its SVG came out
+        // in a different order on every run): the same file for the same values.
+        let x = chart.as_coord_spec().x_spec();
+        let rects: Vec<_> = values
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &v)| {
+                let at = x.index_of(&SegmentValue::Exact(i))?;
+                let (left, right) = (x.from_index(at)?, x.from_index(at + 1)?);
+                let mut bar = Rectangle::new([(left, v), (right, 0.0)], BAR.filled());
+                bar.set_margin(0, 0, 6, 6);
+                Some(bar)
+            })
+            .collect();
+        chart.draw_series(rects).map_err(err)?;
         root.present().map_err(err)?;
     }
     Ok(svg)

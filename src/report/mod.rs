@@ -493,6 +493,7 @@ pub fn write(input: &ReportInput, out: &Path) -> Result<()> {
 pub fn run(run: Option<&Path>, scores: &[PathBuf], out: &Path) -> Result<()> {
     let Some(run_path) = run else {
         let scored = read_all(scores)?;
+        check_one_source(&scored)?;
         let input = ReportInput {
             run: None,
             scored: &scored.iter().collect::<Vec<_>>(),
@@ -511,6 +512,34 @@ pub fn run(run: Option<&Path>, scores: &[PathBuf], out: &Path) -> Result<()> {
         scored: &scored.iter().collect::<Vec<_>>(),
     };
     write(&input, out)
+}
+
+/// Refuses scores files of different runs, model sets or data: one report is of one.
+fn check_one_source(scored: &[Evaluated]) -> Result<()> {
+    let source = |e: &Evaluated| {
+        let m = &e.file.meta;
+        let mut models: Vec<String> = m
+            .models
+            .iter()
+            .flat_map(|x| x.files.iter().map(|f| f.digest.sha256.clone()))
+            .collect();
+        models.sort();
+        (m.run.clone(), models, m.dataset_fingerprint.clone())
+    };
+    let Some((first, rest)) = scored.split_first() else {
+        return Ok(());
+    };
+    if let Some(other) = rest.iter().find(|e| source(e) != source(first)) {
+        bail!(
+            "'{}' holds scores of {} and '{}' of {} (or of other data): a report covers one run \
+             or one set of models",
+            first.file.path.display(),
+            first.file.meta.source(),
+            other.file.path.display(),
+            other.file.meta.source()
+        );
+    }
+    Ok(())
 }
 
 fn read_all(paths: &[PathBuf]) -> Result<Vec<Evaluated>> {

@@ -17,6 +17,7 @@
 //! rows. Every value is finite.
 //! A scores file is only read together with its sidecar: a missing or unreadable one is
 //! an error, never a silent default.
+mod check;
 mod csv;
 mod meta;
 mod normalize;
@@ -25,6 +26,7 @@ mod order;
 pub use self::csv::{
     header, score_columns, value, write_csv, Column, ColumnRef, Companion, ScoreRow, BASE_COLUMNS,
 };
+pub use check::{check_digest, check_rows, non_finite};
 pub use meta::{
     read_meta, sidecar_path, Incomplete, ModelFile, ModelScoring, ScoresMeta, Shard, SplitChoice,
     SCORES_FORMAT,
@@ -68,6 +70,7 @@ pub fn check_out(out: &Path) -> Result<()> {
 /// Writes `rows` to `csv` and `meta`, with the CSV's digest filled in, to its sidecar,
 /// each atomically.
 pub fn write(csv: &Path, meta: &mut ScoresMeta, rows: &[ScoreRow]) -> Result<()> {
+    check_rows(meta, rows, csv)?;
     let mut bytes = Vec::new();
     write_csv(&mut bytes, &meta.targets, &meta.companions, rows)?;
     meta.csv = Some(crate::digest::of_bytes(&bytes));
@@ -111,12 +114,14 @@ impl ScoresFile {
         Ok(file)
     }
 
-    fn read_any(path: &Path) -> Result<Self> {
+    /// Reads a complete scores file or the file of one shard, checked as both are.
+    pub fn read_any(path: &Path) -> Result<Self> {
         let table = Table::read(path)?;
         let mut required: Vec<&str> = BASE_COLUMNS.to_vec();
         required.extend(["vog", "vog_raw"]);
         table.require(&required)?;
         let meta = read_meta(path)?;
+        check_digest(&meta, path)?;
         // A shard may be empty: more shards than batches.
         if table.records.is_empty() && meta.shard.is_none() {
             bail!("'{}' holds no examples", path.display());
@@ -131,6 +136,7 @@ impl ScoresFile {
         let rows = (0..table.records.len())
             .map(|r| table.row(r, &meta))
             .collect::<Result<Vec<_>>>()?;
+        check_rows(&meta, &rows, path)?;
         Ok(ScoresFile {
             path: path.to_path_buf(),
             meta,

@@ -199,24 +199,28 @@ pub fn load_models(
         .collect()
 }
 
-/// Refuses scores that are not finite: the checkpoints' gradients overflowed, and a file of
-/// NaN would only mislead every later stage.
+/// Refuses scores that are not finite: the checkpoints' gradients overflowed, or the
+/// models' logits are not finite; a file of NaN would only mislead every later stage.
 /// `with` names what was scored (`the checkpoints ... of 'RUN'`, `the models ...`).
 fn check_scores_finite(rows: &[ScoreRow], with: impl FnOnce() -> String) -> Result<()> {
-    let bad: Vec<&ScoreRow> = rows
+    // Raw VoG and the companions; z-scores come later.
+    let bad: Vec<(&ScoreRow, &str)> = rows
         .iter()
-        .filter(|r| r.scores.iter().any(|(raw, _)| !raw.is_finite()))
+        .filter_map(|r| scores::non_finite(r, true).map(|what| (r, what)))
         .collect();
-    if let Some(first) = bad.first() {
-        bail!(
-            "the input gradients of {} example(s) (first: '{}') are not finite with {}; \
-             nothing was written",
-            bad.len(),
-            first.id,
-            with()
-        );
-    }
-    Ok(())
+    let Some((first, what)) = bad.first() else {
+        return Ok(());
+    };
+    let subject = match *what {
+        "vog_raw" => "the input gradients",
+        _ => "the loss, el2n or prob (the models' logits)",
+    };
+    bail!(
+        "{subject} of {} example(s) (first: '{}') are not finite with {}; nothing was written",
+        bad.len(),
+        first.id,
+        with()
+    )
 }
 
 /// Refuses a checkpoint with a NaN or infinite value (a corrupted file scores as NaN).
@@ -394,7 +398,7 @@ pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
     let o = &cfg.options;
     crate::device::tune_for(o.device);
     o.check()?;
-    let run = RunDir::open(&cfg.run)?;
+    let run = RunDir::open_shared(&cfg.run)?;
     let m = run.read_manifest()?;
     let incomplete = check_complete(cfg, &m)?;
     let epochs = cfg

@@ -79,16 +79,23 @@ pub fn run(cfg: &ModelScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta
     let started = Instant::now();
     let o = &cfg.options;
     crate::device::tune_for(o.device);
-    if cfg.models.is_empty() {
-        bail!("scoring needs a model");
-    }
     o.check()?;
     let mut listing = cfg.data.list(o.split.kinds())?;
     let models = scripted::load_all(&cfg.models, o.device, o.precision)?;
     let (_, first) = listing.entries().next().context("no images to score")?;
     let probe = stream::load_image(&first.path, &cfg.data.preprocess)?;
     let (w, h) = probe.dimensions();
+    check_batch_memory(o.batch_size, (w, h))?;
     check_models(&models, &probe, cfg, &mut listing)?;
+    let files = model_files(&cfg.models)?;
+    reporter.info(&format!(
+        "checkpoint order: {}",
+        cfg.models
+            .iter()
+            .map(|p| file_name(p))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
     let shard = cfg.shard.map(|s| s.of(listing.len(), o.batch_size));
     let range = shard.map_or(0..listing.len(), |s| s.range());
     let scorer = Scorer {
@@ -100,7 +107,7 @@ pub fn run(cfg: &ModelScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta
     let provenance = Provenance {
         run: None,
         models: Some(ModelScoring {
-            files: model_files(&cfg.models)?,
+            files,
             normalization: cfg.normalization.clone(),
             input: [3, h as i64, w as i64],
         }),
@@ -121,9 +128,16 @@ pub fn run(cfg: &ModelScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta
     super::write_scores(o, provenance, rows, started, reporter)
 }
 
-/// Each model file's absolute path and digest, for the sidecar.
+/// Each model file's absolute path and digest, for the sidecar; at least two, no two the
+/// same model: VoG is a variance across checkpoints, 0 for every example of one.
 fn model_files(paths: &[PathBuf]) -> Result<Vec<ModelFile>> {
-    paths
+    if paths.len() < 2 {
+        bail!(
+            "--model needs at least two checkpoints of one model (VoG is the variance of the \
+             gradients across checkpoints; one checkpoint gives 0 for every example)"
+        );
+    }
+    let files: Vec<ModelFile> = paths
         .iter()
         .map(|p| {
             Ok(ModelFile {
@@ -131,7 +145,17 @@ fn model_files(paths: &[PathBuf]) -> Result<Vec<ModelFile>> {
                 digest: crate::digest::of_file(p)?,
             })
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    for (i, f) in files.iter().enumerate() {
+        if let Some(same) = files[..i].iter().find(|g| g.digest == f.digest) {
+            bail!(
+                "'{}' and '{}' are the same model (same SHA-256): VoG needs distinct checkpoints",
+                same.path.display(),
+                f.path.display()
+            );
+        }
+    }
+    Ok(files)
 }
 
 fn file_name(p: &Path) -> String {
@@ -139,6 +163,23 @@ fn file_name(p: &Path) -> String {
         .unwrap_or_default()
         .to_string_lossy()
         .into_owned()
+}
+
+/// The most memory one batch's input may take as f32 (its gradient takes as much again).
+const MAX_BATCH_BYTES: u64 = 16 << 30;
+
+/// Refuses a batch of `w`x`h` images too large to hold, before anything is allocated.
+fn check_batch_memory(batch_size: usize, (w, h): (u32, u32)) -> Result<()> {
+    let bytes = batch_size as u64 * 3 * u64::from(w) * u64::from(h) * 4;
+    if bytes > MAX_BATCH_BYTES {
+        bail!(
+            "a batch of {batch_size} images of {w}x{h} pixels needs {:.0} GiB as f32 (at most {} \
+             GiB): lower --batch-size, --resize or --crop",
+            bytes as f64 / (1u64 << 30) as f64,
+            MAX_BATCH_BYTES >> 30
+        );
+    }
+    Ok(())
 }
 
 /// The spec with absolute paths, so the sidecar finds the images from anywhere.
@@ -174,14 +215,35 @@ fn check_models(
         ))
         .to_device(cfg.options.device)
         .to_kind(cfg.options.precision.kind());
+    // Two images, so a model that ignores the batch size is caught here, not in scoring.
+    let x = Tensor::cat(&[&x, &x], 0);
     let width = models[0].output_width(&x)?;
     if listing.indexed && width > listing.class_names.len() {
         listing.class_names = (0..width).map(|i| i.to_string()).collect();
     }
+    check_labels(listing, width, &models[0])?;
     for m in models {
         m.check_output(&x, listing.class_names.len())?;
+        m.check_gradient(&x)?;
     }
     Ok(())
+}
+
+/// Refuses an integer label the model has no logit for, naming the image.
+fn check_labels(listing: &Listing, width: usize, model: &ScriptedModel) -> Result<()> {
+    if !listing.indexed {
+        return Ok(());
+    }
+    match listing.entries().find(|(_, e)| e.label as usize >= width) {
+        Some((_, e)) => bail!(
+            "image '{}' has label {}, but model '{}' returns {width} logits (labels 0-{})",
+            e.id,
+            e.label,
+            model.path.display(),
+            width - 1
+        ),
+        None => Ok(()),
+    }
 }
 
 /// Scores the examples at `range` of the listing's order, batch by batch as they are

@@ -58,6 +58,8 @@ pub fn write_image(path: &Path, w: u32, h: u32, seed: u8) -> image::RgbImage {
 /// Writes the sidecar `vog score` would write next to a hand-made scores CSV holding
 /// `targets` (the first one's columns are the plain `vog_raw`/`vog`).
 pub fn write_sidecar(csv: &Path, targets: &[&str]) {
+    // As many examples as the CSV has rows, as a reader checks.
+    let examples = std::fs::read_to_string(csv).map_or(0, |t| t.lines().count().saturating_sub(1));
     let meta = serde_json::json!({
         "format": vog::scores::SCORES_FORMAT,
         "run": "hand-made",
@@ -69,7 +71,7 @@ pub fn write_sidecar(csv: &Path, targets: &[&str]) {
         "checkpoints": [],
         "targets": targets,
         "variant": {"reduce": "paper", "channels": "mean", "grad_norm": "none"},
-        "examples": 0,
+        "examples": examples,
         "degenerate_classes": {},
         "device": "cpu",
         "seconds": 0.0,
