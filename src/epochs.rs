@@ -182,6 +182,9 @@ pub enum Stage {
     Early,
     /// The last [`PAPER_STAGE`] saved checkpoints.
     Late,
+    /// The first and the last [`PAPER_STAGE`] saved checkpoints together: the paper's
+    /// checkpoints for figures 4-6 ("the first and last 3 epochs").
+    EarlyLate,
     /// Every saved checkpoint.
     All,
     /// The named epochs, each of which must have been saved.
@@ -195,6 +198,7 @@ impl FromStr for Stage {
         Ok(match s.trim() {
             "early" => Stage::Early,
             "late" => Stage::Late,
+            "early+late" => Stage::EarlyLate,
             "all" => Stage::All,
             spec => Stage::Epochs(spec.parse()?),
         })
@@ -206,6 +210,7 @@ impl fmt::Display for Stage {
         match self {
             Stage::Early => f.write_str("early"),
             Stage::Late => f.write_str("late"),
+            Stage::EarlyLate => f.write_str("early+late"),
             Stage::All => f.write_str("all"),
             Stage::Epochs(spec) => spec.fmt(f),
         }
@@ -236,6 +241,12 @@ impl Stage {
         let picked: Vec<usize> = match self {
             Stage::Early => saved.iter().take(PAPER_STAGE).copied().collect(),
             Stage::Late => saved[saved.len().saturating_sub(PAPER_STAGE)..].to_vec(),
+            Stage::EarlyLate => {
+                let late = saved.len().saturating_sub(PAPER_STAGE).max(PAPER_STAGE);
+                let mut picked: Vec<usize> = saved.iter().take(PAPER_STAGE).copied().collect();
+                picked.extend(saved.iter().skip(late).copied());
+                picked
+            }
             Stage::All => saved.to_vec(),
             Stage::Epochs(spec) => {
                 let wanted = spec
@@ -341,6 +352,10 @@ mod tests {
         assert_eq!(select("early").unwrap(), vec![1, 2, 3]);
         assert_eq!(select("late").unwrap(), vec![28, 29, 30]);
         assert_eq!(select("all").unwrap(), saved.to_vec());
+        // The paper's figures 4-6: early and late together, each checkpoint once.
+        assert_eq!(select("early+late").unwrap(), vec![1, 2, 3, 28, 29, 30]);
+        let few = Stage::EarlyLate.select(&[1, 2, 3, 4], 4).unwrap();
+        assert_eq!(few, vec![1, 2, 3, 4]);
         assert_eq!(select("1,10,20-20").unwrap(), vec![1, 10, 20]);
         let err = select("1-4").unwrap_err().to_string();
         assert!(err.contains("epoch 4 was not saved"), "{err}");
@@ -354,7 +369,7 @@ mod tests {
 
     #[test]
     fn stage_names_round_trip() {
-        for s in ["early", "late", "all", "1-3,every:10"] {
+        for s in ["early", "late", "early+late", "all", "1-3,every:10"] {
             let stage: Stage = s.parse().unwrap();
             assert_eq!(stage.to_string(), s);
             let json = serde_json::to_string(&stage).unwrap();
@@ -362,5 +377,6 @@ mod tests {
         }
         let spec: Stage = "1-3,every:10".parse().unwrap();
         assert_eq!(spec.slug(), "1-3_every_10");
+        assert_eq!(Stage::EarlyLate.slug(), "early_late");
     }
 }

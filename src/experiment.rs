@@ -1,7 +1,7 @@
 //! `vog experiment CONFIG`: the paper's reproduction in one command (Agarwal & Hooker,
 //! Sections 3-4): the [pipeline](crate::pipeline) with the settings of a
-//! `configs/paper-*.toml` file (train with the recipe, score the early, late and
-//! whole-training stages on both splits with every target, evaluate each, early and late
+//! `configs/paper-*.toml` file (train with the recipe, score the early, late, early+late
+//! (the paper's figures 4-6) and whole-training stages on both splits with every target, evaluate each, early and late
 //! compared, report), plus a `results.json` summary. Re-running resumes at the first step
 //! whose output is missing; an interrupted training resumes from its last finished epoch
 //! (as `vog train --resume` does).
@@ -167,7 +167,10 @@ mod tests {
             assert_eq!(plan.train.hyper.epochs, 350);
             assert_eq!(plan.train.saved_epochs.len(), 40);
             assert_eq!(plan.targets.len(), 4);
-            assert_eq!(plan.stages, vec![Stage::Early, Stage::Late, Stage::All]);
+            assert_eq!(
+                plan.stages,
+                vec![Stage::Early, Stage::Late, Stage::EarlyLate, Stage::All]
+            );
             let short = Overrides {
                 epochs: Some(30),
                 ..Overrides::default()

@@ -127,15 +127,18 @@ pub fn run(plan: &Plan, reporter: &dyn Reporter) -> Result<Outcome> {
     Ok(Outcome { manifest, stages })
 }
 
-/// Writes `OUT/report.html` from the outcome, the test split's whole-training scores
-/// first (they fill the grids) when there are some.
+/// Writes `OUT/report.html` from the outcome. The test split's scores lead (they fill the
+/// grids): of the paper's stage for test difficulty, early and late together (figures
+/// 4-6), where they were scored, else of the whole training.
 pub fn write_report(plan: &Plan, outcome: &Outcome) -> Result<PathBuf> {
     let mut order: Vec<usize> = (0..outcome.stages.len()).collect();
-    if let Some(i) = outcome
-        .stages
-        .iter()
-        .position(|(sp, st, _)| *sp == SplitChoice::Test && *st == Stage::All)
-    {
+    let test = |stage: Stage| {
+        outcome
+            .stages
+            .iter()
+            .position(|(sp, st, _)| *sp == SplitChoice::Test && *st == stage)
+    };
+    if let Some(i) = test(Stage::EarlyLate).or_else(|| test(Stage::All)) {
         order.swap(0, i);
     }
     let scored: Vec<&Evaluated> = order.into_iter().map(|i| &outcome.stages[i].2).collect();

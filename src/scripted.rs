@@ -107,7 +107,7 @@ impl ScriptedModel {
         }
         if size[0] != shape[0] {
             bail!(
-                "model '{}' returns {} rows of logits for a batch of {} images; it must return one row per image",
+                "model '{}' returns {} row(s) of logits for a batch of {} images; it must return one row per image",
                 self.path.display(),
                 size[0],
                 shape[0]

@@ -27,8 +27,8 @@ pub struct ScoreArgs {
     pub model: Vec<PathBuf>,
     #[arg(long, value_enum, default_value_t = SplitChoice::Test)]
     pub split: SplitChoice,
-    /// Checkpoints: early (first three saved), late (last three), all, or epochs
-    /// such as `1-3,every:10`.
+    /// Checkpoints: early (first three saved), late (last three), early+late (both: the
+    /// paper's figures 4-6), all, or epochs such as `1-3,every:10`.
     #[arg(long, default_value = "all", conflicts_with = "model")]
     pub stage: Stage,
     /// Output CSV (default RUN/scores-SPLIT-STAGE.csv); a .json sidecar goes next to it.
