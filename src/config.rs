@@ -1,5 +1,6 @@
 //! Training configuration: the TOML files in `configs/` hold the paper's defaults, command
 //! line flags override them, and the validated result is saved in the run directory.
+use crate::data::decisions::{Exclusions, Relabels};
 use crate::data::prepare::{LabelNoise, Selection};
 use crate::data::DatasetSpec;
 use crate::epochs::{EpochSpec, LrSchedule};
@@ -176,6 +177,12 @@ pub struct TrainConfig {
     pub train_subset: Option<usize>,
     pub test_subset: Option<usize>,
     pub label_noise: Option<LabelNoise>,
+    /// Training examples a person left out (`--exclude`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude: Option<Exclusions>,
+    /// Training examples a person relabelled (`--relabel`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relabel: Option<Relabels>,
     /// Where training runs.
     #[serde(with = "crate::device::by_name")]
     pub device: Device,
@@ -207,6 +214,8 @@ impl TrainConfig {
             train_subset: selection.train_subset,
             test_subset: selection.test_subset,
             label_noise: selection.label_noise,
+            exclude: selection.exclude,
+            relabel: selection.relabel,
             device,
         })
     }
@@ -217,6 +226,8 @@ impl TrainConfig {
             train_subset: self.train_subset,
             test_subset: self.test_subset,
             label_noise: self.label_noise.clone(),
+            exclude: self.exclude.clone(),
+            relabel: self.relabel.clone(),
         }
     }
 }

@@ -144,6 +144,7 @@ pub fn plan(o: &DemoOptions) -> Result<Plan> {
             fraction: file.label_noise,
             seed: o.seed,
         }),
+        ..Selection::default()
     };
     let train = TrainConfig::new(dataset, hyper, selection, o.device, &origins)?;
     let planted = planted_ids(&train.dataset);

@@ -96,6 +96,7 @@ impl ExperimentFile {
                 fraction,
                 seed: self.train.seed,
             }),
+            ..Selection::default()
         };
         let train = TrainConfig::new(dataset, self.train.clone(), selection, device, &origins)?;
         let plan = Plan {

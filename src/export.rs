@@ -14,6 +14,9 @@ pub enum OutputFormat {
     Table,
     Csv,
     Json,
+    /// The examples' ids, one per line under an `id` header: the file `vog train
+    /// --exclude` and `vog eval --flagged` read.
+    Ids,
 }
 
 /// A result a command prints in any [`OutputFormat`] it offers.
@@ -25,6 +28,11 @@ pub trait Export: Serialize {
     fn write_csv(&self, _w: &mut dyn Write) -> Result<()> {
         bail!("this output has no CSV form")
     }
+
+    /// The ids of the examples listed, for outputs that list examples.
+    fn write_ids(&self, _w: &mut dyn Write) -> Result<()> {
+        bail!("this output lists no examples")
+    }
 }
 
 /// Writes `value` to `w` in `format`.
@@ -32,6 +40,7 @@ pub fn write(mut w: impl Write, value: &impl Export, format: OutputFormat) -> Re
     match format {
         OutputFormat::Table => value.write_table(&mut w),
         OutputFormat::Csv => value.write_csv(&mut w),
+        OutputFormat::Ids => value.write_ids(&mut w),
         OutputFormat::Json => {
             serde_json::to_writer_pretty(&mut w, value)?;
             writeln!(w)?;

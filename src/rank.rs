@@ -218,6 +218,17 @@ impl Export for Ranking<'_> {
         csv.flush()?;
         Ok(())
     }
+
+    /// A CSV of one `id` column (quoted where an id needs it).
+    fn write_ids(&self, w: &mut dyn Write) -> Result<()> {
+        let mut csv = csv::Writer::from_writer(w);
+        csv.write_record(["id"])?;
+        for r in self.records() {
+            csv.write_record([r.id])?;
+        }
+        csv.flush()?;
+        Ok(())
+    }
 }
 
 fn write_table(w: &mut dyn Write, groups: &[(String, Vec<Ranked>)], column: &str) -> Result<()> {

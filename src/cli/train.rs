@@ -1,6 +1,7 @@
 //! `vog train` and `vog train --resume`.
 use super::{reporter, values, Terminal};
 use crate::config::{Hyper, TrainConfig};
+use crate::data::decisions::{Exclusions, Relabels};
 use crate::data::prepare::{self, LabelNoise, Selection};
 use crate::data::DatasetSpec;
 use crate::epochs::EpochSpec;
@@ -20,6 +21,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "RUN", conflicts_with_all = [
         "dataset", "out", "config", "epochs", "batch_size", "lr", "width", "save_epochs",
         "seed", "eval_every", "precision", "no_augment", "train_subset", "test_subset", "label_noise", "noise_seed",
+        "exclude", "relabel",
         "overwrite",
     ])]
     pub resume: Option<PathBuf>,
@@ -72,6 +74,14 @@ pub struct TrainArgs {
     /// Shuffle the labels of this fraction of the training set (memorization experiment).
     #[arg(long, value_name = "F")]
     pub label_noise: Option<f64>,
+    /// Leave these training examples out: a CSV with an `id` column or one id per line
+    /// (as `vog rank --format ids` writes); recorded in run.json.
+    #[arg(long, value_name = "IDS")]
+    pub exclude: Option<PathBuf>,
+    /// Train these examples with other labels: a CSV `id,label` (a class name or index);
+    /// recorded in run.json.
+    #[arg(long, value_name = "FILE")]
+    pub relabel: Option<PathBuf>,
     /// Seed of the label shuffle (default: --seed).
     #[arg(long, requires = "label_noise")]
     pub noise_seed: Option<u64>,
@@ -123,6 +133,8 @@ impl TrainArgs {
                 fraction,
                 seed: self.noise_seed.unwrap_or(h.seed),
             }),
+            exclude: self.exclude.as_deref().map(Exclusions::read).transpose()?,
+            relabel: self.relabel.as_deref().map(Relabels::read).transpose()?,
         };
         let cfg = TrainConfig::new(dataset, h, selection, self.device, &origins)?;
         Ok((cfg, origins))

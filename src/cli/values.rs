@@ -63,6 +63,7 @@ values!(OutputFormat {
     Table => "table",
     Csv => "csv",
     Json => "json",
+    Ids => "ids",
 });
 
 /// `--device`: auto, cpu, cuda or cuda:N, resolved against what libtorch sees.

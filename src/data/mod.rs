@@ -1,6 +1,7 @@
 //! Datasets held in memory as uint8 NCHW tensors, each example with a stable id that
 //! travels with it through training, scoring and every report.
 pub mod cifar;
+pub mod decisions;
 pub mod download;
 pub mod folder;
 pub mod noise;

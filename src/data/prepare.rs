@@ -2,6 +2,7 @@
 //! subsets, the label shuffle of the memorization experiment (Agarwal & Hooker, Section
 //! 4.3) and the input normalization. Training and scoring both call [`prepare`], so the
 //! scorer sees exactly the examples, labels and normalization training saw.
+use super::decisions::{Exclusions, Relabels};
 use super::noise::{self, NoisyLabel};
 use super::transform::Normalization;
 use super::{subset, Dataset, DatasetSpec, Split};
@@ -23,6 +24,10 @@ pub struct Selection {
     pub train_subset: Option<usize>,
     pub test_subset: Option<usize>,
     pub label_noise: Option<LabelNoise>,
+    /// Training examples left out (`--exclude`), after the subset is drawn.
+    pub exclude: Option<Exclusions>,
+    /// Training examples trained with another label (`--relabel`), after the shuffle.
+    pub relabel: Option<Relabels>,
 }
 
 impl Selection {
@@ -52,7 +57,8 @@ impl Selection {
 /// The data a run uses, after subsets and label noise.
 pub struct PreparedData {
     pub data: Dataset,
-    /// The labels training uses: the true ones, or the shuffled ones for a label-noise run.
+    /// The labels training uses: the true ones, the shuffled ones of a label-noise run, and
+    /// the person's for relabelled examples.
     pub train_labels: Vec<i64>,
     pub noise: Vec<NoisyLabel>,
     pub normalization: Normalization,
@@ -80,7 +86,11 @@ pub fn prepare(
     if let (Some(n), Some(test)) = (sel.test_subset, data.test.as_ref()) {
         data.test = Some(take_subset(test, k, n, seed, "test", origins)?);
     }
-    let (train_labels, noise) = match &sel.label_noise {
+    if let Some(ex) = &sel.exclude {
+        let keep = ex.keep(&data.train, data.test.as_ref())?;
+        data.train = data.train.select(&keep);
+    }
+    let (mut train_labels, mut noise) = match &sel.label_noise {
         Some(ln) => noise::shuffle_labels(
             &data.train.labels,
             &data.train.ids,
@@ -89,6 +99,12 @@ pub fn prepare(
         )?,
         None => (data.train.labels.clone(), Vec::new()),
     };
+    if let Some(rl) = &sel.relabel {
+        let (train, test) = (&data.train, data.test.as_ref());
+        rl.apply(train, test, &data.class_names, &mut train_labels)?;
+        // A relabelled example is trained with the person's label, not a shuffled one.
+        noise.retain(|n| !rl.labels.iter().any(|(id, _)| *id == n.id));
+    }
     let normalization = match spec {
         DatasetSpec::Cifar10 { .. } => Normalization::CIFAR10,
         DatasetSpec::Cifar100 { .. } => Normalization::CIFAR100,

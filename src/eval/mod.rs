@@ -429,37 +429,9 @@ pub fn data_map_points(
 /// Reads a list of example ids (a CSV with an `id` column, or one id per line; blank lines
 /// and `#` comments skipped) that must all be examples of `f`, each once.
 pub fn read_flagged(path: &std::path::Path, f: &ScoresFile) -> Result<HashSet<String>> {
-    use anyhow::Context;
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the flagged ids '{}'", path.display()))?;
-    let lines: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .collect();
-    let ids: Vec<String> = match lines.first() {
-        Some(header) if header.split(',').any(|c| c.trim() == "id") => {
-            let mut r = csv::Reader::from_path(path)
-                .with_context(|| format!("cannot read '{}'", path.display()))?;
-            let col = r
-                .headers()?
-                .iter()
-                .position(|h| h.trim() == "id")
-                .expect("the header has an id column");
-            r.records()
-                .map(|rec| Ok(rec?.get(col).unwrap_or("").trim().to_string()))
-                .collect::<Result<_>>()
-                .with_context(|| format!("malformed CSV '{}'", path.display()))?
-        }
-        _ => lines.iter().map(|l| l.to_string()).collect(),
-    };
+    let ids = crate::data::decisions::read_ids(path, "the flagged ids")?;
+    let set: HashSet<String> = ids.iter().cloned().collect();
     let known: HashSet<&str> = f.rows.iter().map(|r| r.id.as_str()).collect();
-    let mut set = HashSet::new();
-    for id in &ids {
-        if !set.insert(id.clone()) {
-            bail!("'{}' lists '{id}' more than once", path.display());
-        }
-    }
     let unknown: Vec<&str> = ids
         .iter()
         .map(String::as_str)

@@ -217,6 +217,26 @@ fn write_settings<K: AsRef<str>>(out: &mut String, rows: Vec<(K, String)>) -> Re
 
 /// The run's settings as (name, value) rows.
 fn run_rows(m: &RunManifest, run: &Path) -> Vec<(&'static str, String)> {
+    let mut rows = settings_rows(m, run);
+    let decided = |n: usize, file: &Path, sha: &str| {
+        format!(
+            "{n} ('{}', SHA-256 {})",
+            file.display(),
+            &sha[..12.min(sha.len())]
+        )
+    };
+    if let Some(x) = &m.config.exclude {
+        let text = decided(x.ids.len(), &x.file, &x.digest.sha256);
+        rows.push(("training examples left out", text));
+    }
+    if let Some(r) = &m.config.relabel {
+        let text = decided(r.labels.len(), &r.file, &r.digest.sha256);
+        rows.push(("training examples relabelled", text));
+    }
+    rows
+}
+
+fn settings_rows(m: &RunManifest, run: &Path) -> Vec<(&'static str, String)> {
     let h = &m.config.hyper;
     vec![
         ("run", run.display().to_string()),

@@ -9,7 +9,7 @@ pub mod models;
 use crate::data::prepare::{self, PreparedData};
 use crate::data::transform::{self, Normalizer};
 use crate::data::DatasetSpec;
-use crate::data::{noise, Split, SplitKind};
+use crate::data::{Split, SplitKind};
 use crate::dynamics::{self, DynamicsScores};
 use crate::epochs::Stage;
 use crate::info::Versions;
@@ -414,7 +414,7 @@ pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
     };
     let dynamics = read_dynamics(cfg, &run, &m, reporter)?;
     let labels = Labels {
-        assigned: &read_assigned_labels(&run, &m)?,
+        assigned: &trained_labels(&prepared),
         class_names: &m.dataset.class_names,
     };
     let splits = splits(&prepared, o.split)?;
@@ -624,16 +624,18 @@ fn split_rows(
         .collect()
 }
 
-/// id -> the label trained with, from the run's `label_noise.csv` (empty without one).
-fn read_assigned_labels(run: &RunDir, m: &RunManifest) -> Result<HashMap<String, i64>> {
-    let Some(name) = &m.label_noise_file else {
-        return Ok(HashMap::new());
-    };
-    let record = noise::read_file(&run.path(name))?;
-    Ok(record
-        .into_iter()
-        .map(|r| (r.id, r.assigned_label))
-        .collect())
+/// id -> the label trained with, where it is not the dataset's: shuffled by the run's
+/// label noise or relabelled by a person, as training saw it.
+fn trained_labels(prepared: &PreparedData) -> HashMap<String, i64> {
+    let train = &prepared.data.train;
+    train
+        .ids
+        .iter()
+        .zip(&train.labels)
+        .zip(&prepared.train_labels)
+        .filter(|((_, dataset), trained)| dataset != trained)
+        .map(|((id, _), &trained)| (id.clone(), trained))
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,0 +1,194 @@
+//! A person's decisions about training examples, as `vog train --exclude` and `--relabel`
+//! read them: ids to leave out (a CSV with an `id` column, or one id per line, as `vog rank
+//! --format ids` writes) and new labels (a CSV `id,label`, the label a class name or
+//! index). A run records both in `run.json` with the file's SHA-256 and its contents, so it
+//! says exactly what it was trained on and `--resume` and scoring apply the same.
+use super::Split;
+use crate::digest::{self, FileDigest};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+/// Example ids from a file: a CSV with an `id` column, or one id per line (blank lines and
+/// `#` comments skipped); each at most once. `what` names the file in errors.
+pub fn read_ids(path: &Path, what: &str) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {what} '{}'", path.display()))?;
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let ids: Vec<String> = match lines.first() {
+        Some(header) if header.split(',').any(|c| c.trim() == "id") => column(path, "id")?,
+        _ => lines.iter().map(|l| l.to_string()).collect(),
+    };
+    let mut seen = HashSet::new();
+    if let Some(id) = ids.iter().find(|id| !seen.insert(id.as_str())) {
+        bail!("'{}' lists '{id}' more than once", path.display());
+    }
+    Ok(ids)
+}
+
+/// Column `name` of the CSV at `path`, trimmed.
+fn column(path: &Path, name: &str) -> Result<Vec<String>> {
+    let mut r = csv::Reader::from_path(path)
+        .with_context(|| format!("cannot read '{}'", path.display()))?;
+    let col = r
+        .headers()
+        .with_context(|| format!("cannot read the header of '{}'", path.display()))?
+        .iter()
+        .position(|h| h.trim() == name)
+        .with_context(|| format!("'{}' has no '{name}' column", path.display()))?;
+    r.records()
+        .map(|rec| Ok(rec?.get(col).unwrap_or("").trim().to_string()))
+        .collect::<Result<_>>()
+        .with_context(|| format!("malformed CSV '{}'", path.display()))
+}
+
+/// Training examples left out (`--exclude`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Exclusions {
+    /// The file the ids were read from, and its digest when read.
+    pub file: PathBuf,
+    pub digest: FileDigest,
+    pub ids: Vec<String>,
+}
+
+/// Training examples trained with another label (`--relabel`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Relabels {
+    pub file: PathBuf,
+    pub digest: FileDigest,
+    /// (id, label as written: a class name or index).
+    pub labels: Vec<(String, String)>,
+}
+
+impl Exclusions {
+    pub fn read(path: &Path) -> Result<Self> {
+        Ok(Exclusions {
+            file: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+            digest: digest::of_file(path)?,
+            ids: read_ids(path, "--exclude")?,
+        })
+    }
+
+    /// The positions of `train` to keep; every id must be one of its examples.
+    pub fn keep(&self, train: &Split, test: Option<&Split>) -> Result<Vec<usize>> {
+        let index = positions(train);
+        check_known(&self.ids, &index, test, &self.file, "left out")?;
+        let out: HashSet<&str> = self.ids.iter().map(String::as_str).collect();
+        Ok((0..train.len())
+            .filter(|&i| !out.contains(train.ids[i].as_str()))
+            .collect())
+    }
+}
+
+impl Relabels {
+    pub fn read(path: &Path) -> Result<Self> {
+        let ids = column(path, "id")?;
+        let labels = column(path, "label").with_context(|| {
+            format!("--relabel '{}' needs the columns id,label", path.display())
+        })?;
+        let mut seen = HashSet::new();
+        for (row, (id, label)) in ids.iter().zip(&labels).enumerate() {
+            if !seen.insert(id.as_str()) {
+                bail!(
+                    "'{}' row {}: '{id}' is relabelled twice",
+                    path.display(),
+                    row + 2
+                );
+            }
+            if label.is_empty() {
+                bail!(
+                    "'{}' row {}: the label of '{id}' is empty",
+                    path.display(),
+                    row + 2
+                );
+            }
+        }
+        Ok(Relabels {
+            file: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+            digest: digest::of_file(path)?,
+            labels: ids.into_iter().zip(labels).collect(),
+        })
+    }
+
+    /// Sets the label of each listed example of `train` in `labels` (the labels trained
+    /// with, in `train`'s order); a label is a class name or index among `classes`.
+    pub fn apply(
+        &self,
+        train: &Split,
+        test: Option<&Split>,
+        classes: &[String],
+        labels: &mut [i64],
+    ) -> Result<()> {
+        let index = positions(train);
+        let ids: Vec<String> = self.labels.iter().map(|(id, _)| id.clone()).collect();
+        check_known(&ids, &index, test, &self.file, "relabelled")?;
+        for (id, label) in &self.labels {
+            labels[index[id.as_str()]] = class_index(label, classes)
+                .with_context(|| format!("'{}': the new label of '{id}'", self.file.display()))?;
+        }
+        Ok(())
+    }
+}
+
+fn positions(split: &Split) -> HashMap<&str, usize> {
+    split
+        .ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect()
+}
+
+/// Refuses ids that are not training examples of the run, naming the first three.
+fn check_known(
+    ids: &[String],
+    train: &HashMap<&str, usize>,
+    test: Option<&Split>,
+    file: &Path,
+    verb: &str,
+) -> Result<()> {
+    let test: HashSet<&str> =
+        test.map_or_else(HashSet::new, |t| t.ids.iter().map(String::as_str).collect());
+    if let Some(id) = ids.iter().find(|id| test.contains(id.as_str())) {
+        bail!(
+            "'{}' names the test example '{id}': only training examples can be {verb}",
+            file.display()
+        );
+    }
+    let unknown: Vec<&str> = ids
+        .iter()
+        .map(String::as_str)
+        .filter(|id| !train.contains_key(id))
+        .collect();
+    if !unknown.is_empty() {
+        let shown: Vec<String> = unknown.iter().take(3).map(|id| format!("'{id}'")).collect();
+        bail!(
+            "'{}' names {} id(s) that are not training examples of this run: {}{}",
+            file.display(),
+            unknown.len(),
+            shown.join(", "),
+            if unknown.len() > 3 { ", ..." } else { "" }
+        );
+    }
+    Ok(())
+}
+
+/// A label as a class name or index.
+fn class_index(label: &str, classes: &[String]) -> Result<i64> {
+    if let Some(i) = classes.iter().position(|c| c == label) {
+        return Ok(i as i64);
+    }
+    match label.parse::<usize>() {
+        Ok(i) if i < classes.len() => Ok(i as i64),
+        _ => bail!(
+            "'{label}' is neither a class name nor an index below {} (classes: {})",
+            classes.len(),
+            classes.join(", ")
+        ),
+    }
+}

@@ -1,0 +1,173 @@
+//! From a ranking to a retraining: `vog rank --format ids` writes the ids `vog train
+//! --exclude` reads; `--relabel` trains chosen examples with other labels; both are recorded
+//! in run.json, shown in the report, and refused on one line when they name the wrong
+//! examples.
+mod common;
+use common::{succeed, train_synth, vog, vog_fails};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+const RUN: [&str; 8] = [
+    "--train-subset",
+    "40",
+    "--test-subset",
+    "20",
+    "--width",
+    "2",
+    "--epochs",
+    "2",
+];
+
+fn score_train(run: &Path) -> PathBuf {
+    let out = run.join("s.csv");
+    succeed(
+        vog()
+            .args([
+                "score", "--quiet", "--device", "cpu", "--split", "train", "--run",
+            ])
+            .arg(run)
+            .arg("--out")
+            .arg(&out),
+    );
+    out
+}
+
+/// id -> (label, trained_label) of a scores file.
+fn labels(csv: &Path) -> HashMap<String, (String, String)> {
+    let mut r = csv::Reader::from_path(csv).unwrap();
+    let h = r.headers().unwrap().clone();
+    let col = |n: &str| h.iter().position(|x| x == n).unwrap();
+    let (id, label, trained) = (col("id"), col("label"), col("trained_label"));
+    r.records()
+        .map(|rec| {
+            let rec = rec.unwrap();
+            let v = (rec[label].to_string(), rec[trained].to_string());
+            (rec[id].to_string(), v)
+        })
+        .collect()
+}
+
+fn run_json(run: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn rank_ids_exclude_and_relabel() {
+    let d = tempfile::tempdir().unwrap();
+    let first = d.path().join("first");
+    train_synth(&first, &RUN);
+    let scores = score_train(&first);
+    let out = succeed(
+        vog()
+            .arg("rank")
+            .arg(&scores)
+            .args(["--top", "5", "--format", "ids"]),
+    );
+    let ids_file = d.path().join("hard.csv");
+    std::fs::write(&ids_file, &out.stdout).unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let hard: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!((text.lines().next(), hard.len()), (Some("id"), 5), "{text}");
+
+    // Left out: the retrained run has 35 training examples, none of the five.
+    let pruned = d.path().join("pruned");
+    let mut args = RUN.to_vec();
+    let ids_arg = ids_file.to_str().unwrap();
+    args.extend(["--exclude", ids_arg]);
+    train_synth(&pruned, &args);
+    let m = run_json(&pruned);
+    assert_eq!(m["config"]["exclude"]["ids"].as_array().unwrap().len(), 5);
+    assert_eq!(m["dataset"]["train_examples"], 35);
+    let pruned_scores = score_train(&pruned);
+    let kept = labels(&pruned_scores);
+    assert_eq!(kept.len(), 35);
+    assert!(hard.iter().all(|id| !kept.contains_key(*id)));
+    let report = d.path().join("r.html");
+    succeed(
+        vog()
+            .arg("report")
+            .arg("--run")
+            .arg(&pruned)
+            .arg("--scores")
+            .arg(&pruned_scores)
+            .arg("--out")
+            .arg(&report),
+    );
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(html.contains("training examples left out"));
+
+    // Relabelled, by class name and by index: the label stays, the trained label changes.
+    let all = labels(&scores);
+    let mut chosen: Vec<&String> = all.keys().collect();
+    chosen.sort();
+    let names: Vec<String> = {
+        let mut r = csv::Reader::from_path(&scores).unwrap();
+        let h = r.headers().unwrap().clone();
+        let (l, n) = (
+            h.iter().position(|x| x == "label").unwrap(),
+            h.iter().position(|x| x == "label_name").unwrap(),
+        );
+        let mut m: Vec<(i64, String)> = r
+            .records()
+            .map(|x| {
+                let x = x.unwrap();
+                (x[l].parse().unwrap(), x[n].to_string())
+            })
+            .collect();
+        m.sort();
+        m.dedup();
+        m.into_iter().map(|(_, n)| n).collect()
+    };
+    let new = |id: &str| (all[id].0.parse::<usize>().unwrap() + 1) % names.len();
+    let relabel = d.path().join("relabel.csv");
+    let (a, b) = (chosen[0].as_str(), chosen[1].as_str());
+    std::fs::write(
+        &relabel,
+        format!("id,label\n{a},{}\n{b},{}\n", names[new(a)], new(b)),
+    )
+    .unwrap();
+    let fixed = d.path().join("fixed");
+    let mut args = RUN.to_vec();
+    args.extend(["--relabel", relabel.to_str().unwrap()]);
+    train_synth(&fixed, &args);
+    let got = labels(&score_train(&fixed));
+    for id in [a, b] {
+        assert_eq!(got[id].0, all[id].0, "the dataset label is kept");
+        assert_eq!(got[id].1, new(id).to_string(), "trained with the new label");
+    }
+}
+
+#[test]
+fn wrong_decisions_are_refused_on_one_line() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("run").to_str().unwrap().to_string();
+    let train = |flag: &str, text: &str| {
+        let file = d.path().join("f.csv");
+        std::fs::write(&file, text).unwrap();
+        // The whole synthetic set (no subsets): every id below exists in it.
+        let mut args = vec!["train", "--quiet", "--dataset", "synth", "--device", "cpu"];
+        args.extend(["--width", "2", "--epochs", "1"]);
+        args.extend([flag, file.to_str().unwrap(), "--out", &out]);
+        vog_fails(&args)
+    };
+    let err = train("--exclude", "id\nnot-an-example\n");
+    assert!(
+        err.contains("not training examples of this run: 'not-an-example'"),
+        "{err}"
+    );
+    let err = train("--exclude", "train/000001\ntrain/000001\n");
+    assert!(err.contains("lists 'train/000001' more than once"), "{err}");
+    let err = train("--exclude", "test/000000\n");
+    assert!(
+        err.contains("names the test example 'test/000000'"),
+        "{err}"
+    );
+    let err = train("--relabel", "id,label\ntrain/000001,bird\n");
+    assert!(
+        err.contains("'bird' is neither a class name nor an index"),
+        "{err}"
+    );
+    let err = train("--relabel", "id,class\ntrain/000001,1\n");
+    assert!(err.contains("needs the columns id,label"), "{err}");
+    assert!(!Path::new(&out).join("run.json").exists());
+}
