@@ -33,7 +33,9 @@
 pub(crate) mod atomic_file;
 pub(crate) mod bench;
 pub mod cli;
+pub mod confident;
 pub mod config;
+pub(crate) mod crossval;
 pub mod data;
 pub(crate) mod demo;
 pub(crate) mod device;
@@ -47,6 +49,7 @@ pub(crate) mod grid;
 pub(crate) mod info;
 pub(crate) mod merge;
 pub mod model;
+pub(crate) mod oof;
 pub mod optim;
 pub mod origin;
 pub(crate) mod pipeline;

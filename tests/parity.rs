@@ -239,3 +239,120 @@ fn sgd_matches_pytorch() {
         assert!(worst <= 1e-6, "max abs difference {worst}");
     }
 }
+
+/// cleanlab's flags and label-quality scores for each case of `cases.json` (a list of
+/// {labels, probs}), as JSON. cleanlab breaks ties (equal fractional parts when it rounds
+/// the calibrated joint, equal margins) in the order of numpy's default sort, which is not
+/// stable and differs between machines (numpy sorts with AVX-512 where there is one);
+/// here numpy sorts stably, the order vog uses.
+const CLEANLAB: &str = r#"
+import functools, json, sys, warnings
+import numpy as np
+np.argsort = functools.partial(np.argsort, kind="stable")
+from cleanlab.filter import find_label_issues
+from cleanlab.rank import get_label_quality_scores
+warnings.simplefilter("ignore")
+out = []
+for case in json.load(open(sys.argv[1])):
+    labels, probs = np.array(case["labels"]), np.array(case["probs"])
+    out.append({
+        "issues": find_label_issues(labels, probs, n_jobs=1).tolist(),
+        "self_confidence": get_label_quality_scores(labels, probs, method="self_confidence").tolist(),
+        "normalized_margin": get_label_quality_scores(labels, probs, method="normalized_margin").tolist(),
+    })
+print(json.dumps(out))
+"#;
+
+/// Seeded probability matrices with planted label errors: `n` examples of `k` classes,
+/// classes in `faint` never predicted confidently, and some classes of one example.
+fn cl_case(seed: u64, n: usize, k: usize, faint: &[usize]) -> (Vec<usize>, Vec<Vec<f64>>) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut labels = Vec::new();
+    let mut probs = Vec::new();
+    for i in 0..n {
+        let truth = if i < k { i } else { rng.gen_range(0..k) };
+        let mut p: Vec<f64> = (0..k).map(|_| rng.gen::<f64>().powi(3)).collect();
+        if !faint.contains(&truth) {
+            p[truth] += rng.gen_range(0.5..4.0);
+        }
+        let total: f64 = p.iter().sum();
+        p.iter_mut().for_each(|x| *x /= total);
+        // A fifth of the labels are wrong.
+        let label = if rng.gen_bool(0.2) {
+            rng.gen_range(0..k)
+        } else {
+            truth
+        };
+        labels.push(label);
+        probs.push(p);
+    }
+    (labels, probs)
+}
+
+#[test]
+fn confident_learning_matches_cleanlab() {
+    let python = std::env::var("VOG_PYTHON")
+        .expect("VOG_PYTHON is unset: run the tests through scripts/test.sh");
+    let cases = [
+        cl_case(1, 300, 4, &[]),
+        cl_case(2, 500, 10, &[]),
+        cl_case(3, 200, 5, &[3]),
+        cl_case(4, 80, 2, &[]),
+        cl_case(5, 120, 6, &[0, 5]),
+        cl_case(6, 12, 10, &[]),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("cases.json");
+    let json: Vec<serde_json::Value> = cases
+        .iter()
+        .map(|(l, p)| serde_json::json!({"labels": l, "probs": p}))
+        .collect();
+    std::fs::write(&input, serde_json::to_vec(&json).unwrap()).unwrap();
+    let out = Command::new(&python)
+        .arg("-c")
+        .arg(CLEANLAB)
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let oracle: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    for (c, ((labels, probs), want)) in cases.iter().zip(&oracle).enumerate() {
+        let issues = vog::confident::label_issues(labels, probs).unwrap();
+        let want_issues: Vec<bool> = serde_json::from_value(want["issues"].clone()).unwrap();
+        let differ: Vec<usize> = (0..issues.len())
+            .filter(|&i| issues[i] != want_issues[i])
+            .collect();
+        assert!(
+            differ.is_empty(),
+            "case {c}: label issues differ at {differ:?}"
+        );
+        for (name, ours) in [
+            (
+                "self_confidence",
+                vog::confident::self_confidence(labels, probs),
+            ),
+            (
+                "normalized_margin",
+                vog::confident::normalized_margin(labels, probs),
+            ),
+        ] {
+            let theirs: Vec<f64> = serde_json::from_value(want[name].clone()).unwrap();
+            let worst = ours
+                .iter()
+                .zip(&theirs)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
+            assert!(worst < 1e-9, "case {c}: {name} differs by {worst:e}");
+        }
+        let flagged = issues.iter().filter(|&&x| x).count();
+        eprintln!(
+            "confident learning case {c}: {flagged} of {} flagged, as cleanlab",
+            labels.len()
+        );
+    }
+}

@@ -2,6 +2,7 @@
 //! name parsed here, once), dispatch to the library, and the terminal [`Reporter`] the
 //! library reports through.
 mod bench;
+mod crossval;
 mod data;
 mod demo;
 mod eval;
@@ -21,6 +22,7 @@ use anyhow::Result;
 use bench::BenchArgs;
 use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
+use crossval::CrossvalArgs;
 use data::{DataCommand, DownloadArgs};
 use demo::DemoArgs;
 use eval::EvalArgs;
@@ -78,6 +80,9 @@ pub enum Command {
     Bench(BenchArgs),
     /// Combine the shard files of `vog score --model ... --shard I/N` into one scores file.
     Merge(MergeArgs),
+    /// Out-of-sample probabilities of a run's training examples by cross-fitting (K
+    /// trainings with its recipe), for confident learning's label issues in `vog score`.
+    Crossval(CrossvalArgs),
 }
 
 /// Parses the command line. A bad value is reported on one line, like every other error;
@@ -109,5 +114,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Verify(a) => verify::run(&a),
         Command::Merge(a) => merge::run(&a),
         Command::Bench(a) => bench::run(&a),
+        Command::Crossval(a) => crossval::run(&a),
     }
 }

@@ -42,6 +42,19 @@ pub enum Companion {
     Forgetting,
     /// Area under the margin (Pleiss et al. 2020).
     Aum,
+    /// Out-of-sample probability of the label trained with (`vog crossval`; confident
+    /// learning's self-confidence).
+    #[serde(rename = "oof_prob")]
+    OofProb,
+    /// Out-of-sample normalized margin: (p[label] - the largest other p + 1) / 2.
+    #[serde(rename = "oof_margin")]
+    OofMargin,
+    /// Entropy of the out-of-sample probabilities, in nats.
+    #[serde(rename = "oof_entropy")]
+    OofEntropy,
+    /// 1 where confident learning (Northcutt et al. 2021) flags the label, else 0.
+    #[serde(rename = "label_issue")]
+    LabelIssue,
 }
 
 impl Companion {
@@ -55,6 +68,13 @@ impl Companion {
         Companion::Forgetting,
         Companion::Aum,
     ];
+    /// From the out-of-sample probabilities of `vog crossval`, for the training split.
+    pub const OUT_OF_SAMPLE: [Companion; 4] = [
+        Companion::OofProb,
+        Companion::OofMargin,
+        Companion::OofEntropy,
+        Companion::LabelIssue,
+    ];
 
     /// Its column name.
     pub fn name(self) -> &'static str {
@@ -67,6 +87,10 @@ impl Companion {
             Companion::Correctness => "correctness",
             Companion::Forgetting => "forgetting",
             Companion::Aum => "aum",
+            Companion::OofProb => "oof_prob",
+            Companion::OofMargin => "oof_margin",
+            Companion::OofEntropy => "oof_entropy",
+            Companion::LabelIssue => "label_issue",
         }
     }
 
@@ -74,13 +98,18 @@ impl Companion {
     pub fn higher_is_harder(self) -> bool {
         matches!(
             self,
-            Companion::Loss | Companion::El2n | Companion::Variability | Companion::Forgetting
+            Companion::Loss
+                | Companion::El2n
+                | Companion::Variability
+                | Companion::Forgetting
+                | Companion::OofEntropy
+                | Companion::LabelIssue
         )
     }
 
     /// Whether only training examples have it.
     pub fn train_only(self) -> bool {
-        Companion::DYNAMICS.contains(&self)
+        Companion::DYNAMICS.contains(&self) || Companion::OUT_OF_SAMPLE.contains(&self)
     }
 }
 

@@ -418,11 +418,14 @@ pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
         class_names: &m.dataset.class_names,
     };
     let splits = splits(&prepared, o.split)?;
-    let rows = score_splits(&scorer, &splits, &labels, dynamics.as_ref(), reporter);
+    let mut rows = score_splits(&scorer, &splits, &labels, dynamics.as_ref(), reporter);
     let checkpoints: Vec<String> = epochs.iter().map(|&e| RunDir::checkpoint_name(e)).collect();
     let mut companions = Companion::CHECKPOINT.to_vec();
     if dynamics.is_some() {
         companions.extend(Companion::DYNAMICS);
+    }
+    if add_out_of_sample(cfg, &m, &mut rows)? {
+        companions.extend(Companion::OUT_OF_SAMPLE);
     }
     let provenance = Provenance {
         run: Some(std::path::absolute(&cfg.run).unwrap_or_else(|_| cfg.run.clone())),
@@ -548,6 +551,47 @@ fn score_splits(
         rows.extend(split_rows(kind, split, &trained, &s, class_names, dynamics));
     }
     rows
+}
+
+/// Adds the out-of-sample scores of `vog crossval` (where it ran) to the training rows,
+/// empty in test rows; returns whether it did.
+fn add_out_of_sample(cfg: &ScoreConfig, m: &RunManifest, rows: &mut [ScoreRow]) -> Result<bool> {
+    if !cfg.options.split.kinds().contains(&SplitKind::Train) {
+        return Ok(false);
+    }
+    let Some(oos) = crate::oof::read(&cfg.run, &m.dataset.fingerprint)? else {
+        return Ok(false);
+    };
+    let issues = crate::confident::label_issues(&oos.labels, &oos.probs)?;
+    let columns = [
+        crate::confident::self_confidence(&oos.labels, &oos.probs),
+        crate::confident::normalized_margin(&oos.labels, &oos.probs),
+        crate::confident::entropy(&oos.probs),
+        issues.iter().map(|&b| if b { 1.0 } else { 0.0 }).collect(),
+    ];
+    let at: HashMap<&str, usize> = oos
+        .ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    for r in rows.iter_mut() {
+        if r.split != SplitKind::Train {
+            r.companions.extend([None; 4]);
+            continue;
+        }
+        let i = match at.get(r.id.as_str()) {
+            Some(&i) if oos.labels[i] as i64 == r.trained_label => i,
+            _ => bail!(
+                "the out-of-sample probabilities in '{}' do not cover training example '{}' with \
+                 its label (the run changed since vog crossval ran: run it again)",
+                cfg.run.join(crate::oof::DIR).display(),
+                r.id
+            ),
+        };
+        r.companions.extend(columns.iter().map(|c| Some(c[i])));
+    }
+    Ok(true)
 }
 
 /// The run's data as training saw it (moved to `cfg.data` if given), checked against the

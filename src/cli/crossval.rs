@@ -1,0 +1,54 @@
+//! `vog crossval`: out-of-sample probabilities of a run's training examples.
+use super::{reporter, Terminal};
+use crate::crossval::{self, CrossvalRequest};
+use anyhow::Result;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct CrossvalArgs {
+    /// The run directory (finished training).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Folds K: K trainings with the run's recipe, each on K-1 folds.
+    #[arg(long, default_value_t = 4)]
+    pub folds: usize,
+    /// Train only fold I (0 to K-1), e.g. one per GPU or Slurm array task; then gather the
+    /// probabilities with --gather.
+    #[arg(long, value_name = "I", conflicts_with = "gather")]
+    pub fold: Option<usize>,
+    /// Train nothing: gather the probabilities of folds already trained.
+    #[arg(long)]
+    pub gather: bool,
+    /// No progress output.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+pub fn run(a: &CrossvalArgs) -> Result<()> {
+    let request = CrossvalRequest {
+        run: a.run.clone(),
+        folds: a.folds,
+        only: a.fold,
+        gather: a.gather,
+    };
+    reporter::stop_on_ctrl_c()?;
+    match crossval::run(&request, &Terminal::detect(a.quiet))? {
+        Some(oos) => println!(
+            "out-of-sample probabilities of {} training examples from {} folds -> '{}'; \
+             `vog score --run {} --split train` adds oof_prob, oof_margin, oof_entropy and label_issue",
+            oos.ids.len(),
+            a.folds,
+            a.run.join("crossval").join("probs.csv").display(),
+            a.run.display()
+        ),
+        None => println!(
+            "trained fold {} of {}; gather all folds with `vog crossval --run {} --folds {} --gather`",
+            a.fold.unwrap_or(0),
+            a.folds,
+            a.run.display(),
+            a.folds
+        ),
+    }
+    Ok(())
+}

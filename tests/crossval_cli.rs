@@ -1,0 +1,104 @@
+//! `vog crossval` end to end on tiny synthetic data: K fold runs, the out-of-sample
+//! probabilities, the confident-learning columns `vog score` adds, resuming, one fold at a
+//! time, and the bad requests refused on one line.
+mod common;
+use common::{succeed, train_synth, vog, vog_fails};
+use std::path::Path;
+
+fn column(csv: &Path, name: &str) -> Vec<String> {
+    let mut r = csv::Reader::from_path(csv).unwrap();
+    let i = r.headers().unwrap().iter().position(|h| h == name).unwrap();
+    r.records().map(|x| x.unwrap()[i].to_string()).collect()
+}
+
+#[test]
+fn crossval_feeds_confident_learning() {
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("run");
+    train_synth(
+        &run,
+        &[
+            "--train-subset",
+            "60",
+            "--test-subset",
+            "20",
+            "--width",
+            "2",
+            "--epochs",
+            "2",
+        ],
+    );
+    let r = run.to_str().unwrap();
+    // One fold alone, then the rest and the probabilities.
+    let one = succeed(vog().args([
+        "crossval", "--quiet", "--run", r, "--folds", "2", "--fold", "1",
+    ]));
+    assert!(String::from_utf8_lossy(&one.stdout).contains("trained fold 1 of 2"));
+    let err = vog_fails(&[
+        "crossval", "--quiet", "--run", r, "--folds", "2", "--gather",
+    ]);
+    assert!(err.contains("fold 0 has not been trained"), "{err}");
+    let all = succeed(vog().args(["crossval", "--run", r, "--folds", "2"]));
+    let stderr = String::from_utf8_lossy(&all.stderr);
+    assert!(stderr.contains("crossval fold 1: up to date"), "{stderr}");
+    let probs = run.join("crossval/probs.csv");
+    assert_eq!(column(&probs, "id").len(), 60);
+    for f in ["fold-0", "fold-1"] {
+        succeed(vog().arg("verify").arg(run.join("crossval").join(f)));
+        let m: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(run.join("crossval").join(f).join("run.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            m["dataset"]["train_examples"], 30,
+            "{f} trains on the other fold"
+        );
+    }
+    let scores = d.path().join("s.csv");
+    succeed(
+        vog()
+            .args([
+                "score", "--quiet", "--device", "cpu", "--split", "both", "--run", r, "--out",
+            ])
+            .arg(&scores),
+    );
+    let split = column(&scores, "split");
+    let issue = column(&scores, "label_issue");
+    for (s, v) in split.iter().zip(&issue) {
+        match s.as_str() {
+            "train" => assert!(v == "0e0" || v == "1e0", "{v}"),
+            _ => assert_eq!(v, "", "test rows have no out-of-sample scores"),
+        }
+    }
+    assert!(column(&scores, "oof_prob")
+        .iter()
+        .all(|v| v.is_empty() || v.parse::<f64>().is_ok()));
+    succeed(vog().arg("eval").arg(&scores));
+    // Edited probabilities are refused by their digest.
+    let text = std::fs::read_to_string(&probs).unwrap();
+    std::fs::write(&probs, text.replacen('e', "E", 1)).unwrap();
+    let err = vog_fails(&[
+        "score",
+        "--quiet",
+        "--split",
+        "train",
+        "--run",
+        r,
+        "--out",
+        scores.to_str().unwrap(),
+    ]);
+    assert!(err.contains("probs.csv"), "{err}");
+    for (args, says) in [
+        (vec!["--folds", "1"], "at least 2"),
+        (vec!["--folds", "50"], "fewer than the 50 folds"),
+        (
+            vec!["--folds", "2", "--fold", "2"],
+            "--fold 2 is not one of the 2 folds",
+        ),
+    ] {
+        let mut all = vec!["crossval", "--quiet", "--run", r];
+        all.extend(args);
+        let err = vog_fails(&all);
+        assert!(err.contains(says), "{err}");
+    }
+}
