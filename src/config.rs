@@ -183,6 +183,9 @@ pub struct TrainConfig {
     /// Training examples a person relabelled (`--relabel`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relabel: Option<Relabels>,
+    /// The seed of the subsets, where it is not `hyper.seed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subset_seed: Option<u64>,
     /// Where training runs.
     #[serde(with = "crate::device::by_name")]
     pub device: Device,
@@ -216,6 +219,7 @@ impl TrainConfig {
             label_noise: selection.label_noise,
             exclude: selection.exclude,
             relabel: selection.relabel,
+            subset_seed: selection.subset_seed,
             device,
         })
     }
@@ -228,6 +232,7 @@ impl TrainConfig {
             label_noise: self.label_noise.clone(),
             exclude: self.exclude.clone(),
             relabel: self.relabel.clone(),
+            subset_seed: self.subset_seed,
         }
     }
 }

@@ -8,7 +8,6 @@
 //! relabelled ones kept) less the fold: the fold's `exclude.csv` and `relabel.csv` say so.
 //! The probabilities go to `RUN/crossval/probs.csv` (`id,label,p0..pK-1`, the label the
 //! one trained with) with a sidecar `probs.json` tying them to the run's data.
-use crate::data::decisions::{Exclusions, Relabels};
 use crate::data::prepare::{self, PreparedData};
 use crate::data::transform;
 use crate::oof::{self, OutOfSample};
@@ -18,7 +17,7 @@ use crate::progress::Reporter;
 use crate::rng;
 use crate::run_dir::{RunDir, RunManifest, MANIFEST};
 use crate::scoring;
-use crate::{atomic_file, train};
+use crate::train;
 use anyhow::{bail, Context, Result};
 use rand::seq::SliceRandom;
 use std::path::{Path, PathBuf};
@@ -125,81 +124,11 @@ fn train_fold(
     reporter: &dyn Reporter,
 ) -> Result<()> {
     let root = fold_dir(dir, f);
-    let cfg = fold_config(&root, f, fold, m, prepared)?;
-    if let Ok(run) = RunDir::open(&root) {
-        let done = run.read_manifest()?;
-        if done.config.difference(&cfg).is_none() && done.complete {
-            reporter.info(&format!("crossval fold {f}: up to date"));
-            return Ok(());
-        }
-        if done.config.difference(&cfg).is_none() && done.resume.is_some() {
-            let run = RunDir::open_for_writing(&root)?;
-            let data = prepare::prepare(
-                &cfg.dataset,
-                &cfg.selection(),
-                cfg.hyper.seed,
-                &Origins::default(),
-            )?;
-            train::resume(&run, &data, reporter)?;
-            return Ok(());
-        }
-    }
-    reporter.info(&format!("crossval fold {f}: training on the other folds"));
-    let data = prepare::prepare(
-        &cfg.dataset,
-        &cfg.selection(),
-        cfg.hyper.seed,
-        &Origins::default(),
-    )?;
-    let run = RunDir::create(&root, true)?;
-    train::run(&cfg, &data, &run, reporter)?;
+    let held: Vec<usize> = (0..fold.len()).filter(|&i| fold[i] == f).collect();
+    let cfg = train::derived_config(&root, &m.config, prepared, &held, m.config.hyper.seed)?;
+    reporter.info(&format!("crossval fold {f}: the other folds' model"));
+    train::ensure(&root, &cfg, reporter)?;
     Ok(())
-}
-
-/// The run's recipe with the fold left out and every trained label kept (as relabels, so
-/// no shuffle is drawn again), checkpointing only the last epoch.
-fn fold_config(
-    root: &Path,
-    f: usize,
-    fold: &[usize],
-    m: &RunManifest,
-    prepared: &PreparedData,
-) -> Result<crate::config::TrainConfig> {
-    let train = &prepared.data.train;
-    std::fs::create_dir_all(root).with_context(|| format!("cannot create '{}'", root.display()))?;
-    let mut held: Vec<String> = m
-        .config
-        .exclude
-        .iter()
-        .flat_map(|x| x.ids.clone())
-        .collect();
-    held.extend(
-        (0..train.len())
-            .filter(|&i| fold[i] == f)
-            .map(|i| train.ids[i].clone()),
-    );
-    let exclude = root.join("exclude.csv");
-    atomic_file::write_bytes(&exclude, format!("id\n{}\n", held.join("\n")).as_bytes())?;
-    let mut relabel = String::from("id,label\n");
-    let relabelled = |i: usize| fold[i] != f && prepared.train_labels[i] != train.labels[i];
-    for i in (0..train.len()).filter(|&i| relabelled(i)) {
-        relabel.push_str(&format!("{},{}\n", train.ids[i], prepared.train_labels[i]));
-    }
-    let relabels = root.join("relabel.csv");
-    atomic_file::write_bytes(&relabels, relabel.as_bytes())?;
-    let mut hyper = m.config.hyper.clone();
-    hyper.save_epochs = "last:1".parse().expect("a valid spec");
-    let mut sel = m.config.selection();
-    sel.label_noise = None;
-    sel.exclude = Some(Exclusions::read(&exclude)?);
-    sel.relabel = Some(Relabels::read(&relabels)?);
-    crate::config::TrainConfig::new(
-        m.config.dataset.clone(),
-        hyper,
-        sel,
-        m.config.device,
-        &Origins::default(),
-    )
 }
 
 /// Each fold's last checkpoint predicts its held-out examples.

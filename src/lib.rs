@@ -55,6 +55,7 @@ pub mod origin;
 pub(crate) mod pipeline;
 pub(crate) mod precision;
 pub(crate) mod progress;
+pub(crate) mod prune;
 pub(crate) mod rank;
 pub(crate) mod report;
 pub(crate) mod rng;

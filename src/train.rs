@@ -7,14 +7,16 @@
 //! uninterrupted run would be. A stop requested through the reporter (Ctrl-C) takes effect
 //! at the next epoch's end, after its state is saved.
 use crate::config::{Hyper, TrainConfig};
+use crate::data::decisions::{Exclusions, Relabels};
 use crate::data::noise::{self, NoisyLabel};
-use crate::data::prepare::PreparedData;
+use crate::data::prepare::{self, PreparedData};
 use crate::data::transform::{self, Augment, Normalization, Normalizer};
 use crate::data::Split;
 use crate::dynamics::{self, EpochDynamics};
 use crate::info::Versions;
 use crate::model::{self, ResNet};
 use crate::optim::Sgd;
+use crate::origin::Origins;
 use crate::precision::Precision;
 use crate::progress::{Reporter, Task};
 use crate::run_dir::{
@@ -27,7 +29,7 @@ use crate::{atomic_file, rng};
 use anyhow::{bail, Context, Result};
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
@@ -429,6 +431,84 @@ impl DeviceData {
             }),
         }
     }
+}
+
+/// The run `cfg` describes in `root`: found there finished (nothing is done), resumed
+/// where it stopped, or trained afresh (replacing a run of another configuration there).
+/// What `vog crossval` and `vog prune` train their runs with.
+pub fn ensure(root: &Path, cfg: &TrainConfig, reporter: &dyn Reporter) -> Result<RunManifest> {
+    let data = || {
+        prepare::prepare(
+            &cfg.dataset,
+            &cfg.selection(),
+            cfg.hyper.seed,
+            &Origins::default(),
+        )
+    };
+    if let Ok(run) = RunDir::open(root) {
+        let m = run.read_manifest()?;
+        if m.config.difference(cfg).is_none() {
+            if m.complete {
+                reporter.info(&format!("'{}': up to date", root.display()));
+                return Ok(m);
+            }
+            if m.resume.is_some() {
+                reporter.info(&format!("'{}': resuming", root.display()));
+                let run = RunDir::open_for_writing(root)?;
+                return resume(&run, &data()?, reporter);
+            }
+        }
+    }
+    let prepared = data()?;
+    let run = RunDir::create(root, true)?;
+    self::run(cfg, &prepared, &run, reporter)
+}
+
+/// A run's recipe (`base`) on its training examples less those at `leave_out` (positions
+/// in `prepared`'s training split), with every label as the run trained it (kept as
+/// relabels, so no shuffle is drawn again on a smaller set), trained from `seed` and
+/// checkpointing only its last epoch. The decisions are written to `root` as
+/// `exclude.csv` and `relabel.csv`, and recorded like a person's.
+pub fn derived_config(
+    root: &Path,
+    base: &TrainConfig,
+    prepared: &PreparedData,
+    leave_out: &[usize],
+    seed: u64,
+) -> Result<TrainConfig> {
+    let train = &prepared.data.train;
+    std::fs::create_dir_all(root).with_context(|| format!("cannot create '{}'", root.display()))?;
+    let out: std::collections::HashSet<usize> = leave_out.iter().copied().collect();
+    let mut ids: Vec<String> = base.exclude.iter().flat_map(|x| x.ids.clone()).collect();
+    ids.extend(leave_out.iter().map(|&i| train.ids[i].clone()));
+    let exclude = root.join("exclude.csv");
+    let lines: String = ids.iter().map(|id| format!("{id}\n")).collect();
+    atomic_file::write_bytes(&exclude, format!("id\n{lines}").as_bytes())?;
+    let mut relabel = String::from("id,label\n");
+    for i in (0..train.len()).filter(|i| !out.contains(i)) {
+        if prepared.train_labels[i] != train.labels[i] {
+            relabel.push_str(&format!("{},{}\n", train.ids[i], prepared.train_labels[i]));
+        }
+    }
+    let relabels = root.join("relabel.csv");
+    atomic_file::write_bytes(&relabels, relabel.as_bytes())?;
+    let mut hyper = base.hyper.clone();
+    hyper.seed = seed;
+    hyper.save_epochs = "last:1".parse().expect("a valid spec");
+    let mut sel = base.selection();
+    sel.label_noise = None;
+    sel.subset_seed = Some(sel.subset_seed.unwrap_or(base.hyper.seed));
+    sel.exclude = (!ids.is_empty())
+        .then(|| Exclusions::read(&exclude))
+        .transpose()?;
+    sel.relabel = Some(Relabels::read(&relabels)?);
+    TrainConfig::new(
+        base.dataset.clone(),
+        hyper,
+        sel,
+        base.device,
+        &Origins::default(),
+    )
 }
 
 /// Trains the epochs after the last one `manifest` records.

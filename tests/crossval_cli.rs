@@ -40,7 +40,7 @@ fn crossval_feeds_confident_learning() {
     assert!(err.contains("fold 0 has not been trained"), "{err}");
     let all = succeed(vog().args(["crossval", "--run", r, "--folds", "2"]));
     let stderr = String::from_utf8_lossy(&all.stderr);
-    assert!(stderr.contains("crossval fold 1: up to date"), "{stderr}");
+    assert!(stderr.contains("fold-1': up to date"), "{stderr}");
     let probs = run.join("crossval/probs.csv");
     assert_eq!(column(&probs, "id").len(), 60);
     for f in ["fold-0", "fold-1"] {

@@ -169,5 +169,80 @@ fn wrong_decisions_are_refused_on_one_line() {
     );
     let err = train("--relabel", "id,class\ntrain/000001,1\n");
     assert!(err.contains("needs the columns id,label"), "{err}");
+    // Every example of one class left out (synthetic class c is example i with i % 10 == c).
+    let class0: Vec<String> = (0..2000)
+        .step_by(10)
+        .map(|i| format!("train/{i:06}"))
+        .collect();
+    let err = train("--exclude", &format!("{}\n", class0.join("\n")));
+    assert!(err.contains("every training example of class"), "{err}");
     assert!(!Path::new(&out).join("run.json").exists());
+}
+
+#[test]
+fn prune_compares_a_score_with_random_removal() {
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("run");
+    train_synth(
+        &run,
+        &[
+            "--train-subset",
+            "100",
+            "--test-subset",
+            "20",
+            "--width",
+            "2",
+            "--epochs",
+            "2",
+        ],
+    );
+    let scores = score_train(&run);
+    let (r, s) = (run.to_str().unwrap(), scores.to_str().unwrap());
+    let args = [
+        "prune",
+        "--quiet",
+        "--run",
+        r,
+        "--scores",
+        s,
+        "--column",
+        "vog,loss",
+        "--fractions",
+        "0.05",
+        "--seeds",
+        "2",
+    ];
+    let out = succeed(vog().args(args));
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(table.lines().count(), 1 + 1 + 3, "{table}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("prune/prune.json")).unwrap()).unwrap();
+    let rows = json["rows"].as_array().unwrap();
+    let vog_row = rows.iter().find(|r| r["removal"] == "vog").unwrap();
+    assert_eq!(
+        (
+            vog_row["removed"].as_u64(),
+            vog_row["accuracies"].as_array().unwrap().len()
+        ),
+        (Some(5), 2)
+    );
+    assert!(vog_row["vs_random"]["ci_low"].is_number());
+    assert!(run.join("prune/prune.png").is_file() && run.join("prune/prune.csv").is_file());
+    // Done once, not again.
+    let again = succeed(vog().args(args));
+    assert_eq!(String::from_utf8(again.stdout).unwrap(), table);
+    let err = vog_fails(&[
+        "prune",
+        "--run",
+        r,
+        "--scores",
+        s,
+        "--column",
+        "vog",
+        "--fractions",
+        "1.5",
+    ]);
+    assert!(err.contains("strictly between 0 and 1"), "{err}");
+    let err = vog_fails(&["prune", "--run", r, "--scores", s, "--column", "nope"]);
+    assert!(err.contains("no score column 'nope'"), "{err}");
 }

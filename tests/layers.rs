@@ -25,7 +25,7 @@ const LAYERS: &[&[&str]] = &[
     &["grid"],
     &["train", "scoring", "eval", "rank", "verify", "merge"],
     &["report"],
-    &["pipeline", "bench", "crossval"],
+    &["pipeline", "bench", "crossval", "prune"],
     &["demo", "experiment"],
     &["cli"],
 ];

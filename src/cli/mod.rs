@@ -8,6 +8,7 @@ mod demo;
 mod eval;
 mod experiment;
 mod merge;
+mod prune;
 mod rank;
 mod report;
 mod reporter;
@@ -28,6 +29,7 @@ use demo::DemoArgs;
 use eval::EvalArgs;
 use experiment::ExperimentArgs;
 use merge::MergeArgs;
+use prune::PruneArgs;
 use rank::RankArgs;
 use report::ReportArgs;
 use score::ScoreArgs;
@@ -83,6 +85,8 @@ pub enum Command {
     /// Out-of-sample probabilities of a run's training examples by cross-fitting (K
     /// trainings with its recipe), for confident learning's label issues in `vog score`.
     Crossval(CrossvalArgs),
+    /// Test accuracy after retraining without what a score flags, against random removal.
+    Prune(PruneArgs),
 }
 
 /// Parses the command line. A bad value is reported on one line, like every other error;
@@ -115,5 +119,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Merge(a) => merge::run(&a),
         Command::Bench(a) => bench::run(&a),
         Command::Crossval(a) => crossval::run(&a),
+        Command::Prune(a) => prune::run(&a),
     }
 }

@@ -135,6 +135,7 @@ impl TrainArgs {
             }),
             exclude: self.exclude.as_deref().map(Exclusions::read).transpose()?,
             relabel: self.relabel.as_deref().map(Relabels::read).transpose()?,
+            subset_seed: None,
         };
         let cfg = TrainConfig::new(dataset, h, selection, self.device, &origins)?;
         Ok((cfg, origins))

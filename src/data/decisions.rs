@@ -79,9 +79,18 @@ impl Exclusions {
         let index = positions(train);
         check_known(&self.ids, &index, test, &self.file, "left out")?;
         let out: HashSet<&str> = self.ids.iter().map(String::as_str).collect();
-        Ok((0..train.len())
+        let keep: Vec<usize> = (0..train.len())
             .filter(|&i| !out.contains(train.ids[i].as_str()))
-            .collect())
+            .collect();
+        let left: HashSet<i64> = keep.iter().map(|&i| train.labels[i]).collect();
+        if let Some(c) = train.labels.iter().find(|c| !left.contains(c)) {
+            bail!(
+                "'{}' leaves out every training example of class {c}: a classifier needs each \
+                 class",
+                self.file.display()
+            );
+        }
+        Ok(keep)
     }
 }
 

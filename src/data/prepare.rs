@@ -28,6 +28,9 @@ pub struct Selection {
     pub exclude: Option<Exclusions>,
     /// Training examples trained with another label (`--relabel`), after the shuffle.
     pub relabel: Option<Relabels>,
+    /// Draws the subsets from this seed rather than the run's (a retraining of another
+    /// run's examples from another seed: `vog prune`).
+    pub subset_seed: Option<u64>,
 }
 
 impl Selection {
@@ -72,6 +75,7 @@ pub fn prepare(
     seed: u64,
     origins: &Origins,
 ) -> Result<PreparedData> {
+    let seed = sel.subset_seed.unwrap_or(seed);
     let mut data = spec.load()?;
     let k = data.num_classes();
     if k < 2 {

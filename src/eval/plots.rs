@@ -315,6 +315,63 @@ pub fn epoch_lines(
     Ok(svg)
 }
 
+/// Test accuracy (y, 0-1) against the fraction removed (x), one line per named series.
+pub fn fraction_lines(title: &str, series: &[(String, Vec<(f64, f64)>)]) -> Result<String> {
+    const PALETTE: [RGBColor; 6] = [
+        RGBColor(120, 120, 120),
+        BAR,
+        ACCENT,
+        RGBColor(60, 150, 80),
+        RGBColor(150, 80, 170),
+        RGBColor(200, 150, 30),
+    ];
+    let pts = series.iter().flat_map(|(_, p)| p.iter());
+    let (lo, hi) = pts.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), p| {
+        (l.min(p.1), h.max(p.1))
+    });
+    let (lo, hi) = axis(lo, hi)?;
+    let right = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|p| p.0))
+        .fold(0.01, f64::max);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0.0..right, lo..hi)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("fraction of training examples removed")
+            .y_desc("test accuracy")
+            .draw()
+            .map_err(err)?;
+        for (i, (name, p)) in series.iter().enumerate() {
+            let colour = PALETTE[i % PALETTE.len()];
+            chart
+                .draw_series(LineSeries::new(p.clone(), colour.stroke_width(2)))
+                .map_err(err)?
+                .label(name.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE)
+            .border_style(BLACK)
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
 /// Intercept and slope of the least-squares line through `pts`.
 pub fn least_squares(pts: &[(f64, f64)]) -> Option<(f64, f64)> {
     let n = pts.len() as f64;

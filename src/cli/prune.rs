@@ -1,0 +1,84 @@
+//! `vog prune`: test accuracy after removing what a score flags, against random removal.
+use super::{reporter, Terminal};
+use crate::prune::{self, Estimate, PruneRequest};
+use anyhow::Result;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// The run directory (finished training, with a test split).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// A scores file of the run's training split (vog score --split train or both).
+    #[arg(long)]
+    pub scores: PathBuf,
+    /// Score columns to compare, comma-separated (each removes its hardest first).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub column: Vec<String>,
+    /// Fractions of the training set to remove, comma-separated, each in (0, 1).
+    #[arg(long, value_delimiter = ',', default_value = "0.05,0.1,0.2")]
+    pub fractions: Vec<f64>,
+    /// Trainings per setting (seeds from the run's on); intervals need at least 2.
+    #[arg(long, default_value_t = 3)]
+    pub seeds: usize,
+    /// No progress output.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn show(e: &Option<Estimate>) -> String {
+    match e {
+        None => "-".into(),
+        Some(e) => match (e.ci_low, e.ci_high) {
+            (Some(lo), Some(hi)) => format!(
+                "{:+.2} [{:+.2}, {:+.2}]",
+                100.0 * e.mean,
+                100.0 * lo,
+                100.0 * hi
+            ),
+            _ => format!("{:+.2}", 100.0 * e.mean),
+        },
+    }
+}
+
+pub fn run(a: &PruneArgs) -> Result<()> {
+    let request = PruneRequest {
+        run: a.run.clone(),
+        scores: a.scores.clone(),
+        columns: a.column.clone(),
+        fractions: a.fractions.clone(),
+        seeds: a.seeds,
+    };
+    reporter::stop_on_ctrl_c()?;
+    let t = prune::run(&request, &Terminal::detect(a.quiet))?;
+    println!(
+        "{:<16} {:>8} {:>8}  {:<26}  {:<26}  vs none (points)",
+        "removal", "fraction", "removed", "test accuracy % [95% CI]", "vs random (points)"
+    );
+    for r in &t.rows {
+        let acc = match (r.accuracy.ci_low, r.accuracy.ci_high) {
+            (Some(lo), Some(hi)) => format!(
+                "{:.2} [{:.2}, {:.2}]",
+                100.0 * r.accuracy.mean,
+                100.0 * lo,
+                100.0 * hi
+            ),
+            _ => format!("{:.2}", 100.0 * r.accuracy.mean),
+        };
+        println!(
+            "{:<16} {:>8} {:>8}  {:<26}  {:<26}  {}",
+            r.removal,
+            r.fraction,
+            r.removed,
+            acc,
+            show(&r.vs_random),
+            show(&r.vs_none)
+        );
+    }
+    eprintln!(
+        "wrote prune.json, prune.csv and prune.png to '{}'",
+        a.run.join("prune").display()
+    );
+    Ok(())
+}
