@@ -98,7 +98,7 @@ pub fn run(req: &CrossvalRequest, reporter: &dyn Reporter) -> Result<Option<OutO
     if req.only.is_some() {
         return Ok(None);
     }
-    let oos = gather(&dir, &fold, req.folds, &prepared, reporter)?;
+    let oos = gather(&dir, &fold, &m, &prepared, reporter)?;
     oof::write(
         &dir,
         &oos,
@@ -135,10 +135,11 @@ fn train_fold(
 fn gather(
     dir: &Path,
     fold: &[usize],
-    folds: usize,
+    m: &RunManifest,
     prepared: &PreparedData,
     reporter: &dyn Reporter,
 ) -> Result<OutOfSample> {
+    let folds = fold.iter().max().map_or(0, |f| f + 1);
     let train = &prepared.data.train;
     let mut probs = vec![Vec::new(); train.len()];
     for f in 0..folds {
@@ -149,12 +150,20 @@ fn gather(
         if !fm.complete {
             bail!("fold {f} in '{}' has not finished training", root.display());
         }
+        let held: Vec<usize> = (0..train.len()).filter(|&i| fold[i] == f).collect();
+        let want = train::derived_config(&root, &m.config, prepared, &held, m.config.hyper.seed)?;
+        if let Some(diff) = fm.config.difference(&want) {
+            bail!(
+                "fold {f} in '{}' was trained with another recipe or other examples ({diff}); \
+                 run vog crossval again without --gather",
+                root.display()
+            );
+        }
         let last = *fm
             .saved_epochs
             .last()
             .context("the fold saved no checkpoint")?;
         let model = scoring::load_models(&run, &fm, &[last], fm.device, Precision::Fp32)?;
-        let held: Vec<usize> = (0..train.len()).filter(|&i| fold[i] == f).collect();
         let normalizer = fm.normalization.on(fm.device);
         for chunk in held.chunks(256) {
             let idx = Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>());

@@ -23,6 +23,55 @@ pub struct RankRequest {
     pub per_class: bool,
     /// The score column ranked by.
     pub column: String,
+    /// Only the examples that meet this condition.
+    pub select: Option<Select>,
+}
+
+/// A condition on a score column: `COLUMN=VALUE`, `COLUMN>=VALUE` or `COLUMN<=VALUE`,
+/// `true` and `false` standing for 1 and 0 (`label_issue=true`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Select {
+    pub column: String,
+    pub op: std::cmp::Ordering,
+    /// With `op` Less: at most; Greater: at least; Equal: equal.
+    pub value: f64,
+}
+
+impl std::str::FromStr for Select {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        use std::cmp::Ordering::{Equal, Greater, Less};
+        let bad = || format!("'{s}' is not COLUMN=VALUE, COLUMN>=VALUE or COLUMN<=VALUE");
+        let (column, op, value) = [(">=", Greater), ("<=", Less), ("=", Equal)]
+            .iter()
+            .find_map(|(sym, op)| s.split_once(sym).map(|(c, v)| (c, *op, v)))
+            .ok_or_else(bad)?;
+        let value = match value.trim() {
+            "true" => 1.0,
+            "false" => 0.0,
+            v => v
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(bad)?,
+        };
+        Ok(Select {
+            column: column.trim().to_string(),
+            op,
+            value,
+        })
+    }
+}
+
+impl Select {
+    fn keeps(&self, v: f64) -> bool {
+        match self.op {
+            std::cmp::Ordering::Equal => v == self.value,
+            std::cmp::Ordering::Greater => v >= self.value,
+            std::cmp::Ordering::Less => v <= self.value,
+        }
+    }
 }
 
 impl RankRequest {
@@ -52,6 +101,14 @@ impl<'a> Ranking<'a> {
         let names = class_names(&entries);
         if let Some(class) = &r.class {
             entries = filter_class(entries, class)?;
+        }
+        if let Some(sel) = &r.select {
+            let keep: std::collections::HashSet<&str> = scored(file, &sel.column)?
+                .into_iter()
+                .filter(|e| sel.keeps(e.score))
+                .map(|e| e.row.id.as_str())
+                .collect();
+            entries.retain(|e| keep.contains(e.row.id.as_str()));
         }
         let pool = if r.per_class {
             per_class(&entries)

@@ -74,6 +74,25 @@ fn crossval_feeds_confident_learning() {
         .iter()
         .all(|v| v.is_empty() || v.parse::<f64>().is_ok()));
     succeed(vog().arg("eval").arg(&scores));
+    // Exactly the flagged examples, as the file `vog train --exclude` reads.
+    let flagged = issue.iter().filter(|v| *v == "1e0").count();
+    let ids = succeed(vog().arg("rank").arg(&scores).args([
+        "--select",
+        "label_issue=true",
+        "--format",
+        "ids",
+    ]));
+    assert_eq!(
+        String::from_utf8(ids.stdout).unwrap().lines().count(),
+        1 + flagged
+    );
+    let err = vog_fails(&[
+        "rank",
+        scores.to_str().unwrap(),
+        "--select",
+        "label_issue~1",
+    ]);
+    assert!(err.contains("is not COLUMN=VALUE"), "{err}");
     // Edited probabilities are refused by their digest.
     let text = std::fs::read_to_string(&probs).unwrap();
     std::fs::write(&probs, text.replacen('e', "E", 1)).unwrap();

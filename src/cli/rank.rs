@@ -1,7 +1,7 @@
 //! `vog rank`: the highest- or lowest-scoring examples of a scores file, and their images.
 use crate::export::{self, OutputFormat};
 use crate::grid::ImageLookup;
-use crate::rank::{self, RankRequest, Ranking};
+use crate::rank::{self, RankRequest, Ranking, Select};
 use crate::scores::ScoresFile;
 use anyhow::Result;
 use clap::Args;
@@ -11,9 +11,13 @@ use std::path::PathBuf;
 pub struct RankArgs {
     /// Scores CSV written by `vog score`.
     pub scores: PathBuf,
-    /// How many examples (per class with --per-class).
-    #[arg(long, default_value_t = 25)]
-    pub top: usize,
+    /// How many examples (per class with --per-class) [default: 25; all with --select].
+    #[arg(long)]
+    pub top: Option<usize>,
+    /// Only the examples whose score meets COLUMN=VALUE, COLUMN>=VALUE or COLUMN<=VALUE
+    /// (true/false for 1/0), e.g. `label_issue=true` with `--format ids`.
+    #[arg(long, value_name = "COND")]
+    pub select: Option<Select>,
     /// The lowest scores instead of the highest.
     #[arg(long)]
     pub lowest: bool,
@@ -39,11 +43,15 @@ pub struct RankArgs {
 impl RankArgs {
     fn request(&self) -> RankRequest {
         RankRequest {
-            top: self.top,
+            top: self.top.unwrap_or(match self.select {
+                Some(_) => usize::MAX,
+                None => 25,
+            }),
             lowest: self.lowest,
             class: self.class.clone(),
             per_class: self.per_class,
             column: self.column.clone(),
+            select: self.select.clone(),
         }
     }
 }
