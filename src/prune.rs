@@ -348,3 +348,33 @@ fn write(dir: &Path, t: &PruneTable) -> Result<()> {
     crate::eval::plots::save(dir, "prune", &svg)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn t_intervals() {
+        // Two-sided 95% quantiles of Student's t.
+        for (df, t) in [(1.0, 12.706), (2.0, 4.303), (9.0, 2.262), (100.0, 1.984)] {
+            assert!(
+                (t_quantile(df) - t).abs() < 1e-3,
+                "df {df}: {}",
+                t_quantile(df)
+            );
+        }
+        let e = estimate(&[0.5, 0.6, 0.7]);
+        assert!((e.mean - 0.6).abs() < 1e-12);
+        // sd 0.1, n 3: half-width 4.303 * 0.1 / sqrt(3).
+        let half = 4.302_652_7 * 0.1 / 3f64.sqrt();
+        assert!((e.ci_high.unwrap() - 0.6 - half).abs() < 1e-6);
+        assert_eq!(estimate(&[0.4]).ci_low, None);
+    }
+
+    #[test]
+    fn directions() {
+        assert!(higher_is_harder("vog") && higher_is_harder("vog_raw_logprob"));
+        assert!(higher_is_harder("loss") && higher_is_harder("label_issue"));
+        assert!(!higher_is_harder("aum") && !higher_is_harder("oof_margin"));
+    }
+}
