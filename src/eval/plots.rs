@@ -4,6 +4,7 @@
 use super::{Group, Memorization, TargetEval};
 use anyhow::{anyhow, Context, Result};
 use plotters::coord::ranged1d::DiscreteRanged;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -289,27 +290,15 @@ pub fn epoch_lines(
             .y_desc(y_label)
             .draw()
             .map_err(err)?;
-        for (i, (name, v)) in series.iter().enumerate() {
-            let colour = if i == 0 { BAR } else { ACCENT };
+        let lines = series.iter().enumerate().map(|(i, (name, v))| {
             let pts: Vec<(f64, f64)> = epochs
                 .iter()
                 .zip(v)
                 .filter_map(|(&e, v)| v.map(|v| (e as f64, v)))
                 .collect();
-            chart
-                .draw_series(LineSeries::new(pts, colour.stroke_width(2)))
-                .map_err(err)?
-                .label(*name)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE)
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
+            (name.to_string(), if i == 0 { BAR } else { ACCENT }, pts)
+        });
+        draw_lines(&mut chart, lines)?;
         root.present().map_err(err)?;
     }
     Ok(svg)
@@ -351,25 +340,40 @@ pub fn fraction_lines(title: &str, series: &[(String, Vec<(f64, f64)>)]) -> Resu
             .y_desc("test accuracy")
             .draw()
             .map_err(err)?;
-        for (i, (name, p)) in series.iter().enumerate() {
-            let colour = PALETTE[i % PALETTE.len()];
-            chart
-                .draw_series(LineSeries::new(p.clone(), colour.stroke_width(2)))
-                .map_err(err)?
-                .label(name.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE)
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
+        let lines = series
+            .iter()
+            .enumerate()
+            .map(|(i, (name, p))| (name.clone(), PALETTE[i % PALETTE.len()], p.clone()));
+        draw_lines(&mut chart, lines)?;
         root.present().map_err(err)?;
     }
     Ok(svg)
+}
+
+/// Draws each (name, colour, points) as a line with a legend entry, then the legend.
+fn draw_lines<'a, DB: DrawingBackend + 'a>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    lines: impl Iterator<Item = (String, RGBColor, Vec<(f64, f64)>)>,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    for (name, colour, pts) in lines {
+        chart
+            .draw_series(LineSeries::new(pts, colour.stroke_width(2)))
+            .map_err(err)?
+            .label(name)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE)
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    Ok(())
 }
 
 /// Intercept and slope of the least-squares line through `pts`.
