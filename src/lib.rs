@@ -12,18 +12,21 @@
 //! 2. [`epochs`] (learning rate, epoch specs, stages), [`info`] (versions, the CPU).
 //! 3. [`data`]: datasets, subsets, label noise, normalization, downloads, streamed sets.
 //! 4. [`model`]: the CIFAR ResNet-18; [`optim`]: SGD whose state can be saved.
-//! 5. [`variance`] (the VoG math; its tests run it through the model), [`config`]
-//!    (training recipe), [`scripted`] (a user's TorchScript checkpoints).
+//! 5. [`variance`] (the VoG math; its tests run it through the model), [`confident`]
+//!    (confident learning on out-of-sample probabilities), [`config`] (training recipe),
+//!    [`scripted`] (a user's TorchScript checkpoints).
 //! 6. [`dynamics`]: the training-dynamics record and the scores built from it.
 //! 7. File formats: [`run_dir`] (run directory and manifest), [`scores`] (scores CSV,
-//!    sidecar, class normalization and the ordering of scored examples).
+//!    sidecar, class normalization and the ordering of scored examples), [`oof`] (the
+//!    out-of-sample probabilities of `vog crossval`).
 //! 8. [`grid`]: example images by id, and grids of them.
 //! 9. The stages, side by side: [`train`], [`scoring`] (a run's checkpoints or TorchScript
 //!    models, one tail), [`eval`], [`rank`], [`verify`], [`merge`] (shards of one scoring
 //!    into one scores file).
 //! 10. [`report`]: the HTML page over their results.
 //! 11. [`pipeline`]: train -> score -> evaluate -> report in one call; [`bench`]: the
-//!     throughput of training and scoring.
+//!     throughput of training and scoring; [`crossval`]: out-of-sample probabilities by
+//!     cross-fitting; [`prune`]: retraining without what a score flags, against random.
 //! 12. [`demo`] and [`experiment`]: the pipeline with their settings.
 //! 13. [`cli`]: one file per command (clap's arguments, one resolve step into the
 //!     library's request, the call) and the terminal reporter; clap is used nowhere else.
