@@ -5,9 +5,9 @@
 //! cleanlab by `tests/parity.rs`.
 //!
 //! Per class k, the threshold t_k is the mean probability of k over the examples labelled
-//! k. An example counts towards the confident joint C[given][true] for the class whose
+//! k. An example counts towards the confident joint `C[given][true]` for the class whose
 //! probability reaches its threshold (the most probable of several). C is calibrated to the
-//! label counts; then, for each given class k and each other class j, the C[k][j] examples
+//! label counts; then, for each given class k and each other class j, the `C[k][j]` examples
 //! labelled k with the largest p_j - p_k are flagged, unless the model's prediction is the
 //! given label. Rows of `probs` are examples, columns classes; `labels` are the given
 //! (trained) labels.
@@ -44,7 +44,7 @@ pub fn self_confidence(labels: &[usize], probs: &[Vec<f64>]) -> Vec<f64> {
     labels.iter().zip(probs).map(|(&y, p)| p[y]).collect()
 }
 
-/// (p[label] - the largest other p + 1) / 2 (cleanlab's `normalized_margin`).
+/// `(p[label] - the largest other p + 1) / 2` (cleanlab's `normalized_margin`).
 pub fn normalized_margin(labels: &[usize], probs: &[Vec<f64>]) -> Vec<f64> {
     labels
         .iter()

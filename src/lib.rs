@@ -33,6 +33,9 @@
 //!
 //! Only what `main.rs` and the tests use is public; the rest is `pub(crate)`, so rustc
 //! reports what nothing uses.
+// The layer list above names every module, public or not.
+#![allow(rustdoc::private_intra_doc_links)]
+
 pub(crate) mod atomic_file;
 pub(crate) mod bench;
 pub mod cli;

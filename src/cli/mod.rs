@@ -1,6 +1,6 @@
-//! Command-line interface: clap structs, their conversion into validated configs (every
-//! name parsed here, once), dispatch to the library, and the terminal [`Reporter`] the
-//! library reports through.
+//! Command-line interface: one file per command (clap's arguments, one resolve step into
+//! the library's request, the call), the library's enums as clap values (`values.rs`),
+//! and the terminal reporter the library reports through.
 mod bench;
 mod crossval;
 mod data;

@@ -1,4 +1,4 @@
-//! CIFAR-10 / CIFAR-100 binary format (https://www.cs.toronto.edu/~kriz/cifar.html).
+//! CIFAR-10 / CIFAR-100 binary format (<https://www.cs.toronto.edu/~kriz/cifar.html>).
 //!
 //! CIFAR-10: `data_batch_{1..5}.bin` and `test_batch.bin`, records of 1 label byte plus
 //! 3072 pixel bytes (1024 red, 1024 green, 1024 blue, row-major 32x32); class names one per

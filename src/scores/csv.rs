@@ -46,7 +46,7 @@ pub enum Companion {
     /// learning's self-confidence).
     #[serde(rename = "oof_prob")]
     OofProb,
-    /// Out-of-sample normalized margin: (p[label] - the largest other p + 1) / 2.
+    /// Out-of-sample normalized margin, `(p[label] - the largest other p + 1) / 2`.
     #[serde(rename = "oof_margin")]
     OofMargin,
     /// Entropy of the out-of-sample probabilities, in nats.
