@@ -233,7 +233,8 @@ pub fn model_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn file_name(p: &Path) -> String {
+/// The file name of `p` ("" for none), as messages and sidecars name a checkpoint.
+pub fn file_name(p: &Path) -> String {
     p.file_name()
         .map_or(String::new(), |n| n.to_string_lossy().into_owned())
 }

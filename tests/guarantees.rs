@@ -1,12 +1,8 @@
 //! The wrong-result-with-exit-0 cases and panics found by trying vog as a hostile user,
 //! each now refused on one line naming its cause (README: "What vog guarantees").
 mod common;
-use common::{succeed, train_synth, vog, vog_fails};
+use common::{python, succeed, train_synth, vog, vog_fails};
 use std::path::{Path, PathBuf};
-
-fn python() -> String {
-    std::env::var("VOG_PYTHON").expect("VOG_PYTHON is unset: run the tests through scripts/test.sh")
-}
 
 /// TorchScript models of 32x32 RGB images and 10 classes, two checkpoints each (scales 1
 /// and 2): `lin` (a linear layer), `nan` (NaN logits), `one` (one row whatever the batch),

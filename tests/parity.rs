@@ -292,8 +292,7 @@ fn cl_case(seed: u64, n: usize, k: usize, faint: &[usize]) -> (Vec<usize>, Vec<V
 
 #[test]
 fn confident_learning_matches_cleanlab() {
-    let python = std::env::var("VOG_PYTHON")
-        .expect("VOG_PYTHON is unset: run the tests through scripts/test.sh");
+    let python = common::python();
     let cases = [
         cl_case(1, 300, 4, &[]),
         cl_case(2, 500, 10, &[]),

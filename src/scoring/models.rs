@@ -13,7 +13,7 @@ use crate::progress::Reporter;
 use crate::scores::{Companion, ModelFile, ModelScoring, ScoreRow, ScoresMeta, Shard};
 use crate::scripted::{self, ScriptedModel};
 use anyhow::{bail, Context, Result};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 use tch::nn::ModuleT;
 use tch::Tensor;
@@ -92,7 +92,7 @@ pub fn run(cfg: &ModelScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta
         "checkpoint order: {}",
         cfg.models
             .iter()
-            .map(|p| file_name(p))
+            .map(|p| scripted::file_name(p))
             .collect::<Vec<_>>()
             .join(", ")
     ));
@@ -116,7 +116,7 @@ pub fn run(cfg: &ModelScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta
         dataset: DatasetSpec::Stream(absolute(&cfg.data)),
         stage: Stage::All,
         epochs: (1..=cfg.models.len()).collect(),
-        checkpoints: cfg.models.iter().map(|p| file_name(p)).collect(),
+        checkpoints: cfg.models.iter().map(|p| scripted::file_name(p)).collect(),
         companions: Companion::CHECKPOINT.to_vec(),
         incomplete: None,
         class_names: listing.class_names.clone(),
@@ -156,13 +156,6 @@ fn model_files(paths: &[PathBuf]) -> Result<Vec<ModelFile>> {
         }
     }
     Ok(files)
-}
-
-fn file_name(p: &Path) -> String {
-    p.file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned()
 }
 
 /// The most memory one batch's input may take as f32 (its gradient takes as much again).

@@ -3,6 +3,13 @@
 use assert_cmd::Command;
 use std::path::Path;
 
+/// The Python of the test environment (torch and the oracles), which scripts/env.sh names.
+pub fn python() -> String {
+    std::env::var("VOG_PYTHON").expect(
+        "VOG_PYTHON is unset: run the tests through scripts/test.sh (it sources scripts/env.sh)",
+    )
+}
+
 pub fn vog() -> Command {
     let mut c = Command::cargo_bin("vog").unwrap();
     c.env_remove("RUST_BACKTRACE");
