@@ -17,7 +17,7 @@ use crate::progress::Reporter;
 use crate::rng;
 use crate::run_dir::{RunDir, RunManifest, MANIFEST};
 use crate::scoring;
-use crate::train;
+use crate::train::{self, Edits};
 use anyhow::{bail, Context, Result};
 use rand::seq::SliceRandom;
 use std::path::{Path, PathBuf};
@@ -125,7 +125,16 @@ fn train_fold(
 ) -> Result<()> {
     let root = fold_dir(dir, f);
     let held: Vec<usize> = (0..fold.len()).filter(|&i| fold[i] == f).collect();
-    let cfg = train::derived_config(&root, &m.config, prepared, &held, m.config.hyper.seed)?;
+    let cfg = train::derived_config(
+        &root,
+        &m.config,
+        prepared,
+        Edits {
+            leave_out: &held,
+            ..Edits::default()
+        },
+        m.config.hyper.seed,
+    )?;
     reporter.info(&format!("crossval fold {f}: the other folds' model"));
     train::ensure(&root, &cfg, reporter)?;
     Ok(())
@@ -151,7 +160,16 @@ fn gather(
             bail!("fold {f} in '{}' has not finished training", root.display());
         }
         let held: Vec<usize> = (0..train.len()).filter(|&i| fold[i] == f).collect();
-        let want = train::derived_config(&root, &m.config, prepared, &held, m.config.hyper.seed)?;
+        let want = train::derived_config(
+            &root,
+            &m.config,
+            prepared,
+            Edits {
+                leave_out: &held,
+                ..Edits::default()
+            },
+            m.config.hyper.seed,
+        )?;
         if let Some(diff) = fm.config.difference(&want) {
             bail!(
                 "fold {f} in '{}' was trained with another recipe or other examples ({diff}); \

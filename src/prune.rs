@@ -6,6 +6,7 @@
 //! ordinary run under `RUN/prune/` (resumable, skipped when done), its labels those the run
 //! trained with. The table gives the test accuracy of each (mean and 95% t-interval over
 //! seeds) and the paired difference to random removal and to no removal.
+use crate::atomic_file;
 use crate::config::TrainConfig;
 use crate::data::prepare::{self, PreparedData};
 use crate::data::SplitKind;
@@ -15,10 +16,10 @@ use crate::progress::Reporter;
 use crate::rng;
 use crate::run_dir::{RunDir, RunManifest, MANIFEST};
 use crate::scores::{scored, Companion, ScoresFile};
-use crate::{atomic_file, train};
+use crate::train::{self, Edits};
 use anyhow::{bail, Context, Result};
 use rand::seq::SliceRandom;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -34,34 +35,61 @@ pub struct PruneRequest {
     pub fractions: Vec<f64>,
     /// Trainings per setting, from the run's seed on.
     pub seeds: usize,
+    /// Also train with each top fraction relabelled to its `suggested_label` (and a random
+    /// fraction likewise), beside removing it.
+    pub relabel_suggested: bool,
+}
+
+/// What a setting does with the examples it picks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Leaves them out of training.
+    #[default]
+    Remove,
+    /// Trains them with their out-of-sample suggested label.
+    Relabel,
+}
+
+impl Action {
+    fn name(self) -> &'static str {
+        match self {
+            Action::Remove => "remove",
+            Action::Relabel => "relabel",
+        }
+    }
 }
 
 /// A mean over seeds with its 95% t-interval (`None` with one seed).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Estimate {
     pub mean: f64,
     pub ci_low: Option<f64>,
     pub ci_high: Option<f64>,
 }
 
-/// One line of the table: test accuracy after removing `fraction` by `removal`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One line of the table: test accuracy after acting on the top `fraction` by `removal`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PruneRow {
     /// A score column, `random`, or `none`.
     pub removal: String,
+    /// Left out or relabelled (tables of before relabelling existed say nothing: removed).
+    #[serde(default)]
+    pub action: Action,
     pub fraction: f64,
     pub removed: usize,
     /// Test accuracy per seed, in seed order.
     pub accuracies: Vec<f64>,
     pub accuracy: Estimate,
-    /// Accuracy minus random removal's of the same size, paired by seed.
+    /// Accuracy minus that of the same action on a random set of the same size, paired by
+    /// seed.
     pub vs_random: Option<Estimate>,
     /// Accuracy minus no removal's, paired by seed.
     pub vs_none: Option<Estimate>,
 }
 
-/// What `vog prune` measured.
-#[derive(Debug, Clone, Serialize)]
+/// What `vog prune` measured: `RUN/prune/prune.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PruneTable {
     pub run: PathBuf,
     pub scores: PathBuf,
@@ -100,34 +128,44 @@ pub fn run(req: &PruneRequest, reporter: &dyn Reporter) -> Result<PruneTable> {
     let origins = Origins::file(&main.path(MANIFEST), "config.");
     let cfg = &m.config;
     let prepared = prepare::prepare(&cfg.dataset, &cfg.selection(), cfg.hyper.seed, &origins)?;
-    let orders = orders(req, &m, &prepared)?;
+    let plan = Plan::new(req, &m, &prepared)?;
     let n = prepared.data.train.len();
-    let dir = req.run.join("prune");
-    let mut acc: HashMap<(String, usize), Vec<f64>> = HashMap::new();
+    let mut acc: Accuracies = HashMap::new();
     for s in 0..req.seeds {
-        let seed = cfg.hyper.seed + s as u64;
-        let none = accuracy(
-            &dir.join(format!("none-seed{s}")),
-            cfg,
-            &prepared,
-            &[],
-            seed,
+        let retrain = Retrain {
+            dir: req.run.join("prune"),
+            base: cfg,
+            prepared: &prepared,
+            seed: cfg.hyper.seed + s as u64,
             reporter,
-        )?;
-        acc.entry(("none".into(), 0)).or_default().push(none);
+        };
+        let none = retrain.accuracy(&format!("none-seed{s}"), Edits::default())?;
+        acc.entry((Action::Remove, "none".into(), 0))
+            .or_default()
+            .push(none);
         for (fi, &f) in req.fractions.iter().enumerate() {
-            let k = ((f * n as f64).round() as usize).clamp(1, n - 1);
-            let mut random: Vec<usize> = (0..n).collect();
-            random.shuffle(&mut rng::stream(seed, &format!("prune-random-{fi}")));
-            let mut settings = vec![("random".to_string(), random[..k].to_vec())];
-            settings.extend(orders.iter().map(|(c, o)| (c.clone(), o[..k].to_vec())));
-            for (name, out) in settings {
-                let root = dir.join(format!(
-                    "{}-f{fi}-seed{s}",
-                    crate::atomic_file::safe_file_name(&name)
-                ));
-                let a = accuracy(&root, cfg, &prepared, &out, seed, reporter)?;
-                acc.entry((name, fi)).or_default().push(a);
+            for (action, name, picked) in plan.settings(fi, removed(f, n), retrain.seed) {
+                let relabel: Vec<(usize, i64)> = match (action, &plan.suggested) {
+                    (Action::Relabel, Some(to)) => picked.iter().map(|&i| (i, to[i])).collect(),
+                    _ => Vec::new(),
+                };
+                let edits = match action {
+                    Action::Remove => Edits {
+                        leave_out: &picked,
+                        ..Edits::default()
+                    },
+                    Action::Relabel => Edits {
+                        relabel: &relabel,
+                        ..Edits::default()
+                    },
+                };
+                let prefix = match action {
+                    Action::Remove => String::new(),
+                    Action::Relabel => "relabel-".into(),
+                };
+                let safe = atomic_file::safe_file_name(&name);
+                let a = retrain.accuracy(&format!("{prefix}{safe}-f{fi}-seed{s}"), edits)?;
+                acc.entry((action, name, fi)).or_default().push(a);
             }
         }
     }
@@ -138,59 +176,135 @@ pub fn run(req: &PruneRequest, reporter: &dyn Reporter) -> Result<PruneTable> {
         seeds: req.seeds,
         rows: rows(req, &acc, n),
     };
-    write(&dir, &table)?;
+    write(&req.run.join("prune"), &table)?;
     Ok(table)
 }
 
-/// Per column, the training positions from hardest to easiest by the score's direction
-/// (ties by id).
-fn orders(
-    req: &PruneRequest,
-    m: &RunManifest,
-    prepared: &PreparedData,
-) -> Result<Vec<(String, Vec<usize>)>> {
-    let file = ScoresFile::read(&req.scores)?;
-    let run = std::path::absolute(&req.run).unwrap_or_else(|_| req.run.clone());
-    if file.meta.run.as_ref() != Some(&run)
-        || file.meta.dataset_fingerprint != m.dataset.fingerprint
-    {
+/// Test accuracies per seed of each (action, removal, fraction index).
+type Accuracies = HashMap<(Action, String, usize), Vec<f64>>;
+
+/// How many of `n` examples a fraction `f` acts on: at least one, never all.
+fn removed(f: f64, n: usize) -> usize {
+    ((f * n as f64).round() as usize).clamp(1, n - 1)
+}
+
+/// The orderings compared, and the suggested labels when relabelling.
+struct Plan {
+    /// Per column, training positions from hardest to easiest.
+    orders: Vec<(String, Vec<usize>)>,
+    /// By training position, where `--relabel-suggested` asks for them.
+    suggested: Option<Vec<i64>>,
+}
+
+impl Plan {
+    fn new(req: &PruneRequest, m: &RunManifest, prepared: &PreparedData) -> Result<Self> {
+        let file = ScoresFile::read(&req.scores)?;
+        let run = std::path::absolute(&req.run).unwrap_or_else(|_| req.run.clone());
+        if file.meta.run.as_ref() != Some(&run)
+            || file.meta.dataset_fingerprint != m.dataset.fingerprint
+        {
+            bail!(
+                "'{}' holds scores of {}, not of run '{}'",
+                req.scores.display(),
+                file.meta.source(),
+                req.run.display()
+            );
+        }
+        let at: HashMap<&str, usize> = prepared
+            .data
+            .train
+            .ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.as_str(), i))
+            .collect();
+        let orders = req
+            .columns
+            .iter()
+            .map(|c| Ok((c.clone(), order(&file, c, &at)?)))
+            .collect::<Result<_>>()?;
+        let suggested = req
+            .relabel_suggested
+            .then(|| suggestions(&file, &req.scores, &at))
+            .transpose()?;
+        Ok(Plan { orders, suggested })
+    }
+
+    /// (action, removal, positions) of every setting at fraction index `fi` of size `k`:
+    /// random, then each column; removed, then relabelled where asked.
+    fn settings(&self, fi: usize, k: usize, seed: u64) -> Vec<(Action, String, Vec<usize>)> {
+        let n = self.orders.first().map_or(0, |(_, o)| o.len());
+        let mut random: Vec<usize> = (0..n).collect();
+        random.shuffle(&mut rng::stream(seed, &format!("prune-random-{fi}")));
+        let picks: Vec<(String, Vec<usize>)> = std::iter::once(("random".to_string(), random))
+            .chain(self.orders.iter().cloned())
+            .map(|(name, o)| (name, o[..k].to_vec()))
+            .collect();
+        let actions: &[Action] = match self.suggested {
+            Some(_) => &[Action::Remove, Action::Relabel],
+            None => &[Action::Remove],
+        };
+        actions
+            .iter()
+            .flat_map(|&a| {
+                picks
+                    .iter()
+                    .map(move |(name, p)| (a, name.clone(), p.clone()))
+            })
+            .collect()
+    }
+}
+
+/// The training positions by column `c` of `file`, hardest first by the score's direction
+/// (ties by id); every training example of the run must be scored.
+fn order(file: &ScoresFile, c: &str, at: &HashMap<&str, usize>) -> Result<Vec<usize>> {
+    let mut entries: Vec<_> = scored(file, c)?
+        .into_iter()
+        .filter(|e| e.row.split == SplitKind::Train)
+        .collect();
+    if entries.len() != at.len() {
         bail!(
-            "'{}' holds scores of {}, not of run '{}'",
-            req.scores.display(),
-            file.meta.source(),
-            req.run.display()
+            "'{}' scores {} of the run's {} training examples in '{c}': score the train split",
+            file.path.display(),
+            entries.len(),
+            at.len()
         );
     }
-    let at: HashMap<&str, usize> = prepared
-        .data
-        .train
-        .ids
+    let harder = higher_is_harder(c);
+    entries.sort_by(|a, b| {
+        let by = if harder {
+            b.score.total_cmp(&a.score)
+        } else {
+            a.score.total_cmp(&b.score)
+        };
+        by.then_with(|| a.row.id.cmp(&b.row.id))
+    });
+    entries
         .iter()
-        .enumerate()
-        .map(|(i, id)| (id.as_str(), i))
-        .collect();
-    req.columns
-        .iter()
-        .map(|c| {
-            let mut entries: Vec<_> = scored(&file, c)?
-                .into_iter()
-                .filter(|e| e.row.split == SplitKind::Train)
-                .collect();
-            if entries.len() != at.len() {
-                bail!("'{}' scores {} of the run's {} training examples in '{c}': score the train split", req.scores.display(), entries.len(), at.len());
-            }
-            let harder = higher_is_harder(c);
-            entries.sort_by(|a, b| {
-                let by = if harder { b.score.total_cmp(&a.score) } else { a.score.total_cmp(&b.score) };
-                by.then_with(|| a.row.id.cmp(&b.row.id))
-            });
-            let order = entries
-                .iter()
-                .map(|e| at.get(e.row.id.as_str()).copied().with_context(|| format!("'{}' is not a training example of the run", e.row.id)))
-                .collect::<Result<Vec<_>>>()?;
-            Ok((c.clone(), order))
+        .map(|e| {
+            at.get(e.row.id.as_str())
+                .copied()
+                .with_context(|| format!("'{}' is not a training example of the run", e.row.id))
         })
         .collect()
+}
+
+/// Each training position's `suggested_label` in `file` (which `vog crossval` gives).
+fn suggestions(file: &ScoresFile, path: &Path, at: &HashMap<&str, usize>) -> Result<Vec<i64>> {
+    let mut out = vec![0; at.len()];
+    for r in file.rows.iter().filter(|r| r.split == SplitKind::Train) {
+        let Some(l) = r.suggested_label else {
+            bail!(
+                "--relabel-suggested needs the suggested labels of `vog crossval`, which '{}' \
+                 lacks: run vog crossval --run RUN, then vog score again",
+                path.display()
+            );
+        };
+        if let Some(&i) = at.get(r.id.as_str()) {
+            out[i] = l;
+        }
+    }
+    Ok(out)
 }
 
 /// A column's declared direction: a companion's own, VoG's the paper's (higher is harder).
@@ -203,21 +317,26 @@ fn higher_is_harder(column: &str) -> bool {
         .is_none_or(|c| c.higher_is_harder())
 }
 
-/// The last test accuracy of the run's recipe without `out`, trained in `root`.
-fn accuracy(
-    root: &Path,
-    base: &TrainConfig,
-    prepared: &PreparedData,
-    out: &[usize],
+/// Retrainings of one seed, each an ordinary run in a folder of `dir`.
+struct Retrain<'a> {
+    dir: PathBuf,
+    base: &'a TrainConfig,
+    prepared: &'a PreparedData,
     seed: u64,
-    reporter: &dyn Reporter,
-) -> Result<f64> {
-    let cfg = train::derived_config(root, base, prepared, out, seed)?;
-    let m = train::ensure(root, &cfg, reporter)?;
-    m.epochs
-        .last()
-        .and_then(|e| e.test_accuracy)
-        .context("the retraining has no test accuracy")
+    reporter: &'a dyn Reporter,
+}
+
+impl Retrain<'_> {
+    /// The last test accuracy of the recipe with `edits`, trained (or found) in `dir/name`.
+    fn accuracy(&self, name: &str, edits: Edits) -> Result<f64> {
+        let root = self.dir.join(name);
+        let cfg = train::derived_config(&root, self.base, self.prepared, edits, self.seed)?;
+        let m = train::ensure(&root, &cfg, self.reporter)?;
+        m.epochs
+            .last()
+            .and_then(|e| e.test_accuracy)
+            .context("the retraining has no test accuracy")
+    }
 }
 
 /// Mean and 95% t-interval of `v`.
@@ -256,12 +375,13 @@ fn t_quantile(df: f64) -> f64 {
     (lo + hi) / 2.0
 }
 
-fn rows(req: &PruneRequest, acc: &HashMap<(String, usize), Vec<f64>>, n: usize) -> Vec<PruneRow> {
-    let none = &acc[&("none".to_string(), 0)];
+fn rows(req: &PruneRequest, acc: &Accuracies, n: usize) -> Vec<PruneRow> {
+    let none = &acc[&(Action::Remove, "none".to_string(), 0)];
     let diff =
         |a: &[f64], b: &[f64]| estimate(&a.iter().zip(b).map(|(x, y)| x - y).collect::<Vec<_>>());
     let mut out = vec![PruneRow {
         removal: "none".into(),
+        action: Action::Remove,
         fraction: 0.0,
         removed: 0,
         accuracies: none.clone(),
@@ -269,20 +389,27 @@ fn rows(req: &PruneRequest, acc: &HashMap<(String, usize), Vec<f64>>, n: usize) 
         vs_random: None,
         vs_none: None,
     }];
+    let actions: &[Action] = match req.relabel_suggested {
+        true => &[Action::Remove, Action::Relabel],
+        false => &[Action::Remove],
+    };
     for (fi, &f) in req.fractions.iter().enumerate() {
-        let random = &acc[&("random".to_string(), fi)];
-        let names = std::iter::once("random".to_string()).chain(req.columns.iter().cloned());
-        for name in names {
-            let a = &acc[&(name.clone(), fi)];
-            out.push(PruneRow {
-                vs_random: (name != "random").then(|| diff(a, random)),
-                vs_none: Some(diff(a, none)),
-                removal: name,
-                fraction: f,
-                removed: ((f * n as f64).round() as usize).clamp(1, n - 1),
-                accuracies: a.clone(),
-                accuracy: estimate(a),
-            });
+        for &action in actions {
+            let random = &acc[&(action, "random".to_string(), fi)];
+            let names = std::iter::once("random".to_string()).chain(req.columns.iter().cloned());
+            for name in names {
+                let a = &acc[&(action, name.clone(), fi)];
+                out.push(PruneRow {
+                    vs_random: (name != "random").then(|| diff(a, random)),
+                    vs_none: Some(diff(a, none)),
+                    removal: name,
+                    action,
+                    fraction: f,
+                    removed: removed(f, n),
+                    accuracies: a.clone(),
+                    accuracy: estimate(a),
+                });
+            }
         }
     }
     out
@@ -302,6 +429,7 @@ fn write(dir: &Path, t: &PruneTable) -> Result<()> {
     let mut csv = csv::Writer::from_writer(Vec::new());
     csv.write_record([
         "removal",
+        "action",
         "fraction",
         "removed",
         "accuracy",
@@ -317,6 +445,7 @@ fn write(dir: &Path, t: &PruneTable) -> Result<()> {
     for r in &t.rows {
         let mut rec = vec![
             r.removal.clone(),
+            r.action.name().to_string(),
             r.fraction.to_string(),
             r.removed.to_string(),
         ];
@@ -326,27 +455,40 @@ fn write(dir: &Path, t: &PruneTable) -> Result<()> {
         csv.write_record(&rec)?;
     }
     atomic_file::write_bytes(&dir.join("prune.csv"), &csv.into_inner()?)?;
+    plot(dir, t)
+}
+
+/// `prune.svg`/`.png`: accuracy against fraction, one line per setting, each starting at
+/// no removal.
+fn plot(dir: &Path, t: &PruneTable) -> Result<()> {
     let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
-    for r in &t.rows {
-        match series.iter_mut().find(|(n, _)| *n == r.removal) {
+    for r in t.rows.iter().filter(|r| r.removal != "none") {
+        let name = r.label();
+        match series.iter_mut().find(|(n, _)| *n == name) {
             Some((_, pts)) => pts.push((r.fraction, r.accuracy.mean)),
-            None => series.push((r.removal.clone(), vec![(r.fraction, r.accuracy.mean)])),
+            None => series.push((name, vec![(r.fraction, r.accuracy.mean)])),
         }
     }
-    let base = series.iter().find(|(n, _)| n == "none").map(|(_, p)| p[0]);
-    for (name, pts) in &mut series {
-        if name != "none" {
-            pts.extend(base);
-            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-        }
+    let base = t.rows.iter().find(|r| r.removal == "none");
+    for (_, pts) in &mut series {
+        pts.extend(base.map(|b| (0.0, b.accuracy.mean)));
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
     }
-    series.retain(|(n, _)| n != "none");
     let svg = crate::eval::plots::fraction_lines(
-        "Test accuracy after removing the hardest fraction",
+        "Test accuracy after acting on the hardest fraction",
         &series,
     )?;
-    crate::eval::plots::save(dir, "prune", &svg)?;
-    Ok(())
+    crate::eval::plots::save(dir, "prune", &svg).map(drop)
+}
+
+impl PruneRow {
+    /// The setting as a reader names it: `vog`, `random`, `vog relabelled`.
+    pub fn label(&self) -> String {
+        match self.action {
+            Action::Remove => self.removal.clone(),
+            Action::Relabel => format!("{} relabelled", self.removal),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -188,10 +188,15 @@ struct Record<'a> {
     split: &'a str,
     label: i64,
     label_name: &'a str,
+    trained_label: i64,
+    trained_name: &'a str,
+    noisy: bool,
     score: f64,
     predicted: i64,
     correct: bool,
     predicted_name: &'a str,
+    suggested_label: Option<i64>,
+    suggested_name: Option<&'a str>,
 }
 
 impl<'a> From<&'a Ranked<'a>> for Record<'a> {
@@ -203,10 +208,15 @@ impl<'a> From<&'a Ranked<'a>> for Record<'a> {
             split: row.split.name(),
             label: row.label,
             label_name: &row.label_name,
+            trained_label: row.trained_label,
+            trained_name: &r.trained_name,
+            noisy: row.noisy,
             score: r.scored.score,
             predicted: row.predicted,
             correct: row.correct,
             predicted_name: &r.predicted_name,
+            suggested_label: row.suggested_label,
+            suggested_name: r.suggested_name.as_deref(),
         }
     }
 }
@@ -256,9 +266,15 @@ impl Export for Ranking<'_> {
             "split",
             "label",
             "label_name",
+            "trained_label",
+            "trained_name",
+            "noisy",
             &self.column,
             "predicted",
+            "predicted_name",
             "correct",
+            "suggested_label",
+            "suggested_name",
         ])?;
         for r in self.records() {
             csv.write_record([
@@ -267,9 +283,15 @@ impl Export for Ranking<'_> {
                 r.split,
                 &r.label.to_string(),
                 r.label_name,
+                &r.trained_label.to_string(),
+                r.trained_name,
+                &r.noisy.to_string(),
                 &r.score.to_string(),
                 &r.predicted.to_string(),
+                r.predicted_name,
                 &r.correct.to_string(),
+                &r.suggested_label.map_or(String::new(), |l| l.to_string()),
+                r.suggested_name.unwrap_or(""),
             ])?;
         }
         csv.flush()?;
@@ -289,26 +311,40 @@ impl Export for Ranking<'_> {
 }
 
 fn write_table(w: &mut dyn Write, groups: &[(String, Vec<Ranked>)], column: &str) -> Result<()> {
+    let suggests = groups
+        .iter()
+        .flat_map(|(_, rows)| rows)
+        .any(|r| r.suggested_name.is_some());
     for (g, (class, rows)) in groups.iter().enumerate() {
         if !class.is_empty() {
             writeln!(w, "{}class {class}", if g > 0 { "\n" } else { "" })?;
         }
-        writeln!(
+        write!(
             w,
-            "{:>4}  {:<28} {:<14} {:>10}  {:<14} correct",
-            "rank", "id", "label", column, "predicted"
+            "{:>4}  {:<28} {:<14} {:<14} {:<5} {:>10}  {:<14} {:<7}",
+            "rank", "id", "label", "trained", "noisy", column, "predicted", "correct"
         )?;
+        writeln!(w, "{}", if suggests { " suggested" } else { "" })?;
         for r in rows {
             let row = r.scored.row;
-            writeln!(
+            write!(
                 w,
-                "{:>4}  {:<28} {:<14} {:>10.4}  {:<14} {}",
+                "{:>4}  {:<28} {:<14} {:<14} {:<5} {:>10.4}  {:<14} {:<7}",
                 r.rank,
                 row.id,
                 row.label_name,
+                r.trained_name,
+                if row.noisy { "yes" } else { "no" },
                 r.scored.score,
                 r.predicted_name,
                 if row.correct { "yes" } else { "no" }
+            )?;
+            writeln!(
+                w,
+                "{}",
+                r.suggested_name
+                    .as_ref()
+                    .map_or(String::new(), |s| format!(" {s}"))
             )?;
         }
     }
@@ -335,6 +371,7 @@ mod tests {
             correct: label == 1,
             scores: vec![],
             companions: vec![],
+            suggested_label: None,
         }
     }
 
@@ -378,16 +415,26 @@ mod tests {
 
     #[test]
     fn formats() {
-        let es = scored(&[row("a", 0), row("b", 1)], &[1.5, 2.0]);
+        let mut b = row("b", 1);
+        (b.trained_label, b.noisy, b.suggested_label) = (0, true, Some(1));
+        let es = scored(&[row("a", 0), b], &[1.5, 2.0]);
         let groups = vec![(String::new(), top_k(&es, 2, false, &class_names(&es)))];
         let mut buf = Vec::new();
         write(&mut buf, &groups, "vog", OutputFormat::Csv).unwrap();
         let text = String::from_utf8(buf).unwrap();
         assert_eq!(
             text.lines().next().unwrap(),
-            "rank,id,split,label,label_name,vog,predicted,correct"
+            "rank,id,split,label,label_name,trained_label,trained_name,noisy,vog,predicted,\
+             predicted_name,correct,suggested_label,suggested_name"
         );
-        assert_eq!(text.lines().nth(1).unwrap(), "1,b,test,1,c1,2,1,true");
+        assert_eq!(
+            text.lines().nth(1).unwrap(),
+            "1,b,test,1,c1,0,c0,true,2,1,c1,true,1,c1"
+        );
+        assert_eq!(
+            text.lines().nth(2).unwrap(),
+            "2,a,test,0,c0,0,c0,false,1.5,1,c1,false,,"
+        );
         let mut buf = Vec::new();
         write(&mut buf, &groups, "vog", OutputFormat::Json).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
@@ -395,6 +442,12 @@ mod tests {
         assert_eq!(v[1]["rank"], 2);
         let mut buf = Vec::new();
         write(&mut buf, &groups, "vog", OutputFormat::Table).unwrap();
-        assert_eq!(String::from_utf8(buf).unwrap().lines().count(), 3);
+        let table = String::from_utf8(buf).unwrap();
+        assert_eq!(table.lines().count(), 3);
+        let first = table.lines().nth(1).unwrap();
+        assert!(
+            first.contains("c0") && first.contains("yes") && first.ends_with(" c1"),
+            "{table}"
+        );
     }
 }

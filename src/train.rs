@@ -464,30 +464,39 @@ pub fn ensure(root: &Path, cfg: &TrainConfig, reporter: &dyn Reporter) -> Result
     self::run(cfg, &prepared, &run, reporter)
 }
 
-/// A run's recipe (`base`) on its training examples less those at `leave_out` (positions
-/// in `prepared`'s training split), with every label as the run trained it (kept as
-/// relabels, so no shuffle is drawn again on a smaller set), trained from `seed` and
-/// checkpointing only its last epoch. The decisions are written to `root` as
-/// `exclude.csv` and `relabel.csv`, and recorded like a person's.
+/// What a derived run changes in its base run's training set: positions in the prepared
+/// training split to leave out, and (position, label) to train with another label.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Edits<'a> {
+    pub leave_out: &'a [usize],
+    pub relabel: &'a [(usize, i64)],
+}
+
+/// A run's recipe (`base`) on its training examples with `edits` applied, every other label
+/// as the run trained it (kept as relabels, so no shuffle is drawn again on a smaller
+/// set), trained from `seed` and checkpointing only its last epoch. The decisions are
+/// written to `root` as `exclude.csv` and `relabel.csv`, and recorded like a person's.
 pub fn derived_config(
     root: &Path,
     base: &TrainConfig,
     prepared: &PreparedData,
-    leave_out: &[usize],
+    edits: Edits,
     seed: u64,
 ) -> Result<TrainConfig> {
     let train = &prepared.data.train;
     std::fs::create_dir_all(root).with_context(|| format!("cannot create '{}'", root.display()))?;
-    let out: std::collections::HashSet<usize> = leave_out.iter().copied().collect();
+    let out: std::collections::HashSet<usize> = edits.leave_out.iter().copied().collect();
     let mut ids: Vec<String> = base.exclude.iter().flat_map(|x| x.ids.clone()).collect();
-    ids.extend(leave_out.iter().map(|&i| train.ids[i].clone()));
+    ids.extend(edits.leave_out.iter().map(|&i| train.ids[i].clone()));
     let exclude = root.join("exclude.csv");
     let lines: String = ids.iter().map(|id| format!("{id}\n")).collect();
     atomic_file::write_bytes(&exclude, format!("id\n{lines}").as_bytes())?;
+    let mut labels = prepared.train_labels.clone();
+    edits.relabel.iter().for_each(|&(i, l)| labels[i] = l);
     let mut relabel = String::from("id,label\n");
     for i in (0..train.len()).filter(|i| !out.contains(i)) {
-        if prepared.train_labels[i] != train.labels[i] {
-            relabel.push_str(&format!("{},{}\n", train.ids[i], prepared.train_labels[i]));
+        if labels[i] != train.labels[i] {
+            relabel.push_str(&format!("{},{}\n", train.ids[i], labels[i]));
         }
     }
     let relabels = root.join("relabel.csv");

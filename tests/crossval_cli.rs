@@ -73,7 +73,33 @@ fn crossval_feeds_confident_learning() {
     assert!(column(&scores, "oof_prob")
         .iter()
         .all(|v| v.is_empty() || v.parse::<f64>().is_ok()));
+    // suggested_label: the out-of-sample argmax of each training example.
+    let argmax: std::collections::HashMap<String, String> = {
+        let mut r = csv::Reader::from_path(&probs).unwrap();
+        r.records()
+            .map(|x| {
+                let x = x.unwrap();
+                let p: Vec<f64> = x.iter().skip(2).map(|v| v.parse().unwrap()).collect();
+                let best = (0..p.len()).fold(0, |b, j| if p[j] > p[b] { j } else { b });
+                (x[0].to_string(), best.to_string())
+            })
+            .collect()
+    };
+    let ids = column(&scores, "id");
+    for ((id, s), suggested) in ids
+        .iter()
+        .zip(&split)
+        .zip(column(&scores, "suggested_label"))
+    {
+        let expected = if s == "train" {
+            argmax[id].clone()
+        } else {
+            String::new()
+        };
+        assert_eq!(suggested, expected, "{id}");
+    }
     succeed(vog().arg("eval").arg(&scores));
+    relabel_suggested(&run, &scores);
     // Exactly the flagged examples, as the file `vog train --exclude` reads.
     let flagged = issue.iter().filter(|v| *v == "1e0").count();
     let ids = succeed(vog().arg("rank").arg(&scores).args([
@@ -119,5 +145,73 @@ fn crossval_feeds_confident_learning() {
         all.extend(args);
         let err = vog_fails(&all);
         assert!(err.contains(says), "{err}");
+    }
+}
+
+/// `vog prune --relabel-suggested`: the top fraction by a score trained with its suggested
+/// labels, against a random fraction relabelled likewise.
+fn relabel_suggested(run: &Path, scores: &Path) {
+    let out = succeed(
+        vog()
+            .args(["prune", "--quiet", "--run"])
+            .arg(run)
+            .arg("--scores")
+            .arg(scores)
+            .args([
+                "--column",
+                "oof_prob",
+                "--fractions",
+                "0.05",
+                "--seeds",
+                "1",
+                "--relabel-suggested",
+            ]),
+    );
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        table.contains("oof_prob relabelled") && table.contains("random relabelled"),
+        "{table}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("prune/prune.json")).unwrap()).unwrap();
+    let actions: Vec<&str> = json["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["remove", "remove", "remove", "relabel", "relabel"]
+    );
+    // The three lowest oof_prob training examples, each trained with its suggestion.
+    let ids = column(scores, "id");
+    let split = column(scores, "split");
+    let suggested = column(scores, "suggested_label");
+    let trained = column(scores, "trained_label");
+    let mut train: Vec<(f64, String, String, String)> = column(scores, "oof_prob")
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| split[*i] == "train")
+        .map(|(i, p)| {
+            (
+                p.parse().unwrap(),
+                ids[i].clone(),
+                suggested[i].clone(),
+                trained[i].clone(),
+            )
+        })
+        .collect();
+    train.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+    let relabel =
+        std::fs::read_to_string(run.join("prune/relabel-oof_prob-f0-seed0/relabel.csv")).unwrap();
+    assert!(train[..3].iter().any(|t| t.2 != t.3), "the least confident have other suggestions");
+    for (_, id, to, from) in &train[..3] {
+        let line = format!("{id},{to}");
+        assert_eq!(
+            relabel.lines().any(|l| l == line),
+            to != from,
+            "{id}: {relabel}"
+        );
     }
 }

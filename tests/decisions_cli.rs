@@ -243,6 +243,17 @@ fn prune_compares_a_score_with_random_removal() {
         "1.5",
     ]);
     assert!(err.contains("strictly between 0 and 1"), "{err}");
+    let err = vog_fails(&[
+        "prune",
+        "--run",
+        r,
+        "--scores",
+        s,
+        "--column",
+        "vog",
+        "--relabel-suggested",
+    ]);
+    assert!(err.contains("vog crossval"), "{err}");
     let err = vog_fails(&["prune", "--run", r, "--scores", s, "--column", "nope"]);
     assert!(err.contains("no score column 'nope'"), "{err}");
 }

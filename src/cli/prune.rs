@@ -22,6 +22,10 @@ pub struct PruneArgs {
     /// Trainings per setting (seeds from the run's on); intervals need at least 2.
     #[arg(long, default_value_t = 3)]
     pub seeds: usize,
+    /// Also train with each top fraction relabelled to its out-of-sample suggested label
+    /// (after vog crossval), against a random fraction relabelled likewise.
+    #[arg(long)]
+    pub relabel_suggested: bool,
     /// No progress output.
     #[arg(long)]
     pub quiet: bool,
@@ -49,11 +53,12 @@ pub fn run(a: &PruneArgs) -> Result<()> {
         columns: a.column.clone(),
         fractions: a.fractions.clone(),
         seeds: a.seeds,
+        relabel_suggested: a.relabel_suggested,
     };
     reporter::stop_on_ctrl_c()?;
     let t = prune::run(&request, &Terminal::detect(a.quiet))?;
     println!(
-        "{:<16} {:>8} {:>8}  {:<26}  {:<26}  vs none (points)",
+        "{:<24} {:>8} {:>8}  {:<26}  {:<26}  vs none (points)",
         "removal", "fraction", "removed", "test accuracy % [95% CI]", "vs random (points)"
     );
     for r in &t.rows {
@@ -67,8 +72,8 @@ pub fn run(a: &PruneArgs) -> Result<()> {
             _ => format!("{:.2}", 100.0 * r.accuracy.mean),
         };
         println!(
-            "{:<16} {:>8} {:>8}  {:<26}  {:<26}  {}",
-            r.removal,
+            "{:<24} {:>8} {:>8}  {:<26}  {:<26}  {}",
+            r.label(),
             r.fraction,
             r.removed,
             acc,

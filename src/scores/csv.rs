@@ -130,6 +130,15 @@ pub struct ScoreRow {
     /// Companion values in the sidecar's order; `None` where a score does not apply (the
     /// training dynamics of a test example).
     pub companions: Vec<Option<f64>>,
+    /// The class the out-of-sample probabilities favour (`vog crossval`): a training row's
+    /// in a file with the out-of-sample scores ([`suggests`]), `None` elsewhere.
+    pub suggested_label: Option<i64>,
+}
+
+/// Whether a file with `companions` has the `suggested_label` column: those with the
+/// out-of-sample scores do, after them.
+pub fn suggests(companions: &[Companion]) -> bool {
+    companions.contains(&Companion::OofProb)
 }
 
 /// (`vog_raw…`, `vog…`) column names of each target; the first keeps the plain names.
@@ -151,6 +160,7 @@ pub fn header(targets: &[Target], companions: &[Companion]) -> Vec<String> {
         .map(|s| s.to_string())
         .chain(score_columns(targets).into_iter().flat_map(|(r, z)| [r, z]))
         .chain(companions.iter().map(|c| c.name().to_string()))
+        .chain(suggests(companions).then(|| "suggested_label".to_string()))
         .collect()
 }
 
@@ -186,6 +196,9 @@ pub fn write_csv(
         }
         for c in &r.companions {
             rec.push(c.map_or(String::new(), |v| format!("{v:e}")));
+        }
+        if suggests(companions) {
+            rec.push(r.suggested_label.map_or(String::new(), |l| l.to_string()));
         }
         csv.write_record(&rec)?;
     }
@@ -311,6 +324,24 @@ impl Table {
         Ok(Some(v))
     }
 
+    /// Row `r`'s suggested label: required in a training row of a file that has the column,
+    /// empty in its test rows.
+    fn suggested(&self, r: usize, meta: &ScoresMeta, split: SplitKind) -> Result<Option<i64>> {
+        if !suggests(&meta.companions) {
+            return Ok(None);
+        }
+        let empty = self.get(r, "suggested_label").is_empty();
+        match (split, empty) {
+            (SplitKind::Test, true) => Ok(None),
+            (SplitKind::Train, false) => Ok(Some(self.parse::<usize>(r, "suggested_label")? as i64)),
+            _ => bail!(
+                "'{}' row {}: suggested_label must be given for a training example and only for one",
+                self.path.display(),
+                r + 2
+            ),
+        }
+    }
+
     /// Row `r` as a scored example of a file described by `meta`.
     pub(super) fn row(&self, r: usize, meta: &ScoresMeta) -> Result<ScoreRow> {
         let split = match self.get(r, "split") {
@@ -357,6 +388,7 @@ impl Table {
             correct: self.parse(r, "correct")?,
             scores,
             companions,
+            suggested_label: self.suggested(r, meta, split)?,
         })
     }
 }

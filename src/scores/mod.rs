@@ -24,7 +24,8 @@ mod normalize;
 mod order;
 
 pub use self::csv::{
-    header, score_columns, value, write_csv, Column, ColumnRef, Companion, ScoreRow, BASE_COLUMNS,
+    header, score_columns, suggests, value, write_csv, Column, ColumnRef, Companion, ScoreRow,
+    BASE_COLUMNS,
 };
 pub use check::{check_digest, check_rows, non_finite};
 pub use meta::{
@@ -32,7 +33,7 @@ pub use meta::{
     SCORES_FORMAT,
 };
 pub use normalize::{normalize_rows, warn_degenerate};
-pub use order::{class_names, per_class, scored, top_k, Ranked, Scored};
+pub use order::{class_names, name_of, per_class, scored, top_k, Ranked, Scored};
 
 use self::csv::{names, Table};
 use crate::data::SplitKind;
@@ -230,6 +231,7 @@ mod tests {
             correct: false,
             scores: vec![(1.5e-3, -0.25), (2.0, 1.0)],
             companions: vec![Some(0.5), None],
+            suggested_label: None,
         }
     }
 
@@ -303,6 +305,47 @@ mod tests {
         let err = f.column("vog_margin").unwrap_err().to_string();
         assert!(
             err.contains("vog, vog_raw, vog_prob, vog_raw_prob"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn suggested_label_with_out_of_sample_scores() {
+        let mut m = meta(vec![Target::Logit]);
+        (m.split, m.examples) = (SplitChoice::Both, 2);
+        m.companions = Companion::OUT_OF_SAMPLE.to_vec();
+        let mut train = row();
+        (train.id, train.split, train.scores) =
+            ("train/1".into(), SplitKind::Train, vec![(1.0, 0.5)]);
+        (train.companions, train.suggested_label) =
+            (vec![Some(0.2), Some(0.4), Some(1.0), Some(1.0)], Some(4));
+        let mut test = train.clone();
+        (test.id, test.split, test.suggested_label) = ("test/1".into(), SplitKind::Test, None);
+        test.companions = vec![None; 4];
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.csv");
+        write(&p, &mut m.clone(), &[train.clone(), test.clone()]).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            text.lines()
+                .next()
+                .unwrap()
+                .ends_with(",label_issue,suggested_label"),
+            "{text}"
+        );
+        assert!(text.lines().nth(1).unwrap().ends_with(",1e0,4"), "{text}");
+        assert_eq!(
+            ScoresFile::read(&p).unwrap().rows,
+            vec![train.clone(), test]
+        );
+        // A training row without its suggestion is refused by row.
+        let broken = text.replacen(",1e0,4", ",1e0,", 1);
+        std::fs::write(&p, &broken).unwrap();
+        m.csv = Some(crate::digest::of_file(&p).unwrap());
+        std::fs::write(sidecar_path(&p), serde_json::to_vec(&m).unwrap()).unwrap();
+        let err = ScoresFile::read(&p).unwrap_err().to_string();
+        assert!(
+            err.contains("row 2") && err.contains("suggested_label"),
             "{err}"
         );
     }

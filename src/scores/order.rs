@@ -18,6 +18,18 @@ pub struct Ranked<'a> {
     pub rank: usize,
     pub scored: Scored<'a>,
     pub predicted_name: String,
+    /// The name of the label trained with (the dataset's unless shuffled or relabelled).
+    pub trained_name: String,
+    /// The name of the out-of-sample suggestion, where the file has one.
+    pub suggested_name: Option<String>,
+}
+
+/// The name of `label` in `names`, or its number.
+pub fn name_of(names: &BTreeMap<i64, String>, label: i64) -> String {
+    names
+        .get(&label)
+        .cloned()
+        .unwrap_or_else(|| label.to_string())
 }
 
 /// Every example of `f` that has a value in score column `column` (any of
@@ -38,7 +50,7 @@ pub fn class_names(entries: &[Scored]) -> BTreeMap<i64, String> {
         .collect()
 }
 
-/// The `k` highest (or lowest) examples; ties by id. `names` maps predicted labels to names.
+/// The `k` highest (or lowest) examples; ties by id. `names` maps labels to names.
 pub fn top_k<'a>(
     entries: &[Scored<'a>],
     k: usize,
@@ -60,10 +72,9 @@ pub fn top_k<'a>(
         .enumerate()
         .map(|(i, e)| Ranked {
             rank: i + 1,
-            predicted_name: names
-                .get(&e.row.predicted)
-                .cloned()
-                .unwrap_or_else(|| e.row.predicted.to_string()),
+            predicted_name: name_of(names, e.row.predicted),
+            trained_name: name_of(names, e.row.trained_label),
+            suggested_name: e.row.suggested_label.map(|l| name_of(names, l)),
             scored: e,
         })
         .collect()

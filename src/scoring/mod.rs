@@ -590,6 +590,7 @@ fn add_out_of_sample(cfg: &ScoreConfig, m: &RunManifest, rows: &mut [ScoreRow]) 
             ),
         };
         r.companions.extend(columns.iter().map(|c| Some(c[i])));
+        r.suggested_label = Some(crate::confident::argmax(&oos.probs[i]) as i64);
     }
     Ok(true)
 }
@@ -664,6 +665,7 @@ fn split_rows(
             correct: s.predicted[i] == split.labels[i],
             scores: s.raw.iter().map(|r| (r[i], f64::NAN)).collect(),
             companions: companions(i),
+            suggested_label: None,
         })
         .collect()
 }

@@ -303,5 +303,6 @@ fn row(
         correct: s.predicted[j] == e.label,
         scores: s.raw.iter().map(|r| (r[j], f64::NAN)).collect(),
         companions: s.companions.iter().map(|c| Some(c[j])).collect(),
+        suggested_label: None,
     }
 }
