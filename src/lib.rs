@@ -23,12 +23,13 @@
 //! 9. The stages, side by side: [`train`], [`scoring`] (a run's checkpoints or TorchScript
 //!    models, one tail), [`eval`], [`rank`], [`verify`], [`merge`] (shards of one scoring
 //!    into one scores file).
-//! 10. [`report`]: the HTML page over their results.
-//! 11. [`pipeline`]: train -> score -> evaluate -> report in one call; [`bench`]: the
+//! 10. [`prune`]: retraining without (or relabelling) what a score flags, against random.
+//! 11. [`report`]: the HTML page over their results.
+//! 12. [`pipeline`]: train -> score -> evaluate -> report in one call; [`bench`]: the
 //!     throughput of training and scoring; [`crossval`]: out-of-sample probabilities by
-//!     cross-fitting; [`prune`]: retraining without what a score flags, against random.
-//! 12. [`demo`] and [`experiment`]: the pipeline with their settings.
-//! 13. [`cli`]: one file per command (clap's arguments, one resolve step into the
+//!     cross-fitting.
+//! 13. [`demo`] and [`experiment`]: the pipeline with their settings.
+//! 14. [`cli`]: one file per command (clap's arguments, one resolve step into the
 //!     library's request, the call) and the terminal reporter; clap is used nowhere else.
 //!
 //! Only what `main.rs` and the tests use is public; the rest is `pub(crate)`, so rustc

@@ -147,6 +147,7 @@ pub fn write_report(plan: &Plan, outcome: &Outcome) -> Result<PathBuf> {
         &ReportInput {
             run: Some((&plan.run_dir(), &outcome.manifest)),
             scored: &scored,
+            prune: None,
         },
         &path,
     )?;

@@ -11,6 +11,7 @@ use crate::config::TrainConfig;
 use crate::data::prepare::{self, PreparedData};
 use crate::data::SplitKind;
 use crate::eval::stats;
+use crate::export::{Table, TableColumn};
 use crate::origin::Origins;
 use crate::progress::Reporter;
 use crate::rng;
@@ -458,30 +459,109 @@ fn write(dir: &Path, t: &PruneTable) -> Result<()> {
     plot(dir, t)
 }
 
-/// `prune.svg`/`.png`: accuracy against fraction, one line per setting, each starting at
-/// no removal.
+/// `prune.svg`/`.png`.
 fn plot(dir: &Path, t: &PruneTable) -> Result<()> {
-    let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
-    for r in t.rows.iter().filter(|r| r.removal != "none") {
-        let name = r.label();
-        match series.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, pts)) => pts.push((r.fraction, r.accuracy.mean)),
-            None => series.push((name, vec![(r.fraction, r.accuracy.mean)])),
+    crate::eval::plots::save(dir, "prune", &t.svg()?).map(drop)
+}
+
+impl PruneTable {
+    /// Accuracy against fraction, one line per setting, each starting at no removal.
+    pub fn svg(&self) -> Result<String> {
+        let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+        for r in self.rows.iter().filter(|r| r.removal != "none") {
+            let name = r.label();
+            match series.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, pts)) => pts.push((r.fraction, r.accuracy.mean)),
+                None => series.push((name, vec![(r.fraction, r.accuracy.mean)])),
+            }
         }
+        let base = self.rows.iter().find(|r| r.removal == "none");
+        for (_, pts) in &mut series {
+            pts.extend(base.map(|b| (0.0, b.accuracy.mean)));
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        }
+        crate::eval::plots::fraction_lines(
+            "Test accuracy after acting on the hardest fraction",
+            &series,
+        )
     }
-    let base = t.rows.iter().find(|r| r.removal == "none");
-    for (_, pts) in &mut series {
-        pts.extend(base.map(|b| (0.0, b.accuracy.mean)));
-        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+
+    /// Reads `RUN/prune/prune.json`, if `vog prune` wrote one.
+    pub fn read(run: &Path) -> Result<Option<Self>> {
+        let path = run.join("prune").join("prune.json");
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("cannot read '{}'", path.display()))?;
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .with_context(|| format!("invalid prune table '{}'", path.display()))
     }
-    let svg = crate::eval::plots::fraction_lines(
-        "Test accuracy after acting on the hardest fraction",
-        &series,
-    )?;
-    crate::eval::plots::save(dir, "prune", &svg).map(drop)
+
+    /// The table as the terminal and the report show it: accuracy in %, differences in
+    /// points, each with its 95% interval, and what the difference to random says.
+    pub fn table(&self) -> Table {
+        let columns = vec![
+            TableColumn::text("removal"),
+            TableColumn::number("fraction"),
+            TableColumn::number("examples"),
+            TableColumn::number("test accuracy % [95% CI]"),
+            TableColumn::number("vs random (points)"),
+            TableColumn::number("vs none (points)"),
+            TableColumn::text("verdict"),
+        ];
+        let rows = self
+            .rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r.label(),
+                    r.fraction.to_string(),
+                    r.removed.to_string(),
+                    show(&Some(r.accuracy), false),
+                    show(&r.vs_random, true),
+                    show(&r.vs_none, true),
+                    r.verdict().to_string(),
+                ]
+            })
+            .collect();
+        Table { columns, rows }
+    }
+}
+
+/// `56.20 [40.10, 72.30]` (or signed, for differences), `-` for nothing.
+fn show(e: &Option<Estimate>, signed: bool) -> String {
+    let f = |v: f64| match signed {
+        true => format!("{:+.2}", 100.0 * v),
+        false => format!("{:.2}", 100.0 * v),
+    };
+    match e {
+        None => "-".into(),
+        Some(e) => match (e.ci_low, e.ci_high) {
+            (Some(lo), Some(hi)) => format!("{} [{}, {}]", f(e.mean), f(lo), f(hi)),
+            _ => f(e.mean),
+        },
+    }
 }
 
 impl PruneRow {
+    /// What the paired difference to random says: only an interval clear of zero is
+    /// evidence either way.
+    pub fn verdict(&self) -> &'static str {
+        match self.vs_random {
+            None => "",
+            Some(Estimate {
+                ci_low: Some(lo), ..
+            }) if lo > 0.0 => "better than random",
+            Some(Estimate {
+                ci_high: Some(hi), ..
+            }) if hi < 0.0 => "worse than random",
+            Some(Estimate { ci_low: None, .. }) => "one seed: no interval",
+            Some(_) => "no evidence",
+        }
+    }
+
     /// The setting as a reader names it: `vog`, `random`, `vog relabelled`.
     pub fn label(&self) -> String {
         match self.action {

@@ -228,6 +228,19 @@ fn prune_compares_a_score_with_random_removal() {
     );
     assert!(vog_row["vs_random"]["ci_low"].is_number());
     assert!(run.join("prune/prune.png").is_file() && run.join("prune/prune.csv").is_file());
+    assert!(
+        table.lines().nth(2).unwrap().starts_with("random"),
+        "{table}"
+    );
+    // The report shows the table beside the run's scores.
+    let html = d.path().join("r.html");
+    succeed(
+        vog()
+            .args(["report", "--run", r, "--scores", s, "--out"])
+            .arg(&html),
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("Acting on the ranking") && page.contains("vs random (points)"));
     // Done once, not again.
     let again = succeed(vog().args(args));
     assert_eq!(String::from_utf8(again.stdout).unwrap(), table);

@@ -24,8 +24,9 @@ const LAYERS: &[&[&str]] = &[
     &["run_dir", "scores", "oof"],
     &["grid"],
     &["train", "scoring", "eval", "rank", "verify", "merge"],
+    &["prune"],
     &["report"],
-    &["pipeline", "bench", "crossval", "prune"],
+    &["pipeline", "bench", "crossval"],
     &["demo", "experiment"],
     &["cli"],
 ];

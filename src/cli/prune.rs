@@ -1,6 +1,6 @@
 //! `vog prune`: test accuracy after removing what a score flags, against random removal.
 use super::{reporter, Terminal};
-use crate::prune::{self, Estimate, PruneRequest};
+use crate::prune::{self, PruneRequest};
 use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
@@ -31,21 +31,6 @@ pub struct PruneArgs {
     pub quiet: bool,
 }
 
-fn show(e: &Option<Estimate>) -> String {
-    match e {
-        None => "-".into(),
-        Some(e) => match (e.ci_low, e.ci_high) {
-            (Some(lo), Some(hi)) => format!(
-                "{:+.2} [{:+.2}, {:+.2}]",
-                100.0 * e.mean,
-                100.0 * lo,
-                100.0 * hi
-            ),
-            _ => format!("{:+.2}", 100.0 * e.mean),
-        },
-    }
-}
-
 pub fn run(a: &PruneArgs) -> Result<()> {
     let request = PruneRequest {
         run: a.run.clone(),
@@ -57,30 +42,7 @@ pub fn run(a: &PruneArgs) -> Result<()> {
     };
     reporter::stop_on_ctrl_c()?;
     let t = prune::run(&request, &Terminal::detect(a.quiet))?;
-    println!(
-        "{:<24} {:>8} {:>8}  {:<26}  {:<26}  vs none (points)",
-        "removal", "fraction", "removed", "test accuracy % [95% CI]", "vs random (points)"
-    );
-    for r in &t.rows {
-        let acc = match (r.accuracy.ci_low, r.accuracy.ci_high) {
-            (Some(lo), Some(hi)) => format!(
-                "{:.2} [{:.2}, {:.2}]",
-                100.0 * r.accuracy.mean,
-                100.0 * lo,
-                100.0 * hi
-            ),
-            _ => format!("{:.2}", 100.0 * r.accuracy.mean),
-        };
-        println!(
-            "{:<24} {:>8} {:>8}  {:<26}  {:<26}  {}",
-            r.label(),
-            r.fraction,
-            r.removed,
-            acc,
-            show(&r.vs_random),
-            show(&r.vs_none)
-        );
-    }
+    t.table().write_text(&mut std::io::stdout().lock())?;
     eprintln!(
         "wrote prune.json, prune.csv and prune.png to '{}'",
         a.run.join("prune").display()

@@ -11,6 +11,7 @@ use crate::eval::output::{fmt_auroc, fmt_ci, fmt_verdict, leaderboard_table};
 use crate::eval::{self, plots, Evaluated, Evaluation, SplitEval, TargetEval};
 use crate::export::esc;
 use crate::grid::ImageLookup;
+use crate::prune::PruneTable;
 use crate::run_dir::{RunDir, RunManifest};
 use crate::scores::{self, per_class, top_k, Ranked, ScoreRow, ScoresFile};
 use anyhow::{bail, Context, Result};
@@ -33,6 +34,8 @@ pub struct ReportInput<'a> {
     pub run: Option<(&'a Path, &'a RunManifest)>,
     /// Evaluated scores files; the first one's examples fill the grids and the table.
     pub scored: &'a [&'a Evaluated],
+    /// The run's `vog prune` table, if it has one.
+    pub prune: Option<&'a PruneTable>,
 }
 
 /// The scores files of a run: `RUN/scores-*.csv`, sorted.
@@ -106,6 +109,9 @@ pub fn write_report(mut w: impl Write, input: &ReportInput) -> Result<()> {
         if i == 0 {
             write_examples_section(&mut body, &s.file, &mut thumbs)?;
         }
+    }
+    if let Some(t) = input.prune {
+        write_prune_section(&mut body, t)?;
     }
     let title = match input.run {
         Some((path, _)) => format!("vog report: {}", path.display()),
@@ -411,6 +417,23 @@ fn write_decile_table(out: &mut String, targets: &[TargetEval]) -> Result<()> {
     Ok(())
 }
 
+/// `vog prune`'s table and plot: whether acting on a ranking beat acting at random.
+fn write_prune_section(out: &mut String, t: &PruneTable) -> Result<()> {
+    write!(
+        out,
+        "<section id=\"prune\"><h2>Acting on the ranking: test accuracy after removal</h2>\
+         <p>The run's recipe trained again without (or relabelling) the top fraction of its \
+         {} training examples by each score, against the same fraction at random, {} seed(s) \
+         each (<code>vog prune</code>). Differences are paired by seed; a removal helped only \
+         where its interval against random lies above zero.</p>{}{}</section>",
+        t.training_examples,
+        t.seeds,
+        t.table().html("leaderboard"),
+        plot_img(&t.svg()?, "test accuracy against the fraction removed")?
+    )?;
+    Ok(())
+}
+
 fn tile_html(out: &mut String, r: &Ranked, thumbs: &mut Thumbs) -> Result<()> {
     let row = r.scored.row;
     write!(
@@ -517,6 +540,7 @@ pub fn run(run: Option<&Path>, scores: &[PathBuf], out: &Path) -> Result<()> {
         let input = ReportInput {
             run: None,
             scored: &scored.iter().collect::<Vec<_>>(),
+            prune: None,
         };
         return write(&input, out);
     };
@@ -527,9 +551,11 @@ pub fn run(run: Option<&Path>, scores: &[PathBuf], out: &Path) -> Result<()> {
     let manifest = RunDir::open(run_path)?.read_manifest()?;
     let scored = read_all(&paths)?;
     check_of_run(&scored, run_path, &manifest)?;
+    let prune = PruneTable::read(run_path)?;
     let input = ReportInput {
         run: Some((run_path, &manifest)),
         scored: &scored.iter().collect::<Vec<_>>(),
+        prune: prune.as_ref(),
     };
     write(&input, out)
 }
