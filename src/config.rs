@@ -1,6 +1,6 @@
 //! Training configuration: the TOML files in `configs/` hold the paper's defaults, command
 //! line flags override them, and the validated result is saved in the run directory.
-use crate::data::decisions::{Exclusions, Relabels};
+use crate::data::decisions::{Decisions, Exclusions, Relabels};
 use crate::data::prepare::{LabelNoise, Selection};
 use crate::data::DatasetSpec;
 use crate::epochs::{EpochSpec, LrSchedule};
@@ -183,6 +183,9 @@ pub struct TrainConfig {
     /// Training examples a person relabelled (`--relabel`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relabel: Option<Relabels>,
+    /// A reviewer's decisions (`--decisions`), which `exclude` and `relabel` apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decisions: Option<Decisions>,
     /// The seed of the subsets, where it is not `hyper.seed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subset_seed: Option<u64>,
@@ -219,6 +222,7 @@ impl TrainConfig {
             label_noise: selection.label_noise,
             exclude: selection.exclude,
             relabel: selection.relabel,
+            decisions: selection.decisions,
             subset_seed: selection.subset_seed,
             device,
         })
@@ -232,6 +236,7 @@ impl TrainConfig {
             label_noise: self.label_noise.clone(),
             exclude: self.exclude.clone(),
             relabel: self.relabel.clone(),
+            decisions: self.decisions.clone(),
             subset_seed: self.subset_seed,
         }
     }

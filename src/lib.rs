@@ -24,7 +24,8 @@
 //!    models, one tail), [`eval`], [`rank`], [`verify`], [`merge`] (shards of one scoring
 //!    into one scores file).
 //! 10. [`prune`]: retraining without (or relabelling) what a score flags, against random.
-//! 11. [`report`]: the HTML page over their results.
+//! 11. [`report`]: the HTML page over their results; [`review`]: the page on which a
+//!     person decides about the examples a ranking selects.
 //! 12. [`pipeline`]: train -> score -> evaluate -> report in one call; [`bench`]: the
 //!     throughput of training and scoring; [`crossval`]: out-of-sample probabilities by
 //!     cross-fitting.
@@ -65,6 +66,7 @@ pub(crate) mod progress;
 pub(crate) mod prune;
 pub(crate) mod rank;
 pub(crate) mod report;
+pub(crate) mod review;
 pub(crate) mod rng;
 pub mod run_dir;
 pub mod scores;

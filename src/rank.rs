@@ -64,6 +64,17 @@ impl std::str::FromStr for Select {
     }
 }
 
+impl std::fmt::Display for Select {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        let op = match self.op {
+            std::cmp::Ordering::Equal => "=",
+            std::cmp::Ordering::Greater => ">=",
+            std::cmp::Ordering::Less => "<=",
+        };
+        write!(f, "{}{op}{}", self.column, self.value)
+    }
+}
+
 impl Select {
     fn keeps(&self, v: f64) -> bool {
         match self.op {
@@ -109,6 +120,12 @@ impl<'a> Ranking<'a> {
                 .map(|e| e.row.id.as_str())
                 .collect();
             entries.retain(|e| keep.contains(e.row.id.as_str()));
+            if entries.is_empty() {
+                bail!(
+                    "--select {sel} matches no example of '{}'",
+                    file.path.display()
+                );
+            }
         }
         let pool = if r.per_class {
             per_class(&entries)

@@ -159,7 +159,7 @@ fn wrong_decisions_are_refused_on_one_line() {
     assert!(err.contains("lists 'train/000001' more than once"), "{err}");
     let err = train("--exclude", "test/000000\n");
     assert!(
-        err.contains("names the test example 'test/000000'"),
+        err.contains("row 1: 'test/000000' is a test example"),
         "{err}"
     );
     let err = train("--relabel", "id,label\ntrain/000001,bird\n");

@@ -25,7 +25,7 @@ const LAYERS: &[&[&str]] = &[
     &["grid"],
     &["train", "scoring", "eval", "rank", "verify", "merge"],
     &["prune"],
-    &["report"],
+    &["report", "review"],
     &["pipeline", "bench", "crossval"],
     &["demo", "experiment"],
     &["cli"],

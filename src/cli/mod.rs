@@ -12,6 +12,7 @@ mod prune;
 mod rank;
 mod report;
 mod reporter;
+mod review;
 mod score;
 mod train;
 mod values;
@@ -32,6 +33,7 @@ use merge::MergeArgs;
 use prune::PruneArgs;
 use rank::RankArgs;
 use report::ReportArgs;
+use review::ReviewArgs;
 use score::ScoreArgs;
 use train::TrainArgs;
 use verify::VerifyArgs;
@@ -70,6 +72,9 @@ pub enum Command {
     Eval(EvalArgs),
     /// One self-contained HTML report of a scored run.
     Report(ReportArgs),
+    /// A self-contained HTML page to review the examples a ranking selects: keep, drop or
+    /// relabel each by key, export decisions.csv for `vog train --decisions`.
+    Review(Box<ReviewArgs>),
     /// Train, score, evaluate and report on synthetic data with planted hard examples
     /// (3-6 minutes on a 2-core CPU), or on a real dataset with --data.
     Demo(DemoArgs),
@@ -115,6 +120,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Demo(a) => demo::run(&a),
         Command::Experiment(a) => experiment::run(&a),
         Command::Report(a) => report::run(&a),
+        Command::Review(a) => review::run(&a),
         Command::Verify(a) => verify::run(&a),
         Command::Merge(a) => merge::run(&a),
         Command::Bench(a) => bench::run(&a),

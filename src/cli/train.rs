@@ -1,7 +1,7 @@
 //! `vog train` and `vog train --resume`.
 use super::{reporter, values, Terminal};
 use crate::config::{Hyper, TrainConfig};
-use crate::data::decisions::{Exclusions, Relabels};
+use crate::data::decisions::{Decisions, Exclusions, Relabels};
 use crate::data::prepare::{self, LabelNoise, Selection};
 use crate::data::DatasetSpec;
 use crate::epochs::EpochSpec;
@@ -21,7 +21,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "RUN", conflicts_with_all = [
         "dataset", "out", "config", "epochs", "batch_size", "lr", "width", "save_epochs",
         "seed", "eval_every", "precision", "no_augment", "train_subset", "test_subset", "label_noise", "noise_seed",
-        "exclude", "relabel",
+        "exclude", "relabel", "decisions",
         "overwrite",
     ])]
     pub resume: Option<PathBuf>,
@@ -82,6 +82,10 @@ pub struct TrainArgs {
     /// recorded in run.json.
     #[arg(long, value_name = "FILE")]
     pub relabel: Option<PathBuf>,
+    /// Apply a reviewer's decisions (`vog review`'s export, a CSV id,action,label): drop
+    /// leaves the example out, relabel trains it with the label; recorded in run.json.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["exclude", "relabel"])]
+    pub decisions: Option<PathBuf>,
     /// Seed of the label shuffle (default: --seed).
     #[arg(long, requires = "label_noise")]
     pub noise_seed: Option<u64>,
@@ -126,19 +130,42 @@ impl TrainArgs {
         h.augment &= !self.no_augment;
         // The synthetic data follows the run's seed, whichever source set it.
         let dataset = dataset.with_seed(h.seed);
-        let selection = Selection {
+        let cfg = TrainConfig::new(
+            dataset,
+            h.clone(),
+            self.selection(h.seed)?,
+            self.device,
+            &origins,
+        )?;
+        Ok((cfg, origins))
+    }
+
+    /// The examples and labels asked for: subsets, label noise, and a person's decisions
+    /// (`--exclude`/`--relabel`, or a review's `--decisions`, which amount to the same).
+    fn selection(&self, seed: u64) -> Result<Selection> {
+        let (decisions, exclude, relabel) = match &self.decisions {
+            Some(path) => {
+                let (record, exclude, relabel) = Decisions::read(path)?;
+                (Some(record), exclude, relabel)
+            }
+            None => (
+                None,
+                self.exclude.as_deref().map(Exclusions::read).transpose()?,
+                self.relabel.as_deref().map(Relabels::read).transpose()?,
+            ),
+        };
+        Ok(Selection {
             train_subset: self.train_subset,
             test_subset: self.test_subset,
             label_noise: self.label_noise.map(|fraction| LabelNoise {
                 fraction,
-                seed: self.noise_seed.unwrap_or(h.seed),
+                seed: self.noise_seed.unwrap_or(seed),
             }),
-            exclude: self.exclude.as_deref().map(Exclusions::read).transpose()?,
-            relabel: self.relabel.as_deref().map(Relabels::read).transpose()?,
+            exclude,
+            relabel,
+            decisions,
             subset_seed: None,
-        };
-        let cfg = TrainConfig::new(dataset, h, selection, self.device, &origins)?;
-        Ok((cfg, origins))
+        })
     }
 }
 

@@ -3,6 +3,11 @@
 //! --format ids` writes) and new labels (a CSV `id,label`, the label a class name or
 //! index). A run records both in `run.json` with the file's SHA-256 and its contents, so it
 //! says exactly what it was trained on and `--resume` and scoring apply the same.
+//!
+//! A reviewer's decisions (`vog review`'s export, read by `vog train --decisions`) are a
+//! CSV `id,action,label,scores_sha256`: `drop` leaves the example out, `relabel` trains it
+//! with `label`, `keep` and `unsure` change nothing; `scores_sha256` names the scores file
+//! reviewed, the same on every row.
 use super::Split;
 use crate::digest::{self, FileDigest};
 use anyhow::{bail, Context, Result};
@@ -63,6 +68,101 @@ pub struct Relabels {
     pub digest: FileDigest,
     /// (id, label as written: a class name or index).
     pub labels: Vec<(String, String)>,
+}
+
+/// A reviewer's decisions (`--decisions`): what the file said, counted; applied as the
+/// [`Exclusions`] and [`Relabels`] it amounts to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decisions {
+    pub file: PathBuf,
+    pub digest: FileDigest,
+    /// The SHA-256 of the scores file reviewed, where the file records it.
+    pub scores_sha256: Option<String>,
+    pub keep: usize,
+    pub drop: usize,
+    pub relabel: usize,
+    pub unsure: usize,
+}
+
+/// The actions a decisions file may hold.
+const ACTIONS: [&str; 4] = ["keep", "drop", "relabel", "unsure"];
+
+impl Decisions {
+    /// Reads `path`, refusing on one line naming the row: a missing column, an empty or
+    /// repeated id, an unknown action, a relabel without a label (or a label on another
+    /// action), rows of two scores files.
+    pub fn read(path: &Path) -> Result<(Decisions, Option<Exclusions>, Option<Relabels>)> {
+        let ids = column(path, "id")?;
+        let actions = column(path, "action").with_context(|| {
+            format!(
+                "--decisions '{}' needs the columns id,action,label",
+                path.display()
+            )
+        })?;
+        let labels = column(path, "label").with_context(|| {
+            format!(
+                "--decisions '{}' needs the columns id,action,label",
+                path.display()
+            )
+        })?;
+        let sha = column(path, "scores_sha256").ok();
+        let digest = digest::of_file(path)?;
+        let file = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let mut counts = [0usize; 4];
+        let (mut drop, mut relabel) = (Vec::new(), Vec::new());
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (i, (id, action)) in ids.iter().zip(&actions).enumerate() {
+            let row = i + 2;
+            let at = |what: String| anyhow::anyhow!("'{}' row {row}: {what}", path.display());
+            if id.is_empty() {
+                return Err(at("the id is empty".into()));
+            }
+            if let Some(first) = seen.insert(id.as_str(), row) {
+                return Err(at(format!("'{id}' was decided already in row {first}")));
+            }
+            let a = ACTIONS.iter().position(|a| a == action).ok_or_else(|| {
+                at(format!(
+                    "unknown action '{action}' (keep, drop, relabel or unsure)"
+                ))
+            })?;
+            counts[a] += 1;
+            match (action.as_str(), labels[i].is_empty()) {
+                ("relabel", true) => return Err(at(format!("relabel of '{id}' without a label"))),
+                ("relabel", false) => relabel.push((id.clone(), labels[i].clone())),
+                (_, false) => return Err(at(format!("a label on a '{action}' of '{id}'"))),
+                ("drop", true) => drop.push(id.clone()),
+                _ => {}
+            }
+            if let Some(sha) = &sha {
+                if sha[i] != sha[0] {
+                    return Err(at(format!(
+                        "decided on another scores file (SHA-256 {}) than row 2 ({}): export one review at a time",
+                        sha[i], sha[0]
+                    )));
+                }
+            }
+        }
+        let record = Decisions {
+            file: file.clone(),
+            digest: digest.clone(),
+            scores_sha256: sha.and_then(|s| s.first().cloned()),
+            keep: counts[0],
+            drop: counts[1],
+            relabel: counts[2],
+            unsure: counts[3],
+        };
+        let exclude = (!drop.is_empty()).then(|| Exclusions {
+            file: file.clone(),
+            digest: digest.clone(),
+            ids: drop,
+        });
+        let relabel = (!relabel.is_empty()).then_some(Relabels {
+            file,
+            digest,
+            labels: relabel,
+        });
+        Ok((record, exclude, relabel))
+    }
 }
 
 impl Exclusions {
@@ -137,8 +237,13 @@ impl Relabels {
         let ids: Vec<String> = self.labels.iter().map(|(id, _)| id.clone()).collect();
         check_known(&ids, &index, test, &self.file, "relabelled")?;
         for (id, label) in &self.labels {
-            labels[index[id.as_str()]] = class_index(label, classes)
-                .with_context(|| format!("'{}': the new label of '{id}'", self.file.display()))?;
+            labels[index[id.as_str()]] = class_index(label, classes).with_context(|| {
+                format!(
+                    "'{}'{}: the new label of '{id}'",
+                    self.file.display(),
+                    row_of(&self.file, id)
+                )
+            })?;
         }
         Ok(())
     }
@@ -165,8 +270,9 @@ fn check_known(
         test.map_or_else(HashSet::new, |t| t.ids.iter().map(String::as_str).collect());
     if let Some(id) = ids.iter().find(|id| test.contains(id.as_str())) {
         bail!(
-            "'{}' names the test example '{id}': only training examples can be {verb}",
-            file.display()
+            "'{}'{}: '{id}' is a test example: only training examples can be {verb}",
+            file.display(),
+            row_of(file, id)
         );
     }
     let unknown: Vec<&str> = ids
@@ -177,14 +283,26 @@ fn check_known(
     if !unknown.is_empty() {
         let shown: Vec<String> = unknown.iter().take(3).map(|id| format!("'{id}'")).collect();
         bail!(
-            "'{}' names {} id(s) that are not training examples of this run: {}{}",
+            "'{}'{} names {} id(s) that are not training examples of this run: {}{}",
             file.display(),
+            row_of(file, unknown[0]),
             unknown.len(),
             shown.join(", "),
             if unknown.len() > 3 { ", ..." } else { "" }
         );
     }
     Ok(())
+}
+
+/// ` row N` (the file's line, the header being row 1 of a CSV) of the first line of `file`
+/// whose first field is `id`, or nothing when it cannot tell.
+fn row_of(file: &Path, id: &str) -> String {
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return String::new();
+    };
+    text.lines()
+        .position(|l| l.split(',').next().map(|f| f.trim().trim_matches('"')) == Some(id))
+        .map_or(String::new(), |i| format!(" row {}", i + 1))
 }
 
 /// A label as a class name or index.

@@ -2,7 +2,7 @@
 //! subsets, the label shuffle of the memorization experiment (Agarwal & Hooker, Section
 //! 4.3) and the input normalization. Training and scoring both call [`prepare`], so the
 //! scorer sees exactly the examples, labels and normalization training saw.
-use super::decisions::{Exclusions, Relabels};
+use super::decisions::{Decisions, Exclusions, Relabels};
 use super::noise::{self, NoisyLabel};
 use super::transform::Normalization;
 use super::{subset, Dataset, DatasetSpec, Split};
@@ -28,6 +28,9 @@ pub struct Selection {
     pub exclude: Option<Exclusions>,
     /// Training examples trained with another label (`--relabel`), after the shuffle.
     pub relabel: Option<Relabels>,
+    /// The reviewer's decisions `exclude` and `relabel` came from (`--decisions`), as a
+    /// record; applying them is theirs.
+    pub decisions: Option<Decisions>,
     /// Draws the subsets from this seed rather than the run's (a retraining of another
     /// run's examples from another seed: `vog prune`).
     pub subset_seed: Option<u64>,

@@ -239,6 +239,19 @@ fn run_rows(m: &RunManifest, run: &Path) -> Vec<(&'static str, String)> {
         let text = decided(r.labels.len(), &r.file, &r.digest.sha256);
         rows.push(("training examples relabelled", text));
     }
+    if let Some(d) = &m.config.decisions {
+        let text = format!(
+            "{} kept, {} dropped, {} relabelled, {} unsure, of scores file SHA-256 {}",
+            d.keep,
+            d.drop,
+            d.relabel,
+            d.unsure,
+            d.scores_sha256
+                .as_deref()
+                .map_or("(not recorded)", |s| &s[..12.min(s.len())])
+        );
+        rows.push(("a reviewer's decisions", text));
+    }
     rows
 }
 
