@@ -116,7 +116,9 @@
       var s = state.decisions[examples[i].id];
       strip[i].className = (s ? s.action : '') + (i === at ? ' current' : '');
     }
-    if (strip[at]) { strip[at].scrollIntoView({ block: 'nearest', inline: 'center' }); }
+    // Scrolls the strip alone (scrollIntoView would scroll the page too).
+    var film = $('filmstrip');
+    if (strip[at]) { film.scrollLeft = strip[at].offsetLeft - film.offsetLeft - film.clientWidth / 2; }
   }
 
   function csv() {

@@ -324,10 +324,10 @@ impl Table {
         Ok(Some(v))
     }
 
-    /// Row `r`'s suggested label: required in a training row of a file that has the column,
-    /// empty in its test rows.
+    /// Row `r`'s suggested label: required in a training row of a file that has the column
+    /// (older files with out-of-sample scores lack it), empty in its test rows.
     fn suggested(&self, r: usize, meta: &ScoresMeta, split: SplitKind) -> Result<Option<i64>> {
-        if !suggests(&meta.companions) {
+        if !suggests(&meta.companions) || !self.pos.contains_key("suggested_label") {
             return Ok(None);
         }
         let empty = self.get(r, "suggested_label").is_empty();

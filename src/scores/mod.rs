@@ -127,7 +127,10 @@ impl ScoresFile {
         if table.records.is_empty() && meta.shard.is_none() {
             bail!("'{}' holds no examples", path.display());
         }
-        if table.headers != header(&meta.targets, &meta.companions) {
+        let expected = header(&meta.targets, &meta.companions);
+        // Files scored before `suggested_label` existed lack it and are read without it.
+        let older = &expected[..expected.len() - usize::from(suggests(&meta.companions))];
+        if table.headers != expected && table.headers != older {
             bail!(
                 "the columns of '{}' do not match the targets and scores its sidecar lists ({})",
                 path.display(),
