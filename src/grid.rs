@@ -1,12 +1,13 @@
 //! The images of scored examples, for auditing (like the paper's figures 1-3): looked up
 //! by example id in the dataset a scores file records, and drawn as a square grid, row by
-//! row in rank order, each tile scaled up with nearest-neighbour sampling and framed green
-//! when the model classified it correctly, red when not. `vog rank --grid` and the report
-//! both draw through here.
+//! row in rank order, each tile scaled up with nearest-neighbour sampling, framed green
+//! when the model classified it correctly, red when not, and captioned (rank and id, the
+//! label trained with and the prediction, the score). Beside each grid a CSV legend maps
+//! tile positions to ids. `vog rank --grid` and the report both draw through here.
 use crate::data::stream::{load_image, Preprocess};
 pub use crate::data::to_rgb;
 use crate::data::{Dataset, DatasetSpec, SplitKind};
-use crate::scores::{ScoreRow, ScoresMeta};
+use crate::scores::{Ranked, ScoreRow, ScoresMeta};
 use anyhow::{Context, Result};
 use image::{ImageEncoder, Rgb, RgbImage};
 use std::collections::HashMap;
@@ -18,10 +19,20 @@ const BACKGROUND: Rgb<u8> = Rgb([255, 255, 255]);
 const CORRECT: Rgb<u8> = Rgb([0, 160, 60]);
 const WRONG: Rgb<u8> = Rgb([220, 30, 30]);
 
-/// One tile: an image and whether the model got it right.
+/// Caption lines under each tile, and their height in pixels.
+const CAPTION_LINES: u32 = 3;
+const CAPTION_LINE: u32 = 12;
+/// The caption's font size in pixels, and the width of its widest characters (to shorten
+/// what would not fit).
+const CAPTION_FONT: u32 = 10;
+const CAPTION_CHAR: u32 = 6;
+
+/// One tile: an image, whether the model got it right, and its caption lines (none, or
+/// [`CAPTION_LINES`]).
 pub struct Tile {
     pub image: RgbImage,
     pub correct: bool,
+    pub caption: Vec<String>,
 }
 
 /// Geometry of a grid of `n` tiles of `w`x`h` images.
@@ -33,9 +44,12 @@ pub struct Layout {
     /// Side of one tile including its frame.
     pub tile_w: u32,
     pub tile_h: u32,
+    /// Height of the caption strip under each tile (0 without captions).
+    pub caption_h: u32,
 }
 
 impl Layout {
+    /// The layout of uncaptioned tiles.
     pub fn new(n: usize, w: u32, h: u32) -> Self {
         let cols = ((n as f64).sqrt().ceil() as u32).max(1);
         let rows = (n as u32).div_ceil(cols).max(1);
@@ -46,7 +60,21 @@ impl Layout {
             scale,
             tile_w: w * scale + 2 * BORDER,
             tile_h: h * scale + 2 * BORDER,
+            caption_h: 0,
         }
+    }
+
+    /// The same with a caption strip under each tile.
+    pub fn captioned(self) -> Self {
+        Layout {
+            caption_h: CAPTION_LINES * CAPTION_LINE + 2,
+            ..self
+        }
+    }
+
+    /// Height of a tile with its caption.
+    fn cell_h(&self) -> u32 {
+        self.tile_h + self.caption_h
     }
 
     pub fn width(&self) -> u32 {
@@ -54,7 +82,7 @@ impl Layout {
     }
 
     pub fn height(&self) -> u32 {
-        self.rows * self.tile_h + (self.rows + 1) * GAP
+        self.rows * self.cell_h() + (self.rows + 1) * GAP
     }
 
     /// Top-left pixel of image `i` (inside its frame).
@@ -62,15 +90,18 @@ impl Layout {
         let (c, r) = (i as u32 % self.cols, i as u32 / self.cols);
         (
             GAP + c * (self.tile_w + GAP) + BORDER,
-            GAP + r * (self.tile_h + GAP) + BORDER,
+            GAP + r * (self.cell_h() + GAP) + BORDER,
         )
     }
 }
 
-/// Draws the grid; all tiles must have the size of the first.
-pub fn render(tiles: &[Tile]) -> RgbImage {
+/// Draws the grid; all tiles must have the size of the first, and captions if it has.
+pub fn render(tiles: &[Tile]) -> Result<RgbImage> {
     let (w, h) = tiles.first().map_or((1, 1), |t| t.image.dimensions());
-    let layout = Layout::new(tiles.len(), w, h);
+    let mut layout = Layout::new(tiles.len(), w, h);
+    if tiles.first().is_some_and(|t| !t.caption.is_empty()) {
+        layout = layout.captioned();
+    }
     let mut out = RgbImage::from_pixel(layout.width(), layout.height(), BACKGROUND);
     for (i, tile) in tiles.iter().enumerate() {
         let (x0, y0) = layout.image_origin(i);
@@ -89,7 +120,79 @@ pub fn render(tiles: &[Tile]) -> RgbImage {
             }
         }
     }
-    out
+    if layout.caption_h > 0 {
+        draw_captions(&mut out, &layout, tiles)?;
+    }
+    Ok(out)
+}
+
+/// Writes each tile's caption under it: the text as SVG, rasterized with the bundled font
+/// and blended onto the white strip.
+fn draw_captions(out: &mut RgbImage, layout: &Layout, tiles: &[Tile]) -> Result<()> {
+    let mut svg = format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" font-family="sans-serif" font-size="{CAPTION_FONT}" fill="#222">"##,
+        out.width(),
+        out.height()
+    );
+    let fits = (layout.tile_w / CAPTION_CHAR) as usize;
+    for (i, t) in tiles.iter().enumerate() {
+        let (x0, y0) = layout.image_origin(i);
+        let (x, top) = (x0 - BORDER, y0 - BORDER + layout.tile_h);
+        for (l, line) in t.caption.iter().enumerate() {
+            let y = top + (l as u32 + 1) * CAPTION_LINE;
+            svg.push_str(&format!(
+                r#"<text x="{x}" y="{y}">{}</text>"#,
+                crate::export::esc(&shorten(line, fits))
+            ));
+        }
+    }
+    svg.push_str("</svg>");
+    let text = crate::raster::render(&svg)?;
+    for (p, px) in out.pixels_mut().zip(text.pixels()) {
+        let a = px.alpha() as u32;
+        let blend = |dst: u8, src: u8| (src as u32 + dst as u32 * (255 - a) / 255).min(255) as u8;
+        *p = Rgb([
+            blend(p[0], px.red()),
+            blend(p[1], px.green()),
+            blend(p[2], px.blue()),
+        ]);
+    }
+    Ok(())
+}
+
+/// `s` cut to `n` characters, its end kept behind an ellipsis (ids differ at their end).
+fn shorten(s: &str, n: usize) -> String {
+    let count = s.chars().count();
+    if count <= n {
+        return s.to_string();
+    }
+    let tail: String = s.chars().skip(count + 1 - n).collect();
+    format!("\u{2026}{tail}")
+}
+
+/// The caption of a ranked example: rank and id, label trained with -> prediction (a `*`
+/// marks a label that is not the dataset's), `column` and score.
+pub fn caption(r: &Ranked, column: &str) -> Vec<String> {
+    let row = r.scored.row;
+    let id = row.id.rsplit('/').next().unwrap_or(&row.id);
+    vec![
+        format!("#{} {id}", r.rank),
+        format!(
+            "{}{}\u{2192}{}",
+            r.trained_name,
+            if row.noisy { "*" } else { "" },
+            r.predicted_name
+        ),
+        format!("{column} {}", short_number(r.scored.score)),
+    ]
+}
+
+/// Three significant digits, in exponent form below 0.01.
+fn short_number(v: f64) -> String {
+    match v.abs() {
+        a if a != 0.0 && a < 0.01 => format!("{v:.2e}"),
+        _ => format!("{v:.3}"),
+    }
 }
 
 /// Writes `img` as PNG, atomically.
@@ -190,7 +293,7 @@ impl ImageLookup {
         Ok(image::imageops::thumbnail(&img, size(w), size(h)))
     }
 
-    /// The tile of a scored example.
+    /// The (uncaptioned) tile of a scored example.
     pub fn tile(&self, row: &ScoreRow) -> Result<Tile> {
         let &(kind, i) = self.index.get(&row.id).with_context(|| {
             format!(
@@ -201,21 +304,57 @@ impl ImageLookup {
         Ok(Tile {
             image: self.image((kind, i))?,
             correct: row.correct,
+            caption: Vec::new(),
         })
     }
 
-    /// Renders the grid of `rows` into `path`.
-    pub fn write_grid<'a>(
-        &self,
-        rows: impl IntoIterator<Item = &'a ScoreRow>,
-        path: &Path,
-    ) -> Result<()> {
-        let tiles = rows
-            .into_iter()
-            .map(|r| self.tile(r))
+    /// Renders the captioned grid of `ranked` (by `column`) into `path`, and its legend
+    /// (tile, row, col, rank, id, labels, prediction, score) beside it as `.csv`.
+    pub fn write_grid(&self, ranked: &[Ranked], column: &str, path: &Path) -> Result<()> {
+        let tiles = ranked
+            .iter()
+            .map(|r| {
+                let mut t = self.tile(r.scored.row)?;
+                t.caption = caption(r, column);
+                Ok(t)
+            })
             .collect::<Result<Vec<_>>>()?;
-        save_png(&render(&tiles), path)
+        save_png(&render(&tiles)?, path)?;
+        let cols = tiles.first().map_or(1, |t| {
+            Layout::new(tiles.len(), t.image.width(), t.image.height()).cols
+        });
+        write_legend(ranked, column, cols as usize, &path.with_extension("csv"))
     }
+}
+
+/// The legend of a grid with `cols` columns: which example each tile shows.
+fn write_legend(ranked: &[Ranked], column: &str, cols: usize, path: &Path) -> Result<()> {
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    csv.write_record([
+        "tile",
+        "row",
+        "col",
+        "rank",
+        "id",
+        "label_name",
+        "trained_name",
+        "predicted_name",
+        column,
+    ])?;
+    for (i, r) in ranked.iter().enumerate() {
+        csv.write_record([
+            i.to_string(),
+            (i / cols).to_string(),
+            (i % cols).to_string(),
+            r.rank.to_string(),
+            r.scored.row.id.clone(),
+            r.scored.row.label_name.clone(),
+            r.trained_name.clone(),
+            r.predicted_name.clone(),
+            r.scored.score.to_string(),
+        ])?;
+    }
+    crate::atomic_file::write_bytes(path, &csv.into_inner()?)
 }
 
 /// `<stem>-<class>-<which>.png` beside `path`, the class name made file-safe.
@@ -246,9 +385,10 @@ mod tests {
             .map(|i| Tile {
                 image: RgbImage::from_fn(4, 4, |x, y| Rgb([i * 40, x as u8, y as u8])),
                 correct: i % 2 == 0,
+                caption: Vec::new(),
             })
             .collect();
-        let img = render(&tiles);
+        let img = render(&tiles).unwrap();
         let l = Layout::new(5, 4, 4);
         assert_eq!(img.dimensions(), (l.width(), l.height()));
         for (i, t) in tiles.iter().enumerate() {
@@ -259,6 +399,35 @@ mod tests {
             let frame = *img.get_pixel(x0 - 1, y0 - 1);
             assert_eq!(frame, if t.correct { CORRECT } else { WRONG });
         }
+    }
+
+    #[test]
+    fn captions_fit_their_tiles() {
+        let l = Layout::new(25, 32, 32).captioned();
+        assert_eq!((l.caption_h, l.height()), (38, 5 * 138 + 6 * 2));
+        assert_eq!(l.image_origin(5), (4, 2 + 140 + 2));
+        assert_eq!(shorten("train/000123", 20), "train/000123");
+        assert_eq!(shorten("airplane-automobile", 8), "\u{2026}omobile");
+        assert_eq!(
+            (short_number(0.000588), short_number(-1.5)),
+            ("5.88e-4".into(), "-1.500".into())
+        );
+        let tiles: Vec<Tile> = (0..2)
+            .map(|i| Tile {
+                image: RgbImage::from_pixel(32, 32, Rgb([200, 200, 200])),
+                correct: i == 0,
+                caption: vec!["#1 x".into(), "cat\u{2192}dog".into(), "vog 1.000".into()],
+            })
+            .collect();
+        let img = render(&tiles).unwrap();
+        let l = Layout::new(2, 32, 32).captioned();
+        assert_eq!(img.dimensions(), (l.width(), l.height()));
+        // Dark text pixels in the strip under the first tile, none over its image.
+        let (x0, y0) = l.image_origin(0);
+        let strip =
+            (y0 + 98..y0 + 98 + l.caption_h).flat_map(|y| (x0..x0 + 60).map(move |x| (x, y)));
+        assert!(strip.filter(|&(x, y)| img.get_pixel(x, y)[0] < 100).count() > 20);
+        assert_eq!(*img.get_pixel(x0 + 10, y0 + 10), Rgb([200, 200, 200]));
     }
 
     #[test]

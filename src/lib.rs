@@ -8,7 +8,8 @@
 //! 1. Foundations: [`atomic_file`], [`rng`], [`progress`] (the one reporting interface),
 //!    [`origin`] (where a setting came from; the one way a flag overrides it), [`device`],
 //!    [`digest`] (SHA-256 of files), [`precision`] (fp32/bf16/fp16 and autocast),
-//!    [`export`] (the one output format; tables as text and HTML).
+//!    [`export`] (the one output format; tables as text and HTML), [`raster`] (SVG to
+//!    pixels with the bundled font).
 //! 2. [`epochs`] (learning rate, epoch specs, stages), [`info`] (versions, the CPU).
 //! 3. [`data`]: datasets, subsets, label noise, normalization, downloads, streamed sets.
 //! 4. [`model`]: the CIFAR ResNet-18; [`optim`]: SGD whose state can be saved.
@@ -65,6 +66,7 @@ pub(crate) mod precision;
 pub(crate) mod progress;
 pub(crate) mod prune;
 pub(crate) mod rank;
+pub(crate) mod raster;
 pub(crate) mod report;
 pub(crate) mod review;
 pub(crate) mod rng;

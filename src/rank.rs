@@ -144,8 +144,9 @@ impl<'a> Ranking<'a> {
         })
     }
 
-    /// Draws the ranked examples' images as a grid at `path` (a `.png`); per class, a
-    /// highest and a lowest grid for each class beside it. Returns the files written.
+    /// Draws the ranked examples' images as a grid at `path` (a `.png`, its legend beside
+    /// it as `.csv`); per class, a highest and a lowest grid for each class beside it.
+    /// Returns the grids written.
     pub fn write_grids(
         &self,
         images: &ImageLookup,
@@ -153,7 +154,7 @@ impl<'a> Ranking<'a> {
         r: &RankRequest,
     ) -> Result<Vec<PathBuf>> {
         if !r.per_class {
-            images.write_grid(self.groups[0].1.iter().map(|x| x.scored.row), path)?;
+            images.write_grid(&self.groups[0].1, &self.column, path)?;
             return Ok(vec![path.to_path_buf()]);
         }
         let mut written = Vec::new();
@@ -161,7 +162,7 @@ impl<'a> Ranking<'a> {
             for (which, lowest) in [("highest", false), ("lowest", true)] {
                 let p = class_grid_path(path, class, which);
                 let top = top_k(es, r.top, lowest, &self.names);
-                images.write_grid(top.iter().map(|x| x.scored.row), &p)?;
+                images.write_grid(&top, &self.column, &p)?;
                 written.push(p);
             }
         }

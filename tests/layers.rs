@@ -15,6 +15,7 @@ const LAYERS: &[&[&str]] = &[
         "digest",
         "precision",
         "export",
+        "raster",
     ],
     &["epochs", "info"],
     &["data"],

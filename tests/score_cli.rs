@@ -203,7 +203,8 @@ fn train_score_rank_grid() {
         assert!((r["score"].as_f64().unwrap() - score).abs() <= 1e-12 * score.abs());
     }
 
-    // The grid: 5x5 tiles of 32x32 images scaled 3x with a 2-pixel frame and 2-pixel gaps.
+    // The grid: 5x5 tiles of 32x32 images scaled 3x with a 2-pixel frame, a 38-pixel
+    // caption under each and 2-pixel gaps, and its legend beside it.
     let grid = dir.path().join("top.png");
     vog()
         .arg("rank")
@@ -215,7 +216,7 @@ fn train_score_rank_grid() {
     let img = image::open(&grid).unwrap().to_rgb8();
     let class3: Vec<&Vec<String>> = rows.iter().filter(|r| r[4] == "pattern3").collect();
     assert_eq!(class3.len(), 30);
-    assert_eq!(img.dimensions(), (512, 512));
+    assert_eq!(img.dimensions(), (512, 5 * (100 + 38) + 6 * 2));
     let mut top: Vec<&&Vec<String>> = class3.iter().collect();
     top.sort_by(|a, b| {
         b[10]
@@ -234,7 +235,13 @@ fn train_score_rank_grid() {
     } else {
         &data.test.as_ref().unwrap().images
     };
-    let (x0, y0) = (2 + 2 * 102 + 2, 2 + 102 + 2);
+    let (x0, y0) = (2 + 2 * 102 + 2, 2 + 102 + 38 + 2);
+    let legend = std::fs::read_to_string(grid.with_extension("csv")).unwrap();
+    let tile7 = legend.lines().nth(8).unwrap();
+    assert!(
+        tile7.starts_with(&format!("7,1,2,8,{},", top[7][0])),
+        "{legend}"
+    );
     for (x, y) in [(0, 0), (5, 17), (31, 31)] {
         let p = img.get_pixel(x0 + 3 * x + 1, y0 + 3 * y + 1);
         for c in 0..3 {

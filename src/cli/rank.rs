@@ -66,7 +66,11 @@ pub fn run(a: &RankArgs) -> Result<()> {
         rank::check_grid_path(path)?;
         let images = ImageLookup::load(&file.meta, a.data.as_deref())?;
         for p in ranking.write_grids(&images, path, &request)? {
-            eprintln!("wrote {}", p.display());
+            eprintln!(
+                "wrote {} (legend: {})",
+                p.display(),
+                p.with_extension("csv").display()
+            );
         }
     }
     export::write(std::io::stdout().lock(), &ranking, a.format)

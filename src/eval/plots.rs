@@ -2,12 +2,11 @@
 //! rasterized to PNG with resvg using the embedded DejaVu Sans font, so both formats render
 //! the same text on any machine without system fonts.
 use super::{Group, Memorization, TargetEval};
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
 use plotters::coord::ranged1d::DiscreteRanged;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 const SIZE: (u32, u32) = (640, 400);
 const BAR: RGBColor = RGBColor(60, 110, 180);
@@ -469,30 +468,7 @@ pub fn histogram(target: &str, values: &[f64]) -> Result<String> {
     )
 }
 
-fn font_options() -> &'static resvg::usvg::Options<'static> {
-    static OPTIONS: OnceLock<resvg::usvg::Options<'static>> = OnceLock::new();
-    OPTIONS.get_or_init(|| {
-        let mut opt = resvg::usvg::Options::default();
-        let db = opt.fontdb_mut();
-        db.load_font_data(dejavu::sans::regular().to_vec());
-        db.set_sans_serif_family("DejaVu Sans");
-        opt
-    })
-}
-
-/// Rasterizes an SVG document to PNG bytes.
-pub fn svg_to_png(svg: &str) -> Result<Vec<u8>> {
-    let tree = resvg::usvg::Tree::from_str(svg, font_options()).context("invalid SVG")?;
-    let size = tree.size().to_int_size();
-    let mut pixmap =
-        resvg::tiny_skia::Pixmap::new(size.width(), size.height()).context("empty image")?;
-    resvg::render(
-        &tree,
-        resvg::tiny_skia::Transform::default(),
-        &mut pixmap.as_mut(),
-    );
-    pixmap.encode_png().context("cannot encode PNG")
-}
+pub use crate::raster::svg_to_png;
 
 /// Writes `NAME.svg` and `NAME.png` into `dir`; returns the PNG path.
 pub fn save(dir: &Path, name: &str, svg: &str) -> Result<PathBuf> {
