@@ -131,11 +131,14 @@ fn reduced_demo() {
 
     let html = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
     for part in [
-        "Summary: which score finds what",
+        "Which score finds what",
+        "Where to look first",
         "atypical (planted atypical training images)",
         "Data Map of",
     ] {
         assert!(html.contains(part), "{part}");
     }
-    assert!(html.find("Summary: which").unwrap() < html.find("<h2>Run</h2>").unwrap());
+    let at = |part: &str| html.find(part).unwrap();
+    assert!(at("Where to look first") < at("Which score finds what"));
+    assert!(at("Which score finds what") < at("<h2>Run</h2>"));
 }

@@ -76,7 +76,10 @@ fn self_contained_report() {
         "Training curves",
         "Evaluation of scores-test-all.csv",
         "Evaluation of scores-train-all.csv",
-        "Summary: which score finds what",
+        "Which score finds what",
+        "<nav id=\"toc\">",
+        "<details open class=\"section\" id=\"answers\"><summary><h2>Where to look first</h2>",
+        "Regions: ambiguous = the third with the highest variability",
         "test difficulty (misclassified test examples) &mdash; scores-test-all.csv",
         "memorization (shuffled training labels) &mdash; scores-train-all.csv",
         "Data Map of scores-train-all.csv",
@@ -99,6 +102,15 @@ fn self_contained_report() {
     // Every image is embedded; nothing is fetched from elsewhere.
     let imgs = html.matches("<img ").count();
     assert_eq!(html.matches(r#"src="data:image/png;base64,"#).count(), imgs);
+    // The first section: a card per question, with 12 thumbnails and a review command
+    // where a score has the evidence.
+    let answers = html.split("id=\"summary\"").next().unwrap();
+    let cards = answers.matches(r#"<div class="card">"#).count();
+    let answered = answers.matches("Best here: <b>").count();
+    assert_eq!(cards, 2, "test difficulty and memorization");
+    assert_eq!(answers.matches("<img ").count(), 12 * answered);
+    assert_eq!(answers.matches("<code>vog review ").count(), answered);
+    let imgs = imgs - 12 * answered;
     // The Data Map + 2 curves + 2 evaluations x 2 targets x 4 plots + memorization plots for
     // the train split (2) + 50 overall tiles + 10 classes x 16 tiles + 100 table thumbnails
     // (test has 100 rows).

@@ -198,8 +198,65 @@ pub struct MapPoint {
     pub marked: bool,
 }
 
+/// The three regions of a Data Map, as a partition: ambiguous = the third of the examples
+/// with the highest variability; of the rest, easy-to-learn = confidence at least 0.5,
+/// hard-to-learn = below. (Swayamdipta et al. 2020 name the regions; their selections
+/// are top thirds that may overlap.)
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Regions {
+    /// The variability from which an example is ambiguous.
+    pub variability: f64,
+    pub easy: usize,
+    pub ambiguous: usize,
+    pub hard: usize,
+    /// Marked examples (shuffled, flagged) in each: easy, ambiguous, hard.
+    pub marked: [usize; 3],
+}
+
+/// Confidence that separates easy-to-learn from hard-to-learn.
+pub const REGION_CONFIDENCE: f64 = 0.5;
+
+impl Regions {
+    pub fn of(points: &[MapPoint]) -> Regions {
+        let mut v: Vec<f64> = points.iter().map(|p| p.variability).collect();
+        v.sort_by(f64::total_cmp);
+        // The top third: from the value at the (n - ceil(n/3))-th position on.
+        let at = v.len() - v.len().div_ceil(3);
+        let variability = v.get(at).copied().unwrap_or(f64::INFINITY);
+        let mut r = Regions {
+            variability,
+            easy: 0,
+            ambiguous: 0,
+            hard: 0,
+            marked: [0; 3],
+        };
+        for p in points {
+            let i = r.region(p);
+            match i {
+                0 => r.easy += 1,
+                1 => r.ambiguous += 1,
+                _ => r.hard += 1,
+            }
+            r.marked[i] += usize::from(p.marked);
+        }
+        r
+    }
+
+    /// 0 easy-to-learn, 1 ambiguous, 2 hard-to-learn.
+    fn region(&self, p: &MapPoint) -> usize {
+        if p.variability >= self.variability {
+            1
+        } else if p.confidence >= REGION_CONFIDENCE {
+            0
+        } else {
+            2
+        }
+    }
+}
+
 /// A Data Map (Swayamdipta et al. 2020): variability on x, confidence on y, colour =
-/// correctness; marked examples (shuffled, flagged) ringed in black.
+/// correctness; marked examples (shuffled, flagged) ringed in black; the three regions
+/// ([`Regions`]) marked with their counts.
 pub fn data_map(points: &[MapPoint], marked: &str) -> Result<String> {
     let x1 = axis(
         0.0,
@@ -250,9 +307,43 @@ pub fn data_map(points: &[MapPoint], marked: &str) -> Result<String> {
                     .map(|p| Circle::new((p.variability, p.confidence), 4, BLACK.stroke_width(1))),
             )
             .map_err(err)?;
+        draw_regions(&mut chart, &Regions::of(points), x1)?;
         root.present().map_err(err)?;
     }
     Ok(svg)
+}
+
+/// The region boundaries as grey lines, and each region's name and count.
+fn draw_regions<DB: DrawingBackend>(
+    chart: &mut ChartContext<DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    r: &Regions,
+    x1: f64,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let grey = RGBColor(90, 90, 90).stroke_width(2);
+    let v = r.variability.min(x1);
+    let lines = [
+        vec![(v, 0.0), (v, 1.02)],
+        vec![(0.0, REGION_CONFIDENCE), (v, REGION_CONFIDENCE)],
+    ];
+    for l in lines {
+        chart.draw_series(LineSeries::new(l, grey)).map_err(err)?;
+    }
+    let style = ("sans-serif", 15).into_font().color(&BLACK);
+    let labels = [
+        (format!("easy-to-learn: {}", r.easy), (0.01 * x1, 0.98)),
+        // Under the boundary, where a region's points thin out.
+        (format!("hard-to-learn: {}", r.hard), (0.01 * x1, 0.47)),
+        (format!("ambiguous: {}", r.ambiguous), (v + 0.01 * x1, 0.98)),
+    ];
+    for (text, at) in labels {
+        chart
+            .draw_series(std::iter::once(Text::new(text, at, style.clone())))
+            .map_err(err)?;
+    }
+    Ok(())
 }
 
 /// Lines over epochs: each series is (name, value per epoch); `None` values are skipped.
@@ -500,6 +591,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn data_map_regions_partition() {
+        // Variability 0..9 (tenths): the top third (4 of 10: 0.6..0.9) is ambiguous.
+        let points: Vec<MapPoint> = (0..10)
+            .map(|i| MapPoint {
+                variability: i as f64 / 10.0,
+                confidence: if i % 2 == 0 { 0.9 } else { 0.2 },
+                correctness: 1.0,
+                marked: i == 1 || i == 9,
+            })
+            .collect();
+        let r = Regions::of(&points);
+        assert_eq!(r.variability, 0.6);
+        // Easy: 0, 2, 4; hard: 1, 3, 5; ambiguous: 6..9.
+        assert_eq!((r.easy, r.ambiguous, r.hard), (3, 4, 3));
+        assert_eq!(r.marked, [0, 1, 1]);
+    }
+
+    #[test]
     fn bars_render_to_svg_and_png() {
         let labels: Vec<String> = (1..=10).map(|d| format!("D{d}")).collect();
         let svg = bars(
@@ -533,6 +642,7 @@ mod tests {
             })
             .collect();
         let svg = data_map(&points, "shuffled").unwrap();
+        assert!(svg.contains("easy-to-learn: ") && svg.contains("ambiguous: "));
         assert!(svg.contains("Data Map") && svg.contains("variability"));
         let png = svg_to_png(&svg).unwrap();
         assert_eq!(image::load_from_memory(&png).unwrap().width(), SIZE.0);

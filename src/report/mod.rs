@@ -1,12 +1,15 @@
 //! `vog report`: one self-contained HTML file (every image a data URI, no script or style
 //! from anywhere else; the page's own CSS and JS are `report.css` and `report.js` beside
-//! this file) with the run's configuration and training curves, the evaluations of each
+//! this file) in collapsible sections listed at the top. It opens with an answer per
+//! question (`answers.rs`: the best score on this run and the examples it ranks first),
+//! then the leaderboards of every scores file with the Data Map of the training examples
+//! and its regions, the run's configuration and training curves, the evaluations of each
 //! scores file (tables, plots, and a comparison where one was made), the lowest- and
-//! highest-VoG examples overall and per class with labelled tiles, a sortable table of the
-//! 200 highest-VoG examples. It opens with a one-screen summary: the leaderboards of every
-//! scores file (which score finds what, with 95% intervals and verdicts) and the Data Map
-//! of the training examples. It renders evaluations already computed; it does not compute
-//! them.
+//! highest-VoG examples overall and per class with captioned tiles, a sortable table of
+//! the 200 highest-VoG examples, and the run's `vog prune` table. It renders evaluations
+//! already computed; it does not compute them.
+mod answers;
+
 use crate::eval::output::{fmt_auroc, fmt_ci, fmt_verdict, leaderboard_table};
 use crate::eval::{self, plots, Evaluated, Evaluation, SplitEval, TargetEval};
 use crate::export::esc;
@@ -87,43 +90,103 @@ impl Thumbs<'_> {
     }
 }
 
-/// Writes the report of `input`.
+/// Writes the report of `input`: sections a reader can collapse, listed at the top.
 pub fn write_report(mut w: impl Write, input: &ReportInput) -> Result<()> {
     let first = input
         .scored
         .first()
         .context("a report needs at least one scores file")?;
-    let mut body = String::new();
-    write_summary(&mut body, input.scored)?;
-    match input.run {
-        Some((path, manifest)) => write_run_section(&mut body, manifest, path)?,
-        None => write_models_section(&mut body, &first.file.meta)?,
-    }
     let images = ImageLookup::load(&first.file.meta, None)?;
     let mut thumbs = Thumbs {
         images: &images,
         cache: HashMap::new(),
     };
+    let mut page = Sections::default();
+    page.add("answers", "Where to look first", |out| {
+        answers::write(out, input.scored, &mut thumbs)
+    })?;
+    page.add("summary", "Which score finds what", |out| {
+        write_summary(out, input.scored)
+    })?;
+    match input.run {
+        Some((path, manifest)) => {
+            page.add("run", "Run", |out| write_run_section(out, manifest, path))?
+        }
+        None => page.add("models", "Models", |out| {
+            write_models_section(out, &first.file.meta)
+        })?,
+    }
     for (i, s) in input.scored.iter().enumerate() {
-        write_eval_section(&mut body, &s.evaluation, &s.file)?;
+        let title = format!("Evaluation of {}", file_name(&s.file));
+        page.add(&format!("eval-{i}"), &title, |out| {
+            write_eval_section(out, &s.evaluation, &s.file)
+        })?;
         if i == 0 {
-            write_examples_section(&mut body, &s.file, &mut thumbs)?;
+            let title = format!("Examples by VoG ({})", s.file.targets()[0].name());
+            page.add("examples", &title, |out| {
+                write_examples_section(out, &s.file, &mut thumbs)
+            })?;
         }
     }
     if let Some(t) = input.prune {
-        write_prune_section(&mut body, t)?;
+        page.add(
+            "prune",
+            "Acting on the ranking: test accuracy after removal",
+            |out| write_prune_section(out, t),
+        )?;
     }
     let title = match input.run {
         Some((path, _)) => format!("vog report: {}", path.display()),
         None => format!("vog report: {}", first.file.path.display()),
     };
-    write!(w, "{}", page(&title, &body))?;
+    write!(w, "{}", page.html(&title))?;
     Ok(())
+}
+
+/// The report's sections, in order, each collapsible and listed in the contents.
+#[derive(Default)]
+struct Sections {
+    toc: Vec<(String, String)>,
+    body: String,
+}
+
+impl Sections {
+    /// Appends section `id` titled `title`, its content written by `content`.
+    fn add(
+        &mut self,
+        id: &str,
+        title: &str,
+        content: impl FnOnce(&mut String) -> Result<()>,
+    ) -> Result<()> {
+        let mut inner = String::new();
+        content(&mut inner)?;
+        write!(
+            self.body,
+            r#"<details open class="section" id="{}"><summary><h2>{}</h2></summary>{inner}</details>"#,
+            esc(id),
+            esc(title)
+        )?;
+        self.toc.push((id.to_string(), title.to_string()));
+        Ok(())
+    }
+
+    fn html(&self, title: &str) -> String {
+        let mut nav = String::from(r#"<nav id="toc"><b>Contents</b><ol>"#);
+        for (id, t) in &self.toc {
+            nav.push_str(&format!(
+                r##"<li><a href="#{}">{}</a></li>"##,
+                esc(id),
+                esc(t)
+            ));
+        }
+        nav.push_str(r#"</ol><button id="collapse">collapse all</button> <button id="expand">expand all</button></nav>"#);
+        page(title, &format!("{nav}{}", self.body))
+    }
 }
 
 /// Leaderboards of every file, then the Data Map of the first file that has one.
 fn write_summary(out: &mut String, scored: &[&Evaluated]) -> Result<()> {
-    out.push_str(r#"<section id="summary"><h2>Summary: which score finds what</h2><p>Each score is oriented the way it claims to point (high VoG, loss, EL2N, variability, forgetting = harder; low probability, confidence, correctness, AUM = harder), so an AUROC below 0.5 means it ranks the other way round. Intervals are DeLong 95%; a verdict needs the interval to exclude 0.5 and at least 20 positives.</p>"#);
+    out.push_str(r#"<p>Each score is oriented the way it claims to point (high VoG, loss, EL2N, variability, forgetting = harder; low probability, confidence, correctness, AUM = harder), so an AUROC below 0.5 means it ranks the other way round. Intervals are DeLong 95%; a verdict needs the interval to exclude 0.5 and at least 20 positives.</p>"#);
     for s in scored {
         for l in &s.evaluation.leaderboards {
             write!(
@@ -147,8 +210,24 @@ fn write_summary(out: &mut String, scored: &[&Evaluated]) -> Result<()> {
             esc(&file_name(&s.file)),
             plot_img(&plots::data_map(&points, "shuffled")?, "data map")?
         )?;
+        let r = plots::Regions::of(&points);
+        write!(
+            out,
+            "<p>Regions: ambiguous = the third with the highest variability (at least {:.3}); of \
+             the rest, easy-to-learn = confidence at least {}, hard-to-learn = below. \
+             Easy-to-learn {} ({} shuffled), ambiguous {} ({} shuffled), hard-to-learn {} ({} \
+             shuffled). Colour: fraction of epochs predicted right (red 0, green 1); ringed: \
+             shuffled labels.</p>",
+            r.variability,
+            plots::REGION_CONFIDENCE,
+            r.easy,
+            r.marked[0],
+            r.ambiguous,
+            r.marked[1],
+            r.hard,
+            r.marked[2]
+        )?;
     }
-    out.push_str("</section>");
     Ok(())
 }
 
@@ -170,16 +249,13 @@ fn page(title: &str, body: &str) -> String {
 }
 
 fn write_run_section(out: &mut String, m: &RunManifest, run: &Path) -> Result<()> {
-    out.push_str("<section><h2>Run</h2>");
     write_settings(out, run_rows(m, run))?;
     write_training_curves(out, m)?;
-    out.push_str("</section>");
     Ok(())
 }
 
 /// The scored TorchScript models and preprocessing, for scores made without a run.
 fn write_models_section(out: &mut String, meta: &scores::ScoresMeta) -> Result<()> {
-    out.push_str("<section><h2>Models</h2>");
     let mut rows = vec![
         ("dataset".to_string(), meta.dataset.name()),
         ("examples".to_string(), meta.examples.to_string()),
@@ -202,7 +278,6 @@ fn write_models_section(out: &mut String, meta: &scores::ScoresMeta) -> Result<(
         }
     }
     write_settings(out, rows)?;
-    out.push_str("</section>");
     Ok(())
 }
 
@@ -349,11 +424,6 @@ fn fmt(v: Option<f64>, digits: usize) -> String {
 }
 
 fn write_eval_section(out: &mut String, e: &Evaluation, f: &ScoresFile) -> Result<()> {
-    write!(
-        out,
-        "<section><h2>Evaluation of {}</h2>",
-        esc(&file_name(f))
-    )?;
     if let Some(c) = &e.comparison {
         write!(
             out,
@@ -366,7 +436,6 @@ fn write_eval_section(out: &mut String, e: &Evaluation, f: &ScoresFile) -> Resul
     for s in &e.splits {
         write_split_eval(out, s, &f.only(s.split))?;
     }
-    out.push_str("</section>");
     Ok(())
 }
 
@@ -434,11 +503,10 @@ fn write_decile_table(out: &mut String, targets: &[TargetEval]) -> Result<()> {
 fn write_prune_section(out: &mut String, t: &PruneTable) -> Result<()> {
     write!(
         out,
-        "<section id=\"prune\"><h2>Acting on the ranking: test accuracy after removal</h2>\
-         <p>The run's recipe trained again without (or relabelling) the top fraction of its \
+        "<p>The run's recipe trained again without (or relabelling) the top fraction of its \
          {} training examples by each score, against the same fraction at random, {} seed(s) \
          each (<code>vog prune</code>). Differences are paired by seed; a removal helped only \
-         where its interval against random lies above zero.</p>{}{}</section>",
+         where its interval against random lies above zero.</p>{}{}",
         t.training_examples,
         t.seeds,
         t.table().html("leaderboard"),
@@ -447,18 +515,21 @@ fn write_prune_section(out: &mut String, t: &PruneTable) -> Result<()> {
     Ok(())
 }
 
-fn tile_html(out: &mut String, r: &Ranked, thumbs: &mut Thumbs) -> Result<()> {
+/// An example as a framed thumbnail with the caption the grids carry.
+fn tile_html(out: &mut String, r: &Ranked, column: &str, thumbs: &mut Thumbs) -> Result<()> {
     let row = r.scored.row;
+    let caption: Vec<String> = crate::grid::caption(r, column)
+        .iter()
+        .map(|l| esc(l))
+        .collect();
     write!(
         out,
-        r#"<figure><img class="{}" alt="{}" src="{}"><figcaption>{}<br>{} &rarr; {}<br>VoG {:.2}</figcaption></figure>"#,
+        r#"<figure><img class="{}" alt="{}" title="{}" src="{}"><figcaption>{}</figcaption></figure>"#,
         if row.correct { "ok" } else { "bad" },
         esc(&row.id),
-        thumbs.uri(row)?,
         esc(&row.id),
-        esc(&row.label_name),
-        esc(&r.predicted_name),
-        r.scored.score
+        thumbs.uri(row)?,
+        caption.join("<br>")
     )?;
     Ok(())
 }
@@ -466,7 +537,7 @@ fn tile_html(out: &mut String, r: &Ranked, thumbs: &mut Thumbs) -> Result<()> {
 fn grid_html(out: &mut String, title: &str, rows: &[Ranked], thumbs: &mut Thumbs) -> Result<()> {
     write!(out, r#"<h3>{}</h3><div class="grid">"#, esc(title))?;
     for r in rows {
-        tile_html(out, r, thumbs)?;
+        tile_html(out, r, "vog", thumbs)?;
     }
     out.push_str("</div>");
     Ok(())
@@ -475,7 +546,7 @@ fn grid_html(out: &mut String, title: &str, rows: &[Ranked], thumbs: &mut Thumbs
 fn write_examples_section(out: &mut String, f: &ScoresFile, thumbs: &mut Thumbs) -> Result<()> {
     let entries = scores::scored(f, "vog")?;
     let names = scores::class_names(&entries);
-    write!(out, "<section><h2>Examples by VoG ({})</h2><p>Frames: green = classified correctly, red = misclassified.</p>", esc(f.targets()[0].name()))?;
+    out.push_str("<p>Frames: green = classified correctly, red = misclassified.</p>");
     for (title, lowest) in [("Highest VoG", false), ("Lowest VoG", true)] {
         grid_html(
             out,
@@ -496,7 +567,6 @@ fn write_examples_section(out: &mut String, f: &ScoresFile, thumbs: &mut Thumbs)
         }
     }
     write_top_table(out, &top_k(&entries, TABLE_ROWS, false, &names), f, thumbs)?;
-    out.push_str("</section>");
     Ok(())
 }
 

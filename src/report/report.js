@@ -13,3 +13,17 @@ document.querySelectorAll('table.sortable th').forEach(function (th, col) {
     rows.forEach(function (r) { body.appendChild(r); });
   });
 });
+[['collapse', false], ['expand', true]].forEach(function (pair) {
+  var button = document.getElementById(pair[0]);
+  if (!button) { return; }
+  button.addEventListener('click', function () {
+    document.querySelectorAll('details.section').forEach(function (d) { d.open = pair[1]; });
+  });
+});
+// A link in the contents opens its section.
+document.querySelectorAll('#toc a').forEach(function (a) {
+  a.addEventListener('click', function () {
+    var d = document.getElementById(a.getAttribute('href').slice(1));
+    if (d) { d.open = true; }
+  });
+});

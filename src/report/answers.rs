@@ -1,0 +1,121 @@
+//! The report's first section: for each question the scores files answer (test difficulty,
+//! memorization, atypical, flagged), which score finds its examples best on this run, with
+//! its interval, and the examples that score ranks first as captioned thumbnails, with the
+//! `vog review` command that pages through the rest.
+use super::{file_name, tile_html, Thumbs};
+use crate::eval::leaderboard::{Entry, Leaderboard, Question, Verdict};
+use crate::eval::output::fmt_auroc;
+use crate::eval::Evaluated;
+use crate::export::esc;
+use crate::scores::{class_names, scored, top_k};
+use anyhow::Result;
+use std::fmt::Write as _;
+
+/// Thumbnails per question.
+const CARD_TILES: usize = 12;
+/// Examples the suggested review pages through.
+const REVIEW_TOP: usize = 200;
+
+/// One card per question, from the first scores file that asks it.
+pub(super) fn write(out: &mut String, scored: &[&Evaluated], thumbs: &mut Thumbs) -> Result<()> {
+    out.push_str("<p>For each question this run can answer: the score that picks its examples out best here (AUROC with its 95% interval, oriented the way the score claims to point), and the examples it ranks first. A question without a score that separates with evidence says so.</p><div class=\"cards\">");
+    let mut asked: Vec<Question> = Vec::new();
+    for s in scored {
+        for l in &s.evaluation.leaderboards {
+            if !asked.contains(&l.question) {
+                asked.push(l.question);
+                card(out, s, l, thumbs)?;
+            }
+        }
+    }
+    if asked.is_empty() {
+        out.push_str("<p>No question could be asked of these scores (no misclassified test examples, shuffled labels or listed ids).</p>");
+    }
+    out.push_str("</div>");
+    Ok(())
+}
+
+/// The best entry of a leaderboard: the highest AUROC whose verdict agrees with the
+/// score's claim (`disagrees` is not a column one can rank or review by).
+fn best(l: &Leaderboard) -> Option<&Entry> {
+    l.entries.iter().find(|e| {
+        let claimed = match e.higher_is_harder {
+            true => Verdict::HigherIsHarder,
+            false => Verdict::HigherIsEasier,
+        };
+        e.score != "disagrees" && e.verdict == claimed
+    })
+}
+
+fn card(out: &mut String, s: &Evaluated, l: &Leaderboard, thumbs: &mut Thumbs) -> Result<()> {
+    write!(
+        out,
+        r#"<div class="card"><h3>{}</h3><p>{} of {} examples in {}.</p>"#,
+        esc(l.question.title()),
+        l.positives,
+        l.examples,
+        esc(&file_name(&s.file))
+    )?;
+    let vog = l.entries.iter().find(|e| e.score == "vog");
+    let Some(e) = best(l) else {
+        write!(
+            out,
+            "<p class=\"answer\">No score picks these out with evidence on this run.</p>{}</div>",
+            vog.map_or(String::new(), |v| format!(
+                "<p>The paper's vog: AUROC {}, {}.</p>",
+                fmt_auroc(v.test.as_ref()),
+                v.verdict
+            ))
+        )?;
+        return Ok(());
+    };
+    write!(
+        out,
+        r#"<p class="answer">Best here: <b>{}</b>, AUROC {} ({}).</p>"#,
+        esc(&e.score),
+        fmt_auroc(e.test.as_ref()),
+        e.verdict
+    )?;
+    if let Some(v) = vog.filter(|v| v.score != e.score) {
+        write!(
+            out,
+            "<p>The paper's vog: AUROC {}, {}.</p>",
+            fmt_auroc(v.test.as_ref()),
+            v.verdict
+        )?;
+    }
+    thumbnails(out, s, l.question, e, thumbs)?;
+    let lowest = if e.higher_is_harder { "" } else { " --lowest" };
+    write!(
+        out,
+        "<p>The rest, to decide about: <code>vog review {} --column {}{lowest} --top {REVIEW_TOP} --out review.html</code></p></div>",
+        esc(&crate::train::shell_quoted(&s.file.path)),
+        esc(&e.score)
+    )?;
+    Ok(())
+}
+
+/// The examples of the question's split that `e` ranks first, hardest by its claim.
+fn thumbnails(
+    out: &mut String,
+    s: &Evaluated,
+    q: Question,
+    e: &Entry,
+    thumbs: &mut Thumbs,
+) -> Result<()> {
+    let split = match q {
+        Question::Difficulty => crate::data::SplitKind::Test,
+        _ => crate::data::SplitKind::Train,
+    };
+    let entries: Vec<_> = scored(&s.file, &e.score)?
+        .into_iter()
+        .filter(|x| x.row.split == split)
+        .collect();
+    let names = class_names(&entries);
+    out.push_str(r#"<div class="grid">"#);
+    for r in top_k(&entries, CARD_TILES, !e.higher_is_harder, &names) {
+        tile_html(out, &r, &e.score, thumbs)?;
+    }
+    out.push_str("</div>");
+    Ok(())
+}
