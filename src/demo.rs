@@ -12,8 +12,9 @@ use crate::epochs::Stage;
 use crate::eval::leaderboard::{Leaderboard, Question};
 use crate::eval::output::{fmt_auroc, fmt_verdict};
 use crate::origin::Origins;
-use crate::pipeline::{self, Plan, ScoreSettings};
+use crate::pipeline::{self, Outcome, Plan, ScoreSettings};
 use crate::progress::Reporter;
+use crate::prune::{PruneRequest, PruneTable};
 use crate::scores::SplitChoice;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -32,7 +33,17 @@ pub struct DemoFile {
     pub label_noise: f64,
     pub synth: DemoData,
     pub real: DemoData,
+    pub prune: PruneSettings,
     pub score: ScoreSettings,
+}
+
+/// What `vog demo --prune` compares.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PruneSettings {
+    pub columns: Vec<String>,
+    pub fractions: Vec<f64>,
+    pub seeds: usize,
 }
 
 /// The data size and training recipe of one kind of demo.
@@ -68,6 +79,8 @@ pub struct DemoOptions {
     pub width: Option<i64>,
     pub seed: u64,
     pub device: Device,
+    /// Also run `vog prune` on the training scores (`[prune]` of the demo's config).
+    pub prune: bool,
 }
 
 /// What the demo measured.
@@ -79,6 +92,9 @@ pub struct DemoSummary {
     pub final_test_accuracy: Option<f64>,
     /// Test difficulty (test split), memorization and atypical (train split).
     pub leaderboards: Vec<Leaderboard>,
+    /// With `--prune`: test accuracy after removing what each score flags.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prune: Option<PruneTable>,
     pub report: PathBuf,
     pub seconds: f64,
 }
@@ -110,6 +126,15 @@ impl fmt::Display for DemoSummary {
                     fmt_verdict(e.verdict, l.positives)
                 )?;
             }
+        }
+        if let Some(t) = &self.prune {
+            let mut text = Vec::new();
+            t.table().write_text(&mut text).map_err(|_| fmt::Error)?;
+            writeln!(
+                f,
+                "test accuracy after removing the top fraction by each score:"
+            )?;
+            write!(f, "{}", String::from_utf8_lossy(&text))?;
         }
         write!(
             f,
@@ -170,13 +195,18 @@ pub fn announcement(plan: &Plan, o: &DemoOptions) -> String {
     let noise = plan.train.label_noise.as_ref().map_or(0.0, |n| n.fraction);
     format!(
         "vog demo: {} with {:.0}% shuffled training labels, ResNet-18 width {}, {} epochs, then scoring \
-         both splits with four targets, evaluation and an HTML report in '{}'.{}",
+         both splits with four targets, evaluation{} and an HTML report in '{}'.{}",
         plan.train.dataset.name(),
         100.0 * noise,
         plan.train.hyper.width,
         plan.train.hyper.epochs,
+        if o.prune { ", retrainings without what each score flags (vog prune)" } else { "" },
         o.out.display(),
-        if o.data.is_none() { " 3-6 minutes on a 2-core CPU." } else { "" }
+        match (&o.data, o.prune) {
+            (None, false) => " 3-6 minutes on a 2-core CPU.",
+            (None, true) => " 15-20 minutes on a 2-core CPU.",
+            _ => "",
+        }
     )
 }
 
@@ -221,6 +251,10 @@ pub fn run(o: &DemoOptions, reporter: &dyn Reporter) -> Result<DemoSummary> {
         write_planted(&o.out.join("planted.csv"), planted)?;
     }
     let outcome = pipeline::run(&plan, reporter)?;
+    let prune = match o.prune {
+        true => Some(prune(&plan, &outcome, reporter)?),
+        false => None,
+    };
     let report = pipeline::write_report(&plan, &outcome)?;
     let mut leaderboards = Vec::new();
     for (split, question) in [
@@ -239,12 +273,30 @@ pub fn run(o: &DemoOptions, reporter: &dyn Reporter) -> Result<DemoSummary> {
         final_train_accuracy: last.train_accuracy,
         final_test_accuracy: last.test_accuracy,
         leaderboards,
+        prune,
         report,
         seconds: started.elapsed().as_secs_f64(),
     };
     let json = serde_json::to_vec_pretty(&summary)?;
     crate::atomic_file::write_bytes(&o.out.join("summary.json"), &json)?;
     Ok(summary)
+}
+
+/// `vog prune` on the demo's run and training scores, with the `[prune]` settings.
+fn prune(plan: &Plan, outcome: &Outcome, reporter: &dyn Reporter) -> Result<PruneTable> {
+    let settings = DemoFile::builtin().prune;
+    let scores = outcome
+        .find(SplitChoice::Train, &Stage::All)
+        .context("the demo scores the train split")?;
+    let request = PruneRequest {
+        run: plan.run_dir(),
+        scores: scores.file.path.clone(),
+        columns: settings.columns,
+        fractions: settings.fractions,
+        seeds: settings.seeds,
+        relabel_suggested: false,
+    };
+    crate::prune::run(&request, reporter)
 }
 
 /// Ids of the planted atypical training images (none for real data).

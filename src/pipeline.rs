@@ -10,6 +10,7 @@ use crate::eval::leaderboard::Question;
 use crate::eval::{self, Evaluated, Evaluation};
 use crate::origin::Origins;
 use crate::progress::Reporter;
+use crate::prune::PruneTable;
 use crate::report::{self, ReportInput};
 use crate::run_dir::{RunDir, RunManifest};
 use crate::scores::{self, ScoresFile, ScoresMeta, SplitChoice};
@@ -147,7 +148,7 @@ pub fn write_report(plan: &Plan, outcome: &Outcome) -> Result<PathBuf> {
         &ReportInput {
             run: Some((&plan.run_dir(), &outcome.manifest)),
             scored: &scored,
-            prune: None,
+            prune: PruneTable::read(&plan.run_dir())?.as_ref(),
         },
         &path,
     )?;

@@ -311,7 +311,9 @@ impl RunDir {
             std::fs::remove_dir_all(&ckpt)
                 .with_context(|| format!("cannot remove '{}'", ckpt.display()))?;
         }
-        for dir in [crate::dynamics::DIR, RESUME_DIR] {
+        // What `vog crossval` and `vog prune` derived from the old run (crate::oof::DIR and
+        // RUN/prune) would otherwise pass for the new run's.
+        for dir in [crate::dynamics::DIR, RESUME_DIR, "crossval", "prune"] {
             let dir = self.root.join(dir);
             if dir.exists() {
                 std::fs::remove_dir_all(&dir)

@@ -9,7 +9,7 @@
 use crate::config::{Hyper, TrainConfig};
 use crate::data::decisions::{Exclusions, Relabels};
 use crate::data::noise::{self, NoisyLabel};
-use crate::data::prepare::{self, PreparedData};
+use crate::data::prepare::{self, PreparedData, Selection};
 use crate::data::transform::{self, Augment, Normalization, Normalizer};
 use crate::data::Split;
 use crate::dynamics::{self, EpochDynamics};
@@ -483,6 +483,66 @@ pub fn derived_config(
     edits: Edits,
     seed: u64,
 ) -> Result<TrainConfig> {
+    let mut hyper = base.hyper.clone();
+    hyper.seed = seed;
+    hyper.save_epochs = "last:1".parse().expect("a valid spec");
+    let sel = derived_selection(root, base, prepared, edits)?;
+    TrainConfig::new(
+        base.dataset.clone(),
+        hyper,
+        sel,
+        base.device,
+        &Origins::default(),
+    )
+}
+
+/// The run `base` trained again as it was (recipe, examples, every label as it trained
+/// them) with a person's decisions on top (`person`'s exclude, relabel and decisions
+/// record): `vog train --from RUN`. The decisions name training examples of the run.
+pub fn config_from(
+    root: &Path,
+    base: &TrainConfig,
+    prepared: &PreparedData,
+    person: Selection,
+) -> Result<TrainConfig> {
+    let (train, test) = (&prepared.data.train, prepared.data.test.as_ref());
+    let mut labels = prepared.train_labels.clone();
+    if let Some(r) = &person.relabel {
+        r.apply(train, test, &prepared.data.class_names, &mut labels)?;
+    }
+    let relabel: Vec<(usize, i64)> = (0..train.len())
+        .filter(|&i| labels[i] != prepared.train_labels[i])
+        .map(|i| (i, labels[i]))
+        .collect();
+    let keep: std::collections::HashSet<usize> = match &person.exclude {
+        Some(e) => e.keep(train, test)?.into_iter().collect(),
+        None => (0..train.len()).collect(),
+    };
+    let leave_out: Vec<usize> = (0..train.len()).filter(|i| !keep.contains(i)).collect();
+    let edits = Edits {
+        leave_out: &leave_out,
+        relabel: &relabel,
+    };
+    let mut sel = derived_selection(root, base, prepared, edits)?;
+    sel.decisions = person.decisions;
+    TrainConfig::new(
+        base.dataset.clone(),
+        base.hyper.clone(),
+        sel,
+        base.device,
+        &Origins::default(),
+    )
+}
+
+/// The selection of a run derived from `base`: its subsets from the base's seed, no label
+/// shuffle of its own, and `exclude.csv`/`relabel.csv` written to `root` holding the
+/// base's exclusions and trained labels with `edits` applied.
+fn derived_selection(
+    root: &Path,
+    base: &TrainConfig,
+    prepared: &PreparedData,
+    edits: Edits,
+) -> Result<Selection> {
     let train = &prepared.data.train;
     std::fs::create_dir_all(root).with_context(|| format!("cannot create '{}'", root.display()))?;
     let out: std::collections::HashSet<usize> = edits.leave_out.iter().copied().collect();
@@ -501,9 +561,6 @@ pub fn derived_config(
     }
     let relabels = root.join("relabel.csv");
     atomic_file::write_bytes(&relabels, relabel.as_bytes())?;
-    let mut hyper = base.hyper.clone();
-    hyper.seed = seed;
-    hyper.save_epochs = "last:1".parse().expect("a valid spec");
     let mut sel = base.selection();
     sel.label_noise = None;
     sel.subset_seed = Some(sel.subset_seed.unwrap_or(base.hyper.seed));
@@ -511,13 +568,7 @@ pub fn derived_config(
         .then(|| Exclusions::read(&exclude))
         .transpose()?;
     sel.relabel = Some(Relabels::read(&relabels)?);
-    TrainConfig::new(
-        base.dataset.clone(),
-        hyper,
-        sel,
-        base.device,
-        &Origins::default(),
-    )
+    Ok(sel)
 }
 
 /// Trains the epochs after the last one `manifest` records.

@@ -269,4 +269,18 @@ fn prune_compares_a_score_with_random_removal() {
     assert!(err.contains("vog crossval"), "{err}");
     let err = vog_fails(&["prune", "--run", r, "--scores", s, "--column", "nope"]);
     assert!(err.contains("no score column 'nope'"), "{err}");
+    // A new run in the same folder does not inherit the old run's retrainings.
+    let mut again = vec!["--overwrite"];
+    again.extend([
+        "--train-subset",
+        "100",
+        "--test-subset",
+        "20",
+        "--width",
+        "2",
+        "--epochs",
+        "1",
+    ]);
+    train_synth(&run, &again);
+    assert!(!run.join("prune").exists());
 }

@@ -142,3 +142,40 @@ fn reduced_demo() {
     assert!(at("Where to look first") < at("Which score finds what"));
     assert!(at("Which score finds what") < at("<h2>Run</h2>"));
 }
+
+#[test]
+fn demo_with_prune() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("demo");
+    let out = succeed(
+        vog()
+            .args(["demo", "--train", "100", "--test", "60", "--epochs", "3"])
+            .args([
+                "--width", "2", "--prune", "--device", "cpu", "--quiet", "--out",
+            ])
+            .arg(&out_dir),
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("test accuracy after removing the top fraction by each score:"),
+        "{stdout}"
+    );
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
+            .unwrap();
+    let rows = summary["prune"]["rows"].as_array().unwrap();
+    let removals: Vec<&str> = rows
+        .iter()
+        .map(|r| r["removal"].as_str().unwrap())
+        .collect();
+    // configs/demo.toml [prune]: none, then random and four scores at one fraction.
+    assert_eq!(
+        removals,
+        ["none", "random", "vog", "vog_logprob", "loss", "aum"]
+    );
+    assert!(rows
+        .iter()
+        .all(|r| r["accuracies"].as_array().unwrap().len() == 2));
+    let html = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
+    assert!(html.contains("Acting on the ranking: test accuracy after removal"));
+}

@@ -101,18 +101,18 @@ fn review_by_keyboard_export_and_train_on_the_decisions() {
         queue[0], queue[1], queue[2], names["3"], queue[3], queue[5]
     );
     assert_eq!(std::fs::read_to_string(&decisions).unwrap(), expected);
-    // Trained on exactly the decided set, and recorded.
+    // The run trained again on exactly the decided set, every other label as it was
+    // trained (shuffled ones included), and the decisions recorded.
     let fixed = d.path().join("fixed");
-    let mut args = vec![
-        "--train-subset",
-        "60",
-        "--label-noise",
-        "0.2",
-        "--decisions",
-        decisions.to_str().unwrap(),
-    ];
-    args.extend(common);
-    train_synth(&fixed, &args);
+    succeed(
+        vog()
+            .args(["train", "--quiet", "--from"])
+            .arg(&run)
+            .arg("--decisions")
+            .arg(&decisions)
+            .arg("--out")
+            .arg(&fixed),
+    );
     let m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(fixed.join("run.json")).unwrap()).unwrap();
     let rec = &m["config"]["decisions"];
@@ -146,6 +146,67 @@ fn review_by_keyboard_export_and_train_on_the_decisions() {
     );
     assert_eq!(trained[&queue[2]], "3", "relabelled");
     assert!(trained.contains_key(&queue[3]) && trained.contains_key(&queue[4]));
+    let before: HashMap<String, String> = column(&scores, "id")
+        .into_iter()
+        .zip(column(&scores, "trained_label"))
+        .collect();
+    for (id, label) in &trained {
+        if *id != &queue[2] {
+            assert_eq!(
+                label, &before[*id],
+                "{id} keeps the label it was trained with"
+            );
+        }
+    }
+    // Another run's decisions, and decisions that change nothing.
+    let other = d.path().join("other.csv");
+    std::fs::write(
+        &other,
+        format!("id,action,label,scores_sha256\nnot-in-run,drop,,{sha}\n"),
+    )
+    .unwrap();
+    let out = d.path().join("x").to_str().unwrap().to_string();
+    let r = run.to_str().unwrap();
+    let err = vog_fails(&[
+        "train",
+        "--from",
+        r,
+        "--decisions",
+        other.to_str().unwrap(),
+        "--out",
+        &out,
+    ]);
+    assert!(
+        err.contains("row 2 names 1 id(s) that are not training examples"),
+        "{err}"
+    );
+    std::fs::write(
+        &other,
+        format!("id,action,label,scores_sha256\n{},keep,,{sha}\n", queue[0]),
+    )
+    .unwrap();
+    let err = vog_fails(&[
+        "train",
+        "--from",
+        r,
+        "--decisions",
+        other.to_str().unwrap(),
+        "--out",
+        &out,
+    ]);
+    assert!(err.contains("drops and relabels nothing"), "{err}");
+    let err = vog_fails(&[
+        "train",
+        "--from",
+        r,
+        "--epochs",
+        "3",
+        "--decisions",
+        other.to_str().unwrap(),
+        "--out",
+        &out,
+    ]);
+    assert!(err.contains("--epochs"), "{err}");
 }
 
 fn common_sha(path: &Path) -> String {

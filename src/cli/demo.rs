@@ -33,6 +33,10 @@ pub struct DemoArgs {
     pub seed: u64,
     #[arg(long, default_value = "auto", value_parser = values::device)]
     pub device: Device,
+    /// Also retrain without the top fraction by each of a few scores, against random
+    /// removal (vog prune; configs/demo.toml [prune]; about 10 minutes more on 2 cores).
+    #[arg(long)]
+    pub prune: bool,
     /// Only the summary.
     #[arg(long)]
     pub quiet: bool,
@@ -50,6 +54,7 @@ impl DemoArgs {
             width: self.width,
             seed: self.seed,
             device: self.device,
+            prune: self.prune,
         }
     }
 }

@@ -22,11 +22,18 @@ pub struct TrainArgs {
         "dataset", "out", "config", "epochs", "batch_size", "lr", "width", "save_epochs",
         "seed", "eval_every", "precision", "no_augment", "train_subset", "test_subset", "label_noise", "noise_seed",
         "exclude", "relabel", "decisions",
-        "overwrite",
+        "overwrite", "from",
     ])]
     pub resume: Option<PathBuf>,
+    /// Train the finished run RUN again as it was (data, subsets, labels as it trained them,
+    /// recipe) with --decisions, --exclude or --relabel on top, into --out.
+    #[arg(long, value_name = "RUN", conflicts_with_all = [
+        "dataset", "config", "epochs", "batch_size", "lr", "width", "save_epochs",
+        "seed", "eval_every", "precision", "no_augment", "train_subset", "test_subset", "label_noise", "noise_seed",
+    ])]
+    pub from: Option<PathBuf>,
     /// cifar10, cifar100, synth, or an image folder ROOT with train/<class>/ (and test/<class>/).
-    #[arg(long, required_unless_present = "resume")]
+    #[arg(long, required_unless_present_any = ["resume", "from"])]
     pub dataset: Option<String>,
     /// Where CIFAR binaries live (as extracted by `vog download`).
     #[arg(long, default_value = "data")]
@@ -178,16 +185,43 @@ pub fn run(a: &TrainArgs) -> Result<()> {
     if let Some(dir) = &a.resume {
         return resume(dir, a.quiet);
     }
-    let (cfg, origins) = a.to_config()?;
     let out = a.out.as_deref().context("--out is required")?;
     // Every check that can fail comes before the run directory is touched.
     RunDir::ensure_free(out, a.overwrite)?;
+    let (cfg, origins) = match &a.from {
+        Some(base) => (from_run(base, out, a.selection(0)?)?, Origins::default()),
+        None => a.to_config()?,
+    };
     let prepared = prepare::prepare(&cfg.dataset, &cfg.selection(), cfg.hyper.seed, &origins)?;
     train::check_fits(&cfg, &prepared, &origins)?;
     let run = RunDir::create(out, a.overwrite)?;
     reporter::stop_on_ctrl_c()?;
     let m = train::run(&cfg, &prepared, &run, &Terminal::detect(a.quiet))?;
     print_trained(&m, run.root())
+}
+
+/// The configuration of `vog train --from BASE --out OUT` with `person`'s decisions.
+fn from_run(base: &Path, out: &Path, person: Selection) -> Result<TrainConfig> {
+    if person.exclude.is_none() && person.relabel.is_none() {
+        match &person.decisions {
+            Some(d) => anyhow::bail!(
+                "'{}' drops and relabels nothing: training again would repeat run '{}'",
+                d.file.display(),
+                base.display()
+            ),
+            None => anyhow::bail!(
+                "--from trains a run again with changes: give --decisions, --exclude or --relabel"
+            ),
+        }
+    }
+    let m = RunDir::open_shared(base)?.read_manifest()?;
+    if !m.complete {
+        anyhow::bail!("run '{}' has not finished training", base.display());
+    }
+    let cfg = &m.config;
+    let origins = Origins::file(&base.join(crate::run_dir::MANIFEST), "config.");
+    let prepared = prepare::prepare(&cfg.dataset, &cfg.selection(), cfg.hyper.seed, &origins)?;
+    train::config_from(out, cfg, &prepared, person)
 }
 
 /// `vog train --resume RUN`.
