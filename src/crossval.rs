@@ -140,6 +140,37 @@ fn train_fold(
     Ok(())
 }
 
+/// The class probabilities of the training examples at `held` by the last checkpoint of
+/// the fold run `run`, into `probs` (one row each, f64).
+fn predict(
+    run: &RunDir,
+    fm: &RunManifest,
+    prepared: &PreparedData,
+    held: &[usize],
+    probs: &mut [Vec<f64>],
+) -> Result<()> {
+    let train = &prepared.data.train;
+    let last = *fm
+        .saved_epochs
+        .last()
+        .context("the fold saved no checkpoint")?;
+    let model = scoring::load_models(run, fm, &[last], fm.device, Precision::Fp32)?;
+    let normalizer = fm.normalization.on(fm.device);
+    for chunk in held.chunks(256) {
+        let idx = Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>());
+        let x = train.images.index_select(0, &idx).to_device(fm.device);
+        let x = normalizer.apply(&transform::to_unit(&x));
+        let p = tch::no_grad(|| {
+            tch::nn::ModuleT::forward_t(&model[0].net, &x, false).softmax(1, Kind::Double)
+        });
+        let rows = Vec::<Vec<f64>>::try_from(p.to_device(tch::Device::Cpu))?;
+        for (&i, row) in chunk.iter().zip(rows) {
+            probs[i] = row;
+        }
+    }
+    Ok(())
+}
+
 /// Each fold's last checkpoint predicts its held-out examples.
 fn gather(
     dir: &Path,
@@ -177,24 +208,7 @@ fn gather(
                 root.display()
             );
         }
-        let last = *fm
-            .saved_epochs
-            .last()
-            .context("the fold saved no checkpoint")?;
-        let model = scoring::load_models(&run, &fm, &[last], fm.device, Precision::Fp32)?;
-        let normalizer = fm.normalization.on(fm.device);
-        for chunk in held.chunks(256) {
-            let idx = Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>());
-            let x = train.images.index_select(0, &idx).to_device(fm.device);
-            let x = normalizer.apply(&transform::to_unit(&x));
-            let p = tch::no_grad(|| {
-                tch::nn::ModuleT::forward_t(&model[0].net, &x, false).softmax(1, Kind::Double)
-            });
-            let rows = Vec::<Vec<f64>>::try_from(p.to_device(tch::Device::Cpu))?;
-            for (&i, row) in chunk.iter().zip(rows) {
-                probs[i] = row;
-            }
-        }
+        predict(&run, &fm, prepared, &held, &mut probs)?;
         reporter.info(&format!(
             "crossval fold {f}: predicted {} held-out examples",
             held.len()

@@ -59,6 +59,14 @@ impl Action {
             Action::Relabel => "relabel",
         }
     }
+
+    /// What the folders of its retrainings under `RUN/prune/` start with.
+    fn folder_prefix(self) -> &'static str {
+        match self {
+            Action::Remove => "",
+            Action::Relabel => "relabel-",
+        }
+    }
 }
 
 /// A mean over seeds with its 95% t-interval (`None` with one seed).
@@ -146,26 +154,12 @@ pub fn run(req: &PruneRequest, reporter: &dyn Reporter) -> Result<PruneTable> {
             .push(none);
         for (fi, &f) in req.fractions.iter().enumerate() {
             for (action, name, picked) in plan.settings(fi, removed(f, n), retrain.seed) {
-                let relabel: Vec<(usize, i64)> = match (action, &plan.suggested) {
-                    (Action::Relabel, Some(to)) => picked.iter().map(|&i| (i, to[i])).collect(),
-                    _ => Vec::new(),
-                };
-                let edits = match action {
-                    Action::Remove => Edits {
-                        leave_out: &picked,
-                        ..Edits::default()
-                    },
-                    Action::Relabel => Edits {
-                        relabel: &relabel,
-                        ..Edits::default()
-                    },
-                };
-                let prefix = match action {
-                    Action::Remove => String::new(),
-                    Action::Relabel => "relabel-".into(),
-                };
-                let safe = atomic_file::safe_file_name(&name);
-                let a = retrain.accuracy(&format!("{prefix}{safe}-f{fi}-seed{s}"), edits)?;
+                let folder = format!(
+                    "{}{}-f{fi}-seed{s}",
+                    action.folder_prefix(),
+                    atomic_file::safe_file_name(&name)
+                );
+                let a = retrain.act(&folder, action, &picked, plan.suggested.as_deref())?;
                 acc.entry((action, name, fi)).or_default().push(a);
             }
         }
@@ -328,6 +322,32 @@ struct Retrain<'a> {
 }
 
 impl Retrain<'_> {
+    /// The accuracy after `action` on the training examples at `picked` (relabelled to
+    /// their `suggested` labels), trained in `dir/folder`.
+    fn act(
+        &self,
+        folder: &str,
+        action: Action,
+        picked: &[usize],
+        suggested: Option<&[i64]>,
+    ) -> Result<f64> {
+        let relabel: Vec<(usize, i64)> = match (action, suggested) {
+            (Action::Relabel, Some(to)) => picked.iter().map(|&i| (i, to[i])).collect(),
+            _ => Vec::new(),
+        };
+        let edits = match action {
+            Action::Remove => Edits {
+                leave_out: picked,
+                ..Edits::default()
+            },
+            Action::Relabel => Edits {
+                relabel: &relabel,
+                ..Edits::default()
+            },
+        };
+        self.accuracy(folder, edits)
+    }
+
     /// The last test accuracy of the recipe with `edits`, trained (or found) in `dir/name`.
     fn accuracy(&self, name: &str, edits: Edits) -> Result<f64> {
         let root = self.dir.join(name);

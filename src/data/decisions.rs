@@ -92,65 +92,29 @@ impl Decisions {
     /// repeated id, an unknown action, a relabel without a label (or a label on another
     /// action), rows of two scores files.
     pub fn read(path: &Path) -> Result<(Decisions, Option<Exclusions>, Option<Relabels>)> {
-        let ids = column(path, "id")?;
-        let actions = column(path, "action").with_context(|| {
-            format!(
-                "--decisions '{}' needs the columns id,action,label",
-                path.display()
-            )
-        })?;
-        let labels = column(path, "label").with_context(|| {
-            format!(
-                "--decisions '{}' needs the columns id,action,label",
-                path.display()
-            )
-        })?;
-        let sha = column(path, "scores_sha256").ok();
+        let rows = decision_rows(path)?;
         let digest = digest::of_file(path)?;
         let file = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-        let mut counts = [0usize; 4];
-        let (mut drop, mut relabel) = (Vec::new(), Vec::new());
-        let mut seen: HashMap<&str, usize> = HashMap::new();
-        for (i, (id, action)) in ids.iter().zip(&actions).enumerate() {
-            let row = i + 2;
-            let at = |what: String| anyhow::anyhow!("'{}' row {row}: {what}", path.display());
-            if id.is_empty() {
-                return Err(at("the id is empty".into()));
-            }
-            if let Some(first) = seen.insert(id.as_str(), row) {
-                return Err(at(format!("'{id}' was decided already in row {first}")));
-            }
-            let a = ACTIONS.iter().position(|a| a == action).ok_or_else(|| {
-                at(format!(
-                    "unknown action '{action}' (keep, drop, relabel or unsure)"
-                ))
-            })?;
-            counts[a] += 1;
-            match (action.as_str(), labels[i].is_empty()) {
-                ("relabel", true) => return Err(at(format!("relabel of '{id}' without a label"))),
-                ("relabel", false) => relabel.push((id.clone(), labels[i].clone())),
-                (_, false) => return Err(at(format!("a label on a '{action}' of '{id}'"))),
-                ("drop", true) => drop.push(id.clone()),
-                _ => {}
-            }
-            if let Some(sha) = &sha {
-                if sha[i] != sha[0] {
-                    return Err(at(format!(
-                        "decided on another scores file (SHA-256 {}) than row 2 ({}): export one review at a time",
-                        sha[i], sha[0]
-                    )));
-                }
-            }
-        }
+        let count = |a: &str| rows.iter().filter(|r| r.action == a).count();
         let record = Decisions {
             file: file.clone(),
             digest: digest.clone(),
-            scores_sha256: sha.and_then(|s| s.first().cloned()),
-            keep: counts[0],
-            drop: counts[1],
-            relabel: counts[2],
-            unsure: counts[3],
+            scores_sha256: rows.first().and_then(|r| r.sha.clone()),
+            keep: count("keep"),
+            drop: count("drop"),
+            relabel: count("relabel"),
+            unsure: count("unsure"),
         };
+        let drop: Vec<String> = rows
+            .iter()
+            .filter(|r| r.action == "drop")
+            .map(|r| r.id.clone())
+            .collect();
+        let relabel: Vec<(String, String)> = rows
+            .iter()
+            .filter(|r| r.action == "relabel")
+            .map(|r| (r.id.clone(), r.label.clone()))
+            .collect();
         let exclude = (!drop.is_empty()).then(|| Exclusions {
             file: file.clone(),
             digest: digest.clone(),
@@ -163,6 +127,65 @@ impl Decisions {
         });
         Ok((record, exclude, relabel))
     }
+}
+
+/// One row of a decisions file.
+struct DecisionRow {
+    id: String,
+    action: String,
+    label: String,
+    sha: Option<String>,
+}
+
+/// The rows of a decisions file, each checked (see [`Decisions::read`]).
+fn decision_rows(path: &Path) -> Result<Vec<DecisionRow>> {
+    let needs = || {
+        format!(
+            "--decisions '{}' needs the columns id,action,label",
+            path.display()
+        )
+    };
+    let ids = column(path, "id").with_context(needs)?;
+    let actions = column(path, "action").with_context(needs)?;
+    let labels = column(path, "label").with_context(needs)?;
+    let sha = column(path, "scores_sha256").ok();
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut rows = Vec::with_capacity(ids.len());
+    for (i, (id, action)) in ids.iter().zip(&actions).enumerate() {
+        let row = i + 2;
+        let at = |what: String| anyhow::anyhow!("'{}' row {row}: {what}", path.display());
+        if id.is_empty() {
+            return Err(at("the id is empty".into()));
+        }
+        if let Some(first) = seen.insert(id.as_str(), row) {
+            return Err(at(format!("'{id}' was decided already in row {first}")));
+        }
+        if !ACTIONS.contains(&action.as_str()) {
+            return Err(at(format!(
+                "unknown action '{action}' (keep, drop, relabel or unsure)"
+            )));
+        }
+        match (action.as_str(), labels[i].is_empty()) {
+            ("relabel", true) => return Err(at(format!("relabel of '{id}' without a label"))),
+            ("relabel", false) | (_, true) => {}
+            (_, false) => return Err(at(format!("a label on a '{action}' of '{id}'"))),
+        }
+        let sha = sha.as_ref().map(|s| (s[i].clone(), &s[0]));
+        if let Some((mine, first)) = &sha {
+            if mine != *first {
+                return Err(at(format!(
+                    "decided on another scores file (SHA-256 {mine}) than row 2 ({first}): export one review at a time"
+                )));
+            }
+        }
+        rows.push(DecisionRow {
+            id: id.clone(),
+            action: action.clone(),
+            label: labels[i].clone(),
+            sha: sha.map(|(mine, _)| mine),
+        });
+    }
+    Ok(rows)
 }
 
 impl Exclusions {
