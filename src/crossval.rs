@@ -124,20 +124,28 @@ fn train_fold(
     reporter: &dyn Reporter,
 ) -> Result<()> {
     let root = fold_dir(dir, f);
-    let held: Vec<usize> = (0..fold.len()).filter(|&i| fold[i] == f).collect();
-    let cfg = train::derived_config(
-        &root,
-        &m.config,
-        prepared,
-        Edits {
-            leave_out: &held,
-            ..Edits::default()
-        },
-        m.config.hyper.seed,
-    )?;
+    let (_, cfg) = fold_config(&root, fold, f, m, prepared)?;
     reporter.info(&format!("crossval fold {f}: the other folds' model"));
     train::ensure(&root, &cfg, reporter)?;
     Ok(())
+}
+
+/// Fold `f`'s held-out positions and the recipe its model trains with in `root`: the
+/// run's, without them.
+fn fold_config(
+    root: &Path,
+    fold: &[usize],
+    f: usize,
+    m: &RunManifest,
+    prepared: &PreparedData,
+) -> Result<(Vec<usize>, crate::config::TrainConfig)> {
+    let held: Vec<usize> = (0..fold.len()).filter(|&i| fold[i] == f).collect();
+    let edits = Edits {
+        leave_out: &held,
+        ..Edits::default()
+    };
+    let cfg = train::derived_config(root, &m.config, prepared, edits, m.config.hyper.seed)?;
+    Ok((held, cfg))
 }
 
 /// The class probabilities of the training examples at `held` by the last checkpoint of
@@ -190,17 +198,7 @@ fn gather(
         if !fm.complete {
             bail!("fold {f} in '{}' has not finished training", root.display());
         }
-        let held: Vec<usize> = (0..train.len()).filter(|&i| fold[i] == f).collect();
-        let want = train::derived_config(
-            &root,
-            &m.config,
-            prepared,
-            Edits {
-                leave_out: &held,
-                ..Edits::default()
-            },
-            m.config.hyper.seed,
-        )?;
+        let (held, want) = fold_config(&root, fold, f, m, prepared)?;
         if let Some(diff) = fm.config.difference(&want) {
             bail!(
                 "fold {f} in '{}' was trained with another recipe or other examples ({diff}); \

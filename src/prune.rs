@@ -16,7 +16,7 @@ use crate::origin::Origins;
 use crate::progress::Reporter;
 use crate::rng;
 use crate::run_dir::{RunDir, RunManifest, MANIFEST};
-use crate::scores::{scored, Companion, ScoresFile};
+use crate::scores::{scored, top_k, Companion, ScoresFile};
 use crate::train::{self, Edits};
 use anyhow::{bail, Context, Result};
 use rand::seq::SliceRandom;
@@ -253,7 +253,7 @@ impl Plan {
 /// The training positions by column `c` of `file`, hardest first by the score's direction
 /// (ties by id); every training example of the run must be scored.
 fn order(file: &ScoresFile, c: &str, at: &HashMap<&str, usize>) -> Result<Vec<usize>> {
-    let mut entries: Vec<_> = scored(file, c)?
+    let entries: Vec<_> = scored(file, c)?
         .into_iter()
         .filter(|e| e.row.split == SplitKind::Train)
         .collect();
@@ -265,21 +265,19 @@ fn order(file: &ScoresFile, c: &str, at: &HashMap<&str, usize>) -> Result<Vec<us
             at.len()
         );
     }
-    let harder = higher_is_harder(c);
-    entries.sort_by(|a, b| {
-        let by = if harder {
-            b.score.total_cmp(&a.score)
-        } else {
-            a.score.total_cmp(&b.score)
-        };
-        by.then_with(|| a.row.id.cmp(&b.row.id))
-    });
-    entries
+    // Hardest first by the score's claim, ties by id: the ordering of `vog rank`.
+    let ranked = top_k(
+        &entries,
+        entries.len(),
+        !higher_is_harder(c),
+        &Default::default(),
+    );
+    ranked
         .iter()
-        .map(|e| {
-            at.get(e.row.id.as_str())
-                .copied()
-                .with_context(|| format!("'{}' is not a training example of the run", e.row.id))
+        .map(|r| {
+            at.get(r.scored.row.id.as_str()).copied().with_context(|| {
+                format!("'{}' is not a training example of the run", r.scored.row.id)
+            })
         })
         .collect()
 }

@@ -158,55 +158,42 @@ fn review_by_keyboard_export_and_train_on_the_decisions() {
             );
         }
     }
-    // Another run's decisions, and decisions that change nothing.
+    // Another run's decisions, decisions that change nothing, a recipe flag with --from.
     let other = d.path().join("other.csv");
-    std::fs::write(
-        &other,
-        format!("id,action,label,scores_sha256\nnot-in-run,drop,,{sha}\n"),
-    )
-    .unwrap();
     let out = d.path().join("x").to_str().unwrap().to_string();
     let r = run.to_str().unwrap();
-    let err = vog_fails(&[
-        "train",
-        "--from",
-        r,
-        "--decisions",
-        other.to_str().unwrap(),
-        "--out",
-        &out,
-    ]);
-    assert!(
-        err.contains("row 2 names 1 id(s) that are not training examples"),
-        "{err}"
-    );
-    std::fs::write(
-        &other,
-        format!("id,action,label,scores_sha256\n{},keep,,{sha}\n", queue[0]),
-    )
-    .unwrap();
-    let err = vog_fails(&[
-        "train",
-        "--from",
-        r,
-        "--decisions",
-        other.to_str().unwrap(),
-        "--out",
-        &out,
-    ]);
-    assert!(err.contains("drops and relabels nothing"), "{err}");
-    let err = vog_fails(&[
-        "train",
-        "--from",
-        r,
-        "--epochs",
-        "3",
-        "--decisions",
-        other.to_str().unwrap(),
-        "--out",
-        &out,
-    ]);
-    assert!(err.contains("--epochs"), "{err}");
+    let h = "id,action,label,scores_sha256";
+    for (text, extra, says) in [
+        (
+            format!("{h}\nnot-in-run,drop,,{sha}\n"),
+            None,
+            "row 2 names 1 id(s) that are not training examples",
+        ),
+        (
+            format!("{h}\n{},keep,,{sha}\n", queue[0]),
+            None,
+            "drops and relabels nothing",
+        ),
+        (
+            format!("{h}\n{},drop,,{sha}\n", queue[0]),
+            Some("--epochs"),
+            "--epochs",
+        ),
+    ] {
+        std::fs::write(&other, text).unwrap();
+        let mut args = vec![
+            "train",
+            "--from",
+            r,
+            "--decisions",
+            other.to_str().unwrap(),
+            "--out",
+            &out,
+        ];
+        args.extend(extra.map(|e| [e, "3"]).into_iter().flatten());
+        let err = vog_fails(&args);
+        assert!(err.contains(says), "{says}: {err}");
+    }
 }
 
 fn common_sha(path: &Path) -> String {

@@ -7,6 +7,39 @@ use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
 
+/// Which examples, in which order: shared by `vog rank` and `vog review`.
+#[derive(Debug, Args)]
+pub struct Which {
+    /// Only the examples whose score meets COLUMN=VALUE, COLUMN>=VALUE or COLUMN<=VALUE
+    /// (true/false for 1/0), e.g. `label_issue=true`.
+    #[arg(long, value_name = "COND")]
+    pub select: Option<Select>,
+    /// The lowest scores first, instead of the highest.
+    #[arg(long)]
+    pub lowest: bool,
+    /// Only this class (name or label number).
+    #[arg(long)]
+    pub class: Option<String>,
+}
+
+impl Which {
+    /// The ranking request for `column`, `top` examples (`default_top`, or all with
+    /// --select).
+    pub fn request(&self, column: &str, top: Option<usize>, default_top: usize) -> RankRequest {
+        RankRequest {
+            top: top.unwrap_or(match self.select {
+                Some(_) => usize::MAX,
+                None => default_top,
+            }),
+            lowest: self.lowest,
+            class: self.class.clone(),
+            per_class: false,
+            column: column.to_string(),
+            select: self.select.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct RankArgs {
     /// Scores CSV written by `vog score`.
@@ -14,16 +47,8 @@ pub struct RankArgs {
     /// How many examples (per class with --per-class) [default: 25; all with --select].
     #[arg(long)]
     pub top: Option<usize>,
-    /// Only the examples whose score meets COLUMN=VALUE, COLUMN>=VALUE or COLUMN<=VALUE
-    /// (true/false for 1/0), e.g. `label_issue=true` with `--format ids`.
-    #[arg(long, value_name = "COND")]
-    pub select: Option<Select>,
-    /// The lowest scores instead of the highest.
-    #[arg(long)]
-    pub lowest: bool,
-    /// Only this class (name or label number).
-    #[arg(long)]
-    pub class: Option<String>,
+    #[command(flatten)]
+    pub which: Which,
     /// The top examples of every class; with --grid, a highest and a lowest grid per class.
     #[arg(long, conflicts_with = "class")]
     pub per_class: bool,
@@ -43,15 +68,8 @@ pub struct RankArgs {
 impl RankArgs {
     fn request(&self) -> RankRequest {
         RankRequest {
-            top: self.top.unwrap_or(match self.select {
-                Some(_) => usize::MAX,
-                None => 25,
-            }),
-            lowest: self.lowest,
-            class: self.class.clone(),
             per_class: self.per_class,
-            column: self.column.clone(),
-            select: self.select.clone(),
+            ..self.which.request(&self.column, self.top, 25)
         }
     }
 }

@@ -1,5 +1,5 @@
 //! `vog review`: a self-contained HTML page to decide about the examples a ranking selects.
-use crate::rank::{RankRequest, Select};
+use super::rank::Which;
 use crate::review::{self, ReviewRequest};
 use anyhow::Result;
 use clap::Args;
@@ -15,16 +15,8 @@ pub struct ReviewArgs {
     /// How many examples [default: 200; all with --select].
     #[arg(long)]
     pub top: Option<usize>,
-    /// Only the examples whose score meets COLUMN=VALUE, COLUMN>=VALUE or COLUMN<=VALUE
-    /// (true/false for 1/0), e.g. `label_issue=true`.
-    #[arg(long, value_name = "COND")]
-    pub select: Option<Select>,
-    /// The lowest scores first.
-    #[arg(long)]
-    pub lowest: bool,
-    /// Only this class (name or label number).
-    #[arg(long)]
-    pub class: Option<String>,
+    #[command(flatten)]
+    pub which: Which,
     /// Dataset location, if it moved since scoring.
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -36,17 +28,7 @@ pub struct ReviewArgs {
 pub fn run(a: &ReviewArgs) -> Result<()> {
     let request = ReviewRequest {
         scores: a.scores.clone(),
-        rank: RankRequest {
-            top: a.top.unwrap_or(match a.select {
-                Some(_) => usize::MAX,
-                None => 200,
-            }),
-            lowest: a.lowest,
-            class: a.class.clone(),
-            per_class: false,
-            column: a.column.clone(),
-            select: a.select.clone(),
-        },
+        rank: a.which.request(&a.column, a.top, 200),
         data: a.data.clone(),
         out: a.out.clone(),
     };
