@@ -295,8 +295,12 @@ fn prune(plan: &Plan, outcome: &Outcome, reporter: &dyn Reporter) -> Result<Prun
         fractions: settings.fractions,
         seeds: settings.seeds,
         relabel_suggested: false,
+        task: None,
     };
-    crate::prune::run(&request, reporter)
+    match crate::prune::run(&request, reporter)? {
+        crate::prune::Outcome::Table(t) => Ok(t),
+        crate::prune::Outcome::Task { .. } => unreachable!("the demo runs every retraining"),
+    }
 }
 
 /// Ids of the planted atypical training images (none for real data).

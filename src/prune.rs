@@ -39,6 +39,38 @@ pub struct PruneRequest {
     /// Also train with each top fraction relabelled to its `suggested_label` (and a random
     /// fraction likewise), beside removing it.
     pub relabel_suggested: bool,
+    /// Only the retrainings of task I of N (every N-th from the I-th), no table: one task
+    /// of a Slurm array or one GPU; a call without it gathers the table.
+    pub task: Option<Task>,
+}
+
+/// Task I of N of a pruning experiment split over N processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Task {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl std::str::FromStr for Task {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("--task '{s}' must be I/N with 0 <= I < N, e.g. 0/4");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let index: usize = i.trim().parse().map_err(|_| bad())?;
+        let count: usize = n.trim().parse().map_err(|_| bad())?;
+        if index >= count {
+            return Err(bad());
+        }
+        Ok(Task { index, count })
+    }
+}
+
+/// What a call did: the table, or (with a task) how many retrainings were its own.
+#[derive(Debug)]
+pub enum Outcome {
+    Table(PruneTable),
+    Task { trained: usize, of: usize },
 }
 
 /// What a setting does with the examples it picks.
@@ -123,8 +155,8 @@ impl PruneRequest {
 }
 
 /// Runs (or resumes) the pruning experiment and writes `RUN/prune/prune.{json,csv}` and
-/// its plot.
-pub fn run(req: &PruneRequest, reporter: &dyn Reporter) -> Result<PruneTable> {
+/// its plot; with a task, only that task's retrainings.
+pub fn run(req: &PruneRequest, reporter: &dyn Reporter) -> Result<Outcome> {
     req.check()?;
     let main = RunDir::open_shared(&req.run)?;
     let m = main.read_manifest()?;
@@ -140,6 +172,7 @@ pub fn run(req: &PruneRequest, reporter: &dyn Reporter) -> Result<PruneTable> {
     let plan = Plan::new(req, &m, &prepared)?;
     let n = prepared.data.train.len();
     let mut acc: Accuracies = HashMap::new();
+    let mut turn = Turns::new(req.task);
     for s in 0..req.seeds {
         let retrain = Retrain {
             dir: req.run.join("prune"),
@@ -148,12 +181,17 @@ pub fn run(req: &PruneRequest, reporter: &dyn Reporter) -> Result<PruneTable> {
             seed: cfg.hyper.seed + s as u64,
             reporter,
         };
-        let none = retrain.accuracy(&format!("none-seed{s}"), Edits::default())?;
-        acc.entry((Action::Remove, "none".into(), 0))
-            .or_default()
-            .push(none);
+        if turn.mine() {
+            let none = retrain.accuracy(&format!("none-seed{s}"), Edits::default())?;
+            acc.entry((Action::Remove, "none".into(), 0))
+                .or_default()
+                .push(none);
+        }
         for (fi, &f) in req.fractions.iter().enumerate() {
             for (action, name, picked) in plan.settings(fi, removed(f, n), retrain.seed) {
+                if !turn.mine() {
+                    continue;
+                }
                 let folder = format!(
                     "{}{}-f{fi}-seed{s}",
                     action.folder_prefix(),
@@ -164,6 +202,12 @@ pub fn run(req: &PruneRequest, reporter: &dyn Reporter) -> Result<PruneTable> {
             }
         }
     }
+    if req.task.is_some() {
+        return Ok(Outcome::Task {
+            trained: turn.taken,
+            of: turn.seen,
+        });
+    }
     let table = PruneTable {
         run: req.run.clone(),
         scores: req.scores.clone(),
@@ -172,7 +216,32 @@ pub fn run(req: &PruneRequest, reporter: &dyn Reporter) -> Result<PruneTable> {
         rows: rows(req, &acc, n),
     };
     write(&req.run.join("prune"), &table)?;
-    Ok(table)
+    Ok(Outcome::Table(table))
+}
+
+/// Deals the retrainings out to the tasks, round robin in the order they are met.
+struct Turns {
+    task: Option<Task>,
+    seen: usize,
+    taken: usize,
+}
+
+impl Turns {
+    fn new(task: Option<Task>) -> Self {
+        Turns {
+            task,
+            seen: 0,
+            taken: 0,
+        }
+    }
+
+    /// Whether the next retraining is this process's.
+    fn mine(&mut self) -> bool {
+        let mine = self.task.is_none_or(|t| self.seen % t.count == t.index);
+        self.seen += 1;
+        self.taken += usize::from(mine);
+        mine
+    }
 }
 
 /// Test accuracies per seed of each (action, removal, fraction index).

@@ -311,7 +311,7 @@ impl RunDir {
             std::fs::remove_dir_all(&ckpt)
                 .with_context(|| format!("cannot remove '{}'", ckpt.display()))?;
         }
-        // What `vog crossval` and `vog prune` derived from the old run (crate::oof::DIR and
+        // What `vog crossval` and `vog prune` derived from the old run (the folder of oof.rs and
         // RUN/prune) would otherwise pass for the new run's.
         for dir in [crate::dynamics::DIR, RESUME_DIR, "crossval", "prune"] {
             let dir = self.root.join(dir);

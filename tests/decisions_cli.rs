@@ -212,6 +212,17 @@ fn prune_compares_a_score_with_random_removal() {
         "--seeds",
         "2",
     ];
+    // Two tasks (as a Slurm array would run them), then the call that gathers the table.
+    for task in ["0/2", "1/2"] {
+        let out = succeed(vog().args(args).args(["--task", task]));
+        let said = String::from_utf8(out.stdout).unwrap();
+        assert!(said.contains("task done: 4 of the 8 retrainings"), "{said}");
+    }
+    let trained = std::fs::read_dir(run.join("prune")).unwrap().count();
+    assert_eq!(
+        trained, 8,
+        "each retraining once, none left for the gathering call"
+    );
     let out = succeed(vog().args(args));
     let table = String::from_utf8(out.stdout).unwrap();
     assert_eq!(table.lines().count(), 1 + 1 + 3, "{table}");
@@ -256,6 +267,10 @@ fn prune_compares_a_score_with_random_removal() {
         "1.5",
     ]);
     assert!(err.contains("strictly between 0 and 1"), "{err}");
+    let err = vog_fails(&[
+        "prune", "--run", r, "--scores", s, "--column", "vog", "--task", "2/2",
+    ]);
+    assert!(err.contains("must be I/N with 0 <= I < N"), "{err}");
     let err = vog_fails(&[
         "prune",
         "--run",

@@ -1,6 +1,6 @@
 //! `vog prune`: test accuracy after removing what a score flags, against random removal.
 use super::{reporter, Terminal};
-use crate::prune::{self, PruneRequest};
+use crate::prune::{self, Outcome, PruneRequest, Task};
 use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
@@ -26,6 +26,10 @@ pub struct PruneArgs {
     /// (after vog crossval), against a random fraction relabelled likewise.
     #[arg(long)]
     pub relabel_suggested: bool,
+    /// Only the retrainings of task I of N (every N-th), e.g. one task of a Slurm array
+    /// (`--task $SLURM_ARRAY_TASK_ID/N`); a call without --task then gathers the table.
+    #[arg(long, value_name = "I/N")]
+    pub task: Option<Task>,
     /// No progress output.
     #[arg(long)]
     pub quiet: bool,
@@ -39,9 +43,18 @@ pub fn run(a: &PruneArgs) -> Result<()> {
         fractions: a.fractions.clone(),
         seeds: a.seeds,
         relabel_suggested: a.relabel_suggested,
+        task: a.task,
     };
     reporter::stop_on_ctrl_c()?;
-    let t = prune::run(&request, &Terminal::detect(a.quiet))?;
+    let t = match prune::run(&request, &Terminal::detect(a.quiet))? {
+        Outcome::Table(t) => t,
+        Outcome::Task { trained, of } => {
+            println!(
+                "task done: {trained} of the {of} retrainings; run vog prune without --task for the table"
+            );
+            return Ok(());
+        }
+    };
     t.table().write_text(&mut std::io::stdout().lock())?;
     eprintln!(
         "wrote prune.json, prune.csv and prune.png to '{}'",
