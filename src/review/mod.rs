@@ -8,7 +8,7 @@
 use crate::export::esc;
 use crate::grid::ImageLookup;
 use crate::rank::{RankRequest, Ranking};
-use crate::scores::{class_names, scored, ScoreRow, ScoresFile};
+use crate::scores::{ScoreRow, ScoresFile};
 use anyhow::{bail, Result};
 use base64::Engine;
 use serde::Serialize;
@@ -82,7 +82,12 @@ pub fn run(req: &ReviewRequest) -> Result<Written> {
     }
     let images = ImageLookup::load(&file.meta, req.data.as_deref())?;
     let columns: Vec<(String, crate::scores::ColumnRef)> = file.columns();
-    let names = class_names(&scored(&file, &req.rank.column)?);
+    // Every class the file names, whichever rows the column has values for.
+    let names: std::collections::BTreeMap<i64, String> = file
+        .rows
+        .iter()
+        .map(|r| (r.label, r.label_name.clone()))
+        .collect();
     let classes = (0..=names.keys().max().copied().unwrap_or(0))
         .map(|l| crate::scores::name_of(&names, l))
         .collect();

@@ -13,8 +13,10 @@
 //! the plain `vog_raw` and `vog` names; every further target T adds `vog_raw_T` and `vog_T`.
 //! Then the companion scores ([`Companion`]) the sidecar lists, in its order: `loss`,
 //! `el2n`, `prob` from the scoring checkpoints, and for runs with training dynamics
-//! `confidence`, `variability`, `correctness`, `forgetting`, `aum`, which are empty in test
-//! rows. Every value is finite.
+//! `confidence`, `variability`, `correctness`, `forgetting`, `aum`, and after `vog crossval`
+//! `oof_prob`, `oof_margin`, `oof_entropy`, `label_issue`, which are empty in test rows;
+//! with the last four, `suggested_label` (the out-of-sample argmax, a class index: not a
+//! score). Every value is finite.
 //! A scores file is only read together with its sidecar: a missing or unreadable one is
 //! an error, never a silent default.
 mod check;
