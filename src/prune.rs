@@ -10,6 +10,7 @@ use crate::atomic_file;
 use crate::config::TrainConfig;
 use crate::data::prepare::{self, PreparedData};
 use crate::data::SplitKind;
+use crate::eval::plots::Estimated;
 use crate::eval::stats;
 use crate::export::{Table, TableColumn};
 use crate::origin::Origins;
@@ -552,23 +553,36 @@ fn plot(dir: &Path, t: &PruneTable) -> Result<()> {
 }
 
 impl PruneTable {
-    /// Accuracy against fraction, one line per setting, each starting at no removal.
+    /// Accuracy against fraction with 95% intervals, one line per setting, each starting
+    /// at no removal.
     pub fn svg(&self) -> Result<String> {
-        let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+        let point = |r: &PruneRow| Estimated {
+            x: r.fraction,
+            mean: r.accuracy.mean,
+            interval: r.accuracy.ci_low.zip(r.accuracy.ci_high),
+        };
+        let mut series: Vec<(String, Vec<Estimated>)> = Vec::new();
         for r in self.rows.iter().filter(|r| r.removal != "none") {
             let name = r.label();
             match series.iter_mut().find(|(n, _)| *n == name) {
-                Some((_, pts)) => pts.push((r.fraction, r.accuracy.mean)),
-                None => series.push((name, vec![(r.fraction, r.accuracy.mean)])),
+                Some((_, pts)) => pts.push(point(r)),
+                None => series.push((name, vec![point(r)])),
             }
         }
-        let base = self.rows.iter().find(|r| r.removal == "none");
-        for (_, pts) in &mut series {
-            pts.extend(base.map(|b| (0.0, b.accuracy.mean)));
-            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        // Every line starts at no removal, whose interval is drawn once.
+        let base = self.rows.iter().find(|r| r.removal == "none").map(point);
+        for (i, (_, pts)) in series.iter_mut().enumerate() {
+            pts.extend(base.map(|b| match i {
+                0 => b,
+                _ => Estimated {
+                    interval: None,
+                    ..b
+                },
+            }));
+            pts.sort_by(|a, b| a.x.total_cmp(&b.x));
         }
         crate::eval::plots::fraction_lines(
-            "Test accuracy after acting on the hardest fraction",
+            "Test accuracy after acting on the hardest fraction (95% intervals over seeds)",
             &series,
         )
     }

@@ -388,14 +388,25 @@ pub fn epoch_lines(
                 .collect();
             (name.to_string(), if i == 0 { BAR } else { ACCENT }, pts)
         });
-        draw_lines(&mut chart, lines)?;
+        draw_lines(&mut chart, lines, SeriesLabelPosition::UpperRight)?;
         root.present().map_err(err)?;
     }
     Ok(svg)
 }
 
 /// Test accuracy (y, 0-1) against the fraction removed (x), one line per named series.
-pub fn fraction_lines(title: &str, series: &[(String, Vec<(f64, f64)>)]) -> Result<String> {
+/// A point of [`fraction_lines`]: a mean at `x`, with its interval where there is one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimated {
+    pub x: f64,
+    pub mean: f64,
+    pub interval: Option<(f64, f64)>,
+}
+
+/// Test accuracy against the fraction removed: one line per series through the means,
+/// each interval a vertical bar (the series' bars shifted apart a little, so they do not
+/// hide one another).
+pub fn fraction_lines(title: &str, series: &[(String, Vec<Estimated>)]) -> Result<String> {
     const PALETTE: [RGBColor; 6] = [
         RGBColor(120, 120, 120),
         BAR,
@@ -406,12 +417,13 @@ pub fn fraction_lines(title: &str, series: &[(String, Vec<(f64, f64)>)]) -> Resu
     ];
     let pts = series.iter().flat_map(|(_, p)| p.iter());
     let (lo, hi) = pts.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), p| {
-        (l.min(p.1), h.max(p.1))
+        let (a, b) = p.interval.unwrap_or((p.mean, p.mean));
+        (l.min(a).min(p.mean), h.max(b).max(p.mean))
     });
     let (lo, hi) = axis(lo, hi)?;
     let right = series
         .iter()
-        .flat_map(|(_, p)| p.iter().map(|p| p.0))
+        .flat_map(|(_, p)| p.iter().map(|p| p.x))
         .fold(0.01, f64::max);
     let mut svg = String::new();
     {
@@ -422,7 +434,8 @@ pub fn fraction_lines(title: &str, series: &[(String, Vec<(f64, f64)>)]) -> Resu
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(56)
-            .build_cartesian_2d(0.0..right, lo..hi)
+            // Room either side for the shifted intervals.
+            .build_cartesian_2d(-0.04 * right..1.04 * right, lo..hi)
             .map_err(err)?;
         chart
             .configure_mesh()
@@ -430,20 +443,36 @@ pub fn fraction_lines(title: &str, series: &[(String, Vec<(f64, f64)>)]) -> Resu
             .y_desc("test accuracy")
             .draw()
             .map_err(err)?;
-        let lines = series
-            .iter()
-            .enumerate()
-            .map(|(i, (name, p))| (name.clone(), PALETTE[i % PALETTE.len()], p.clone()));
-        draw_lines(&mut chart, lines)?;
+        let colour = |i: usize| PALETTE[i % PALETTE.len()];
+        for (i, (_, p)) in series.iter().enumerate() {
+            let shift = right * 0.008 * (i as f64 - (series.len() as f64 - 1.0) / 2.0);
+            let bars = p.iter().filter_map(|e| {
+                let x = e.x + shift;
+                e.interval
+                    .map(|(a, b)| PathElement::new(vec![(x, a), (x, b)], colour(i).stroke_width(2)))
+            });
+            chart.draw_series(bars).map_err(err)?;
+        }
+        let lines = series.iter().enumerate().map(|(i, (name, p))| {
+            (
+                name.clone(),
+                colour(i),
+                p.iter().map(|e| (e.x, e.mean)).collect(),
+            )
+        });
+        // The intervals end at the right edge: the legend goes where the lines start.
+        draw_lines(&mut chart, lines, SeriesLabelPosition::LowerLeft)?;
         root.present().map_err(err)?;
     }
     Ok(svg)
 }
 
-/// Draws each (name, colour, points) as a line with a legend entry, then the legend.
+/// Draws each (name, colour, points) as a line with a legend entry, then the legend at
+/// `legend`.
 fn draw_lines<'a, DB: DrawingBackend + 'a>(
     chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
     lines: impl Iterator<Item = (String, RGBColor, Vec<(f64, f64)>)>,
+    legend: SeriesLabelPosition,
 ) -> Result<()>
 where
     DB::ErrorType: 'static,
@@ -459,6 +488,7 @@ where
     }
     chart
         .configure_series_labels()
+        .position(legend)
         .background_style(WHITE)
         .border_style(BLACK)
         .draw()
