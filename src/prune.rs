@@ -159,17 +159,8 @@ impl PruneRequest {
 /// its plot; with a task, only that task's retrainings.
 pub fn run(req: &PruneRequest, reporter: &dyn Reporter) -> Result<Outcome> {
     req.check()?;
-    let main = RunDir::open_shared(&req.run)?;
-    let m = main.read_manifest()?;
-    if !m.complete || m.dataset.test_examples == 0 {
-        bail!(
-            "run '{}' must have finished training and have a test split",
-            req.run.display()
-        );
-    }
-    let origins = Origins::file(&main.path(MANIFEST), "config.");
+    let (m, prepared) = open_run(&req.run)?;
     let cfg = &m.config;
-    let prepared = prepare::prepare(&cfg.dataset, &cfg.selection(), cfg.hyper.seed, &origins)?;
     let plan = Plan::new(req, &m, &prepared)?;
     let n = prepared.data.train.len();
     let mut acc: Accuracies = HashMap::new();
@@ -243,6 +234,22 @@ impl Turns {
         self.taken += usize::from(mine);
         mine
     }
+}
+
+/// The finished run at `run` (it must have a test split) and its data as it trained.
+fn open_run(run: &Path) -> Result<(RunManifest, PreparedData)> {
+    let main = RunDir::open_shared(run)?;
+    let m = main.read_manifest()?;
+    if !m.complete || m.dataset.test_examples == 0 {
+        bail!(
+            "run '{}' must have finished training and have a test split",
+            run.display()
+        );
+    }
+    let origins = Origins::file(&main.path(MANIFEST), "config.");
+    let cfg = &m.config;
+    let prepared = prepare::prepare(&cfg.dataset, &cfg.selection(), cfg.hyper.seed, &origins)?;
+    Ok((m, prepared))
 }
 
 /// Test accuracies per seed of each (action, removal, fraction index).

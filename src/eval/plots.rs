@@ -444,15 +444,7 @@ pub fn fraction_lines(title: &str, series: &[(String, Vec<Estimated>)]) -> Resul
             .draw()
             .map_err(err)?;
         let colour = |i: usize| PALETTE[i % PALETTE.len()];
-        for (i, (_, p)) in series.iter().enumerate() {
-            let shift = right * 0.008 * (i as f64 - (series.len() as f64 - 1.0) / 2.0);
-            let bars = p.iter().filter_map(|e| {
-                let x = e.x + shift;
-                e.interval
-                    .map(|(a, b)| PathElement::new(vec![(x, a), (x, b)], colour(i).stroke_width(2)))
-            });
-            chart.draw_series(bars).map_err(err)?;
-        }
+        draw_intervals(&mut chart, series, colour, right)?;
         let lines = series.iter().enumerate().map(|(i, (name, p))| {
             (
                 name.clone(),
@@ -465,6 +457,28 @@ pub fn fraction_lines(title: &str, series: &[(String, Vec<Estimated>)]) -> Resul
         root.present().map_err(err)?;
     }
     Ok(svg)
+}
+
+/// Each series' intervals as vertical bars, shifted apart by a little of `right`.
+fn draw_intervals<DB: DrawingBackend>(
+    chart: &mut ChartContext<DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    series: &[(String, Vec<Estimated>)],
+    colour: impl Fn(usize) -> RGBColor,
+    right: f64,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    for (i, (_, p)) in series.iter().enumerate() {
+        let shift = right * 0.008 * (i as f64 - (series.len() as f64 - 1.0) / 2.0);
+        let bars = p.iter().filter_map(|e| {
+            let x = e.x + shift;
+            e.interval
+                .map(|(a, b)| PathElement::new(vec![(x, a), (x, b)], colour(i).stroke_width(2)))
+        });
+        chart.draw_series(bars).map_err(err)?;
+    }
+    Ok(())
 }
 
 /// Draws each (name, colour, points) as a line with a legend entry, then the legend at

@@ -91,27 +91,7 @@ pub fn run(req: &ReviewRequest) -> Result<Written> {
     let classes = (0..=names.keys().max().copied().unwrap_or(0))
         .map(|l| crate::scores::name_of(&names, l))
         .collect();
-    let examples = ranked
-        .iter()
-        .map(|r| {
-            let row = r.scored.row;
-            Ok(Example {
-                rank: r.rank,
-                id: row.id.clone(),
-                split: row.split.name(),
-                score: r.scored.score,
-                label: row.label,
-                trained: row.trained_label,
-                predicted: row.predicted,
-                suggested: row.suggested_label,
-                values: columns
-                    .iter()
-                    .map(|(_, c)| crate::scores::value(row, *c))
-                    .collect(),
-                image: image_uri(&images, row)?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let examples = examples(ranked, &columns, &images)?;
     let page = Page {
         scores: std::path::absolute(&req.scores)
             .unwrap_or_else(|_| req.scores.clone())
@@ -130,6 +110,35 @@ pub fn run(req: &ReviewRequest) -> Result<Written> {
         examples: page.examples.len(),
         bytes: html.len(),
     })
+}
+
+/// What the page shows of each ranked example, its image encoded once.
+fn examples(
+    ranked: &[crate::scores::Ranked],
+    columns: &[(String, crate::scores::ColumnRef)],
+    images: &ImageLookup,
+) -> Result<Vec<Example>> {
+    ranked
+        .iter()
+        .map(|r| {
+            let row = r.scored.row;
+            Ok(Example {
+                rank: r.rank,
+                id: row.id.clone(),
+                split: row.split.name(),
+                score: r.scored.score,
+                label: row.label,
+                trained: row.trained_label,
+                predicted: row.predicted,
+                suggested: row.suggested_label,
+                values: columns
+                    .iter()
+                    .map(|(_, c)| crate::scores::value(row, *c))
+                    .collect(),
+                image: image_uri(images, row)?,
+            })
+        })
+        .collect()
 }
 
 /// Refuses an output that is not an `.html` file.
