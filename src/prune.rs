@@ -56,13 +56,7 @@ impl std::str::FromStr for Task {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("--task '{s}' must be I/N with 0 <= I < N, e.g. 0/4");
-        let (i, n) = s.split_once('/').ok_or_else(bad)?;
-        let index: usize = i.trim().parse().map_err(|_| bad())?;
-        let count: usize = n.trim().parse().map_err(|_| bad())?;
-        if index >= count {
-            return Err(bad());
-        }
+        let (index, count) = crate::scoring::models::index_of(s, "--task")?;
         Ok(Task { index, count })
     }
 }

@@ -37,19 +37,26 @@ pub struct ShardSpec {
     pub count: usize,
 }
 
+/// `I/N` (part I of N, from 0), as `--shard` and `vog prune --task` take it; `flag` names
+/// the option in the error.
+pub fn index_of(s: &str, flag: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("{flag} '{s}' must be I/N with 0 <= I < N, e.g. 0/4");
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (index, count): (usize, usize) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if index >= count {
+        return Err(bad());
+    }
+    Ok((index, count))
+}
+
 impl std::str::FromStr for ShardSpec {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("--shard '{s}' must be I/N with 0 <= I < N, e.g. 0/4");
-        let (i, n) = s.split_once('/').ok_or_else(bad)?;
-        let (index, count): (usize, usize) = (
-            i.trim().parse().map_err(|_| bad())?,
-            n.trim().parse().map_err(|_| bad())?,
-        );
-        if index >= count {
-            return Err(bad());
-        }
+        let (index, count) = index_of(s, "--shard")?;
         Ok(ShardSpec { index, count })
     }
 }
