@@ -265,17 +265,7 @@ struct Plan {
 impl Plan {
     fn new(req: &PruneRequest, m: &RunManifest, prepared: &PreparedData) -> Result<Self> {
         let file = ScoresFile::read(&req.scores)?;
-        let run = std::path::absolute(&req.run).unwrap_or_else(|_| req.run.clone());
-        if file.meta.run.as_ref() != Some(&run)
-            || file.meta.dataset_fingerprint != m.dataset.fingerprint
-        {
-            bail!(
-                "'{}' holds scores of {}, not of run '{}'",
-                req.scores.display(),
-                file.meta.source(),
-                req.run.display()
-            );
-        }
+        file.check_of_run(&req.run, &m.dataset.fingerprint)?;
         let at: HashMap<&str, usize> = prepared
             .data
             .train

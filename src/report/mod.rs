@@ -677,18 +677,7 @@ fn read_all(paths: &[PathBuf]) -> Result<Vec<Evaluated>> {
 
 /// Refuses a scores file made from another run or other data than `run`'s.
 fn check_of_run(scored: &[Evaluated], run_path: &Path, manifest: &RunManifest) -> Result<()> {
-    let run = std::path::absolute(run_path).unwrap_or_else(|_| run_path.to_path_buf());
-    for s in scored {
-        if s.file.meta.run.as_ref() != Some(&run)
-            || s.file.meta.dataset_fingerprint != manifest.dataset.fingerprint
-        {
-            bail!(
-                "'{}' holds scores of {}, not of run '{}'",
-                s.file.path.display(),
-                s.file.meta.source(),
-                run_path.display()
-            );
-        }
-    }
-    Ok(())
+    scored
+        .iter()
+        .try_for_each(|s| s.file.check_of_run(run_path, &manifest.dataset.fingerprint))
 }

@@ -150,6 +150,22 @@ impl ScoresFile {
         })
     }
 
+    /// Refuses a file scored from another run than the one at `run`, or from other data
+    /// than its `fingerprint`.
+    pub fn check_of_run(&self, run: &Path, fingerprint: &str) -> Result<()> {
+        let absolute = std::path::absolute(run).unwrap_or_else(|_| run.to_path_buf());
+        if self.meta.run.as_ref() != Some(&absolute) || self.meta.dataset_fingerprint != fingerprint
+        {
+            bail!(
+                "'{}' holds scores of {}, not of run '{}'",
+                self.path.display(),
+                self.meta.source(),
+                run.display()
+            );
+        }
+        Ok(())
+    }
+
     pub fn len(&self) -> usize {
         self.rows.len()
     }
