@@ -167,6 +167,18 @@ fn every_epoch() -> usize {
     1
 }
 
+/// What `vog train --from RUN` started from: the run (absolute, as it was then) and the
+/// person's `--exclude` and `--relabel` files (a `--decisions` file is recorded as the
+/// run's `decisions`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FromRun {
+    pub run: std::path::PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude: Option<Exclusions>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relabel: Option<Relabels>,
+}
+
 /// A validated training configuration, as saved in `run.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
@@ -189,6 +201,10 @@ pub struct TrainConfig {
     /// The seed of the subsets, where it is not `hyper.seed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subset_seed: Option<u64>,
+    /// The run this one trains again with a person's changes (`vog train --from`), and the
+    /// person's files as read; `exclude` and `relabel` above are what they amount to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<FromRun>,
     /// Where training runs.
     #[serde(with = "crate::device::by_name")]
     pub device: Device,
@@ -224,6 +240,7 @@ impl TrainConfig {
             relabel: selection.relabel,
             decisions: selection.decisions,
             subset_seed: selection.subset_seed,
+            from: None,
             device,
         })
     }

@@ -124,7 +124,7 @@ fn train_fold(
     reporter: &dyn Reporter,
 ) -> Result<()> {
     let root = fold_dir(dir, f);
-    let (_, cfg) = fold_config(&root, fold, f, m, prepared)?;
+    let (_, cfg) = fold_config(fold, f, m, prepared)?;
     reporter.info(&format!("crossval fold {f}: the other folds' model"));
     train::ensure(&root, &cfg, reporter)?;
     Ok(())
@@ -133,7 +133,6 @@ fn train_fold(
 /// Fold `f`'s held-out positions and the recipe its model trains with in `root`: the
 /// run's, without them.
 fn fold_config(
-    root: &Path,
     fold: &[usize],
     f: usize,
     m: &RunManifest,
@@ -144,7 +143,7 @@ fn fold_config(
         leave_out: &held,
         ..Edits::default()
     };
-    let cfg = train::derived_config(root, &m.config, prepared, edits, m.config.hyper.seed)?;
+    let cfg = train::derived_config(&m.config, prepared, edits, m.config.hyper.seed)?;
     Ok((held, cfg))
 }
 
@@ -198,7 +197,7 @@ fn gather(
         if !fm.complete {
             bail!("fold {f} in '{}' has not finished training", root.display());
         }
-        let (held, want) = fold_config(&root, fold, f, m, prepared)?;
+        let (held, want) = fold_config(fold, f, m, prepared)?;
         if let Some(diff) = fm.config.difference(&want) {
             bail!(
                 "fold {f} in '{}' was trained with another recipe or other examples ({diff}); \

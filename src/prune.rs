@@ -410,7 +410,7 @@ impl Retrain<'_> {
     /// The last test accuracy of the recipe with `edits`, trained (or found) in `dir/name`.
     fn accuracy(&self, name: &str, edits: Edits) -> Result<f64> {
         let root = self.dir.join(name);
-        let cfg = train::derived_config(&root, self.base, self.prepared, edits, self.seed)?;
+        let cfg = train::derived_config(self.base, self.prepared, edits, self.seed)?;
         let m = train::ensure(&root, &cfg, self.reporter)?;
         m.epochs
             .last()

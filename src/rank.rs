@@ -4,7 +4,9 @@
 //! grids of the result are drawn by [`crate::grid`].
 use crate::export::Export;
 use crate::grid::{class_grid_path, ImageLookup};
-use crate::scores::{class_names, per_class, scored, top_k, Ranked, Scored, ScoresFile};
+use crate::scores::{
+    class_names, file_classes, per_class, scored, top_k, Ranked, Scored, ScoresFile,
+};
 use anyhow::{bail, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -42,20 +44,27 @@ impl std::str::FromStr for Select {
 
     fn from_str(s: &str) -> Result<Self, String> {
         use std::cmp::Ordering::{Equal, Greater, Less};
-        let bad = || format!("'{s}' is not COLUMN=VALUE, COLUMN>=VALUE or COLUMN<=VALUE");
         let (column, op, value) = [(">=", Greater), ("<=", Less), ("=", Equal)]
             .iter()
             .find_map(|(sym, op)| s.split_once(sym).map(|(c, v)| (c, *op, v)))
-            .ok_or_else(bad)?;
+            .ok_or_else(|| format!("'{s}' is not COLUMN=VALUE, COLUMN>=VALUE or COLUMN<=VALUE"))?;
         let value = match value.trim() {
-            "true" => 1.0,
-            "false" => 0.0,
+            v if v.eq_ignore_ascii_case("true") => 1.0,
+            v if v.eq_ignore_ascii_case("false") => 0.0,
             v => v
                 .parse::<f64>()
                 .ok()
                 .filter(|v| v.is_finite())
-                .ok_or_else(bad)?,
+                .ok_or_else(|| {
+                    format!(
+                        "'{s}': the value '{v}' is not a finite number, true or false (true and \
+                     false stand for 1 and 0)"
+                    )
+                })?,
         };
+        if column.trim().is_empty() {
+            return Err(format!("'{s}' names no column (COLUMN=VALUE)"));
+        }
         Ok(Select {
             column: column.trim().to_string(),
             op,
@@ -76,6 +85,23 @@ impl std::fmt::Display for Select {
 }
 
 impl Select {
+    /// What the column's values are, when a selection matched none: ` (label_issue holds
+    /// 0 and 1)`, ` (vog lies in [-2.1, 3.4])`.
+    fn hint(&self, file: &ScoresFile) -> String {
+        let Ok(values) = scored(file, &self.column) else {
+            return String::new();
+        };
+        let (lo, hi) = values
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), e| {
+                (lo.min(e.score), hi.max(e.score))
+            });
+        match values.is_empty() {
+            true => format!(" ({} has no values here)", self.column),
+            false => format!(" ({} lies in [{lo}, {hi}])", self.column),
+        }
+    }
+
     fn keeps(&self, v: f64) -> bool {
         match self.op {
             std::cmp::Ordering::Equal => v == self.value,
@@ -110,9 +136,6 @@ impl<'a> Ranking<'a> {
         r.check()?;
         let mut entries = scored(file, &r.column)?;
         let names = class_names(&entries);
-        if let Some(class) = &r.class {
-            entries = filter_class(entries, class)?;
-        }
         if let Some(sel) = &r.select {
             let keep: std::collections::HashSet<&str> = scored(file, &sel.column)?
                 .into_iter()
@@ -122,9 +145,28 @@ impl<'a> Ranking<'a> {
             entries.retain(|e| keep.contains(e.row.id.as_str()));
             if entries.is_empty() {
                 bail!(
-                    "--select {sel} matches no example of '{}'",
-                    file.path.display()
+                    "--select {sel} matches no example of '{}'{}",
+                    file.path.display(),
+                    sel.hint(file)
                 );
+            }
+        }
+        if let Some(class) = &r.class {
+            let selected = entries.len();
+            entries = filter_class(entries, class, &file_classes(file))?;
+            if entries.is_empty() {
+                match &r.select {
+                    Some(sel) => bail!(
+                        "--class '{class}' leaves none of the {selected} examples --select {sel} \
+                         matches in '{}'",
+                        file.path.display()
+                    ),
+                    None => bail!(
+                        "--class '{class}': no example of that class in '{}' has a value in '{}'",
+                        file.path.display(),
+                        r.column
+                    ),
+                }
             }
         }
         let pool = if r.per_class {
@@ -184,18 +226,19 @@ pub fn check_grid_path(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Keeps the examples of the class named or numbered `class`.
-pub fn filter_class<'a>(entries: Vec<Scored<'a>>, class: &str) -> Result<Vec<Scored<'a>>> {
-    let matches =
-        |e: &Scored| e.row.label_name == class || class.parse::<i64>().ok() == Some(e.row.label);
-    if !entries.iter().any(matches) {
-        let names: Vec<String> = class_names(&entries).into_values().collect();
-        bail!(
-            "--class '{class}' is not a class of this file (classes: {})",
-            names.join(", ")
-        );
-    }
-    Ok(entries.into_iter().filter(matches).collect())
+/// Keeps the examples of the class `class` names among `classes` (see
+/// [`crate::data::classes`]).
+pub fn filter_class<'a>(
+    entries: Vec<Scored<'a>>,
+    class: &str,
+    classes: &[String],
+) -> Result<Vec<Scored<'a>>> {
+    let label = crate::data::classes::resolve(class, classes)
+        .map_err(|e| anyhow::anyhow!("--class {e}"))? as i64;
+    Ok(entries
+        .into_iter()
+        .filter(|e| e.row.label == label)
+        .collect())
 }
 
 /// One ranked example as the CSV and JSON outputs spell it.
@@ -422,13 +465,30 @@ mod tests {
     #[test]
     fn classes() {
         let es = scored(&[row("a", 0), row("b", 1), row("c", 0)], &[1.0, 2.0, 3.0]);
-        assert_eq!(filter_class(es.clone(), "c0").unwrap().len(), 2);
-        assert_eq!(filter_class(es.clone(), "1").unwrap().len(), 1);
-        let err = filter_class(es.clone(), "dog").unwrap_err().to_string();
+        let names = vec!["c0".to_string(), "c1".to_string()];
+        assert_eq!(filter_class(es.clone(), "c0", &names).unwrap().len(), 2);
+        assert_eq!(filter_class(es.clone(), "1", &names).unwrap().len(), 1);
+        let err = filter_class(es.clone(), "dog", &names)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("'dog'") && err.contains("c0, c1"), "{err}");
         let g = per_class(&es);
         assert_eq!(g.len(), 2);
         assert_eq!((g[0].0.as_str(), g[0].1.len()), ("c0", 2));
+        // Classes named by numbers: a name never matches a second class by its index.
+        let numbers: Vec<String> = ["1", "10", "2"].iter().map(|s| s.to_string()).collect();
+        let es = scored(&[row("a", 0), row("b", 1), row("c", 2)], &[1.0, 2.0, 3.0]);
+        let ids = |class: &str| -> Vec<String> {
+            filter_class(es.clone(), class, &numbers)
+                .unwrap()
+                .iter()
+                .map(|e| e.row.id.clone())
+                .collect()
+        };
+        assert_eq!(ids("10"), vec!["b"]);
+        assert_eq!(ids("name:1"), vec!["a"]);
+        let err = filter_class(es.clone(), "1", &numbers).unwrap_err();
+        assert!(err.to_string().contains("ambiguous"), "{err}");
     }
 
     #[test]

@@ -6,8 +6,9 @@
 //! and augments the data (see `run_dir`), so [`resume`] continues exactly where an
 //! uninterrupted run would be. A stop requested through the reporter (Ctrl-C) takes effect
 //! at the next epoch's end, after its state is saved.
+use crate::config::FromRun;
 use crate::config::{Hyper, TrainConfig};
-use crate::data::decisions::{Exclusions, Relabels};
+use crate::data::decisions::{self, Exclusions, Relabels};
 use crate::data::noise::{self, NoisyLabel};
 use crate::data::prepare::{self, PreparedData, Selection};
 use crate::data::transform::{self, Augment, Normalization, Normalizer};
@@ -285,8 +286,16 @@ pub fn run(
 ) -> Result<RunManifest> {
     let noise_file = write_noise_record(run, &prepared.noise, cfg)?;
     atomic_file::write_bytes(&run.path(run_dir::CONFIG), cfg.hyper.to_toml().as_bytes())?;
+    let selection_files = write_selection_files(cfg, run)?;
     let mut trainer = Trainer::for_data(cfg, prepared)?;
     let mut manifest = new_manifest(cfg, prepared, model::parameter_count(&trainer.vs));
+    let written = [run_dir::CONFIG.to_string()]
+        .into_iter()
+        .chain(noise_file.clone())
+        .chain(selection_files);
+    for name in written {
+        manifest.files.insert(name.clone(), run.digest(&name)?);
+    }
     manifest.label_noise_file = noise_file;
     manifest.dynamics = Some(dynamics::DIR.into());
     run.write_manifest(&manifest)?;
@@ -394,18 +403,25 @@ pub fn resume(
 }
 
 /// Drops what the manifest says about epochs after `epoch` (written by a run killed
-/// before its commit point cannot be there, but a hand-edited one might).
+/// before its commit point cannot be there, but a hand-edited one might): their
+/// checkpoints and dynamics, and every resume state but the one continued from.
 fn forget_after(m: &mut RunManifest, epoch: usize) {
     m.epochs.retain(|r| r.epoch <= epoch);
     m.saved_epochs.retain(|&e| e <= epoch);
-    let kept: Vec<String> = m
+    let mut per_epoch: Vec<String> = m
         .epochs
         .iter()
         .filter_map(|r| r.checkpoint.clone())
         .collect();
-    let resume = m.resume.as_ref().map(|r| r.file.clone());
+    per_epoch.extend((1..=epoch).map(dynamics::file_name));
+    per_epoch.extend(m.resume.as_ref().map(|r| r.file.clone()));
+    let of_epochs = |name: &str| {
+        [run_dir::CHECKPOINTS, run_dir::RESUME_DIR, dynamics::DIR]
+            .iter()
+            .any(|dir| name.starts_with(&format!("{dir}/")))
+    };
     m.files
-        .retain(|name, _| kept.contains(name) || resume.as_ref() == Some(name));
+        .retain(|name, _| !of_epochs(name) || per_epoch.contains(name));
     m.complete = false;
 }
 
@@ -474,10 +490,10 @@ pub struct Edits<'a> {
 
 /// A run's recipe (`base`) on its training examples with `edits` applied, every other label
 /// as the run trained it (kept as relabels, so no shuffle is drawn again on a smaller
-/// set), trained from `seed` and checkpointing only its last epoch. The decisions are
-/// written to `root` as `exclude.csv` and `relabel.csv`, and recorded like a person's.
+/// set), trained from `seed` and checkpointing only its last epoch. The edits become the
+/// files `exclude.csv` and `relabel.csv` that [`run`] writes into the run, recorded like a
+/// person's; nothing is written here.
 pub fn derived_config(
-    root: &Path,
     base: &TrainConfig,
     prepared: &PreparedData,
     edits: Edits,
@@ -486,7 +502,7 @@ pub fn derived_config(
     let mut hyper = base.hyper.clone();
     hyper.seed = seed;
     hyper.save_epochs = "last:1".parse().expect("a valid spec");
-    let sel = derived_selection(root, base, prepared, edits)?;
+    let sel = derived_selection(base, prepared, edits)?;
     TrainConfig::new(
         base.dataset.clone(),
         hyper,
@@ -496,79 +512,140 @@ pub fn derived_config(
     )
 }
 
-/// The run `base` trained again as it was (recipe, examples, every label as it trained
-/// them) with a person's decisions on top (`person`'s exclude, relabel and decisions
-/// record): `vog train --from RUN`. The decisions name training examples of the run.
+/// The run `base` (in `base_dir`) trained again as it was (recipe, examples, every label as
+/// it trained them) with a person's decisions on top (`person`'s exclude, relabel and
+/// decisions record): `vog train --from RUN`. The decisions name training examples of the
+/// run, must change something and leave every class some examples; the person's files are
+/// recorded beside the derived ones.
 pub fn config_from(
-    root: &Path,
+    base_dir: &Path,
     base: &TrainConfig,
     prepared: &PreparedData,
     person: Selection,
 ) -> Result<TrainConfig> {
     let (train, test) = (&prepared.data.train, prepared.data.test.as_ref());
     let mut labels = prepared.train_labels.clone();
-    if let Some(r) = &person.relabel {
-        r.apply(train, test, &prepared.data.class_names, &mut labels)?;
-    }
-    let relabel: Vec<(usize, i64)> = (0..train.len())
-        .filter(|&i| labels[i] != prepared.train_labels[i])
-        .map(|i| (i, labels[i]))
-        .collect();
     let keep: std::collections::HashSet<usize> = match &person.exclude {
         Some(e) => e.keep(train, test)?.into_iter().collect(),
         None => (0..train.len()).collect(),
     };
     let leave_out: Vec<usize> = (0..train.len()).filter(|i| !keep.contains(i)).collect();
+    if let Some(r) = &person.relabel {
+        let classes = &prepared.data.class_names;
+        let changed = r.apply(train, test, classes, &mut labels)?;
+        decisions::refuse_unchanged(r, person.decisions.as_ref(), changed, leave_out.len())?;
+    }
+    let kept: Vec<i64> = (0..train.len())
+        .filter(|i| keep.contains(i))
+        .map(|i| labels[i])
+        .collect();
+    decisions::check_every_class(
+        &prepared.train_labels,
+        &kept,
+        &prepared.data.class_names,
+        || person_files(&person),
+    )?;
+    let relabel: Vec<(usize, i64)> = (0..train.len())
+        .filter(|&i| labels[i] != prepared.train_labels[i])
+        .map(|i| (i, labels[i]))
+        .collect();
     let edits = Edits {
         leave_out: &leave_out,
         relabel: &relabel,
     };
-    let mut sel = derived_selection(root, base, prepared, edits)?;
-    sel.decisions = person.decisions;
-    TrainConfig::new(
+    let mut sel = derived_selection(base, prepared, edits)?;
+    sel.decisions = person.decisions.clone();
+    let mut cfg = TrainConfig::new(
         base.dataset.clone(),
         base.hyper.clone(),
         sel,
         base.device,
         &Origins::default(),
-    )
+    )?;
+    cfg.from = Some(FromRun {
+        run: std::path::absolute(base_dir).unwrap_or_else(|_| base_dir.to_path_buf()),
+        exclude: person.exclude,
+        relabel: person.relabel,
+    });
+    Ok(cfg)
+}
+
+/// The files of a person's selection, for messages: `'a.csv'`, `'a.csv' with 'b.csv'`.
+fn person_files(person: &Selection) -> String {
+    let files: Vec<String> = [
+        person.decisions.as_ref().map(|d| d.file.clone()),
+        person.exclude.as_ref().map(|e| e.file.clone()),
+        person.relabel.as_ref().map(|r| r.file.clone()),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|f| format!("'{}'", f.display()))
+    .collect::<std::collections::BTreeSet<_>>()
+    .into_iter()
+    .collect();
+    files.join(" with ")
 }
 
 /// The selection of a run derived from `base`: its subsets from the base's seed, no label
-/// shuffle of its own, and `exclude.csv`/`relabel.csv` written to `root` holding the
-/// base's exclusions and trained labels with `edits` applied.
+/// shuffle of its own, the base's exclusions and trained labels with `edits` applied as the
+/// derived run's `exclude.csv`/`relabel.csv` (not written yet). A derived run that would
+/// leave a class without examples is refused.
 fn derived_selection(
-    root: &Path,
     base: &TrainConfig,
     prepared: &PreparedData,
     edits: Edits,
 ) -> Result<Selection> {
     let train = &prepared.data.train;
-    std::fs::create_dir_all(root).with_context(|| format!("cannot create '{}'", root.display()))?;
     let out: std::collections::HashSet<usize> = edits.leave_out.iter().copied().collect();
     let mut ids: Vec<String> = base.exclude.iter().flat_map(|x| x.ids.clone()).collect();
     ids.extend(edits.leave_out.iter().map(|&i| train.ids[i].clone()));
-    let exclude = root.join("exclude.csv");
-    let lines: String = ids.iter().map(|id| format!("{id}\n")).collect();
-    atomic_file::write_bytes(&exclude, format!("id\n{lines}").as_bytes())?;
     let mut labels = prepared.train_labels.clone();
     edits.relabel.iter().for_each(|&(i, l)| labels[i] = l);
-    let mut relabel = String::from("id,label\n");
-    for i in (0..train.len()).filter(|i| !out.contains(i)) {
-        if labels[i] != train.labels[i] {
-            relabel.push_str(&format!("{},{}\n", train.ids[i], labels[i]));
-        }
-    }
-    let relabels = root.join("relabel.csv");
-    atomic_file::write_bytes(&relabels, relabel.as_bytes())?;
+    let kept: Vec<usize> = (0..train.len()).filter(|i| !out.contains(i)).collect();
+    let classes = &prepared.data.class_names;
+    let kept_labels: Vec<i64> = kept.iter().map(|&i| labels[i]).collect();
+    decisions::check_every_class(&train.labels, &kept_labels, classes, || {
+        "the derived run's selection".to_string()
+    })?;
+    let relabelled: Vec<(String, usize)> = kept
+        .iter()
+        .filter(|&&i| labels[i] != train.labels[i])
+        .map(|&i| (train.ids[i].clone(), labels[i] as usize))
+        .collect();
     let mut sel = base.selection();
     sel.label_noise = None;
     sel.subset_seed = Some(sel.subset_seed.unwrap_or(base.hyper.seed));
-    sel.exclude = (!ids.is_empty())
-        .then(|| Exclusions::read(&exclude))
-        .transpose()?;
-    sel.relabel = Some(Relabels::read(&relabels)?);
+    sel.exclude = Exclusions::derived(ids)?;
+    sel.relabel = Relabels::derived(&relabelled, classes)?;
+    sel.decisions = None;
     Ok(sel)
+}
+
+/// Writes the files of the run's selection that vog made for it (`exclude.csv`,
+/// `relabel.csv`, recorded by names relative to the run) into `run`, exactly the bytes the
+/// configuration's digests record.
+fn write_selection_files(cfg: &TrainConfig, run: &RunDir) -> Result<Vec<String>> {
+    let mut written = Vec::new();
+    let files = [
+        cfg.exclude.as_ref().map(|e| (&e.file, &e.digest, e.csv())),
+        cfg.relabel.as_ref().map(|r| (&r.file, &r.digest, r.csv())),
+    ];
+    for (file, digest, bytes) in files.into_iter().flatten() {
+        if file.is_absolute() {
+            continue;
+        }
+        let bytes = bytes?;
+        if crate::digest::of_bytes(&bytes) != *digest {
+            bail!(
+                "the selection file '{}' would not hold what the run's configuration records",
+                file.display()
+            );
+        }
+        let name = file.to_string_lossy().into_owned();
+        atomic_file::write_bytes(&run.path(&name), &bytes)?;
+        written.push(name);
+    }
+    Ok(written)
 }
 
 /// Trains the epochs after the last one `manifest` records.
@@ -637,7 +714,10 @@ fn train_one(
         );
     }
     let seconds = started.elapsed().as_secs_f64();
-    write_dynamics(run, &record.finish(epoch)?, &manifest.dataset.fingerprint)?;
+    let dynamics_file = write_dynamics(run, &record.finish(epoch)?, &manifest.dataset.fingerprint)?;
+    manifest
+        .files
+        .insert(dynamics_file.clone(), run.digest(&dynamics_file)?);
     let test_stats = data
         .test
         .as_ref()
@@ -742,12 +822,15 @@ fn new_manifest(cfg: &TrainConfig, prepared: &PreparedData, parameters: i64) -> 
     }
 }
 
-/// Writes one epoch's training dynamics atomically, before the manifest records the epoch.
-fn write_dynamics(run: &RunDir, d: &EpochDynamics, fingerprint: &str) -> Result<()> {
-    let path = run.path(&dynamics::file_name(d.epoch));
+/// Writes one epoch's training dynamics atomically, before the manifest records the epoch;
+/// returns the file's name relative to the run.
+fn write_dynamics(run: &RunDir, d: &EpochDynamics, fingerprint: &str) -> Result<String> {
+    let name = dynamics::file_name(d.epoch);
+    let path = run.path(&name);
     let dir = atomic_file::parent_dir(&path);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create '{}'", dir.display()))?;
-    atomic_file::write_with(&path, |w| dynamics::write(w, d, fingerprint))
+    atomic_file::write_with(&path, |w| dynamics::write(w, d, fingerprint))?;
+    Ok(name)
 }
 
 fn write_noise_record(

@@ -189,7 +189,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
     // Every check that can fail comes before the run directory is touched.
     RunDir::ensure_free(out, a.overwrite)?;
     let (cfg, origins) = match &a.from {
-        Some(base) => (from_run(base, out, a.selection(0)?)?, Origins::default()),
+        Some(base) => (from_run(base, a.selection(0)?)?, Origins::default()),
         None => a.to_config()?,
     };
     let prepared = prepare::prepare(&cfg.dataset, &cfg.selection(), cfg.hyper.seed, &origins)?;
@@ -200,19 +200,12 @@ pub fn run(a: &TrainArgs) -> Result<()> {
     print_trained(&m, run.root())
 }
 
-/// The configuration of `vog train --from BASE --out OUT` with `person`'s decisions.
-fn from_run(base: &Path, out: &Path, person: Selection) -> Result<TrainConfig> {
+/// The configuration of `vog train --from BASE` with `person`'s decisions.
+fn from_run(base: &Path, person: Selection) -> Result<TrainConfig> {
     if person.exclude.is_none() && person.relabel.is_none() {
-        match &person.decisions {
-            Some(d) => anyhow::bail!(
-                "'{}' drops and relabels nothing: training again would repeat run '{}'",
-                d.file.display(),
-                base.display()
-            ),
-            None => anyhow::bail!(
-                "--from trains a run again with changes: give --decisions, --exclude or --relabel"
-            ),
-        }
+        anyhow::bail!(
+            "--from trains a run again with changes: give --decisions, --exclude or --relabel"
+        );
     }
     let m = RunDir::open_shared(base)?.read_manifest()?;
     if !m.complete {
@@ -221,7 +214,7 @@ fn from_run(base: &Path, out: &Path, person: Selection) -> Result<TrainConfig> {
     let cfg = &m.config;
     let origins = Origins::file(&base.join(crate::run_dir::MANIFEST), "config.");
     let prepared = prepare::prepare(&cfg.dataset, &cfg.selection(), cfg.hyper.seed, &origins)?;
-    train::config_from(out, cfg, &prepared, person)
+    train::config_from(base, cfg, &prepared, person)
 }
 
 /// `vog train --resume RUN`.

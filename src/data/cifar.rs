@@ -198,7 +198,7 @@ fn read_split(root: &Path, files: &[String], variant: Variant, split: &str) -> R
 }
 
 fn read_class_names(path: &Path, variant: Variant) -> Result<Vec<String>> {
-    let names = super::read_lines(path, "class names")?;
+    let names = super::table::read_list(path, "class names")?;
     if names.len() != variant.num_classes() {
         bail!(
             "'{}' lists {} class names, expected {}",

@@ -1,6 +1,7 @@
 //! Datasets held in memory as uint8 NCHW tensors, each example with a stable id that
 //! travels with it through training, scoring and every report.
 pub mod cifar;
+pub mod classes;
 pub mod decisions;
 pub mod download;
 pub mod folder;
@@ -9,6 +10,7 @@ pub mod prepare;
 pub mod stream;
 pub mod subset;
 pub mod synth;
+pub mod table;
 pub mod transform;
 
 use anyhow::{bail, Context, Result};
@@ -256,19 +258,6 @@ impl Dataset {
         }
         format!("{:x}", h.finalize())
     }
-}
-
-/// The non-blank lines of a text file, trimmed (class-name lists); `what` names the file
-/// in the error.
-pub(crate) fn read_lines(path: &Path, what: &str) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {what} '{}'", path.display()))?;
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect())
 }
 
 /// Checks that every label lies in `0..num_classes`; `what` names the source in the error.

@@ -2,7 +2,7 @@
 //! subsets, the label shuffle of the memorization experiment (Agarwal & Hooker, Section
 //! 4.3) and the input normalization. Training and scoring both call [`prepare`], so the
 //! scorer sees exactly the examples, labels and normalization training saw.
-use super::decisions::{Decisions, Exclusions, Relabels};
+use super::decisions::{self, Decisions, Exclusions, Relabels};
 use super::noise::{self, NoisyLabel};
 use super::transform::Normalization;
 use super::{subset, Dataset, DatasetSpec, Split};
@@ -93,9 +93,13 @@ pub fn prepare(
     if let (Some(n), Some(test)) = (sel.test_subset, data.test.as_ref()) {
         data.test = Some(take_subset(test, k, n, seed, "test", origins)?);
     }
+    let before = data.train.labels.clone();
     if let Some(ex) = &sel.exclude {
         let keep = ex.keep(&data.train, data.test.as_ref())?;
         data.train = data.train.select(&keep);
+        decisions::check_every_class(&before, &data.train.labels, &data.class_names, || {
+            format!("'{}'", ex.file.display())
+        })?;
     }
     let (mut train_labels, mut noise) = match &sel.label_noise {
         Some(ln) => noise::shuffle_labels(
@@ -108,7 +112,12 @@ pub fn prepare(
     };
     if let Some(rl) = &sel.relabel {
         let (train, test) = (&data.train, data.test.as_ref());
-        rl.apply(train, test, &data.class_names, &mut train_labels)?;
+        let changed = rl.apply(train, test, &data.class_names, &mut train_labels)?;
+        let dropped = sel.exclude.as_ref().map_or(0, |e| e.ids.len());
+        decisions::refuse_unchanged(rl, sel.decisions.as_ref(), changed, dropped)?;
+        decisions::check_every_class(&before, &train_labels, &data.class_names, || {
+            format!("'{}'", rl.file.display())
+        })?;
         // A relabelled example is trained with the person's label, not a shuffled one.
         noise.retain(|n| !rl.labels.iter().any(|(id, _)| *id == n.id));
     }

@@ -189,7 +189,7 @@ fn single_kind(kinds: &[SplitKind], what: &Path) -> Result<SplitKind> {
 
 /// Class names, one per line (blank lines skipped), each once.
 fn read_classes(path: &Path) -> Result<Vec<String>> {
-    let names = super::read_lines(path, "class file")?;
+    let names = super::table::read_list(path, "class file")?;
     for (i, n) in names.iter().enumerate() {
         if names[..i].contains(n) {
             bail!("class file '{}' lists '{n}' twice", path.display());
@@ -292,36 +292,33 @@ struct ManifestRow {
 }
 
 fn read_manifest_rows(file: &Path) -> Result<Vec<ManifestRow>> {
-    let mut r = csv::Reader::from_path(file)
-        .with_context(|| format!("cannot read manifest '{}'", file.display()))?;
-    let headers = r
-        .headers()
-        .with_context(|| format!("cannot read the header of manifest '{}'", file.display()))?
-        .clone();
-    let col = |name: &str| headers.iter().position(|h| h.trim() == name);
-    let (Some(path), Some(label)) = (col("path"), col("label")) else {
+    let rows = super::table::read_rows(file, "manifest")?;
+    let t = super::table::Headed::new(rows);
+    let columns = t
+        .as_ref()
+        .and_then(|t| Some((t.position("path")?, t.position("label")?)));
+    let (Some(t), Some((path, label))) = (t.clone(), columns) else {
         bail!(
             "manifest '{}' needs the columns path,label[,id] (its header is '{}')",
             file.display(),
-            headers.iter().collect::<Vec<_>>().join(",")
+            t.map_or(String::new(), |t| t.header.join(","))
         );
     };
-    let id = col("id");
-    r.records()
-        .enumerate()
-        .map(|(i, rec)| {
-            let line = i + 2;
-            let rec = rec.with_context(|| format!("manifest '{}' row {line}", file.display()))?;
-            let get = |c: usize| rec.get(c).unwrap_or("").trim().to_string();
+    let id = t.position("id");
+    t.rows
+        .iter()
+        .map(|r| {
+            let get = |c: usize| super::table::Headed::get(r, c).to_string();
             let label = get(label);
             if label.is_empty() {
                 bail!(
-                    "manifest '{}' row {line}: the label is empty",
-                    file.display()
+                    "manifest '{}' row {}: the label is empty",
+                    file.display(),
+                    r.line
                 );
             }
             Ok(ManifestRow {
-                line,
+                line: r.line,
                 path: get(path),
                 label,
                 id: id.map(get).filter(|s| !s.is_empty()),
@@ -356,6 +353,7 @@ fn list_manifest(file: &Path, classes: Option<Vec<String>>) -> Result<(Vec<Strin
     if rows.is_empty() {
         bail!("manifest '{}' lists no images", file.display());
     }
+    let named = classes.is_some();
     let class_names = manifest_classes(&rows, classes);
     let index: HashMap<&str, usize> = class_names
         .iter()
@@ -367,16 +365,18 @@ fn list_manifest(file: &Path, classes: Option<Vec<String>>) -> Result<(Vec<Strin
     let mut entries = Vec::with_capacity(rows.len());
     for row in rows {
         let at = || format!("manifest '{}' row {}", file.display(), row.line);
-        let label = match index.get(row.label.as_str()) {
-            Some(&l) => l,
-            None => match row.label.parse::<usize>() {
-                Ok(l) if l < class_names.len() => l,
-                _ => bail!(
-                    "{}: label '{}' is not one of the {} classes",
-                    at(),
-                    row.label,
-                    class_names.len()
-                ),
+        // Without a class file, the classes are the labels themselves.
+        let label = match named {
+            true => super::classes::resolve(&row.label, &class_names)
+                .with_context(|| format!("{}: label", at()))?,
+            false => match index.get(row.label.as_str()) {
+                Some(&l) => l,
+                None => row
+                    .label
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&l| l < class_names.len())
+                    .with_context(|| format!("{}: label '{}' is not a class", at(), row.label))?,
             },
         };
         if row.path.is_empty() {
@@ -645,7 +645,11 @@ mod tests {
         }
         .list(&[SplitKind::Test])
         .unwrap_err();
-        assert!(err.to_string().contains("label 'bird' is not one of the 2"));
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("row 2: label: 'bird' is neither a class name nor an index below 2"),
+            "{err}"
+        );
         // The class file sets the order.
         let ordered = StreamSpec {
             classes: Some(classes),

@@ -426,10 +426,13 @@ pub fn data_map_points(
     (!points.is_empty()).then_some(points)
 }
 
-/// Reads a list of example ids (a CSV with an `id` column, or one id per line; blank lines
-/// and `#` comments skipped) that must all be examples of `f`, each once.
+/// Reads a list of example ids (a table with an `id` column, or one id per line, read by
+/// the rule of [`crate::data::table`]) that must all be examples of `f`, each once.
 pub fn read_flagged(path: &std::path::Path, f: &ScoresFile) -> Result<HashSet<String>> {
-    let ids = crate::data::decisions::read_ids(path, "the flagged ids")?;
+    let ids: Vec<String> = crate::data::table::read_ids(path, "--flagged")?
+        .into_iter()
+        .map(|(_, id)| id)
+        .collect();
     let set: HashSet<String> = ids.iter().cloned().collect();
     let known: HashSet<&str> = f.rows.iter().map(|r| r.id.as_str()).collect();
     let unknown: Vec<&str> = ids

@@ -36,6 +36,9 @@ pub struct Page {
     pub lowest_first: bool,
     /// Class names by label.
     pub classes: Vec<String>,
+    /// How the export names each class: a token `vog train --decisions` reads back as it
+    /// (the name, or `name:NAME` where the name alone is ambiguous).
+    pub tokens: Vec<String>,
     /// The other score columns shown beside each example.
     pub columns: Vec<String>,
     pub examples: Vec<Example>,
@@ -83,13 +86,9 @@ pub fn run(req: &ReviewRequest) -> Result<Written> {
     let images = ImageLookup::load(&file.meta, req.data.as_deref())?;
     let columns: Vec<(String, crate::scores::ColumnRef)> = file.columns();
     // Every class the file names, whichever rows the column has values for.
-    let names: std::collections::BTreeMap<i64, String> = file
-        .rows
-        .iter()
-        .map(|r| (r.label, r.label_name.clone()))
-        .collect();
-    let classes = (0..=names.keys().max().copied().unwrap_or(0))
-        .map(|l| crate::scores::name_of(&names, l))
+    let classes = crate::scores::file_classes(&file);
+    let tokens = (0..classes.len())
+        .map(|i| crate::data::classes::token(i, &classes))
         .collect();
     let examples = examples(ranked, &columns, &images)?;
     let page = Page {
@@ -101,6 +100,7 @@ pub fn run(req: &ReviewRequest) -> Result<Written> {
         column: req.rank.column.clone(),
         lowest_first: req.rank.lowest,
         classes,
+        tokens,
         columns: columns.into_iter().map(|(n, _)| n).collect(),
         examples,
     };

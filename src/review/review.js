@@ -127,7 +127,7 @@
     examples.forEach(function (ex) {
       var d = state.decisions[ex.id];
       if (!d) { return; }
-      var label = d.action === 'relabel' ? className(d.label) : '';
+      var label = d.action === 'relabel' ? page.tokens[d.label] : '';
       lines.push([quote(ex.id), d.action, quote(label), page.scores_sha256].join(','));
     });
     return lines.join('\n') + '\n';

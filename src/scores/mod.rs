@@ -35,7 +35,7 @@ pub use meta::{
     SCORES_FORMAT,
 };
 pub use normalize::{normalize_rows, warn_degenerate};
-pub use order::{class_names, name_of, per_class, scored, top_k, Ranked, Scored};
+pub use order::{class_names, file_classes, name_of, per_class, scored, top_k, Ranked, Scored};
 
 use self::csv::{names, Table};
 use crate::data::SplitKind;

@@ -42,6 +42,19 @@ pub fn scored<'a>(f: &'a ScoresFile, column: &str) -> Result<Vec<Scored<'a>>> {
         .collect())
 }
 
+/// The class names of `f` by label, from its rows (a label no row has is named by its
+/// number).
+pub fn file_classes(f: &ScoresFile) -> Vec<String> {
+    let names: BTreeMap<i64, String> = f
+        .rows
+        .iter()
+        .map(|r| (r.label, r.label_name.clone()))
+        .collect();
+    (0..=names.keys().max().copied().unwrap_or(0))
+        .map(|l| name_of(&names, l))
+        .collect()
+}
+
 /// label -> name, from the examples' labels.
 pub fn class_names(entries: &[Scored]) -> BTreeMap<i64, String> {
     entries
