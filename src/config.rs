@@ -260,12 +260,13 @@ impl TrainConfig {
 }
 
 impl TrainConfig {
-    /// The first setting that differs from `other`, as `name: A here, B there` (in the
+    /// The first setting in which the configuration asked for (`self`) differs from the one
+    /// a run found on disk holds (`found`), as `name: A asked for, B in the run` (in the
     /// order of `run.json`), or `None` when the two are equal.
-    pub fn difference(&self, other: &TrainConfig) -> Option<String> {
+    pub fn difference(&self, found: &TrainConfig) -> Option<String> {
         let (a, b) = (
             serde_json::to_value(self).ok()?,
-            serde_json::to_value(other).ok()?,
+            serde_json::to_value(found).ok()?,
         );
         first_difference("", &a, &b)
     }
@@ -284,7 +285,7 @@ fn first_difference(path: &str, a: &serde_json::Value, b: &serde_json::Value) ->
             first_difference(&name, va, vb)
         }),
         _ if a == b => None,
-        _ => Some(format!("{path}: {a} here, {b} there")),
+        _ => Some(format!("{path}: {a} asked for, {b} in the run")),
     }
 }
 

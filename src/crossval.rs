@@ -8,9 +8,10 @@
 //! relabelled ones kept) less the fold: the fold's `exclude.csv` and `relabel.csv` say so.
 //! The probabilities go to `RUN/crossval/probs.csv` (`id,label,p0..pK-1`, the label the
 //! one trained with) with a sidecar `probs.json` tying them to the run's data.
+use crate::confident::argmax;
 use crate::data::prepare::{self, PreparedData};
 use crate::data::transform;
-use crate::oof::{self, OutOfSample};
+use crate::oof::{self, FoldRecord, OutOfSample, ProbsMeta};
 use crate::origin::Origins;
 use crate::precision::Precision;
 use crate::progress::Reporter;
@@ -33,6 +34,15 @@ pub struct CrossvalRequest {
     pub only: Option<usize>,
     /// Train nothing: gather the probabilities of folds already trained.
     pub gather: bool,
+    /// Replace a cross-fitting of another K (or of an earlier training of the run).
+    pub overwrite: bool,
+}
+
+/// What a finished `vog crossval` gathered.
+#[derive(Debug)]
+pub struct Gathered {
+    pub oos: OutOfSample,
+    pub meta: ProbsMeta,
 }
 
 /// The fold of each training example: stratified by `labels`, dealt round-robin after a
@@ -65,7 +75,7 @@ pub fn assign_folds(labels: &[i64], folds: usize, seed: u64) -> Result<Vec<usize
 
 /// Runs `vog crossval`; returns the probabilities gathered (`None` when only one fold was
 /// trained).
-pub fn run(req: &CrossvalRequest, reporter: &dyn Reporter) -> Result<Option<OutOfSample>> {
+pub fn run(req: &CrossvalRequest, reporter: &dyn Reporter) -> Result<Option<Gathered>> {
     let main = RunDir::open_shared(&req.run)?;
     let m = main.read_manifest()?;
     if !m.complete {
@@ -86,6 +96,13 @@ pub fn run(req: &CrossvalRequest, reporter: &dyn Reporter) -> Result<Option<OutO
         );
     }
     let dir = req.run.join(oof::DIR);
+    let plan = oof::Plan {
+        format: oof::PLAN_FORMAT.into(),
+        run_id: m.id(),
+        folds: req.folds,
+        seed: cfg.hyper.seed,
+    };
+    adopt_plan(req, &plan)?;
     let wanted: Vec<usize> = match req.only {
         Some(i) => vec![i],
         None => (0..req.folds).collect(),
@@ -98,15 +115,65 @@ pub fn run(req: &CrossvalRequest, reporter: &dyn Reporter) -> Result<Option<OutO
     if req.only.is_some() {
         return Ok(None);
     }
-    let oos = gather(&dir, &fold, &m, &prepared, reporter)?;
-    oof::write(
-        &dir,
-        &oos,
-        &m.dataset.fingerprint,
-        req.folds,
-        cfg.hyper.seed,
-    )?;
-    Ok(Some(oos))
+    let (oos, fold_records) = gather(&dir, &fold, &m, &prepared, reporter)?;
+    let mut meta = ProbsMeta {
+        format: oof::PROBS_FORMAT.into(),
+        run_id: plan.run_id,
+        dataset_fingerprint: m.dataset.fingerprint.clone(),
+        folds: req.folds,
+        seed: plan.seed,
+        examples: 0,
+        classes: 0,
+        fold_records,
+        run_test_accuracy: m.epochs.last().and_then(|e| e.test_accuracy),
+        csv: crate::digest::of_bytes(b""),
+    };
+    oof::write(&req.run, &oos, &mut meta)?;
+    Ok(Some(Gathered { oos, meta }))
+}
+
+/// Makes `plan` the cross-fitting of the run's `crossval/`: recorded if none was begun,
+/// continued if it is the one there, else refused (naming the one there) unless
+/// `overwrite`, which removes it. Nothing is written when refused.
+fn adopt_plan(req: &CrossvalRequest, plan: &oof::Plan) -> Result<()> {
+    let dir = req.run.join(oof::DIR);
+    let there = oof::read_plan(&req.run)?;
+    if there.as_ref() == Some(plan) {
+        return Ok(());
+    }
+    if req.gather {
+        bail!(
+            "'{}' holds no {}-fold cross-fitting of this run to gather{}",
+            dir.display(),
+            plan.folds,
+            match &there {
+                Some(p) => format!(" (it holds a {}-fold one)", p.folds),
+                None => String::new(),
+            }
+        );
+    }
+    match (&there, req.overwrite) {
+        (Some(p), false) => bail!(
+            "'{}' holds a {}-fold vog crossval{}: ask for --folds {} to continue it, or pass \
+             --overwrite to replace it",
+            dir.display(),
+            p.folds,
+            match p.run_id == plan.run_id {
+                true => "",
+                false => " of an earlier training of this run",
+            },
+            p.folds
+        ),
+        (None, false) if dir.join(oof::PROBS_JSON).exists() => bail!(
+            "'{}' holds a cross-fitting of an older vog (no crossval.json): pass --overwrite to \
+             replace it",
+            dir.display()
+        ),
+        (_, true) if dir.exists() => std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("cannot remove '{}'", dir.display()))?,
+        _ => {}
+    }
+    oof::write_plan(&req.run, plan)
 }
 
 fn fold_dir(dir: &Path, f: usize) -> PathBuf {
@@ -148,14 +215,14 @@ fn fold_config(
 }
 
 /// The class probabilities of the training examples at `held` by the last checkpoint of
-/// the fold run `run`, into `probs` (one row each, f64).
+/// the fold run `run`, into `probs` (one row each, f64); returns that checkpoint's name.
 fn predict(
     run: &RunDir,
     fm: &RunManifest,
     prepared: &PreparedData,
     held: &[usize],
     probs: &mut [Vec<f64>],
-) -> Result<()> {
+) -> Result<String> {
     let train = &prepared.data.train;
     let last = *fm
         .saved_epochs
@@ -175,20 +242,21 @@ fn predict(
             probs[i] = row;
         }
     }
-    Ok(())
+    Ok(RunDir::checkpoint_name(last))
 }
 
-/// Each fold's last checkpoint predicts its held-out examples.
+/// Each fold's last checkpoint predicts its held-out examples; with how each fold did.
 fn gather(
     dir: &Path,
     fold: &[usize],
     m: &RunManifest,
     prepared: &PreparedData,
     reporter: &dyn Reporter,
-) -> Result<OutOfSample> {
+) -> Result<(OutOfSample, Vec<FoldRecord>)> {
     let folds = fold.iter().max().map_or(0, |f| f + 1);
     let train = &prepared.data.train;
     let mut probs = vec![Vec::new(); train.len()];
+    let mut records = Vec::with_capacity(folds);
     for f in 0..folds {
         let root = fold_dir(dir, f);
         let run = RunDir::open_shared(&root)
@@ -198,24 +266,42 @@ fn gather(
             bail!("fold {f} in '{}' has not finished training", root.display());
         }
         let (held, want) = fold_config(fold, f, m, prepared)?;
-        if let Some(diff) = fm.config.difference(&want) {
+        if let Some(diff) = want.difference(&fm.config) {
             bail!(
                 "fold {f} in '{}' was trained with another recipe or other examples ({diff}); \
                  run vog crossval again without --gather",
                 root.display()
             );
         }
-        predict(&run, &fm, prepared, &held, &mut probs)?;
+        let checkpoint = predict(&run, &fm, prepared, &held, &mut probs)?;
+        let right = held
+            .iter()
+            .filter(|&&i| argmax(&probs[i]) as i64 == prepared.train_labels[i])
+            .count();
+        let accuracy = right as f64 / held.len().max(1) as f64;
         reporter.info(&format!(
-            "crossval fold {f}: predicted {} held-out examples",
-            held.len()
+            "crossval fold {f}: predicted {} held-out examples, {:.1}% as the label they train with",
+            held.len(),
+            100.0 * accuracy
         ));
+        records.push(FoldRecord {
+            fold: f,
+            examples: held.len(),
+            accuracy,
+            digest: fm
+                .files
+                .get(&checkpoint)
+                .cloned()
+                .map_or_else(|| run.digest(&checkpoint), Ok)?,
+            checkpoint: format!("fold-{f}/{checkpoint}"),
+        });
     }
-    Ok(OutOfSample {
+    let oos = OutOfSample {
         ids: train.ids.clone(),
         labels: prepared.train_labels.iter().map(|&l| l as usize).collect(),
         probs,
-    })
+    };
+    Ok((oos, records))
 }
 
 #[cfg(test)]

@@ -50,9 +50,9 @@ pub fn write(mut w: impl Write, value: &impl Export, format: OutputFormat) -> Re
 }
 
 /// A column of a [`Table`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableColumn {
-    pub name: &'static str,
+    pub name: std::borrow::Cow<'static, str>,
     /// Text, aligned left (numbers align right).
     pub text: bool,
     /// An extra CSS class of the column's HTML cells ("" for none).
@@ -62,7 +62,7 @@ pub struct TableColumn {
 impl TableColumn {
     pub const fn text(name: &'static str) -> Self {
         TableColumn {
-            name,
+            name: std::borrow::Cow::Borrowed(name),
             text: true,
             class: "",
         }
@@ -70,7 +70,16 @@ impl TableColumn {
 
     pub const fn number(name: &'static str) -> Self {
         TableColumn {
-            name,
+            name: std::borrow::Cow::Borrowed(name),
+            text: false,
+            class: "",
+        }
+    }
+
+    /// A column of numbers whose name is made at run time (a score column's).
+    pub fn number_named(name: String) -> Self {
+        TableColumn {
+            name: std::borrow::Cow::Owned(name),
             text: false,
             class: "",
         }
@@ -92,7 +101,10 @@ impl Table {
         let widths: Vec<usize> = (0..self.columns.len())
             .map(|c| {
                 let cells = self.rows.iter().map(|r| r[c].chars().count());
-                cells.chain([self.columns[c].name.len()]).max().unwrap_or(0)
+                cells
+                    .chain([self.columns[c].name.chars().count()])
+                    .max()
+                    .unwrap_or(0)
             })
             .collect();
         let header: Vec<String> = self.columns.iter().map(|c| c.name.to_string()).collect();
@@ -116,7 +128,7 @@ impl Table {
     pub fn html(&self, class: &str) -> String {
         let mut out = format!(r#"<table class="{class}"><tr>"#);
         for c in &self.columns {
-            out.push_str(&cell("th", if c.text { "l" } else { "" }, c.name));
+            out.push_str(&cell("th", if c.text { "l" } else { "" }, &c.name));
         }
         out.push_str("</tr>");
         for row in &self.rows {

@@ -22,11 +22,12 @@
 //!    out-of-sample probabilities of `vog crossval`).
 //! 8. [`grid`]: example images by id, and grids of them.
 //! 9. The stages, side by side: [`train`], [`scoring`] (a run's checkpoints or TorchScript
-//!    models, one tail), [`eval`], [`rank`], [`verify`], [`merge`] (shards of one scoring
-//!    into one scores file).
+//!    models, one tail), [`eval`], [`rank`], [`merge`] (shards of one scoring into one
+//!    scores file).
 //! 10. [`prune`]: retraining without (or relabelling) what a score flags, against random.
 //! 11. [`report`]: the HTML page over their results; [`review`]: the page on which a
-//!     person decides about the examples a ranking selects.
+//!     person decides about the examples a ranking selects; [`verify`]: every file a run
+//!     folder holds that vog wrote (its crossval and prune folders too), checked.
 //! 12. [`pipeline`]: train -> score -> evaluate -> report in one call; [`bench`]: the
 //!     throughput of training and scoring; [`crossval`]: out-of-sample probabilities by
 //!     cross-fitting.

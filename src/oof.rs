@@ -1,29 +1,77 @@
-//! `RUN/crossval/probs.csv`: out-of-sample predicted probabilities of a run's training
-//! examples (`id,label,p0..pK-1`; the label the one trained with), written by `vog
-//! crossval` and read by `vog score`, with a sidecar `probs.json` tying them to the run's
-//! data and recording the CSV's SHA-256.
+//! `RUN/crossval/`: the out-of-sample predicted probabilities of a run's training examples,
+//! written by `vog crossval` and read by `vog score`.
+//!
+//! ```text
+//! RUN/crossval/crossval.json   the plan (format "vog-crossval-plan/1"): K, seed, the run's
+//!                              identity; written before the first fold trains
+//! RUN/crossval/fold-I/         fold I's run (an ordinary run directory)
+//! RUN/crossval/probs.csv       id,label,p0..pC-1 (the label the one trained with)
+//! RUN/crossval/probs.json      sidecar (format "vog-crossval/2"): the run's identity and
+//!                              data, K, each fold's checkpoint digest and held-out accuracy,
+//!                              the CSV's size and SHA-256
+//! ```
+//!
+//! The probabilities are checked when read, not only their hash: every value finite and in
+//! [0, 1], every row summing to 1, every label a class.
 use crate::atomic_file;
+use crate::digest::FileDigest;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// The sidecar's format tag.
-pub const PROBS_FORMAT: &str = "vog-crossval/1";
+pub const PROBS_FORMAT: &str = "vog-crossval/2";
+/// The plan's format tag.
+pub const PLAN_FORMAT: &str = "vog-crossval-plan/1";
 /// The folder of the folds and the probabilities, inside the run.
 pub const DIR: &str = "crossval";
+pub const PLAN: &str = "crossval.json";
+pub const PROBS_CSV: &str = "probs.csv";
+pub const PROBS_JSON: &str = "probs.json";
+
+/// How far a row's probabilities may sum from 1 (they are softmax outputs in f64).
+const SUM_TOLERANCE: f64 = 1e-6;
+
+/// `crossval.json`: the cross-fitting a run's `crossval/` holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub format: String,
+    /// The run's identity (`RunManifest::id`): its start, recipe and data.
+    pub run_id: String,
+    pub folds: usize,
+    pub seed: u64,
+}
+
+/// How one fold's model did on the examples it held out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FoldRecord {
+    pub fold: usize,
+    /// Held-out examples.
+    pub examples: usize,
+    /// Share of them predicted as the label they train with.
+    pub accuracy: f64,
+    /// The fold model's checkpoint, relative to `crossval/`, and its digest.
+    pub checkpoint: String,
+    pub digest: FileDigest,
+}
 
 /// `probs.json`: what the probabilities are of.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProbsMeta {
     pub format: String,
-    /// The run's dataset fingerprint: the probabilities are of its training examples.
+    /// The run's identity: the probabilities are of its examples, with its recipe.
+    pub run_id: String,
+    /// The run's dataset fingerprint.
     pub dataset_fingerprint: String,
     pub folds: usize,
     pub seed: u64,
     pub examples: usize,
     pub classes: usize,
+    pub fold_records: Vec<FoldRecord>,
+    /// The run's own last test accuracy, beside the folds'.
+    pub run_test_accuracy: Option<f64>,
     /// Size and SHA-256 of `probs.csv`.
-    pub csv: crate::digest::FileDigest,
+    pub csv: FileDigest,
 }
 
 /// Out-of-sample probabilities of a run's training examples, in the run's order.
@@ -36,66 +84,165 @@ pub struct OutOfSample {
     pub probs: Vec<Vec<f64>>,
 }
 
-fn probs_csv(oos: &OutOfSample) -> Vec<u8> {
+/// What a run's `crossval/` holds, as scoring reads it.
+#[derive(Debug)]
+pub enum State {
+    /// No cross-fitting was begun.
+    None,
+    /// One was begun and not gathered (or was gathered by an older vog): what to do.
+    Unfinished(String),
+    /// The probabilities, checked, with their sidecar.
+    Gathered(OutOfSample, Box<ProbsMeta>),
+}
+
+fn probs_csv(oos: &OutOfSample) -> Result<Vec<u8>> {
     let k = oos.probs.first().map_or(0, Vec::len);
-    let mut text = String::from("id,label");
-    (0..k).for_each(|c| text.push_str(&format!(",p{c}")));
-    text.push('\n');
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header = vec!["id".to_string(), "label".to_string()];
+    header.extend((0..k).map(|c| format!("p{c}")));
+    w.write_record(&header)?;
     for ((id, label), row) in oos.ids.iter().zip(&oos.labels).zip(&oos.probs) {
-        text.push_str(&format!("{id},{label}"));
-        row.iter().for_each(|p| text.push_str(&format!(",{p:e}")));
-        text.push('\n');
+        let mut rec = vec![id.clone(), label.to_string()];
+        rec.extend(row.iter().map(|p| format!("{p:e}")));
+        w.write_record(&rec)?;
     }
-    text.into_bytes()
+    Ok(w.into_inner()?)
 }
 
-/// Writes `probs.csv` and `probs.json` into `dir`.
-pub fn write(
-    dir: &Path,
-    oos: &OutOfSample,
-    fingerprint: &str,
-    folds: usize,
-    seed: u64,
-) -> Result<()> {
-    let csv = probs_csv(oos);
-    let meta = ProbsMeta {
-        format: PROBS_FORMAT.into(),
-        dataset_fingerprint: fingerprint.to_string(),
-        folds,
-        seed,
-        examples: oos.ids.len(),
-        classes: oos.probs.first().map_or(0, Vec::len),
-        csv: crate::digest::of_bytes(&csv),
-    };
-    atomic_file::write_bytes(&dir.join("probs.csv"), &csv)?;
-    atomic_file::write_bytes(&dir.join("probs.json"), &serde_json::to_vec_pretty(&meta)?)
+/// Reads a JSON file of `crossval/`.
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read '{}'", path.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("invalid '{}'", path.display()))
 }
 
-/// The out-of-sample probabilities of the run in `run`, if `vog crossval` gathered them:
-/// checked against their sidecar's digest and the run's dataset fingerprint.
-pub fn read(run: &Path, fingerprint: &str) -> Result<Option<OutOfSample>> {
+/// The plan in `run`'s `crossval/`, if one was begun.
+pub fn read_plan(run: &Path) -> Result<Option<Plan>> {
+    let path = run.join(DIR).join(PLAN);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let plan: Plan = read_json(&path)?;
+    if plan.format != PLAN_FORMAT {
+        bail!(
+            "'{}' has format '{}', expected '{PLAN_FORMAT}'",
+            path.display(),
+            plan.format
+        );
+    }
+    Ok(Some(plan))
+}
+
+/// Writes the plan into `run`'s `crossval/`.
+pub fn write_plan(run: &Path, plan: &Plan) -> Result<()> {
     let dir = run.join(DIR);
-    let (csv, side) = (dir.join("probs.csv"), dir.join("probs.json"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create '{}'", dir.display()))?;
+    atomic_file::write_bytes(&dir.join(PLAN), &serde_json::to_vec_pretty(plan)?)
+}
+
+/// Writes `probs.csv` and `probs.json` (whose `csv` is filled in) into `run`'s
+/// `crossval/`, after reading them back as [`read`] will.
+pub fn write(run: &Path, oos: &OutOfSample, meta: &mut ProbsMeta) -> Result<()> {
+    let dir = run.join(DIR);
+    let csv = probs_csv(oos)?;
+    meta.csv = crate::digest::of_bytes(&csv);
+    meta.examples = oos.ids.len();
+    meta.classes = oos.probs.first().map_or(0, Vec::len);
+    let back = parse_probs(&csv, meta.classes, &dir.join(PROBS_CSV))?;
+    if back.ids != oos.ids || back.labels != oos.labels {
+        bail!("the out-of-sample probabilities do not read back as written");
+    }
+    atomic_file::write_bytes(&dir.join(PROBS_CSV), &csv)?;
+    atomic_file::write_bytes(&dir.join(PROBS_JSON), &serde_json::to_vec_pretty(meta)?)
+}
+
+/// The sidecar of the gathered probabilities of `run`, if any, unchecked.
+pub fn read_meta(run: &Path) -> Result<Option<ProbsMeta>> {
+    let side = run.join(DIR).join(PROBS_JSON);
     if !side.is_file() {
         return Ok(None);
     }
-    let meta: ProbsMeta = serde_json::from_slice(
-        &std::fs::read(&side).with_context(|| format!("cannot read '{}'", side.display()))?,
-    )
-    .with_context(|| format!("invalid '{}'", side.display()))?;
-    if meta.format != PROBS_FORMAT || meta.dataset_fingerprint != fingerprint {
+    let value: serde_json::Value = read_json(&side)?;
+    if value.get("format").and_then(|f| f.as_str()) != Some(PROBS_FORMAT) {
+        return Ok(None);
+    }
+    serde_json::from_value(value)
+        .map(Some)
+        .with_context(|| format!("invalid '{}'", side.display()))
+}
+
+/// What `run`'s `crossval/` holds for the run with identity `run_id` and data
+/// `fingerprint`: probabilities gathered for it are checked (digest and values); ones of
+/// another run, recipe or data are refused.
+pub fn read(run: &Path, run_id: &str, fingerprint: &str) -> Result<State> {
+    let dir = run.join(DIR);
+    let (csv, side) = (dir.join(PROBS_CSV), dir.join(PROBS_JSON));
+    let plan = read_plan(run)?;
+    if !side.is_file() {
+        return Ok(match plan {
+            None => State::None,
+            Some(p) => State::Unfinished(format!(
+                "the {}-fold vog crossval in '{}' is not finished ({}); finish it with vog \
+                 crossval --run {} --folds {}",
+                p.folds,
+                dir.display(),
+                unfinished_folds(&dir, p.folds),
+                run.display(),
+                p.folds
+            )),
+        });
+    }
+    let Some(meta) = read_meta(run)? else {
+        return Ok(State::Unfinished(format!(
+            "'{}' was written by an older vog, which did not tie it to the run's recipe; gather \
+             it again with vog crossval --run {} --gather",
+            side.display(),
+            run.display()
+        )));
+    };
+    if meta.run_id != run_id || meta.dataset_fingerprint != fingerprint {
         bail!(
-            "'{}' is not of this run's data (made before the data changed?): run vog crossval again",
-            side.display()
+            "'{}' holds out-of-sample probabilities of another run, recipe or data than '{}' \
+             (copied from elsewhere?); run vog crossval again",
+            side.display(),
+            run.display()
         );
     }
     crate::digest::verify(&csv, &meta.csv)?;
-    parse_probs(&csv, meta.classes).map(Some)
+    let bytes = std::fs::read(&csv).with_context(|| format!("cannot read '{}'", csv.display()))?;
+    let oos = parse_probs(&bytes, meta.classes, &csv)?;
+    if oos.ids.len() != meta.examples {
+        bail!(
+            "'{}' holds {} rows, its sidecar says {}",
+            csv.display(),
+            oos.ids.len(),
+            meta.examples
+        );
+    }
+    Ok(State::Gathered(oos, Box::new(meta)))
 }
 
-fn parse_probs(path: &Path, classes: usize) -> Result<OutOfSample> {
-    let mut r = csv::Reader::from_path(path)
-        .with_context(|| format!("cannot read '{}'", path.display()))?;
+/// Which folds of `dir` lack a finished run: `folds 1, 2 not trained`, or `trained, not
+/// gathered`.
+fn unfinished_folds(dir: &Path, folds: usize) -> String {
+    let done = |f: usize| {
+        read_json::<serde_json::Value>(&dir.join(format!("fold-{f}")).join("run.json"))
+            .ok()
+            .and_then(|v| v.get("complete").and_then(|c| c.as_bool()))
+            == Some(true)
+    };
+    let missing: Vec<String> = (0..folds)
+        .filter(|&f| !done(f))
+        .map(|f| f.to_string())
+        .collect();
+    match missing.is_empty() {
+        true => "every fold trained, not gathered".into(),
+        false => format!("fold(s) {} not trained", missing.join(", ")),
+    }
+}
+
+/// Parses `probs.csv` (`path` names it in errors), checking every value.
+fn parse_probs(bytes: &[u8], classes: usize, path: &Path) -> Result<OutOfSample> {
+    let mut r = csv::Reader::from_reader(bytes);
     let mut oos = OutOfSample {
         ids: Vec::new(),
         labels: Vec::new(),
@@ -103,23 +250,65 @@ fn parse_probs(path: &Path, classes: usize) -> Result<OutOfSample> {
     };
     for (n, rec) in r.records().enumerate() {
         let rec = rec.with_context(|| format!("malformed CSV '{}'", path.display()))?;
-        let bad = || {
-            anyhow::anyhow!(
-                "'{}' row {}: not id,label,p0..p{}",
-                path.display(),
-                n + 2,
-                classes - 1
-            )
-        };
-        if rec.len() != classes + 2 {
-            return Err(bad());
+        let at = |what: String| anyhow::anyhow!("'{}' row {}: {what}", path.display(), n + 2);
+        if rec.len() != classes + 2 || classes == 0 {
+            return Err(at(format!(
+                "not id,label,p0..p{}",
+                classes.saturating_sub(1)
+            )));
+        }
+        let label: usize = rec[1]
+            .parse()
+            .ok()
+            .filter(|&l| l < classes)
+            .ok_or_else(|| at(format!("label '{}' is not a class index", &rec[1])))?;
+        let row = (2..rec.len())
+            .map(|c| {
+                rec[c]
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|p| (0.0..=1.0).contains(p))
+            })
+            .collect::<Option<Vec<f64>>>()
+            .ok_or_else(|| at("a probability is not a number in [0, 1]".into()))?;
+        let sum: f64 = row.iter().sum();
+        if (sum - 1.0).abs() > SUM_TOLERANCE {
+            return Err(at(format!("the probabilities sum to {sum}, not 1")));
         }
         oos.ids.push(rec[0].to_string());
-        oos.labels.push(rec[1].parse().map_err(|_| bad())?);
-        let row = (2..rec.len())
-            .map(|c| rec[c].parse::<f64>().map_err(|_| bad()))
-            .collect::<Result<Vec<_>>>()?;
+        oos.labels.push(label);
         oos.probs.push(row);
     }
     Ok(oos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn oos() -> OutOfSample {
+        OutOfSample {
+            ids: vec!["train/a,b.png".into(), "train/c".into()],
+            labels: vec![1, 0],
+            probs: vec![vec![0.25, 0.75], vec![1.0, 0.0]],
+        }
+    }
+
+    #[test]
+    fn values_are_checked_not_only_the_hash() {
+        let p = Path::new("probs.csv");
+        let good = probs_csv(&oos()).unwrap();
+        assert_eq!(parse_probs(&good, 2, p).unwrap(), oos());
+        let text = String::from_utf8(good).unwrap();
+        for (from, to, why) in [
+            ("2.5e-1", "-2.5e-1", "not a number in [0, 1]"),
+            ("7.5e-1", "7e-1", "sum to"),
+            (",1,", ",7,", "not a class index"),
+            ("2.5e-1", "NaN", "not a number in [0, 1]"),
+        ] {
+            let bad = text.replacen(from, to, 1);
+            let err = parse_probs(bad.as_bytes(), 2, p).unwrap_err().to_string();
+            assert!(err.contains("row 2") && err.contains(why), "{from}: {err}");
+        }
+    }
 }

@@ -54,9 +54,33 @@ impl Origins {
     }
 }
 
+/// Refuses a list option that names a value twice (`--column vog,vog`): each value of a
+/// list names one thing to do, and doing it twice would only count it twice.
+pub fn refuse_repeats<T: PartialEq + std::fmt::Display>(
+    option: &str,
+    values: &[T],
+) -> anyhow::Result<()> {
+    for (i, v) in values.iter().enumerate() {
+        if values[..i].contains(v) {
+            anyhow::bail!("{option} lists '{v}' twice: give each value once");
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_list_values() {
+        assert!(refuse_repeats("--column", &["vog", "loss"]).is_ok());
+        let err = refuse_repeats("--fractions", &[0.1, 0.2, 0.1]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--fractions lists '0.1' twice: give each value once"
+        );
+    }
 
     #[test]
     fn names_flags_files_and_defaults() {

@@ -116,6 +116,10 @@ pub struct PruneRow {
     pub removed: usize,
     /// Test accuracy per seed, in seed order.
     pub accuracies: Vec<f64>,
+    /// The retraining of each seed: its folder under `RUN/prune/` (tables from before it
+    /// name none).
+    #[serde(default)]
+    pub runs: Vec<String>,
     pub accuracy: Estimate,
     /// Accuracy minus that of the same action on a random set of the same size, paired by
     /// seed.
@@ -145,48 +149,35 @@ impl PruneRequest {
         if self.fractions.is_empty() {
             bail!("--fractions needs at least one fraction");
         }
-        Ok(())
+        crate::origin::refuse_repeats("--column", &self.columns)?;
+        crate::origin::refuse_repeats("--fractions", &self.fractions)
     }
 }
 
 /// Runs (or resumes) the pruning experiment and writes `RUN/prune/prune.{json,csv}` and
-/// its plot; with a task, only that task's retrainings.
+/// its plot; with a task, only that task's retrainings. Every retraining's configuration
+/// is made and checked before the first one trains.
 pub fn run(req: &PruneRequest, reporter: &dyn Reporter) -> Result<Outcome> {
     req.check()?;
     let (m, prepared) = open_run(&req.run)?;
-    let cfg = &m.config;
     let plan = Plan::new(req, &m, &prepared)?;
-    let n = prepared.data.train.len();
+    let jobs = jobs(req, &m.config, &plan, &prepared)?;
     let mut acc: Accuracies = HashMap::new();
     let mut turn = Turns::new(req.task);
-    for s in 0..req.seeds {
-        let retrain = Retrain {
-            dir: req.run.join("prune"),
-            base: cfg,
-            prepared: &prepared,
-            seed: cfg.hyper.seed + s as u64,
-            reporter,
-        };
-        if turn.mine() {
-            let none = retrain.accuracy(&format!("none-seed{s}"), Edits::default())?;
-            acc.entry((Action::Remove, "none".into(), 0))
-                .or_default()
-                .push(none);
+    for job in &jobs {
+        if !turn.mine() {
+            continue;
         }
-        for (fi, &f) in req.fractions.iter().enumerate() {
-            for (action, name, picked) in plan.settings(fi, removed(f, n), retrain.seed) {
-                if !turn.mine() {
-                    continue;
-                }
-                let folder = format!(
-                    "{}{}-f{fi}-seed{s}",
-                    action.folder_prefix(),
-                    atomic_file::safe_file_name(&name)
-                );
-                let a = retrain.act(&folder, action, &picked, plan.suggested.as_deref())?;
-                acc.entry((action, name, fi)).or_default().push(a);
-            }
-        }
+        let root = req.run.join(DIR).join(&job.folder);
+        let trained = train::ensure(&root, &job.config, reporter)?;
+        let accuracy = trained
+            .epochs
+            .last()
+            .and_then(|e| e.test_accuracy)
+            .context("the retraining has no test accuracy")?;
+        let cell = acc.entry(job.key.clone()).or_default();
+        cell.0.push(accuracy);
+        cell.1.push(job.folder.clone());
     }
     if req.task.is_some() {
         return Ok(Outcome::Task {
@@ -197,12 +188,93 @@ pub fn run(req: &PruneRequest, reporter: &dyn Reporter) -> Result<Outcome> {
     let table = PruneTable {
         run: req.run.clone(),
         scores: req.scores.clone(),
-        training_examples: n,
+        training_examples: prepared.data.train.len(),
         seeds: req.seeds,
-        rows: rows(req, &acc, n),
+        rows: rows(req, &acc, prepared.data.train.len()),
     };
-    write(&req.run.join("prune"), &table)?;
+    write(&req.run.join(DIR), &table)?;
     Ok(Outcome::Table(table))
+}
+
+/// The folder of the retrainings inside the run.
+pub const DIR: &str = "prune";
+
+/// One retraining: its setting, folder (named by the setting's values, so a later call with
+/// other fractions never reuses a folder for another setting) and configuration.
+struct Job {
+    key: (Action, String, u64),
+    folder: String,
+    config: TrainConfig,
+}
+
+/// Every retraining of `req`, in the order tasks deal them out: per seed, no removal,
+/// then per fraction random and each column, removed then relabelled. A setting that
+/// cannot train (a class left without examples) is refused naming the option.
+fn jobs(
+    req: &PruneRequest,
+    base: &TrainConfig,
+    plan: &Plan,
+    prepared: &PreparedData,
+) -> Result<Vec<Job>> {
+    let n = prepared.data.train.len();
+    let mut jobs = Vec::new();
+    for s in 0..req.seeds {
+        let seed = base.hyper.seed + s as u64;
+        let config = train::derived_config(base, prepared, Edits::default(), seed)?;
+        jobs.push(Job {
+            key: (Action::Remove, "none".into(), 0f64.to_bits()),
+            folder: format!("none-seed{s}"),
+            config,
+        });
+        for (fi, &f) in req.fractions.iter().enumerate() {
+            for (action, name, picked) in plan.settings(fi, removed(f, n), seed) {
+                let config = retraining(base, prepared, (action, &picked), plan, seed)
+                    .with_context(|| {
+                        format!(
+                            "--fractions {f}: {} the top {f} by '{name}' (seed {s})",
+                            action.name()
+                        )
+                    })?;
+                let folder = format!(
+                    "{}{}-f{f}-seed{s}",
+                    action.folder_prefix(),
+                    atomic_file::safe_file_name(&name)
+                );
+                jobs.push(Job {
+                    key: (action, name, f.to_bits()),
+                    folder,
+                    config,
+                });
+            }
+        }
+    }
+    Ok(jobs)
+}
+
+/// The recipe of `base` after `action` on the training examples at `picked` (relabelled to
+/// the plan's suggested labels).
+fn retraining(
+    base: &TrainConfig,
+    prepared: &PreparedData,
+    (action, picked): (Action, &[usize]),
+    plan: &Plan,
+    seed: u64,
+) -> Result<TrainConfig> {
+    let relabel: Vec<(usize, i64)> = match (action, plan.suggested.as_deref()) {
+        (Action::Relabel, Some(to)) => picked.iter().map(|&i| (i, to[i])).collect(),
+        _ => Vec::new(),
+    };
+    let edits = match action {
+        Action::Remove => Edits {
+            leave_out: picked,
+            ..Edits::default()
+        },
+        Action::Relabel => Edits {
+            relabel: &relabel,
+            ..Edits::default()
+        },
+    };
+    train::derived_config(base, prepared, edits, seed)
 }
 
 /// Deals the retrainings out to the tasks, round robin in the order they are met.
@@ -246,8 +318,9 @@ fn open_run(run: &Path) -> Result<(RunManifest, PreparedData)> {
     Ok((m, prepared))
 }
 
-/// Test accuracies per seed of each (action, removal, fraction index).
-type Accuracies = HashMap<(Action, String, usize), Vec<f64>>;
+/// Test accuracies and retraining folders, per seed, of each (action, removal, fraction as
+/// its bits).
+type Accuracies = HashMap<(Action, String, u64), (Vec<f64>, Vec<String>)>;
 
 /// How many of `n` examples a fraction `f` acts on: at least one, never all.
 fn removed(f: f64, n: usize) -> usize {
@@ -265,7 +338,7 @@ struct Plan {
 impl Plan {
     fn new(req: &PruneRequest, m: &RunManifest, prepared: &PreparedData) -> Result<Self> {
         let file = ScoresFile::read(&req.scores)?;
-        file.check_of_run(&req.run, &m.dataset.fingerprint)?;
+        file.check_of_run(&req.run, &crate::scoring::run_state(&req.run, m)?)?;
         let at: HashMap<&str, usize> = prepared
             .data
             .train
@@ -371,54 +444,6 @@ fn higher_is_harder(column: &str) -> bool {
         .is_none_or(|c| c.higher_is_harder())
 }
 
-/// Retrainings of one seed, each an ordinary run in a folder of `dir`.
-struct Retrain<'a> {
-    dir: PathBuf,
-    base: &'a TrainConfig,
-    prepared: &'a PreparedData,
-    seed: u64,
-    reporter: &'a dyn Reporter,
-}
-
-impl Retrain<'_> {
-    /// The accuracy after `action` on the training examples at `picked` (relabelled to
-    /// their `suggested` labels), trained in `dir/folder`.
-    fn act(
-        &self,
-        folder: &str,
-        action: Action,
-        picked: &[usize],
-        suggested: Option<&[i64]>,
-    ) -> Result<f64> {
-        let relabel: Vec<(usize, i64)> = match (action, suggested) {
-            (Action::Relabel, Some(to)) => picked.iter().map(|&i| (i, to[i])).collect(),
-            _ => Vec::new(),
-        };
-        let edits = match action {
-            Action::Remove => Edits {
-                leave_out: picked,
-                ..Edits::default()
-            },
-            Action::Relabel => Edits {
-                relabel: &relabel,
-                ..Edits::default()
-            },
-        };
-        self.accuracy(folder, edits)
-    }
-
-    /// The last test accuracy of the recipe with `edits`, trained (or found) in `dir/name`.
-    fn accuracy(&self, name: &str, edits: Edits) -> Result<f64> {
-        let root = self.dir.join(name);
-        let cfg = train::derived_config(self.base, self.prepared, edits, self.seed)?;
-        let m = train::ensure(&root, &cfg, self.reporter)?;
-        m.epochs
-            .last()
-            .and_then(|e| e.test_accuracy)
-            .context("the retraining has no test accuracy")
-    }
-}
-
 /// Mean and 95% t-interval of `v`.
 fn estimate(v: &[f64]) -> Estimate {
     let n = v.len() as f64;
@@ -456,7 +481,7 @@ fn t_quantile(df: f64) -> f64 {
 }
 
 fn rows(req: &PruneRequest, acc: &Accuracies, n: usize) -> Vec<PruneRow> {
-    let none = &acc[&(Action::Remove, "none".to_string(), 0)];
+    let (none, none_runs) = &acc[&(Action::Remove, "none".to_string(), 0f64.to_bits())];
     let diff =
         |a: &[f64], b: &[f64]| estimate(&a.iter().zip(b).map(|(x, y)| x - y).collect::<Vec<_>>());
     let mut out = vec![PruneRow {
@@ -465,6 +490,7 @@ fn rows(req: &PruneRequest, acc: &Accuracies, n: usize) -> Vec<PruneRow> {
         fraction: 0.0,
         removed: 0,
         accuracies: none.clone(),
+        runs: none_runs.clone(),
         accuracy: estimate(none),
         vs_random: None,
         vs_none: None,
@@ -473,12 +499,12 @@ fn rows(req: &PruneRequest, acc: &Accuracies, n: usize) -> Vec<PruneRow> {
         true => &[Action::Remove, Action::Relabel],
         false => &[Action::Remove],
     };
-    for (fi, &f) in req.fractions.iter().enumerate() {
+    for &f in &req.fractions {
         for &action in actions {
-            let random = &acc[&(action, "random".to_string(), fi)];
+            let (random, _) = &acc[&(action, "random".to_string(), f.to_bits())];
             let names = std::iter::once("random".to_string()).chain(req.columns.iter().cloned());
             for name in names {
-                let a = &acc[&(action, name.clone(), fi)];
+                let (a, runs) = &acc[&(action, name.clone(), f.to_bits())];
                 out.push(PruneRow {
                     vs_random: (name != "random").then(|| diff(a, random)),
                     vs_none: Some(diff(a, none)),
@@ -487,6 +513,7 @@ fn rows(req: &PruneRequest, acc: &Accuracies, n: usize) -> Vec<PruneRow> {
                     fraction: f,
                     removed: removed(f, n),
                     accuracies: a.clone(),
+                    runs: runs.clone(),
                     accuracy: estimate(a),
                 });
             }
@@ -505,7 +532,14 @@ fn fmt(e: &Option<Estimate>) -> [String; 3] {
 
 /// `prune.json`, `prune.csv` and `prune.svg`/`.png` into `dir`.
 fn write(dir: &Path, t: &PruneTable) -> Result<()> {
-    atomic_file::write_bytes(&dir.join("prune.json"), &serde_json::to_vec_pretty(t)?)?;
+    for (name, bytes) in t.files()? {
+        atomic_file::write_bytes(&dir.join(name), &bytes)?;
+    }
+    Ok(())
+}
+
+/// The table as CSV.
+fn table_csv(t: &PruneTable) -> Result<Vec<u8>> {
     let mut csv = csv::Writer::from_writer(Vec::new());
     csv.write_record([
         "removal",
@@ -534,16 +568,23 @@ fn write(dir: &Path, t: &PruneTable) -> Result<()> {
         rec.extend(fmt(&r.vs_none));
         csv.write_record(&rec)?;
     }
-    atomic_file::write_bytes(&dir.join("prune.csv"), &csv.into_inner()?)?;
-    plot(dir, t)
-}
-
-/// `prune.svg`/`.png`.
-fn plot(dir: &Path, t: &PruneTable) -> Result<()> {
-    crate::eval::plots::save(dir, "prune", &t.svg()?).map(drop)
+    Ok(csv.into_inner()?)
 }
 
 impl PruneTable {
+    /// The files `vog prune` writes of the table, by name, as their bytes: the same table
+    /// gives the same bytes, so `vog verify` checks them by writing them again.
+    pub fn files(&self) -> Result<Vec<(&'static str, Vec<u8>)>> {
+        let svg = self.svg()?;
+        let png = crate::eval::plots::svg_to_png(&svg)?;
+        Ok(vec![
+            ("prune.json", serde_json::to_vec_pretty(self)?),
+            ("prune.csv", table_csv(self)?),
+            ("prune.svg", svg.into_bytes()),
+            ("prune.png", png),
+        ])
+    }
+
     /// Accuracy against fraction with 95% intervals, one line per setting, each starting
     /// at no removal.
     pub fn svg(&self) -> Result<String> {
@@ -580,7 +621,7 @@ impl PruneTable {
 
     /// Reads `RUN/prune/prune.json`, if `vog prune` wrote one.
     pub fn read(run: &Path) -> Result<Option<Self>> {
-        let path = run.join("prune").join("prune.json");
+        let path = run.join(DIR).join("prune.json");
         if !path.is_file() {
             return Ok(None);
         }

@@ -2,7 +2,7 @@
 //! one class or per class, as a table, CSV or JSON. The ordering itself (ties by id, so
 //! the output is deterministic) is the scores file's ([`crate::scores::top_k`]); image
 //! grids of the result are drawn by [`crate::grid`].
-use crate::export::Export;
+use crate::export::{Export, Table, TableColumn};
 use crate::grid::{class_grid_path, ImageLookup};
 use crate::scores::{
     class_names, file_classes, per_class, scored, top_k, Ranked, Scored, ScoresFile,
@@ -380,36 +380,48 @@ fn write_table(w: &mut dyn Write, groups: &[(String, Vec<Ranked>)], column: &str
         if !class.is_empty() {
             writeln!(w, "{}class {class}", if g > 0 { "\n" } else { "" })?;
         }
-        write!(
-            w,
-            "{:>4}  {:<28} {:<14} {:<14} {:<5} {:>10}  {:<14} {:<7}",
-            "rank", "id", "label", "trained", "noisy", column, "predicted", "correct"
-        )?;
-        writeln!(w, "{}", if suggests { " suggested" } else { "" })?;
-        for r in rows {
-            let row = r.scored.row;
-            write!(
-                w,
-                "{:>4}  {:<28} {:<14} {:<14} {:<5} {:>10.4}  {:<14} {:<7}",
-                r.rank,
-                row.id,
-                row.label_name,
-                r.trained_name,
-                if row.noisy { "yes" } else { "no" },
-                r.scored.score,
-                r.predicted_name,
-                if row.correct { "yes" } else { "no" }
-            )?;
-            writeln!(
-                w,
-                "{}",
-                r.suggested_name
-                    .as_ref()
-                    .map_or(String::new(), |s| format!(" {s}"))
-            )?;
-        }
+        rank_table(rows, column, suggests).write_text(w)?;
     }
     Ok(())
+}
+
+/// The ranked examples as a table whose columns stay apart whatever their values.
+fn rank_table(rows: &[Ranked], column: &str, suggests: bool) -> Table {
+    let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
+    let mut columns = vec![
+        TableColumn::number("rank"),
+        TableColumn::text("id"),
+        TableColumn::text("label"),
+        TableColumn::text("trained"),
+        TableColumn::text("noisy"),
+        TableColumn::number_named(column.to_string()),
+        TableColumn::text("predicted"),
+        TableColumn::text("correct"),
+    ];
+    if suggests {
+        columns.push(TableColumn::text("suggested"));
+    }
+    let rows = rows
+        .iter()
+        .map(|r| {
+            let row = r.scored.row;
+            let mut cells = vec![
+                r.rank.to_string(),
+                row.id.clone(),
+                row.label_name.clone(),
+                r.trained_name.clone(),
+                yes(row.noisy),
+                format!("{:.4}", r.scored.score),
+                r.predicted_name.clone(),
+                yes(row.correct),
+            ];
+            if suggests {
+                cells.push(r.suggested_name.clone().unwrap_or_default());
+            }
+            cells
+        })
+        .collect();
+    Table { columns, rows }
 }
 
 #[cfg(test)]

@@ -138,6 +138,17 @@ pub struct ResumeState {
 }
 
 impl RunManifest {
+    /// The run's identity wherever its folder lies: SHA-256 of when it started, its
+    /// configuration and its data. A run trained again in the same folder has another.
+    pub fn id(&self) -> String {
+        let config = serde_json::to_string(&self.config).unwrap_or_default();
+        let text = format!(
+            "{}\n{}\n{config}",
+            self.started_unix, self.dataset.fingerprint
+        );
+        digest::of_bytes(text.as_bytes()).sha256
+    }
+
     /// Verifies the file `name` (relative to `run`) against its recorded digest; a file
     /// the manifest has no digest for is refused too.
     /// Verifies every file the manifest lists (checkpoints and the resume state).

@@ -463,16 +463,21 @@ pub fn ensure(root: &Path, cfg: &TrainConfig, reporter: &dyn Reporter) -> Result
     };
     if let Ok(run) = RunDir::open(root) {
         let m = run.read_manifest()?;
-        if m.config.difference(cfg).is_none() {
-            if m.complete {
+        match cfg.difference(&m.config) {
+            None if m.complete => {
                 reporter.info(&format!("'{}': up to date", root.display()));
                 return Ok(m);
             }
-            if m.resume.is_some() {
+            None if m.resume.is_some() => {
                 reporter.info(&format!("'{}': resuming", root.display()));
                 let run = RunDir::open_for_writing(root)?;
                 return resume(&run, &data()?, reporter);
             }
+            None => {}
+            Some(diff) => reporter.info(&format!(
+                "'{}' holds a run of another configuration ({diff}): training it again",
+                root.display()
+            )),
         }
     }
     let prepared = data()?;

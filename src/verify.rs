@@ -1,10 +1,15 @@
 //! `vog verify`: checks a run directory against what its `run.json` recorded (size and
-//! SHA-256 of every checkpoint and of the resume state), and each scores CSV against its
-//! sidecar (columns, digest, run and dataset).
+//! SHA-256 of every file vog wrote into it: checkpoints, resume state, dynamics, the
+//! configuration and selection files), each scores CSV against its sidecar and the run
+//! (columns, digest, checkpoints, data), `crossval/` (plan, probabilities by digest and
+//! value, every fold run) and `prune/` (every retraining, the table against their
+//! accuracies, its CSV and plot against the table).
 use crate::digest;
+use crate::oof;
+use crate::prune::PruneTable;
 use crate::run_dir::{self, RunDir, RunManifest};
-use crate::scores::{self, ScoresFile};
-use anyhow::Result;
+use crate::scores::ScoresFile;
+use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 
 /// The outcome for one file.
@@ -36,9 +41,10 @@ impl Verification {
     }
 }
 
-/// Verifies the run in `root` (if any) and the scores files `extra` besides those in the
-/// run folder; without a run, each scores file on its own (with `--model` scoring's model
-/// files, where they still are).
+/// Verifies the run in `root` (if any), every file vog wrote into it (its crossval/ and
+/// prune/ folders with their runs and tables too), and the scores files `extra` besides
+/// those in the run folder; without a run, each scores file on its own (with `--model`
+/// scoring's model files, where they still are).
 pub fn run(root: Option<&Path>, extra: &[PathBuf]) -> Result<Verification> {
     let Some(root) = root else {
         let mut v = Verification::default();
@@ -48,9 +54,23 @@ pub fn run(root: Option<&Path>, extra: &[PathBuf]) -> Result<Verification> {
         }
         return Ok(v);
     };
-    let run = RunDir::open(root)?;
-    let m = run.read_manifest()?;
+    let m = RunDir::open(root)?.read_manifest()?;
     let mut v = Verification::default();
+    run_files(root, &m, &mut v);
+    let mut csvs = run_dir::scores_csvs(root)?;
+    csvs.extend(extra.iter().cloned());
+    for csv in csvs {
+        let outcome = check_scores(&csv, root, &m);
+        v.add(csv, outcome);
+    }
+    crossval(root, &m, &mut v);
+    prune(root, &mut v)?;
+    Ok(v)
+}
+
+/// The files a run's manifest records (checkpoints, resume state, dynamics, config and
+/// selection files), and notes on files it does not.
+fn run_files(root: &Path, m: &RunManifest, v: &mut Verification) {
     for (name, want) in &m.files {
         v.add(root.join(name), digest::verify(&root.join(name), want));
     }
@@ -65,14 +85,127 @@ pub fn run(root: Option<&Path>, extra: &[PathBuf]) -> Result<Verification> {
             v.add(root.join(&r.file), m.verify_file(root, &r.file));
         }
     }
-    note_unrecorded(root, &m, &mut v);
-    let mut csvs = run_dir::scores_csvs(root)?;
-    csvs.extend(extra.iter().cloned());
-    for csv in csvs {
-        let outcome = check_scores(&csv, root, &m);
-        v.add(csv, outcome);
+    note_unrecorded(root, m, v);
+}
+
+/// A run vog trained inside another (a crossval fold, a retraining of vog prune).
+fn inner_run(dir: &Path, v: &mut Verification) {
+    match RunDir::open(dir).and_then(|r| r.read_manifest()) {
+        Ok(m) => run_files(dir, &m, v),
+        Err(e) => v.add(dir.join(run_dir::MANIFEST), Err(e)),
     }
-    Ok(v)
+}
+
+/// The folders of `dir` that hold a run, sorted.
+fn run_folders(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join(run_dir::MANIFEST).is_file())
+        .collect();
+    found.sort();
+    found
+}
+
+/// `crossval/`: the plan, the probabilities (digest and values; each fold's checkpoint
+/// still the one they were gathered from) and every fold run.
+fn crossval(root: &Path, m: &RunManifest, v: &mut Verification) {
+    let dir = root.join(oof::DIR);
+    if !dir.is_dir() {
+        return;
+    }
+    let plan = dir.join(oof::PLAN);
+    if plan.exists() {
+        let outcome = oof::read_plan(root).and_then(|p| match p {
+            Some(p) if p.run_id != m.id() => {
+                bail!("a cross-fitting of an earlier training of the run (run vog crossval --overwrite)")
+            }
+            _ => Ok(()),
+        });
+        v.add(plan, outcome);
+    }
+    let probs = dir.join(oof::PROBS_JSON);
+    match oof::read(root, &m.id(), &m.dataset.fingerprint) {
+        Ok(oof::State::Gathered(_, meta)) => {
+            v.add(dir.join(oof::PROBS_CSV), Ok(()));
+            v.add(probs, folds_unchanged(&dir, &meta));
+        }
+        Ok(oof::State::Unfinished(why)) => v.notes.push(why),
+        Ok(oof::State::None) => {}
+        Err(e) => v.add(probs, Err(e)),
+    }
+    for fold in run_folders(&dir) {
+        inner_run(&fold, v);
+    }
+}
+
+/// Refuses probabilities whose fold models were trained again since they were gathered.
+fn folds_unchanged(dir: &Path, meta: &oof::ProbsMeta) -> Result<()> {
+    for f in &meta.fold_records {
+        let path = dir.join(&f.checkpoint);
+        if path.exists() && digest::of_file(&path)? != f.digest {
+            bail!(
+                "fold {} was trained again after the probabilities were gathered ('{}' differs); \
+                 gather them again (vog crossval --run RUN --folds {} --gather)",
+                f.fold,
+                path.display(),
+                meta.folds
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `prune/`: the table (its accuracies those its retrainings recorded; its CSV and plot
+/// what the table writes) and every retraining.
+fn prune(root: &Path, v: &mut Verification) -> Result<()> {
+    let dir = root.join(crate::prune::DIR);
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    match PruneTable::read(root) {
+        Ok(Some(t)) => {
+            v.add(dir.join("prune.json"), accuracies_recorded(&dir, &t));
+            for (name, bytes) in t.files()? {
+                let path = dir.join(name);
+                let outcome = match std::fs::read(&path) {
+                    Ok(on_disk) if on_disk == bytes => Ok(()),
+                    Ok(_) => Err(anyhow::anyhow!(
+                        "is not what its table prune.json writes (edited, or of another table)"
+                    )),
+                    Err(e) => Err(anyhow::anyhow!("cannot read it: {e}")),
+                };
+                v.add(path, outcome);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => v.add(dir.join("prune.json"), Err(e)),
+    }
+    for run in run_folders(&dir) {
+        inner_run(&run, v);
+    }
+    Ok(())
+}
+
+/// Refuses a table whose accuracies are not those of the retrainings it names.
+fn accuracies_recorded(dir: &Path, t: &PruneTable) -> Result<()> {
+    for row in &t.rows {
+        for (folder, &accuracy) in row.runs.iter().zip(&row.accuracies) {
+            let m = RunDir::open(&dir.join(folder))?.read_manifest()?;
+            let recorded = m.epochs.last().and_then(|e| e.test_accuracy);
+            if recorded != Some(accuracy) {
+                bail!(
+                    "the table gives '{}' {:.4} where its retraining '{folder}' recorded {}",
+                    row.label(),
+                    accuracy,
+                    recorded.map_or("no test accuracy".into(), |a| format!("{a:.4}"))
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Checkpoints and resume states on disk that the manifest does not list: an epoch that was
@@ -116,26 +249,7 @@ fn check_standalone(csv: &Path, v: &mut Verification) -> Result<()> {
 }
 
 fn check_scores(csv: &Path, root: &Path, m: &RunManifest) -> Result<()> {
-    let file = ScoresFile::read(csv)?;
-    let meta = &file.meta;
-    if meta.dataset_fingerprint != m.dataset.fingerprint {
-        anyhow::bail!(
-            "holds scores of another dataset than the run's (sidecar '{}')",
-            scores::sidecar_path(csv).display()
-        );
-    }
-    let same_run = meta
-        .run
-        .as_ref()
-        .and_then(|r| std::fs::canonicalize(r).ok())
-        == std::fs::canonicalize(root).ok();
-    if !same_run {
-        anyhow::bail!("holds scores of {}", meta.source());
-    }
-    match &meta.csv {
-        Some(want) => digest::verify(csv, want),
-        None => Ok(()),
-    }
+    ScoresFile::read(csv)?.check_of_run(root, &crate::scoring::run_state(root, m)?)
 }
 
 #[cfg(test)]

@@ -120,7 +120,7 @@ batch_size = 64
     std::fs::write(&config, text.replace("width = 4", "width = 2")).unwrap();
     let err = vog_fails(&["experiment", config.to_str().unwrap()]);
     assert!(
-        err.contains("another configuration (hyper.width: 2 here, 4 there)"),
+        err.contains("another configuration (hyper.width: 2 asked for, 4 in the run)"),
         "{err}"
     );
     std::fs::write(&config, text.replace("width = 4", "widht = 4")).unwrap();

@@ -139,7 +139,7 @@ fn hostile_models_are_refused() {
     let manifest = m.images.join("m.csv");
     std::fs::write(&manifest, "path,label\ntest/pattern0/000000.png,\n").unwrap();
     let err = m.refused(&m.pair("lin"), &manifest, &[]);
-    assert!(err.contains("row 2: the label is empty"), "{err}");
+    assert!(err.contains("line 2: the label is empty"), "{err}");
     std::fs::write(&manifest, "path,label\ntest/pattern0/000000.png,10\n").unwrap();
     let err = m.refused(&m.pair("lin"), &manifest, &[]);
     assert!(

@@ -393,20 +393,20 @@ fn bad_models_and_data_are_refused_on_one_line() {
         "path,label\nant/img-00.png,ant\nant/gone.png,ant\n",
     )
     .unwrap();
-    assert!(base(models, m, &[]).contains("row 3: image"));
+    assert!(base(models, m, &[]).contains("line 3: image"));
     std::fs::write(
         &manifest,
         "path,label\nant/img-00.png,ant\nbee/img-00.png,yak\n",
     )
     .unwrap();
     let err = base(models, m, &with_classes);
-    assert!(err.contains("row 3: label 'yak'"), "{err}");
+    assert!(err.contains("line 3: label: 'yak'"), "{err}");
     std::fs::write(
         &manifest,
         "path,label,id\nant/img-00.png,ant,a\nbee/img-00.png,bee,a\n",
     )
     .unwrap();
-    assert!(base(models, m, &[]).contains("row 3: id 'a' is already used by row 2"));
+    assert!(base(models, m, &[]).contains("line 3: id 'a' is already used on line 2"));
 
     // Integer labels index the model's four outputs, though they use only three.
     std::fs::write(

@@ -167,7 +167,7 @@ fn review_by_keyboard_export_and_train_on_the_decisions() {
         (
             format!("{h}\nnot-in-run,drop,,{sha}\n"),
             None,
-            "row 2 names 1 id(s) that are not training examples",
+            "line 2 names 1 id(s) that are not training examples",
         ),
         (
             format!("{h}\n{},keep,,{sha}\n", queue[0]),
@@ -225,31 +225,31 @@ fn wrong_decisions_and_selections_are_refused_on_one_line() {
     for (text, says) in [
         (
             format!("{h}nope,drop,,a\n"),
-            "row 2 names 1 id(s) that are not training examples",
+            "line 2 names 1 id(s) that are not training examples",
         ),
         (
             format!("{h}train/000001,drop,,a\ntrain/000001,keep,,a\n"),
-            "row 3: 'train/000001' was decided already in row 2",
+            "line 3: 'train/000001' was decided already on line 2",
         ),
         (
             format!("{h}train/000001,delete,,a\n"),
-            "row 2: unknown action 'delete'",
+            "line 2: unknown action 'delete'",
         ),
         (
             format!("{h}train/000001,relabel,bird,a\n"),
-            "row 2: the new label of 'train/000001'",
+            "line 2: the new label of 'train/000001'",
         ),
         (
             format!("{h}train/000001,relabel,,a\n"),
-            "row 2: relabel of 'train/000001' without a label",
+            "line 2: relabel of 'train/000001' without a label",
         ),
         (
             format!("{h}train/000001,drop,,a\ntrain/000002,drop,,b\n"),
-            "row 3: decided on another scores file",
+            "line 3: decided on another scores file",
         ),
         (
             format!("{h}test/000001,drop,,a\n"),
-            "row 2: 'test/000001' is a test example",
+            "line 2: 'test/000001' is a test example",
         ),
         (
             "id,label\ntrain/000001,1\n".to_string(),

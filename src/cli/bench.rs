@@ -45,6 +45,13 @@ pub struct BenchArgs {
 
 impl BenchArgs {
     fn config(&self) -> Result<BenchConfig> {
+        let what: Vec<String> = self
+            .what
+            .iter()
+            .map(|w| format!("{w:?}").to_lowercase())
+            .collect();
+        crate::origin::refuse_repeats("--what", &what)?;
+        crate::origin::refuse_repeats("--precision", &self.precision)?;
         Ok(BenchConfig {
             what: self.what.clone(),
             width: self.width,

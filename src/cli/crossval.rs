@@ -20,6 +20,9 @@ pub struct CrossvalArgs {
     /// Train nothing: gather the probabilities of folds already trained.
     #[arg(long)]
     pub gather: bool,
+    /// Replace the run's cross-fitting of another K (or of an earlier training of the run).
+    #[arg(long, conflicts_with = "gather")]
+    pub overwrite: bool,
     /// No progress output.
     #[arg(long)]
     pub quiet: bool,
@@ -31,17 +34,31 @@ pub fn run(a: &CrossvalArgs) -> Result<()> {
         folds: a.folds,
         only: a.fold,
         gather: a.gather,
+        overwrite: a.overwrite,
     };
     reporter::stop_on_ctrl_c()?;
     match crossval::run(&request, &Terminal::detect(a.quiet))? {
-        Some(oos) => println!(
+        Some(g) => {
+            for f in &g.meta.fold_records {
+                println!(
+                    "fold {}: {:.1}% of its {} held-out examples predicted as the label they train with",
+                    f.fold,
+                    100.0 * f.accuracy,
+                    f.examples
+                );
+            }
+            if let Some(a) = g.meta.run_test_accuracy {
+                println!("the run itself: {:.1}% on its test split", 100.0 * a);
+            }
+            println!(
             "out-of-sample probabilities of {} training examples from {} folds -> '{}'; \
              `vog score --run {} --split train` adds oof_prob, oof_margin, oof_entropy and label_issue",
-            oos.ids.len(),
+            g.oos.ids.len(),
             a.folds,
             a.run.join("crossval").join("probs.csv").display(),
             a.run.display()
-        ),
+        )
+        }
         None => println!(
             "trained fold {} of {}; gather all folds with `vog crossval --run {} --folds {} --gather`",
             a.fold.unwrap_or(0),

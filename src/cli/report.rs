@@ -18,6 +18,8 @@ pub struct ReportArgs {
 }
 
 pub fn run(a: &ReportArgs) -> Result<()> {
+    let shown: Vec<_> = a.scores.iter().map(|p| p.display().to_string()).collect();
+    crate::origin::refuse_repeats("--scores", &shown)?;
     crate::report::run(a.run.as_deref(), &a.scores, &a.out)?;
     println!("wrote '{}'", a.out.display());
     Ok(())

@@ -133,7 +133,15 @@ enum Request {
 impl ScoreArgs {
     /// The one resolve step: every default filled in, every name parsed.
     fn request(&self) -> Result<Request> {
-        check_targets(&self.target)?;
+        crate::origin::refuse_repeats("--target", &self.target)?;
+        crate::origin::refuse_repeats(
+            "--model",
+            &self
+                .model
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>(),
+        )?;
         let Some(run) = &self.run else {
             return Ok(Request::Models(self.models_config()?));
         };
@@ -197,16 +205,6 @@ impl ScoreArgs {
             options: self.options(out, batch_size),
         })
     }
-}
-
-/// The targets of `--target`, each once.
-fn check_targets(targets: &[Target]) -> Result<()> {
-    for (i, t) in targets.iter().enumerate() {
-        if targets[..i].contains(t) {
-            bail!("--target: '{t}' is listed twice");
-        }
-    }
-    Ok(())
 }
 
 fn normalization(a: &ScoreArgs) -> Result<Normalization> {

@@ -20,7 +20,7 @@ pub fn load(root: &Path) -> Result<Dataset> {
             root.display()
         );
     }
-    let class_names = class_folders(&train_dir)?;
+    let class_names = class_folders(&train_dir, false)?;
     if class_names.is_empty() {
         bail!("'{}' holds no class folders", train_dir.display());
     }
@@ -39,15 +39,72 @@ pub fn load(root: &Path) -> Result<Dataset> {
     })
 }
 
-pub(super) fn class_folders(dir: &Path) -> Result<Vec<String>> {
+/// The class folders of the split folder `dir`, sorted by name. Every entry of a split
+/// folder is a class: a file there (but for `files_beside`, where other files may stand
+/// beside the classes, an image is refused: it has no class), or a folder whose name is not
+/// UTF-8, is refused by its name (bytes that are not UTF-8 shown escaped), never skipped.
+pub(super) fn class_folders(dir: &Path, files_beside: bool) -> Result<Vec<String>> {
     let mut names = Vec::new();
     for entry in read_dir(dir)? {
-        if entry.is_dir() {
-            names.push(file_name(&entry));
+        if !entry.is_dir() && files_beside && !is_image(&entry) {
+            continue;
+        }
+        if !entry.is_dir() {
+            bail!(
+                "'{}' is not a class folder: {} holds only class folders (move the file out)",
+                shown(&entry),
+                shown(dir)
+            );
+        }
+        match entry.file_name().and_then(|n| n.to_str()) {
+            Some(name) => names.push(name.to_string()),
+            None => bail!(
+                "class folder '{}' has a name that is not UTF-8; rename it",
+                shown(&entry)
+            ),
         }
     }
     names.sort();
     Ok(names)
+}
+
+/// The images of the class folder `dir`, sorted by name: every entry must be a png or
+/// jpeg file with a UTF-8 name (ids are names: two names that differ only in bytes that
+/// are not UTF-8 would collide); anything else is refused by its name.
+pub(super) fn class_images(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = read_dir(dir)?;
+    files.sort();
+    for f in &files {
+        if f.file_name().and_then(|n| n.to_str()).is_none() {
+            bail!(
+                "'{}' has a file name that is not UTF-8; rename it",
+                shown(f)
+            );
+        }
+        if !is_image(f) {
+            bail!(
+                "'{}' is not a png or jpeg image: a class folder holds only its images (move \
+                 it out)",
+                shown(f)
+            );
+        }
+    }
+    if files.is_empty() {
+        bail!("class folder '{}' holds no png or jpeg images", shown(dir));
+    }
+    Ok(files)
+}
+
+/// `path` as text, bytes that are not UTF-8 escaped (`\xFF`) rather than replaced, so two
+/// such names stay apart in a message.
+pub(super) fn shown(path: &Path) -> String {
+    match path.to_str() {
+        Some(s) => s.to_string(),
+        None => {
+            let debug = format!("{:?}", path.as_os_str());
+            debug.trim_matches('"').to_string()
+        }
+    }
 }
 
 pub(super) fn read_dir(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -81,7 +138,7 @@ fn list_images(
     class_names: &[String],
 ) -> Result<Vec<(String, PathBuf, i64)>> {
     let split_dir = root.join(split);
-    for name in class_folders(&split_dir)? {
+    for name in class_folders(&split_dir, false)? {
         if !class_names.contains(&name) {
             bail!(
                 "'{}' is a class folder that train/ does not have",
@@ -95,25 +152,7 @@ fn list_images(
         if !dir.is_dir() {
             continue;
         }
-        let mut files: Vec<PathBuf> = read_dir(&dir)?
-            .into_iter()
-            .filter(|p| is_image(p))
-            .collect();
-        if files.is_empty() {
-            bail!(
-                "class folder '{}' holds no png or jpeg images",
-                dir.display()
-            );
-        }
-        files.sort();
-        for f in files {
-            if f.file_name().and_then(|n| n.to_str()).is_none() {
-                // Ids are names; two names that differ only in invalid bytes would collide.
-                bail!(
-                    "'{}' has a file name that is not UTF-8; rename it",
-                    f.display()
-                );
-            }
+        for f in class_images(&dir)? {
             let id = format!("{split}/{class}/{}", file_name(&f));
             out.push((id, f, label as i64));
         }
@@ -208,5 +247,50 @@ pub(crate) fn push_chw(img: &image::RgbImage, out: &mut Vec<u8>) {
     let raw = img.as_raw();
     for c in 0..3 {
         out.extend(raw.iter().skip(c).step_by(3));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStrExt;
+
+    fn image(path: &Path) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        image::RgbImage::new(2, 2).save(path).unwrap();
+    }
+
+    #[test]
+    fn every_file_is_used_or_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        image(&root.join("train/cat/a.png"));
+        image(&root.join("train/dog/b.JPG"));
+        assert_eq!(
+            load(root).unwrap().train.ids,
+            ["train/cat/a.png", "train/dog/b.JPG"]
+        );
+        let err = |root: &Path| format!("{:#}", load(root).unwrap_err());
+        // A file a loader would have skipped: another format, a note, a file beside classes.
+        for stray in ["train/cat/c.webp", "train/cat/notes.txt", "train/readme.md"] {
+            std::fs::write(root.join(stray), "x").unwrap();
+            let e = err(root);
+            assert!(e.contains(stray), "{stray}: {e}");
+            std::fs::remove_file(root.join(stray)).unwrap();
+        }
+        // Names that are not UTF-8, shown by their bytes.
+        let bad = root
+            .join("train/cat")
+            .join(std::ffi::OsStr::from_bytes(b"x\xff.png"));
+        image(&bad);
+        let e = err(root);
+        assert!(e.contains("x\\xFF.png") && e.contains("not UTF-8"), "{e}");
+        std::fs::remove_file(&bad).unwrap();
+        let bad = root
+            .join("train")
+            .join(std::ffi::OsStr::from_bytes(b"c\xfe"));
+        image(&bad.join("a.png"));
+        let e = err(root);
+        assert!(e.contains("c\\xFE") && e.contains("not UTF-8"), "{e}");
     }
 }

@@ -211,7 +211,7 @@ fn list_folder(root: &Path, classes: Option<Vec<String>>, kinds: &[SplitKind]) -
     } else {
         root.to_path_buf()
     };
-    let found = super::folder::class_folders(&class_dir)?;
+    let found = super::folder::class_folders(&class_dir, !split_layout)?;
     let class_names = classes.unwrap_or_else(|| found.clone());
     if class_names.is_empty() {
         bail!("'{}' holds no class folders", class_dir.display());
@@ -223,11 +223,13 @@ fn list_folder(root: &Path, classes: Option<Vec<String>>, kinds: &[SplitKind]) -
             if !dir.is_dir() {
                 bail!("'{}' has no {kind}/ folder", root.display());
             }
-            splits.push((kind, list_classes(&dir, &format!("{kind}/"), &class_names)?));
+            let prefix = format!("{kind}/");
+            splits.push((kind, list_classes(&dir, &prefix, &class_names, false)?));
         }
     } else {
         let kind = single_kind(kinds, root)?;
-        splits.push((kind, list_classes(root, "", &class_names)?));
+        // A single set's folder may hold its manifest or class file beside the classes.
+        splits.push((kind, list_classes(root, "", &class_names, true)?));
     }
     Ok(Listing {
         class_names,
@@ -237,9 +239,15 @@ fn list_folder(root: &Path, classes: Option<Vec<String>>, kinds: &[SplitKind]) -
 }
 
 /// The images of `dir/<class>/*`, classes in `class_names` order, files by name; ids are
-/// `prefix<class>/<file>`.
-fn list_classes(dir: &Path, prefix: &str, class_names: &[String]) -> Result<Vec<Entry>> {
-    for name in super::folder::class_folders(dir)? {
+/// `prefix<class>/<file>`. With `files_beside` (a single set's folder), files other than
+/// images may stand beside the class folders.
+fn list_classes(
+    dir: &Path,
+    prefix: &str,
+    class_names: &[String],
+    files_beside: bool,
+) -> Result<Vec<Entry>> {
+    for name in super::folder::class_folders(dir, files_beside)? {
         if !class_names.contains(&name) {
             bail!(
                 "'{}' is a class folder whose name is not one of the {} classes",
@@ -254,18 +262,8 @@ fn list_classes(dir: &Path, prefix: &str, class_names: &[String]) -> Result<Vec<
         if !class_dir.is_dir() {
             continue;
         }
-        let mut files: Vec<PathBuf> = super::folder::read_dir(&class_dir)?
-            .into_iter()
-            .filter(|p| super::folder::is_image(p))
-            .collect();
-        files.sort();
-        for path in files {
-            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-                bail!(
-                    "'{}' has a file name that is not UTF-8; rename it",
-                    path.display()
-                );
-            };
+        for path in super::folder::class_images(&class_dir)? {
+            let name = super::folder::file_name(&path);
             out.push(Entry {
                 id: format!("{prefix}{class}/{name}"),
                 size: file_size(&path)?,
@@ -312,7 +310,7 @@ fn read_manifest_rows(file: &Path) -> Result<Vec<ManifestRow>> {
             let label = get(label);
             if label.is_empty() {
                 bail!(
-                    "manifest '{}' row {}: the label is empty",
+                    "manifest '{}' line {}: the label is empty",
                     file.display(),
                     r.line
                 );
@@ -364,7 +362,7 @@ fn list_manifest(file: &Path, classes: Option<Vec<String>>) -> Result<(Vec<Strin
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut entries = Vec::with_capacity(rows.len());
     for row in rows {
-        let at = || format!("manifest '{}' row {}", file.display(), row.line);
+        let at = || format!("manifest '{}' line {}", file.display(), row.line);
         // Without a class file, the classes are the labels themselves.
         let label = match named {
             true => super::classes::resolve(&row.label, &class_names)
@@ -388,7 +386,7 @@ fn list_manifest(file: &Path, classes: Option<Vec<String>>) -> Result<(Vec<Strin
         }
         let id = row.id.clone().unwrap_or_else(|| row.path.clone());
         if let Some(first) = seen.insert(id.clone(), row.line) {
-            bail!("{}: id '{id}' is already used by row {first}", at());
+            bail!("{}: id '{id}' is already used on line {first}", at());
         }
         entries.push(Entry {
             id,
@@ -630,9 +628,9 @@ mod tests {
             });
             s.list(&[SplitKind::Test]).unwrap_err().to_string()
         };
-        assert!(bad("path,label\ncat/a.png,cat\nnope.png,cat\n").contains("row 3: image"));
+        assert!(bad("path,label\ncat/a.png,cat\nnope.png,cat\n").contains("line 3: image"));
         assert!(bad("path,label,id\ncat/a.png,cat,x\ncat/c.png,cat,x\n")
-            .contains("row 3: id 'x' is already used by row 2"));
+            .contains("line 3: id 'x' is already used on line 2"));
         assert!(bad("file,class\n").contains("needs the columns"));
         let classes = root.join("classes.txt");
         std::fs::write(&classes, "dog\ncat\n").unwrap();
@@ -647,7 +645,7 @@ mod tests {
         .unwrap_err();
         let err = format!("{err:#}");
         assert!(
-            err.contains("row 2: label: 'bird' is neither a class name nor an index below 2"),
+            err.contains("line 2: label: 'bird' is neither a class name nor an index below 2"),
             "{err}"
         );
         // The class file sets the order.

@@ -164,19 +164,19 @@ fn write_decile_rows(w: &mut impl std::io::Write, s: &SplitEval, wide: usize) ->
     writeln!(w, "error (%) by VoG decile, lowest to highest (figure 4)")?;
     writeln!(
         w,
-        "{:wide$}  {}",
+        "{:wide$} {}",
         "target",
         (1..=10)
-            .map(|d| format!("{:>5}", format!("D{d}")))
+            .map(|d| format!("{:>6}", format!("D{d}")))
             .collect::<String>()
     )?;
     for t in &s.targets {
         let row: String = t
             .deciles
             .iter()
-            .map(|g| format!("{:>5.1}", g.error))
+            .map(|g| format!("{:>6.1}", g.error))
             .collect();
-        writeln!(w, "{:wide$}  {row}", t.target)?;
+        writeln!(w, "{:wide$} {row}", t.target)?;
     }
     Ok(())
 }

@@ -653,7 +653,12 @@ fn check_one_source(scored: &[Evaluated]) -> Result<()> {
             .flat_map(|x| x.files.iter().map(|f| f.digest.sha256.clone()))
             .collect();
         models.sort();
-        (m.run.clone(), models, m.dataset_fingerprint.clone())
+        // The run's identity where the sidecar has it: a moved run is the same run.
+        let run = m
+            .run_id
+            .clone()
+            .or_else(|| m.run.as_ref().map(|r| r.display().to_string()));
+        (run, models, m.dataset_fingerprint.clone())
     };
     let Some((first, rest)) = scored.split_first() else {
         return Ok(());
@@ -677,7 +682,8 @@ fn read_all(paths: &[PathBuf]) -> Result<Vec<Evaluated>> {
 
 /// Refuses a scores file made from another run or other data than `run`'s.
 fn check_of_run(scored: &[Evaluated], run_path: &Path, manifest: &RunManifest) -> Result<()> {
+    let now = crate::scoring::run_state(run_path, manifest)?;
     scored
         .iter()
-        .try_for_each(|s| s.file.check_of_run(run_path, &manifest.dataset.fingerprint))
+        .try_for_each(|s| s.file.check_of_run(run_path, &now))
 }

@@ -63,6 +63,17 @@ pub struct ScoresMeta {
     pub stage: Stage,
     pub epochs: Vec<usize>,
     pub checkpoints: Vec<String>,
+    /// Size and SHA-256 of each of `checkpoints` as scored (run scorings; older sidecars
+    /// have none), in their order: what ties the scores to the run's weights.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checkpoint_digests: Vec<crate::digest::FileDigest>,
+    /// The identity of the run scored (`RunManifest::id`), wherever it lies now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// Size and SHA-256 of the out-of-sample probabilities (`crossval/probs.csv`) the
+    /// `oof_*` columns came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_of_sample: Option<crate::digest::FileDigest>,
     /// In column order; the first has the plain `vog_raw`/`vog` columns.
     pub targets: Vec<Target>,
     /// The companion columns after the VoG ones, in column order.

@@ -82,6 +82,17 @@ pub fn write(csv: &Path, meta: &mut ScoresMeta, rows: &[ScoreRow]) -> Result<()>
     crate::atomic_file::write_bytes(&sidecar_path(csv), &json)
 }
 
+/// What a run holds now, as [`ScoresFile::check_of_run`] compares it with what its scores
+/// were made from.
+#[derive(Debug, Clone)]
+pub struct RunState<'a> {
+    pub fingerprint: &'a str,
+    /// Size and SHA-256 of the run's files, by name relative to the run (`run.json`'s).
+    pub files: &'a std::collections::BTreeMap<String, crate::digest::FileDigest>,
+    /// Of `crossval/probs.csv`, where the run has one.
+    pub out_of_sample: Option<crate::digest::FileDigest>,
+}
+
 /// A scores file read back with its sidecar: the one view of scored examples that
 /// evaluation, ranking and the report share.
 #[derive(Debug, Clone)]
@@ -150,17 +161,50 @@ impl ScoresFile {
         })
     }
 
-    /// Refuses a file scored from another run than the one at `run`, or from other data
-    /// than its `fingerprint`.
-    pub fn check_of_run(&self, run: &Path, fingerprint: &str) -> Result<()> {
-        let absolute = std::path::absolute(run).unwrap_or_else(|_| run.to_path_buf());
-        if self.meta.run.as_ref() != Some(&absolute) || self.meta.dataset_fingerprint != fingerprint
-        {
+    /// Refuses a file scored from another run than the one at `run` (whose state is
+    /// `now`), from other data, or from the run before it changed: a checkpoint replaced
+    /// (`vog train --overwrite`), or out-of-sample probabilities gathered again. The run
+    /// may have moved: checkpoints are compared by content.
+    pub fn check_of_run(&self, run: &Path, now: &RunState) -> Result<()> {
+        let (m, path) = (&self.meta, self.path.display());
+        if m.run.is_none() || m.dataset_fingerprint != now.fingerprint {
             bail!(
-                "'{}' holds scores of {}, not of run '{}'",
-                self.path.display(),
-                self.meta.source(),
+                "'{path}' holds scores of {} (or of other data), not of run '{}'",
+                m.source(),
                 run.display()
+            );
+        }
+        if m.checkpoint_digests.is_empty() {
+            // Sidecars from before checkpoint digests name the run by its path.
+            let absolute = std::path::absolute(run).unwrap_or_else(|_| run.to_path_buf());
+            if m.run.as_ref() != Some(&absolute) {
+                bail!(
+                    "'{path}' holds scores of {}, not of run '{}'",
+                    m.source(),
+                    run.display()
+                );
+            }
+        }
+        for (name, then) in m.checkpoints.iter().zip(&m.checkpoint_digests) {
+            match now.files.get(name) {
+                Some(d) if d == then => {}
+                Some(_) => bail!(
+                    "the run changed since scoring: '{path}' was scored from '{name}' as it was \
+                     then, and run '{}' holds another '{name}' now (trained again?); score again",
+                    run.display()
+                ),
+                None => bail!(
+                    "the run changed since scoring: '{path}' was scored from '{name}', which run \
+                     '{}' no longer has; score again",
+                    run.display()
+                ),
+            }
+        }
+        if m.out_of_sample.is_some() && m.out_of_sample != now.out_of_sample {
+            bail!(
+                "the run changed since scoring: the out-of-sample probabilities of '{path}' are \
+                 not those in '{}' now (vog crossval ran again?); score again",
+                run.join("crossval").display()
             );
         }
         Ok(())
@@ -273,6 +317,9 @@ mod tests {
             stage: Stage::All,
             epochs: vec![1, 2],
             checkpoints: vec![],
+            checkpoint_digests: vec![],
+            run_id: None,
+            out_of_sample: None,
             targets,
             companions: vec![Companion::Loss, Companion::Aum],
             variant: Variant::default(),

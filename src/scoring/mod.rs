@@ -107,6 +107,10 @@ struct Provenance {
     stage: Stage,
     epochs: Vec<usize>,
     checkpoints: Vec<String>,
+    /// What ties run scores to the run (empty for models): see [`ScoresMeta`].
+    checkpoint_digests: Vec<crate::digest::FileDigest>,
+    run_id: Option<String>,
+    out_of_sample: Option<crate::digest::FileDigest>,
     companions: Vec<Companion>,
     incomplete: Option<Incomplete>,
     /// Class names by label, for the warnings about classes without spread.
@@ -144,6 +148,9 @@ fn write_scores(
         stage: p.stage,
         epochs: p.epochs,
         checkpoints: p.checkpoints,
+        checkpoint_digests: p.checkpoint_digests,
+        run_id: p.run_id,
+        out_of_sample: p.out_of_sample,
         targets: o.targets.clone(),
         companions: p.companions,
         variant: o.variant,
@@ -391,6 +398,16 @@ impl Scorer<'_> {
     }
 }
 
+/// What the run in `run` (its manifest `m`) holds now, as scores made from it are checked
+/// against ([`ScoresFile::check_of_run`]).
+pub fn run_state<'a>(run: &Path, m: &'a RunManifest) -> Result<scores::RunState<'a>> {
+    Ok(scores::RunState {
+        fingerprint: &m.dataset.fingerprint,
+        files: &m.files,
+        out_of_sample: crate::oof::read_meta(run)?.map(|p| p.csv),
+    })
+}
+
 /// Runs `vog score`, reporting progress and warnings to `reporter`; returns the sidecar
 /// written next to the CSV.
 pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
@@ -424,9 +441,17 @@ pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
     if dynamics.is_some() {
         companions.extend(Companion::DYNAMICS);
     }
-    if add_out_of_sample(cfg, &m, &mut rows)? {
+    let out_of_sample = add_out_of_sample(cfg, &m, &mut rows, reporter)?;
+    if out_of_sample.is_some() {
         companions.extend(Companion::OUT_OF_SAMPLE);
     }
+    let checkpoint_digests = checkpoints
+        .iter()
+        .map(|name| match m.files.get(name) {
+            Some(d) => Ok(d.clone()),
+            None => run.digest(name),
+        })
+        .collect::<Result<_>>()?;
     let provenance = Provenance {
         run: Some(std::path::absolute(&cfg.run).unwrap_or_else(|_| cfg.run.clone())),
         models: None,
@@ -441,6 +466,9 @@ pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
             run.root().display()
         ),
         checkpoints,
+        checkpoint_digests,
+        run_id: Some(m.id()),
+        out_of_sample,
         companions,
         incomplete,
         class_names: m.dataset.class_names.clone(),
@@ -554,13 +582,27 @@ fn score_splits(
 }
 
 /// Adds the out-of-sample scores of `vog crossval` (where it ran) to the training rows,
-/// empty in test rows; returns whether it did.
-fn add_out_of_sample(cfg: &ScoreConfig, m: &RunManifest, rows: &mut [ScoreRow]) -> Result<bool> {
+/// empty in test rows; returns the digest of the probabilities used, if any. A crossval
+/// begun and not finished is said.
+fn add_out_of_sample(
+    cfg: &ScoreConfig,
+    m: &RunManifest,
+    rows: &mut [ScoreRow],
+    reporter: &dyn Reporter,
+) -> Result<Option<crate::digest::FileDigest>> {
     if !cfg.options.split.kinds().contains(&SplitKind::Train) {
-        return Ok(false);
+        return Ok(None);
     }
-    let Some(oos) = crate::oof::read(&cfg.run, &m.dataset.fingerprint)? else {
-        return Ok(false);
+    let oof = crate::oof::read(&cfg.run, &m.id(), &m.dataset.fingerprint)?;
+    let (oos, digest) = match oof {
+        crate::oof::State::Gathered(oos, meta) => (oos, meta.csv),
+        crate::oof::State::None => return Ok(None),
+        crate::oof::State::Unfinished(why) => {
+            reporter.warn(&format!(
+                "{why}: these scores have no out-of-sample columns"
+            ));
+            return Ok(None);
+        }
     };
     let issues = crate::confident::label_issues(&oos.labels, &oos.probs)?;
     let columns = [
@@ -592,7 +634,7 @@ fn add_out_of_sample(cfg: &ScoreConfig, m: &RunManifest, rows: &mut [ScoreRow]) 
         r.companions.extend(columns.iter().map(|c| Some(c[i])));
         r.suggested_label = Some(crate::confident::argmax(&oos.probs[i]) as i64);
     }
-    Ok(true)
+    Ok(Some(digest))
 }
 
 /// The run's data as training saw it (moved to `cfg.data` if given), checked against the
