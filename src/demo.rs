@@ -120,10 +120,14 @@ impl fmt::Display for DemoSummary {
             for e in &l.entries {
                 writeln!(
                     f,
-                    "  {:15} AUROC {:22}  {}",
+                    "  {:15} AUROC {:22}  {}{}",
                     e.score,
                     fmt_auroc(e.test.as_ref()),
-                    fmt_verdict(e.verdict, l.positives)
+                    fmt_verdict(e.verdict, l.positives),
+                    match e.restates_outcome {
+                        true => " (restates the outcome: from the last checkpoint's prediction)",
+                        false => "",
+                    }
                 )?;
             }
         }
@@ -203,8 +207,8 @@ pub fn announcement(plan: &Plan, o: &DemoOptions) -> String {
         if o.prune { ", retrainings without what each score flags (vog prune)" } else { "" },
         o.out.display(),
         match (&o.data, o.prune) {
-            (None, false) => " 3-6 minutes on a 2-core CPU.",
-            (None, true) => " 15-20 minutes on a 2-core CPU.",
+            (None, false) => " Under 3 minutes on a 2-core CPU.",
+            (None, true) => " About 10 minutes on a 2-core CPU.",
             _ => "",
         }
     )

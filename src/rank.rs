@@ -475,6 +475,22 @@ mod tests {
     }
 
     #[test]
+    fn selections_as_people_write_them() {
+        let sel: Select = "label_issue=TRUE".parse().unwrap();
+        assert_eq!((sel.column.as_str(), sel.value), ("label_issue", 1.0));
+        assert_eq!("x<=False".parse::<Select>().unwrap().value, 0.0);
+        let err = "label_issue=yes".parse::<Select>().unwrap_err();
+        assert!(
+            err.contains("'yes' is not a finite number, true or false"),
+            "{err}"
+        );
+        assert!("=1"
+            .parse::<Select>()
+            .unwrap_err()
+            .contains("names no column"));
+    }
+
+    #[test]
     fn classes() {
         let es = scored(&[row("a", 0), row("b", 1), row("c", 0)], &[1.0, 2.0, 3.0]);
         let names = vec!["c0".to_string(), "c1".to_string()];

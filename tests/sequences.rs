@@ -1,11 +1,14 @@
 //! Command sequences as a hostile user runs them: a tiny run and TorchScript models, then
-//! seeded random sequences of vog commands with valid and invalid flags, hand edits to the
-//! files (truncate, flip a byte, drop or repeat a CSV row, change a value, delete a
-//! checkpoint) and kills. After every step:
+//! seeded random sequences of vog commands with valid and invalid flags (the audit loop's
+//! too: crossval, prune with tiny settings, trainings from the run with selection files
+//! that are empty, blank, written by a spreadsheet or as vog writes them), hand edits to
+//! the files (truncate, flip a byte, drop or repeat a CSV row, change a value, delete a
+//! checkpoint), kills, and moves of the run folder. After every step:
 //!
 //! - exit 0: every scores file the step wrote passes `vog verify --scores` and is read by
-//!   `vog eval` and `vog rank` (a shard by `verify` alone), and a training leaves a run
-//!   that `vog verify` accepts;
+//!   `vog eval` and `vog rank` (a shard by `verify` alone); a training, crossval or prune
+//!   leaves no file that `vog verify` refuses beyond those it refused before the step;
+//! - a move: a run that verified before verifies where it went;
 //! - exit non-zero: no panic, an error on one line (clap's usage errors aside, which exit
 //!   2), and no file written or changed (the run's lock file aside).
 //!
@@ -127,7 +130,8 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (u64, SystemTime)> {
     out
 }
 
-/// The files written or changed between two snapshots.
+/// The files written or changed between two snapshots (but those the sequence writes by
+/// hand into `hand/` for a step to read).
 fn changed(
     before: &BTreeMap<PathBuf, (u64, SystemTime)>,
     after: &BTreeMap<PathBuf, (u64, SystemTime)>,
@@ -135,6 +139,7 @@ fn changed(
     after
         .iter()
         .filter(|(p, v)| before.get(*p) != Some(v))
+        .filter(|(p, _)| !p.components().any(|c| c.as_os_str() == "hand"))
         .map(|(p, _)| p.clone())
         .collect()
 }
@@ -142,6 +147,8 @@ fn changed(
 /// One sequence's world: its folder and what it has produced.
 struct World {
     dir: PathBuf,
+    /// Where the run is now, relative to `dir` (moves change it).
+    run: String,
     models: bool,
     rng: ChaCha8Rng,
     log: Vec<String>,
@@ -156,11 +163,17 @@ enum Outcome {
     },
     /// A hand edit, or a command killed part way: nothing to hold it to.
     Other,
+    /// The run folder moved; whether it verified before.
+    Moved { verified: bool },
 }
 
 impl World {
     fn path(&self, rel: &str) -> String {
         self.dir.join(rel).to_str().unwrap().to_string()
+    }
+
+    fn run_path(&self) -> String {
+        self.path(&self.run.clone())
     }
 
     fn pick<'a>(&mut self, items: &'a [&'a str]) -> &'a str {
@@ -202,7 +215,7 @@ impl World {
         let mut a: Vec<String> = ["score", "--quiet", "--device", "cpu", "--run"]
             .map(String::from)
             .to_vec();
-        a.push(self.path("run"));
+        a.push(self.run_path());
         a.extend(["--split", split, "--stage", stage, "--target", target].map(String::from));
         a.extend(["--out".into(), self.path(&format!("out/run-{k}.csv"))]);
         a.extend(self.odd_flag(&[
@@ -277,13 +290,13 @@ impl World {
                 ]);
                 a
             }
-            2 => vec!["verify".into(), self.path("run")],
+            2 => vec!["verify".into(), self.run_path()],
             3 => vec!["verify".into(), "--scores".into(), f],
             _ => match self.rng.gen_bool(0.5) {
                 true => vec![
                     "report".into(),
                     "--run".into(),
-                    self.path("run"),
+                    self.run_path(),
                     "--out".into(),
                     self.path("out/r.html"),
                 ],
@@ -307,7 +320,7 @@ impl World {
                 "train".into(),
                 "--quiet".into(),
                 "--resume".into(),
-                self.path("run"),
+                self.run_path(),
             ],
             false => {
                 let mut a: Vec<String> =
@@ -336,10 +349,91 @@ impl World {
                     ]
                     .map(String::from),
                 );
-                a.push(self.path("run"));
+                a.push(self.run_path());
                 a
             }
         }
+    }
+
+    fn crossval(&mut self) -> Vec<String> {
+        let mut a: Vec<String> = ["crossval", "--quiet", "--run"].map(String::from).to_vec();
+        a.push(self.run_path());
+        a.extend(["--folds".into(), self.pick(&["2", "2", "3"]).into()]);
+        match self.rng.gen_range(0..4) {
+            0 => a.extend(["--fold".into(), self.pick(&["0", "1"]).into()]),
+            1 => a.push("--gather".into()),
+            2 => a.push("--overwrite".into()),
+            _ => {}
+        }
+        a.extend(self.odd_flag(&[&["--folds", "1"], &["--fold", "7"], &["--folds", "50"]]));
+        a
+    }
+
+    fn prune(&mut self) -> Vec<String> {
+        let mut a: Vec<String> = ["prune", "--quiet", "--run"].map(String::from).to_vec();
+        a.push(self.run_path());
+        a.extend(["--scores".into(), self.any_scores()]);
+        a.extend([
+            "--column".into(),
+            self.pick(&["loss", "vog", "aum,loss"]).into(),
+        ]);
+        a.extend(["--fractions", "0.05", "--seeds", "1"].map(String::from));
+        a.extend(self.odd_flag(&[
+            &["--fractions", "0.99"],
+            &["--column", "vog,vog"],
+            &["--fractions", "0.05,0.05"],
+            &["--relabel-suggested"],
+        ]));
+        a
+    }
+
+    /// A selection file as people and vog write them (or as they forget to), then a
+    /// training of the run again with it.
+    fn from_run(&mut self) -> Vec<String> {
+        let ids: Vec<String> = (0..4).map(|i| format!("train/{:06}", i * 7)).collect();
+        let (flag, text) = match self.rng.gen_range(0..6) {
+            0 => ("--exclude", String::new()),
+            1 => ("--exclude", "\n  \n# none\n".to_string()),
+            2 => (
+                "--exclude",
+                format!("\u{feff}id\r\n# two\r\n{}\r\n\"{}\"\r\n", ids[0], ids[1]),
+            ),
+            3 => ("--relabel", "id,label\n".to_string()),
+            4 => (
+                "--relabel",
+                format!("id,label\n{},pattern3\n{},name:pattern4\n", ids[2], ids[3]),
+            ),
+            _ => (
+                "--decisions",
+                format!(
+                    "id,action,label,scores_sha256\r\n{},drop,,x\r\n{},relabel,pattern1,x\r\n",
+                    ids[0], ids[3]
+                ),
+            ),
+        };
+        let file = self.dir.join("hand/selection.csv");
+        std::fs::write(&file, &text).unwrap();
+        self.log.push(format!("write {} {text:?}", file.display()));
+        let mut a: Vec<String> = ["train", "--quiet", "--from"].map(String::from).to_vec();
+        a.push(self.run_path());
+        a.extend([flag.to_string(), file.to_str().unwrap().to_string()]);
+        a.extend(["--overwrite".into(), "--out".into(), self.path("derived")]);
+        a
+    }
+
+    /// Moves the run folder to the other of two places.
+    fn move_run(&mut self) -> Outcome {
+        let verified = verify_failures(&self.run_path()).is_some_and(|f| f.is_empty());
+        let to = match self.run.as_str() {
+            "run" => "moved/run",
+            _ => "run",
+        };
+        std::fs::create_dir_all(self.dir.join(to).parent().unwrap()).unwrap();
+        if std::fs::rename(self.dir.join(&self.run), self.dir.join(to)).is_ok() {
+            self.log.push(format!("move {} -> {to}", self.run));
+            self.run = to.to_string();
+        }
+        Outcome::Moved { verified }
     }
 
     /// A hand edit of a random file of the world.
@@ -417,7 +511,7 @@ impl World {
     }
 
     fn step(&mut self) -> Outcome {
-        let args = match self.rng.gen_range(0..10) {
+        let args = match self.rng.gen_range(0..14) {
             0 | 1 => self.score_run(),
             2 | 3 if self.models => self.score_models(),
             4 if self.models => self.merge(),
@@ -430,6 +524,10 @@ impl World {
                 return Outcome::Other;
             }
             7 => self.train(),
+            10 => self.crossval(),
+            11 => self.prune(),
+            12 => self.from_run(),
+            13 => return self.move_run(),
             _ => self.read_step(),
         };
         self.log.push(format!("vog {}", args.join(" ")));
@@ -461,8 +559,35 @@ fn accepted(file: &Path, dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The invariants after one step.
-fn check(outcome: &Outcome, written: &[PathBuf], dir: &Path) -> Result<(), String> {
+/// The FAILED lines of `vog verify RUN`, or `None` where it cannot open the run at all.
+fn verify_failures(run: &str) -> Option<std::collections::BTreeSet<String>> {
+    let out = vog().args(["verify", run]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let failed: std::collections::BTreeSet<String> = text
+        .lines()
+        .filter(|l| l.starts_with("FAILED"))
+        .map(String::from)
+        .collect();
+    (out.status.success() || !failed.is_empty()).then_some(failed)
+}
+
+/// The commands that write into a run folder: none may leave a file `vog verify` refuses.
+const WRITERS: [&str; 3] = ["train", "crossval", "prune"];
+
+/// The invariants after one step; `before` holds the run's verify failures before it.
+fn check(
+    outcome: &Outcome,
+    written: &[PathBuf],
+    w: &World,
+    before: &Option<std::collections::BTreeSet<String>>,
+) -> Result<(), String> {
+    let dir = &w.dir;
+    if let Outcome::Moved { verified: true } = outcome {
+        let after = verify_failures(&w.run_path());
+        if after.as_ref().is_none_or(|f| !f.is_empty()) {
+            return Err(format!("the moved run fails verify: {after:?}"));
+        }
+    }
     let Outcome::Ran { args, out } = outcome else {
         return Ok(());
     };
@@ -478,16 +603,19 @@ fn check(outcome: &Outcome, written: &[PathBuf], dir: &Path) -> Result<(), Strin
                 accepted(f, dir)?;
             }
         }
-        if args[0] == "train" {
-            let v = vog()
-                .args(["verify", dir.join("run").to_str().unwrap()])
-                .output()
-                .unwrap();
-            if !v.status.success() {
-                return Err(format!(
-                    "trained run fails verify: {}",
-                    String::from_utf8_lossy(&v.stdout)
-                ));
+        if WRITERS.contains(&args[0].as_str()) {
+            let target = match args.iter().position(|a| a == "--from") {
+                Some(_) => w.path("derived"),
+                None => w.run_path(),
+            };
+            let after = verify_failures(&target).unwrap_or_default();
+            let known = match args.iter().any(|a| a == "--from") {
+                true => Default::default(),
+                false => before.clone().unwrap_or_default(),
+            };
+            let new: Vec<&String> = after.difference(&known).collect();
+            if !new.is_empty() {
+                return Err(format!("{} left files verify refuses: {new:?}", args[0]));
             }
         }
         return Ok(());
@@ -515,17 +643,20 @@ fn sequence(base: &Path, seed: u64, steps: usize, models: bool) {
     let dir = keep.path().to_path_buf();
     copy_tree(base, &dir);
     std::fs::create_dir_all(dir.join("out")).unwrap();
+    std::fs::create_dir_all(dir.join("hand")).unwrap();
     let mut w = World {
         dir: dir.clone(),
+        run: "run".into(),
         models,
         rng: ChaCha8Rng::seed_from_u64(seed),
         log: Vec::new(),
     };
     for _ in 0..steps {
         let before = snapshot(&dir);
+        let failing = verify_failures(&w.run_path());
         let outcome = w.step();
         let written = changed(&before, &snapshot(&dir));
-        if let Err(e) = check(&outcome, &written, &dir) {
+        if let Err(e) = check(&outcome, &written, &w, &failing) {
             panic!("seed {seed}, steps:\n  {}\n{e}", w.log.join("\n  "));
         }
     }

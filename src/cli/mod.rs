@@ -76,7 +76,7 @@ pub enum Command {
     /// relabel each by key, export decisions.csv for `vog train --decisions`.
     Review(Box<ReviewArgs>),
     /// Train, score, evaluate and report on synthetic data with planted hard examples
-    /// (3-6 minutes on a 2-core CPU), or on a real dataset with --data.
+    /// (under 3 minutes on a 2-core CPU), or on a real dataset with --data.
     Demo(DemoArgs),
     /// Reproduce the paper from a configs/paper-*.toml file: train, score, evaluate, report.
     Experiment(Box<ExperimentArgs>),

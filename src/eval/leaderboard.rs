@@ -106,6 +106,11 @@ pub struct Entry {
     /// k = the number of positives.
     pub precision_at_k: Option<f64>,
     pub verdict: Verdict,
+    /// The score restates what the question is judged by (difficulty: loss, prob and
+    /// el2n come from the last checkpoint's outputs, whose prediction decides which test
+    /// examples are misclassified): shown, never crowned.
+    #[serde(default)]
+    pub restates_outcome: bool,
 }
 
 /// What kind of score a leaderboard entry ranks by.
@@ -193,10 +198,11 @@ pub fn leaderboard(f: &ScoresFile, ask: &Ask) -> Leaderboard {
         .into_iter()
         .filter_map(|(name, col)| {
             let values: Vec<Option<f64>> = ask.rows.iter().map(|r| scores::value(r, col)).collect();
-            values
-                .iter()
-                .any(Option::is_some)
-                .then(|| entry(name, higher_is_harder(f, col), &values, ask))
+            let restates = ask.question == Question::Difficulty && from_prediction(f, col);
+            values.iter().any(Option::is_some).then(|| Entry {
+                restates_outcome: restates,
+                ..entry(name, higher_is_harder(f, col), &values, ask)
+            })
         })
         .collect();
     if ask.question != Question::Difficulty {
@@ -232,6 +238,14 @@ fn higher_is_harder(f: &ScoresFile, col: ColumnRef) -> bool {
     }
 }
 
+/// Whether a column comes from the scoring checkpoints' outputs.
+fn from_prediction(f: &ScoresFile, col: ColumnRef) -> bool {
+    match col {
+        (c, Column::Companion) => f.meta.companions[c].from_prediction(),
+        _ => false,
+    }
+}
+
 fn entry(score: String, higher_is_harder: bool, values: &[Option<f64>], ask: &Ask) -> Entry {
     // Rows without a value (test rows of a training-only score) are left out.
     let (oriented, positive): (Vec<f64>, Vec<bool>) = values
@@ -255,6 +269,7 @@ fn entry(score: String, higher_is_harder: bool, values: &[Option<f64>], ask: &As
         top10_error,
         bottom10_error,
         precision_at_k,
+        restates_outcome: false,
     }
 }
 

@@ -141,8 +141,12 @@ pub fn leaderboard_table(l: &Leaderboard) -> Table {
         .iter()
         .map(|e| {
             let t = e.test.as_ref();
+            let score = match e.restates_outcome {
+                true => format!("{} (restates the outcome)", e.score),
+                false => e.score.clone(),
+            };
             let mut row = vec![
-                e.score.clone(),
+                score,
                 fmt_opt(t.map(|t| t.auroc), 3),
                 fmt_ci(t),
                 fmt_opt(t.map(|t| t.p_value), 4),

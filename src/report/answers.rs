@@ -36,15 +36,34 @@ pub(super) fn write(out: &mut String, scored: &[&Evaluated], thumbs: &mut Thumbs
 }
 
 /// The best entry of a leaderboard: the highest AUROC whose verdict agrees with the
-/// score's claim (`disagrees` is not a column one can rank or review by).
+/// score's claim, among the scores that do not restate the outcome (`disagrees` is not a
+/// column one can rank or review by).
 fn best(l: &Leaderboard) -> Option<&Entry> {
     l.entries.iter().find(|e| {
         let claimed = match e.higher_is_harder {
             true => Verdict::HigherIsHarder,
             false => Verdict::HigherIsEasier,
         };
-        e.score != "disagrees" && e.verdict == claimed
+        e.score != "disagrees" && !e.restates_outcome && e.verdict == claimed
     })
+}
+
+/// What the card says of the scores that restate the outcome: their names, and the best of
+/// them with its AUROC, so the reader sees why they are not crowned.
+fn restating(l: &Leaderboard) -> String {
+    let all: Vec<&Entry> = l.entries.iter().filter(|e| e.restates_outcome).collect();
+    let Some(first) = all.first() else {
+        return String::new();
+    };
+    let names: Vec<&str> = all.iter().map(|e| e.score.as_str()).collect();
+    format!(
+        "<p class=\"restates\">Not crowned: {} come from the last checkpoint's outputs, whose \
+         prediction decides which test examples count as misclassified, so they restate the \
+         outcome rather than predict it ({} reaches AUROC {}).</p>",
+        esc(&names.join(", ")),
+        esc(&first.score),
+        fmt_auroc(first.test.as_ref())
+    )
 }
 
 fn card(out: &mut String, s: &Evaluated, l: &Leaderboard, thumbs: &mut Thumbs) -> Result<()> {
@@ -60,7 +79,8 @@ fn card(out: &mut String, s: &Evaluated, l: &Leaderboard, thumbs: &mut Thumbs) -
     let Some(e) = best(l) else {
         write!(
             out,
-            "<p class=\"answer\">No score picks these out with evidence on this run.</p>{}</div>",
+            "<p class=\"answer\">No score picks these out with evidence on this run.</p>{}{}</div>",
+            restating(l),
             vog.map_or(String::new(), |v| format!(
                 "<p>The paper's vog: AUROC {}, {}.</p>",
                 fmt_auroc(v.test.as_ref()),
@@ -71,10 +91,11 @@ fn card(out: &mut String, s: &Evaluated, l: &Leaderboard, thumbs: &mut Thumbs) -
     };
     write!(
         out,
-        r#"<p class="answer">Best here: <b>{}</b>, AUROC {} ({}).</p>"#,
+        r#"<p class="answer">Best here: <b>{}</b>, AUROC {} ({}).</p>{}"#,
         esc(&e.score),
         fmt_auroc(e.test.as_ref()),
-        e.verdict
+        e.verdict,
+        restating(l)
     )?;
     if let Some(v) = vog.filter(|v| v.score != e.score) {
         write!(
@@ -118,4 +139,56 @@ fn thumbnails(
     }
     out.push_str("</div>");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::stats::AurocTest;
+
+    fn entry(score: &str, auroc: f64, restates: bool) -> Entry {
+        Entry {
+            score: score.into(),
+            higher_is_harder: true,
+            test: Some(AurocTest {
+                auroc,
+                ci_low: auroc - 0.02,
+                ci_high: auroc + 0.02,
+                p_value: 0.001,
+                positives: 50,
+                negatives: 250,
+            }),
+            top10_error: None,
+            bottom10_error: None,
+            precision_at_k: None,
+            verdict: Verdict::HigherIsHarder,
+            restates_outcome: restates,
+        }
+    }
+
+    #[test]
+    fn scores_that_restate_the_outcome_are_not_crowned() {
+        let l = Leaderboard {
+            question: Question::Difficulty,
+            examples: 300,
+            positives: 50,
+            entries: vec![
+                entry("loss", 0.99, true),
+                entry("el2n", 0.98, true),
+                entry("vog_logprob", 0.97, false),
+            ],
+        };
+        assert_eq!(best(&l).unwrap().score, "vog_logprob");
+        let said = restating(&l);
+        assert!(
+            said.contains("Not crowned: loss, el2n") && said.contains("loss reaches AUROC 0.990"),
+            "{said}"
+        );
+        let l = Leaderboard {
+            entries: vec![entry("loss", 0.99, false)],
+            ..l
+        };
+        assert_eq!(best(&l).unwrap().score, "loss");
+        assert_eq!(restating(&l), "");
+    }
 }

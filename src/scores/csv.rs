@@ -95,6 +95,13 @@ impl Companion {
     }
 
     /// Whether a higher value means a harder example.
+    /// Whether it is computed from the outputs of the scoring checkpoints, the last of
+    /// which makes the prediction `correct` is judged by: on the test split it restates
+    /// whether an example is misclassified rather than predicting it.
+    pub fn from_prediction(self) -> bool {
+        matches!(self, Companion::Loss | Companion::El2n | Companion::Prob)
+    }
+
     pub fn higher_is_harder(self) -> bool {
         matches!(
             self,
