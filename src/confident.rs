@@ -12,6 +12,7 @@
 //! given label. Rows of `probs` are examples, columns classes; `labels` are the given
 //! (trained) labels.
 use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
 
 /// cleanlab's tolerance for comparing probabilities.
 const EPSILON: f64 = 1e-6;
@@ -213,9 +214,180 @@ pub fn label_issues(labels: &[usize], probs: &[Vec<f64>]) -> Result<Vec<bool>> {
     Ok(issue)
 }
 
+/// Confident learning's own estimate of the noise rate: the share of the calibrated
+/// confident joint off its diagonal (about the share of examples it flags, since
+/// `prune_by_noise_rate` flags that many).
+pub fn joint_noise_rate(labels: &[usize], probs: &[Vec<f64>]) -> Result<f64> {
+    let k = check(labels, probs)?;
+    let joint = confident_joint(labels, probs, k);
+    let all: i64 = joint.iter().flatten().sum();
+    let off: i64 = (0..k)
+        .flat_map(|g| (0..k).filter(move |&t| t != g).map(move |t| (g, t)))
+        .map(|(g, t)| joint[g][t])
+        .sum();
+    Ok(off as f64 / all.max(1) as f64)
+}
+
+/// Below this bound on the share of flags that can be label errors, the flags are mostly
+/// the fold models' own mistakes: too weak to act on.
+pub const MIN_PRECISION_BOUND: f64 = 0.5;
+
+/// Whether out-of-sample models are strong enough for their flags to be acted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StrengthVerdict {
+    /// At least half of the flags can be label errors.
+    Usable,
+    /// Most flags must be the fold models' own mistakes.
+    TooWeak,
+    /// The run has no test split to compare the fold models with.
+    Unknown,
+}
+
+/// How strong the fold models of a cross-fitting were, and what that allows of their flags.
+///
+/// The rule (docs/results.md has the measurements behind it): the run's test accuracy `t`,
+/// measured on clean test labels, stands for how often models of its recipe predict an
+/// example's true class. Models that right agree with given labels of which a share `e` is
+/// wrong about `(1 - e) t` of the time, so fold models that agree with the given labels
+/// `a` of the time imply `e = (t - a) / t` wrong labels. Confident learning flags a share
+/// `f` of the examples; at most `e / f` of the flags can then be label errors. Below
+/// [`MIN_PRECISION_BOUND`] the flags are mostly the models' own mistakes: too weak to act
+/// on. Confident learning's own noise estimate cannot tell, since it flags as many
+/// examples as it estimates to be wrong.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Strength {
+    /// Share of the held-out examples the fold models predict as the label they train
+    /// with, over all folds.
+    pub fold_accuracy: f64,
+    /// The run's own last test accuracy, where it has a test split.
+    pub run_test_accuracy: Option<f64>,
+    pub flagged: usize,
+    pub examples: usize,
+    /// Confident learning's own estimate of the noise rate ([`joint_noise_rate`]).
+    pub joint_noise: f64,
+    /// `(t - a) / t`, clipped to [0, 1]: the wrong labels the fold models' agreement
+    /// implies.
+    pub implied_noise: Option<f64>,
+    /// `implied_noise / flag rate`, at most 1: the largest share of the flags that can be
+    /// label errors.
+    pub precision_bound: Option<f64>,
+    pub verdict: StrengthVerdict,
+}
+
+impl Strength {
+    /// The strength of fold models that agree with the given labels `fold_accuracy` of the
+    /// time, for a run of test accuracy `run_test_accuracy`, flagging `flagged` of
+    /// `examples` with the joint's noise estimate `joint_noise`.
+    pub fn new(
+        fold_accuracy: f64,
+        run_test_accuracy: Option<f64>,
+        (flagged, examples): (usize, usize),
+        joint_noise: f64,
+    ) -> Self {
+        let flag_rate = flagged as f64 / examples.max(1) as f64;
+        let implied_noise = run_test_accuracy
+            .filter(|&t| t > 0.0)
+            .map(|t| ((t - fold_accuracy) / t).clamp(0.0, 1.0));
+        let precision_bound = implied_noise.map(|e| match flagged {
+            0 => 1.0,
+            _ => (e / flag_rate).min(1.0),
+        });
+        let verdict = match precision_bound {
+            None => StrengthVerdict::Unknown,
+            Some(p) if p < MIN_PRECISION_BOUND => StrengthVerdict::TooWeak,
+            Some(_) => StrengthVerdict::Usable,
+        };
+        Strength {
+            fold_accuracy,
+            run_test_accuracy,
+            flagged,
+            examples,
+            joint_noise,
+            implied_noise,
+            precision_bound,
+            verdict,
+        }
+    }
+
+    /// The verdict with its figures, on one line.
+    pub fn sentence(&self) -> String {
+        let pct = |x: f64| format!("{:.0}%", 100.0 * x);
+        let run = self
+            .run_test_accuracy
+            .map_or("the run has no test split".into(), |t| {
+                format!("the run: {} on test", pct(t))
+            });
+        let head = format!(
+            "out-of-sample flags: fold models reach {} on held-out examples ({run}); confident \
+             learning flags {} of {} training examples ({})",
+            pct(self.fold_accuracy),
+            self.flagged,
+            self.examples,
+            pct(self.flagged as f64 / self.examples.max(1) as f64)
+        );
+        let bound = match (self.implied_noise, self.precision_bound) {
+            (Some(e), Some(p)) => format!(
+                ", while models that accurate imply about {} wrong labels, so at most {} of \
+                 the flags can be label errors",
+                pct(e),
+                pct(p)
+            ),
+            _ => String::new(),
+        };
+        let verdict = match self.verdict {
+            StrengthVerdict::Usable => "strong enough to review the flags",
+            StrengthVerdict::TooWeak => {
+                "too weak to act on: more data per fold (a higher --folds) or a stronger recipe \
+                 first"
+            }
+            StrengthVerdict::Unknown => {
+                "strength unknown without a test split: review before acting"
+            }
+        };
+        format!("{head}{bound}: {verdict}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strength_follows_its_figures() {
+        // The issue's run: 33% fold accuracy, 42% on test, 1,787 of 3,000 flagged.
+        let weak = Strength::new(0.33, Some(0.42), (1787, 3000), 0.58);
+        let e = (0.42 - 0.33) / 0.42;
+        assert!((weak.implied_noise.unwrap() - e).abs() < 1e-12);
+        assert!((weak.precision_bound.unwrap() - e / (1787.0 / 3000.0)).abs() < 1e-12);
+        assert_eq!(weak.verdict, StrengthVerdict::TooWeak);
+        let said = weak.sentence();
+        assert!(
+            said.contains("fold models reach 33%") && said.contains("42% on test"),
+            "{said}"
+        );
+        assert!(
+            said.contains("1787 of 3000") && said.contains("(60%)"),
+            "{said}"
+        );
+        assert!(said.contains("about 21% wrong labels") && said.contains("at most 36%"));
+        assert!(said.ends_with("a stronger recipe first"), "{said}");
+        // Strong models: 20% wrong labels, fold models 70% right, the run 88%.
+        let strong = Strength::new(0.70, Some(0.88), (170, 800), 0.21);
+        assert_eq!(strong.verdict, StrengthVerdict::Usable);
+        assert!(strong
+            .sentence()
+            .ends_with("strong enough to review the flags"));
+        let unknown = Strength::new(0.7, None, (10, 100), 0.1);
+        assert_eq!(unknown.verdict, StrengthVerdict::Unknown);
+        assert!(unknown.sentence().contains("no test split"));
+        // Fold models better on given labels than the run on clean ones: no wrong label
+        // implied, so no flag can be bounded away from zero... and none is trusted.
+        assert_eq!(
+            Strength::new(0.9, Some(0.8), (5, 100), 0.05).precision_bound,
+            Some(0.0)
+        );
+    }
 
     #[test]
     fn rounding_keeps_the_total() {

@@ -80,7 +80,7 @@ fn train_folder(root: &Path, run: &Path) {
     );
 }
 
-/// 1. With classes named `1`, `10`, `2`, a relabel to "10" trains class "10", the files vog
+/// Item 1: With classes named `1`, `10`, `2`, a relabel to "10" trains class "10", the files vog
 /// writes name classes as they read back, and a token that names one class and indexes
 /// another is refused everywhere a class is given.
 #[test]
@@ -169,7 +169,7 @@ fn classes_named_by_numbers() {
     }
 }
 
-/// 2. Scores made before the run was trained again (same data, new weights) are refused
+/// Item 2: Scores made before the run was trained again (same data, new weights) are refused
 /// by every reader that takes a run, naming the changed checkpoint.
 #[test]
 fn scores_of_a_replaced_run_are_refused() {
@@ -218,7 +218,7 @@ fn scores_of_a_replaced_run_are_refused() {
     succeed(vog().args(["verify", s(&run), "--scores", s(&outside)]));
 }
 
-/// 3. A value repeated in a list option is refused, not counted twice.
+/// Item 3: A value repeated in a list option is refused, not counted twice.
 #[test]
 fn list_values_are_given_once() {
     for (args, says) in [
@@ -266,7 +266,7 @@ fn list_values_are_given_once() {
     }
 }
 
-/// 4 and 12. A selection file that selects nothing is refused naming it, on a plain
+/// Items 4 and 12: A selection file that selects nothing is refused naming it, on a plain
 /// training and with --from alike; one a spreadsheet writes (BOM, CRLF, quotes, comments)
 /// is read as written.
 #[test]
@@ -329,7 +329,7 @@ fn empty_selections_are_refused_and_spreadsheets_read() {
     succeed(vog().arg("verify").arg(&out));
 }
 
-/// 5. One rule: relabelling every example out of a class is refused like excluding them,
+/// Item 5: One rule: relabelling every example out of a class is refused like excluding them,
 /// and decisions whose relabels change no label are refused like decisions that change
 /// nothing.
 #[test]
@@ -392,7 +392,7 @@ fn relabels_follow_the_rules_of_exclusions() {
     assert!(!out.exists());
 }
 
-/// 6 and 10. Ids with a comma survive the files vog writes; a run moved elsewhere
+/// Items 6 and 10: Ids with a comma survive the files vog writes; a run moved elsewhere
 /// verifies, and continues its crossval and prune without training anything again.
 #[test]
 fn commas_in_ids_and_a_moved_run() {
@@ -479,7 +479,7 @@ fn commas_in_ids_and_a_moved_run() {
     assert!(!String::from_utf8_lossy(&pruned.stderr).contains("epoch 1/"));
 }
 
-/// 7, 8 and 9. verify checks crossval/ and prune/; probabilities are checked by value and
+/// Items 7, 8 and 9: verify checks crossval/ and prune/; probabilities are checked by value and
 /// tied to their run; a crossval of another K is refused until replaced; an unfinished one
 /// is named when scoring.
 #[test]
@@ -620,7 +620,7 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// 11 and 13. vog prune checks every setting before training anything, naming the option;
+/// Items 11 and 13: vog prune checks every setting before training anything, naming the option;
 /// errors name what the user typed.
 #[test]
 fn settings_are_checked_first_and_errors_name_the_input() {
@@ -685,4 +685,42 @@ fn settings_are_checked_first_and_errors_name_the_input() {
         err.contains(&format!("--class '{class}' leaves none of the")),
         "{err}"
     );
+}
+
+/// Item 13: `vog rank` and `vog review` refuse the same selection with the same status and the
+/// same message.
+#[test]
+fn rank_and_review_refuse_alike() {
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("run");
+    train_synth(&run, &TINY);
+    let scores = d.path().join("s.csv");
+    score(&run, "both", &scores);
+    let page = d.path().join("p.html");
+    for extra in [
+        vec!["--top", "0"],
+        vec!["--select", "vog>=yes"],
+        vec!["--select", "vog>=1000"],
+        vec!["--class", "dog"],
+        vec!["--column", "nope"],
+        vec!["--select", "nope=1"],
+    ] {
+        let run_one = |command: &str| {
+            let mut cmd = vog();
+            cmd.args([command, s(&scores)]).args(&extra);
+            if command == "review" {
+                cmd.args(["--out", s(&page)]);
+            }
+            let out = cmd.output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            (
+                out.status.code(),
+                err.lines().next().unwrap_or("").to_string(),
+            )
+        };
+        let (rank, review) = (run_one("rank"), run_one("review"));
+        assert_ne!(rank.0, Some(0), "{extra:?}");
+        assert_eq!(rank, review, "{extra:?}");
+    }
+    assert!(!page.exists());
 }

@@ -66,7 +66,7 @@ fn crossval_feeds_confident_learning() {
     let issue = column(&scores, "label_issue");
     for (s, v) in split.iter().zip(&issue) {
         match s.as_str() {
-            "train" => assert!(v == "0e0" || v == "1e0", "{v}"),
+            "train" => assert!(v == "false" || v == "true", "{v}"),
             _ => assert_eq!(v, "", "test rows have no out-of-sample scores"),
         }
     }
@@ -101,7 +101,7 @@ fn crossval_feeds_confident_learning() {
     succeed(vog().arg("eval").arg(&scores));
     relabel_suggested(&run, &scores);
     // Exactly the flagged examples, as the file `vog train --exclude` reads.
-    let flagged = issue.iter().filter(|v| *v == "1e0").count();
+    let flagged = issue.iter().filter(|v| *v == "true").count();
     let ids = succeed(vog().arg("rank").arg(&scores).args([
         "--select",
         "label_issue=true",

@@ -146,7 +146,14 @@ fn image_folders_read_png_and_jpeg() {
     write_image(&root.join("train/bird/b.jpg"), 8, 6, 2);
     let c0 = write_image(&root.join("train/ant/x.PNG"), 8, 6, 3);
     write_image(&root.join("test/bird/t.jpeg"), 8, 6, 4);
-    std::fs::write(root.join("train/bird/notes.txt"), "ignored").unwrap();
+    // Every file is used or refused by name: a note in a class folder is refused.
+    std::fs::write(root.join("train/bird/notes.txt"), "a note").unwrap();
+    let err = format!("{:#}", folder::load(root).unwrap_err());
+    assert!(
+        err.contains("train/bird/notes.txt") && err.contains("not a png or jpeg"),
+        "{err}"
+    );
+    std::fs::remove_file(root.join("train/bird/notes.txt")).unwrap();
 
     let d = folder::load(root).unwrap();
     assert_eq!(d.class_names, vec!["ant", "bird"]);

@@ -66,8 +66,20 @@ fn reduced_demo() {
     }
     // Each leaderboard is a heading followed by one indented line per score, in order.
     let mut blocks: Vec<Vec<&str>> = Vec::new();
+    // Scores that restate the outcome (test difficulty: loss, prob, el2n) say so after the
+    // verdict, and only there.
+    let restates = " (restates the outcome: from the last checkpoint's prediction)";
     for line in stdout.lines().skip(1) {
         if line.starts_with("  ") {
+            let marked = line.ends_with(restates);
+            let line = line.trim_end_matches(restates);
+            let score = line.split_whitespace().next().unwrap();
+            let first_board = blocks.len() == 1;
+            assert_eq!(
+                marked,
+                first_board && ["loss", "prob", "el2n"].contains(&score),
+                "{line}"
+            );
             blocks.last_mut().unwrap().push(line);
         } else if !line.starts_with("report: ") {
             blocks.push(Vec::new());
@@ -149,7 +161,7 @@ fn demo_with_prune() {
     let out_dir = dir.path().join("demo");
     let out = succeed(
         vog()
-            .args(["demo", "--train", "100", "--test", "60", "--epochs", "3"])
+            .args(["demo", "--train", "300", "--test", "60", "--epochs", "5"])
             .args([
                 "--width", "2", "--prune", "--device", "cpu", "--quiet", "--out",
             ])

@@ -274,7 +274,10 @@ fn bad_score_files() {
     );
     let twice = write("twice.txt", "test/001\ntest/001\n");
     let err = vog_fails(&["eval", ok_s, "--flagged", &twice]);
-    assert!(err.contains("'test/001' more than once"), "{err}");
+    assert!(
+        err.contains("line 2: 'test/001' is listed already on line 1"),
+        "{err}"
+    );
 
     // Without its sidecar a scores file cannot say which target its plain columns hold.
     std::fs::remove_file(dir.path().join("ok.json")).unwrap();

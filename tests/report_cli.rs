@@ -55,7 +55,7 @@ fn self_contained_report() {
         .success();
     let html = std::fs::read_to_string(&out).unwrap();
 
-    // Scores of one run under the header of another are refused.
+    // Scores of one run under the header of a folder that lacks its checkpoints are refused.
     let other = dir.path().join("other");
     std::fs::create_dir_all(&other).unwrap();
     std::fs::copy(run.join("run.json"), other.join("run.json")).unwrap();
@@ -68,7 +68,7 @@ fn self_contained_report() {
         "--out",
         dir.path().join("x.html").to_str().unwrap(),
     ]);
-    assert!(err.contains("holds scores of run"), "{err}");
+    assert!(err.contains("lacks or holds damaged"), "{err}");
     assert!(!dir.path().join("x.html").exists());
     assert!(html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"));
     for section in [
@@ -90,6 +90,8 @@ fn self_contained_report() {
         "pattern3: highest",
         "pattern3: lowest",
         "The 200 highest-VoG examples",
+        "loss (restates the outcome)",
+        "Not crowned: ",
     ] {
         assert!(html.contains(section), "missing {section}");
     }

@@ -389,7 +389,7 @@ impl World {
 
     /// A selection file as people and vog write them (or as they forget to), then a
     /// training of the run again with it.
-    fn from_run(&mut self) -> Vec<String> {
+    fn train_again(&mut self) -> Vec<String> {
         let ids: Vec<String> = (0..4).map(|i| format!("train/{:06}", i * 7)).collect();
         let (flag, text) = match self.rng.gen_range(0..6) {
             0 => ("--exclude", String::new()),
@@ -526,7 +526,7 @@ impl World {
             7 => self.train(),
             10 => self.crossval(),
             11 => self.prune(),
-            12 => self.from_run(),
+            12 => self.train_again(),
             13 => return self.move_run(),
             _ => self.read_step(),
         };

@@ -273,6 +273,9 @@ pub fn run(a: &ScoreArgs) -> Result<()> {
                 rate(&meta),
                 cfg.options.out.display()
             );
+            if let Some(strength) = &meta.out_of_sample_strength {
+                println!("{}", strength.sentence());
+            }
         }
         Request::Models(cfg) => {
             let meta = scoring::models::run(&cfg, &reporter)?;

@@ -167,7 +167,7 @@ impl Headed {
     }
 
     /// Field `column` of `row` ("" where the row is short).
-    pub fn get<'a>(row: &'a Row, column: usize) -> &'a str {
+    pub fn get(row: &Row, column: usize) -> &str {
         row.fields.get(column).map_or("", String::as_str)
     }
 }

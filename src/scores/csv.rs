@@ -114,6 +114,15 @@ impl Companion {
         )
     }
 
+    /// A value as the scores file writes it: a flag as `true`/`false`, a score in
+    /// exponent notation (exact for an f64).
+    pub fn format(self, v: f64) -> String {
+        match self {
+            Companion::LabelIssue => (v != 0.0).to_string(),
+            _ => format!("{v:e}"),
+        }
+    }
+
     /// Whether only training examples have it.
     pub fn train_only(self) -> bool {
         Companion::DYNAMICS.contains(&self) || Companion::OUT_OF_SAMPLE.contains(&self)
@@ -201,8 +210,8 @@ pub fn write_csv(
                 String::new()
             });
         }
-        for c in &r.companions {
-            rec.push(c.map_or(String::new(), |v| format!("{v:e}")));
+        for (c, v) in companions.iter().zip(&r.companions) {
+            rec.push(v.map_or(String::new(), |v| c.format(v)));
         }
         if suggests(companions) {
             rec.push(r.suggested_label.map_or(String::new(), |l| l.to_string()));
@@ -315,10 +324,16 @@ impl Table {
     }
 
     /// A finite score in row `r`, column `name`; `None` for an empty cell where `optional`.
+    /// A flag column (`label_issue`) holds `true`/`false` (older files: 1 and 0).
     fn score(&self, r: usize, name: &str, optional: bool) -> Result<Option<f64>> {
         let text = self.get(r, name);
         if text.is_empty() && optional {
             return Ok(None);
+        }
+        match text {
+            "true" => return Ok(Some(1.0)),
+            "false" => return Ok(Some(0.0)),
+            _ => {}
         }
         let v: f64 = self.parse(r, name)?;
         if !v.is_finite() {

@@ -74,6 +74,9 @@ pub struct ScoresMeta {
     /// `oof_*` columns came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub out_of_sample: Option<crate::digest::FileDigest>,
+    /// How strong the fold models behind the `oof_*` columns and `label_issue` were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_of_sample_strength: Option<crate::confident::Strength>,
     /// In column order; the first has the plain `vog_raw`/`vog` columns.
     pub targets: Vec<Target>,
     /// The companion columns after the VoG ones, in column order.

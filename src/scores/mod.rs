@@ -91,6 +91,8 @@ pub struct RunState<'a> {
     pub files: &'a std::collections::BTreeMap<String, crate::digest::FileDigest>,
     /// Of `crossval/probs.csv`, where the run has one.
     pub out_of_sample: Option<crate::digest::FileDigest>,
+    /// The run's identity (`RunManifest::id`).
+    pub run_id: Option<String>,
 }
 
 /// A scores file read back with its sidecar: the one view of scored examples that
@@ -186,8 +188,14 @@ impl ScoresFile {
             }
         }
         for (name, then) in m.checkpoints.iter().zip(&m.checkpoint_digests) {
+            let size = std::fs::metadata(run.join(name)).map(|f| f.len()).ok();
             match now.files.get(name) {
-                Some(d) if d == then => {}
+                Some(d) if d == then && size == Some(d.size) => {}
+                Some(d) if d == then => bail!(
+                    "'{path}' was scored from '{name}', which run '{}' lacks or holds damaged \
+                     (vog verify says which)",
+                    run.display()
+                ),
                 Some(_) => bail!(
                     "the run changed since scoring: '{path}' was scored from '{name}' as it was \
                      then, and run '{}' holds another '{name}' now (trained again?); score again",
@@ -199,6 +207,16 @@ impl ScoresFile {
                     run.display()
                 ),
             }
+        }
+        if m.run_id
+            .as_ref()
+            .is_some_and(|id| Some(id) != now.run_id.as_ref())
+        {
+            bail!(
+                "'{path}' holds scores of another training than run '{}' (even of the same \
+                 recipe and seed); score this run",
+                run.display()
+            );
         }
         if m.out_of_sample.is_some() && m.out_of_sample != now.out_of_sample {
             bail!(
@@ -320,6 +338,7 @@ mod tests {
             checkpoint_digests: vec![],
             run_id: None,
             out_of_sample: None,
+            out_of_sample_strength: None,
             targets,
             companions: vec![Companion::Loss, Companion::Aum],
             variant: Variant::default(),
@@ -401,13 +420,19 @@ mod tests {
                 .ends_with(",label_issue,suggested_label"),
             "{text}"
         );
-        assert!(text.lines().nth(1).unwrap().ends_with(",1e0,4"), "{text}");
+        assert!(text.lines().nth(1).unwrap().ends_with(",true,4"), "{text}");
         assert_eq!(
             ScoresFile::read(&p).unwrap().rows,
             vec![train.clone(), test]
         );
+        // Files written before label_issue was true/false hold 1e0 and 0e0.
+        let older = text.replacen(",true,4", ",1e0,4", 1);
+        std::fs::write(&p, &older).unwrap();
+        m.csv = Some(crate::digest::of_file(&p).unwrap());
+        std::fs::write(sidecar_path(&p), serde_json::to_vec(&m).unwrap()).unwrap();
+        assert_eq!(ScoresFile::read(&p).unwrap().rows[0], train);
         // A training row without its suggestion is refused by row.
-        let broken = text.replacen(",1e0,4", ",1e0,", 1);
+        let broken = text.replacen(",true,4", ",true,", 1);
         std::fs::write(&p, &broken).unwrap();
         m.csv = Some(crate::digest::of_file(&p).unwrap());
         std::fs::write(sidecar_path(&p), serde_json::to_vec(&m).unwrap()).unwrap();

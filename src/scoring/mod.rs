@@ -110,7 +110,7 @@ struct Provenance {
     /// What ties run scores to the run (empty for models): see [`ScoresMeta`].
     checkpoint_digests: Vec<crate::digest::FileDigest>,
     run_id: Option<String>,
-    out_of_sample: Option<crate::digest::FileDigest>,
+    out_of_sample: Option<OutOfSampleRecord>,
     companions: Vec<Companion>,
     incomplete: Option<Incomplete>,
     /// Class names by label, for the warnings about classes without spread.
@@ -150,7 +150,8 @@ fn write_scores(
         checkpoints: p.checkpoints,
         checkpoint_digests: p.checkpoint_digests,
         run_id: p.run_id,
-        out_of_sample: p.out_of_sample,
+        out_of_sample: p.out_of_sample.as_ref().map(|o| o.digest.clone()),
+        out_of_sample_strength: p.out_of_sample.map(|o| o.strength),
         targets: o.targets.clone(),
         companions: p.companions,
         variant: o.variant,
@@ -405,6 +406,7 @@ pub fn run_state<'a>(run: &Path, m: &'a RunManifest) -> Result<scores::RunState<
         fingerprint: &m.dataset.fingerprint,
         files: &m.files,
         out_of_sample: crate::oof::read_meta(run)?.map(|p| p.csv),
+        run_id: Some(m.id()),
     })
 }
 
@@ -581,21 +583,28 @@ fn score_splits(
     rows
 }
 
+/// Where the out-of-sample columns came from: the probabilities' digest, and how strong
+/// their fold models were.
+struct OutOfSampleRecord {
+    digest: crate::digest::FileDigest,
+    strength: crate::confident::Strength,
+}
+
 /// Adds the out-of-sample scores of `vog crossval` (where it ran) to the training rows,
-/// empty in test rows; returns the digest of the probabilities used, if any. A crossval
-/// begun and not finished is said.
+/// empty in test rows; returns where they came from, if they were added. A crossval begun
+/// and not finished is said.
 fn add_out_of_sample(
     cfg: &ScoreConfig,
     m: &RunManifest,
     rows: &mut [ScoreRow],
     reporter: &dyn Reporter,
-) -> Result<Option<crate::digest::FileDigest>> {
+) -> Result<Option<OutOfSampleRecord>> {
     if !cfg.options.split.kinds().contains(&SplitKind::Train) {
         return Ok(None);
     }
     let oof = crate::oof::read(&cfg.run, &m.id(), &m.dataset.fingerprint)?;
-    let (oos, digest) = match oof {
-        crate::oof::State::Gathered(oos, meta) => (oos, meta.csv),
+    let (oos, meta) = match oof {
+        crate::oof::State::Gathered(oos, meta) => (oos, meta),
         crate::oof::State::None => return Ok(None),
         crate::oof::State::Unfinished(why) => {
             reporter.warn(&format!(
@@ -634,7 +643,33 @@ fn add_out_of_sample(
         r.companions.extend(columns.iter().map(|c| Some(c[i])));
         r.suggested_label = Some(crate::confident::argmax(&oos.probs[i]) as i64);
     }
-    Ok(Some(digest))
+    let strength = strength(&meta, &issues, &oos)?;
+    Ok(Some(OutOfSampleRecord {
+        digest: meta.csv,
+        strength,
+    }))
+}
+
+/// How strong the fold models of `meta` were (pooled held-out accuracy against the run's
+/// test accuracy), and what that allows of the `issues` they flag.
+fn strength(
+    meta: &crate::oof::ProbsMeta,
+    issues: &[bool],
+    oos: &crate::oof::OutOfSample,
+) -> Result<crate::confident::Strength> {
+    let held: usize = meta.fold_records.iter().map(|f| f.examples).sum();
+    let right: f64 = meta
+        .fold_records
+        .iter()
+        .map(|f| f.accuracy * f.examples as f64)
+        .sum();
+    let flagged = issues.iter().filter(|&&b| b).count();
+    Ok(crate::confident::Strength::new(
+        right / held.max(1) as f64,
+        meta.run_test_accuracy,
+        (flagged, issues.len()),
+        crate::confident::joint_noise_rate(&oos.labels, &oos.probs)?,
+    ))
 }
 
 /// The run's data as training saw it (moved to `cfg.data` if given), checked against the
