@@ -244,30 +244,48 @@ pub enum StrengthVerdict {
     Unknown,
 }
 
+/// How well the fold models of a cross-fitting did: the inputs of [`Strength`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FoldFit {
+    /// Share of the held-out training examples predicted as the label they train with.
+    pub given: f64,
+    /// Share of the run's test examples (clean labels) predicted right, averaged over the
+    /// fold models; `None` without a test split.
+    pub test: Option<f64>,
+    /// The run's own test accuracy, shown beside it.
+    pub run_test: Option<f64>,
+    pub classes: usize,
+}
+
 /// How strong the fold models of a cross-fitting were, and what that allows of their flags.
 ///
-/// The rule (docs/results.md has the measurements behind it): the run's test accuracy `t`,
-/// measured on clean test labels, stands for how often models of its recipe predict an
-/// example's true class. Models that right agree with given labels of which a share `e` is
-/// wrong about `(1 - e) t` of the time, so fold models that agree with the given labels
-/// `a` of the time imply `e = (t - a) / t` wrong labels. Confident learning flags a share
-/// `f` of the examples; at most `e / f` of the flags can then be label errors. Below
+/// The rule (docs/results.md has the measurements behind it): a fold model that predicts a
+/// share `t` of clean test labels right, and spreads its mistakes over the other classes,
+/// agrees with a training label that is wrong (uniformly among the other classes) with
+/// probability `q = (1 - t) / (C - 1)`, and with a right one with probability `t`. Fold
+/// models that agree with the given labels of their held-out examples a share `a` of the
+/// time thus imply `e = (t - a) / (t - q)` wrong labels. Confident learning flags a share
+/// `f`; at most `e / f` of the flags can then be label errors. Below
 /// [`MIN_PRECISION_BOUND`] the flags are mostly the models' own mistakes: too weak to act
-/// on. Confident learning's own noise estimate cannot tell, since it flags as many
-/// examples as it estimates to be wrong.
+/// on. The run's own test accuracy would not do for `t`: fold models see (K-1)/K of its
+/// data and are weaker, which inflates `e` exactly when they are weak. Nor would
+/// confident learning's own noise estimate: it flags as many examples as it estimates to
+/// be wrong, so its estimate agrees with its flags however weak the models are.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Strength {
     /// Share of the held-out examples the fold models predict as the label they train
     /// with, over all folds.
     pub fold_accuracy: f64,
-    /// The run's own last test accuracy, where it has a test split.
+    /// The fold models' mean accuracy on the run's test split (clean labels).
+    pub fold_test_accuracy: Option<f64>,
+    /// The run's own last test accuracy.
     pub run_test_accuracy: Option<f64>,
     pub flagged: usize,
     pub examples: usize,
     /// Confident learning's own estimate of the noise rate ([`joint_noise_rate`]).
     pub joint_noise: f64,
-    /// `(t - a) / t`, clipped to [0, 1]: the wrong labels the fold models' agreement
-    /// implies.
+    /// `(t - a) / (t - q)`, clipped to [0, 1]: the wrong labels the fold models'
+    /// agreement implies.
     pub implied_noise: Option<f64>,
     /// `implied_noise / flag rate`, at most 1: the largest share of the flags that can be
     /// label errors.
@@ -276,19 +294,18 @@ pub struct Strength {
 }
 
 impl Strength {
-    /// The strength of fold models that agree with the given labels `fold_accuracy` of the
-    /// time, for a run of test accuracy `run_test_accuracy`, flagging `flagged` of
-    /// `examples` with the joint's noise estimate `joint_noise`.
-    pub fn new(
-        fold_accuracy: f64,
-        run_test_accuracy: Option<f64>,
-        (flagged, examples): (usize, usize),
-        joint_noise: f64,
-    ) -> Self {
+    /// The strength of fold models that fit as `fit` says, flagging `flagged` of
+    /// `examples`, confident learning's noise estimate being `joint_noise`.
+    pub fn new(fit: FoldFit, (flagged, examples): (usize, usize), joint_noise: f64) -> Self {
         let flag_rate = flagged as f64 / examples.max(1) as f64;
-        let implied_noise = run_test_accuracy
-            .filter(|&t| t > 0.0)
-            .map(|t| ((t - fold_accuracy) / t).clamp(0.0, 1.0));
+        let implied_noise = fit.test.map(|t| {
+            let q = (1.0 - t) / (fit.classes.max(2) - 1) as f64;
+            match t - q {
+                d if d > 0.0 => ((t - fit.given) / d).clamp(0.0, 1.0),
+                // Models no better than chance imply nothing about the labels.
+                _ => 0.0,
+            }
+        });
         let precision_bound = implied_noise.map(|e| match flagged {
             0 => 1.0,
             _ => (e / flag_rate).min(1.0),
@@ -299,8 +316,9 @@ impl Strength {
             Some(_) => StrengthVerdict::Usable,
         };
         Strength {
-            fold_accuracy,
-            run_test_accuracy,
+            fold_accuracy: fit.given,
+            fold_test_accuracy: fit.test,
+            run_test_accuracy: fit.run_test,
             flagged,
             examples,
             joint_noise,
@@ -313,14 +331,13 @@ impl Strength {
     /// The verdict with its figures, on one line.
     pub fn sentence(&self) -> String {
         let pct = |x: f64| format!("{:.0}%", 100.0 * x);
-        let run = self
-            .run_test_accuracy
-            .map_or("the run has no test split".into(), |t| {
-                format!("the run: {} on test", pct(t))
-            });
+        let tests = match (self.fold_test_accuracy, self.run_test_accuracy) {
+            (Some(f), Some(r)) => format!("{} on the test split, the run {}", pct(f), pct(r)),
+            _ => "the run has no test split".into(),
+        };
         let head = format!(
-            "out-of-sample flags: fold models reach {} on held-out examples ({run}); confident \
-             learning flags {} of {} training examples ({})",
+            "out-of-sample flags: fold models reach {} on their held-out examples' labels \
+             ({tests}); confident learning flags {} of {} training examples ({})",
             pct(self.fold_accuracy),
             self.flagged,
             self.examples,
@@ -355,37 +372,54 @@ mod tests {
 
     #[test]
     fn strength_follows_its_figures() {
-        // The issue's run: 33% fold accuracy, 42% on test, 1,787 of 3,000 flagged.
-        let weak = Strength::new(0.33, Some(0.42), (1787, 3000), 0.58);
-        let e = (0.42 - 0.33) / 0.42;
+        let fit = |given, test| FoldFit {
+            given,
+            test,
+            run_test: test.map(|t| t + 0.1),
+            classes: 10,
+        };
+        // The issue's run: fold models 33% on given labels, about as good on test.
+        let weak = Strength::new(fit(0.33, Some(0.35)), (1787, 3000), 0.58);
+        let q = 0.65 / 9.0;
+        let e = (0.35 - 0.33) / (0.35 - q);
         assert!((weak.implied_noise.unwrap() - e).abs() < 1e-12);
         assert!((weak.precision_bound.unwrap() - e / (1787.0 / 3000.0)).abs() < 1e-12);
         assert_eq!(weak.verdict, StrengthVerdict::TooWeak);
         let said = weak.sentence();
         assert!(
-            said.contains("fold models reach 33%") && said.contains("42% on test"),
+            said.contains("fold models reach 33%")
+                && said.contains("(35% on the test split, the run 45%)"),
             "{said}"
         );
         assert!(
             said.contains("1787 of 3000") && said.contains("(60%)"),
             "{said}"
         );
-        assert!(said.contains("about 21% wrong labels") && said.contains("at most 36%"));
+        assert!(
+            said.contains("about 7% wrong labels") && said.contains("at most 12%"),
+            "{said}"
+        );
         assert!(said.ends_with("a stronger recipe first"), "{said}");
-        // Strong models: 20% wrong labels, fold models 70% right, the run 88%.
-        let strong = Strength::new(0.70, Some(0.88), (170, 800), 0.21);
+        // 20% of the labels wrong, fold models 88% right on clean labels: they agree with
+        // 0.8 * 0.88 + 0.2 * 0.12 / 9 of the given labels, and flag about the wrong ones.
+        let a = 0.8 * 0.88 + 0.2 * 0.12 / 9.0;
+        let strong = Strength::new(fit(a, Some(0.88)), (170, 800), 0.21);
+        assert!((strong.implied_noise.unwrap() - 0.2).abs() < 1e-9);
         assert_eq!(strong.verdict, StrengthVerdict::Usable);
         assert!(strong
             .sentence()
             .ends_with("strong enough to review the flags"));
-        let unknown = Strength::new(0.7, None, (10, 100), 0.1);
+        let unknown = Strength::new(fit(0.7, None), (10, 100), 0.1);
         assert_eq!(unknown.verdict, StrengthVerdict::Unknown);
         assert!(unknown.sentence().contains("no test split"));
-        // Fold models better on given labels than the run on clean ones: no wrong label
-        // implied, so no flag can be bounded away from zero... and none is trusted.
+        // Models at chance imply nothing; nothing flagged leaves nothing to doubt.
         assert_eq!(
-            Strength::new(0.9, Some(0.8), (5, 100), 0.05).precision_bound,
+            Strength::new(fit(0.1, Some(0.1)), (5, 100), 0.05).implied_noise,
             Some(0.0)
+        );
+        assert_eq!(
+            Strength::new(fit(0.8, Some(0.8)), (0, 100), 0.0).precision_bound,
+            Some(1.0)
         );
     }
 

@@ -214,35 +214,54 @@ fn fold_config(
     Ok((held, cfg))
 }
 
-/// The class probabilities of the training examples at `held` by the last checkpoint of
-/// the fold run `run`, into `probs` (one row each, f64); returns that checkpoint's name.
+/// What fold model `run` says: the class probabilities of the training examples at `held`
+/// (into `probs`, one row each, f64) and, where the run has a test split, the share of its
+/// test examples it predicts right (clean labels). Returns its checkpoint's name too.
 fn predict(
     run: &RunDir,
     fm: &RunManifest,
     prepared: &PreparedData,
     held: &[usize],
     probs: &mut [Vec<f64>],
-) -> Result<String> {
-    let train = &prepared.data.train;
+) -> Result<(String, Option<f64>)> {
     let last = *fm
         .saved_epochs
         .last()
         .context("the fold saved no checkpoint")?;
     let model = scoring::load_models(run, fm, &[last], fm.device, Precision::Fp32)?;
-    let normalizer = fm.normalization.on(fm.device);
-    for chunk in held.chunks(256) {
-        let idx = Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>());
-        let x = train.images.index_select(0, &idx).to_device(fm.device);
-        let x = normalizer.apply(&transform::to_unit(&x));
-        let p = tch::no_grad(|| {
-            tch::nn::ModuleT::forward_t(&model[0].net, &x, false).softmax(1, Kind::Double)
-        });
-        let rows = Vec::<Vec<f64>>::try_from(p.to_device(tch::Device::Cpu))?;
-        for (&i, row) in chunk.iter().zip(rows) {
-            probs[i] = row;
+    let classify = |images: &Tensor, at: &[usize]| -> Result<Vec<Vec<f64>>> {
+        let normalizer = fm.normalization.on(fm.device);
+        let mut out = Vec::with_capacity(at.len());
+        for chunk in at.chunks(256) {
+            let idx = Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>());
+            let x = images.index_select(0, &idx).to_device(fm.device);
+            let x = normalizer.apply(&transform::to_unit(&x));
+            let p = tch::no_grad(|| {
+                tch::nn::ModuleT::forward_t(&model[0].net, &x, false).softmax(1, Kind::Double)
+            });
+            out.extend(Vec::<Vec<f64>>::try_from(p.to_device(tch::Device::Cpu))?);
         }
+        Ok(out)
+    };
+    for (&i, row) in held
+        .iter()
+        .zip(classify(&prepared.data.train.images, held)?)
+    {
+        probs[i] = row;
     }
-    Ok(RunDir::checkpoint_name(last))
+    let test = match &prepared.data.test {
+        Some(t) => {
+            let rows = classify(&t.images, &(0..t.len()).collect::<Vec<_>>())?;
+            let right = rows
+                .iter()
+                .zip(&t.labels)
+                .filter(|(p, &y)| argmax(p) as i64 == y)
+                .count();
+            Some(right as f64 / t.len().max(1) as f64)
+        }
+        None => None,
+    };
+    Ok((RunDir::checkpoint_name(last), test))
 }
 
 /// Each fold's last checkpoint predicts its held-out examples; with how each fold did.
@@ -273,7 +292,7 @@ fn gather(
                 root.display()
             );
         }
-        let checkpoint = predict(&run, &fm, prepared, &held, &mut probs)?;
+        let (checkpoint, test_accuracy) = predict(&run, &fm, prepared, &held, &mut probs)?;
         let right = held
             .iter()
             .filter(|&&i| argmax(&probs[i]) as i64 == prepared.train_labels[i])
@@ -288,6 +307,7 @@ fn gather(
             fold: f,
             examples: held.len(),
             accuracy,
+            test_accuracy,
             digest: fm
                 .files
                 .get(&checkpoint)

@@ -50,6 +50,10 @@ pub struct FoldRecord {
     pub examples: usize,
     /// Share of them predicted as the label they train with.
     pub accuracy: f64,
+    /// Share of the run's test examples (clean labels) it predicts right, where the run
+    /// has a test split (probabilities gathered before it was recorded have none).
+    #[serde(default)]
+    pub test_accuracy: Option<f64>,
     /// The fold model's checkpoint, relative to `crossval/`, and its digest.
     pub checkpoint: String,
     pub digest: FileDigest,

@@ -112,6 +112,13 @@ impl Select {
 }
 
 impl RankRequest {
+    /// The score columns the request ranks or selects by.
+    pub fn columns(&self) -> Vec<&str> {
+        std::iter::once(self.column.as_str())
+            .chain(self.select.as_ref().map(|s| s.column.as_str()))
+            .collect()
+    }
+
     /// Refuses a request that can rank nothing.
     pub fn check(&self) -> Result<()> {
         if self.top == 0 {

@@ -40,8 +40,11 @@ pub fn run(a: &CrossvalArgs) -> Result<()> {
     match crossval::run(&request, &Terminal::detect(a.quiet))? {
         Some(g) => {
             for f in &g.meta.fold_records {
+                let test = f.test_accuracy.map_or(String::new(), |t| {
+                    format!(", {:.1}% of the test split", 100.0 * t)
+                });
                 println!(
-                    "fold {}: {:.1}% of its {} held-out examples predicted as the label they train with",
+                    "fold {}: {:.1}% of its {} held-out examples predicted as the label they train with{test}",
                     f.fold,
                     100.0 * f.accuracy,
                     f.examples

@@ -56,6 +56,11 @@ pub fn run(a: &PruneArgs) -> Result<()> {
         }
     };
     t.table().write_text(&mut std::io::stdout().lock())?;
+    let meta = crate::scores::read_meta(&a.scores)?;
+    let columns: Vec<&str> = a.column.iter().map(String::as_str).collect();
+    if let Some(note) = meta.out_of_sample_note(&columns) {
+        eprintln!("{note}");
+    }
     eprintln!(
         "wrote prune.json, prune.csv and prune.png to '{}'",
         a.run.join("prune").display()

@@ -91,5 +91,10 @@ pub fn run(a: &RankArgs) -> Result<()> {
             );
         }
     }
-    export::write(std::io::stdout().lock(), &ranking, a.format)
+    export::write(std::io::stdout().lock(), &ranking, a.format)?;
+    // Acting on out-of-sample flags says how strong their models were.
+    if let Some(note) = file.meta.out_of_sample_note(&request.columns()) {
+        eprintln!("{note}");
+    }
+    Ok(())
 }

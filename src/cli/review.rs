@@ -33,6 +33,10 @@ pub fn run(a: &ReviewArgs) -> Result<()> {
         out: a.out.clone(),
     };
     let w = review::run(&request)?;
+    let meta = crate::scores::read_meta(&a.scores)?;
+    if let Some(note) = meta.out_of_sample_note(&request.rank.columns()) {
+        eprintln!("{note}");
+    }
     eprintln!(
         "wrote {} ({} examples, {:.1} MB): open it in a browser; Export gives decisions.csv for \
          `vog train --decisions`",

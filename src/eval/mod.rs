@@ -348,6 +348,9 @@ pub struct Evaluation {
     /// One per question the file (and the id sets given) can answer.
     pub leaderboards: Vec<Leaderboard>,
     pub comparison: Option<Comparison>,
+    /// How strong the fold models behind the file's out-of-sample columns were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_of_sample_strength: Option<crate::confident::Strength>,
 }
 
 impl Evaluation {
@@ -383,6 +386,7 @@ pub fn evaluate(f: &ScoresFile, sets: &[(Question, &HashSet<String>)]) -> Result
         splits,
         leaderboards,
         comparison: None,
+        out_of_sample_strength: f.meta.out_of_sample_strength.clone(),
     })
 }
 

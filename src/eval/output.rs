@@ -35,6 +35,9 @@ pub fn write_table(mut w: impl std::io::Write, e: &Evaluation) -> Result<()> {
         leaderboard_table(l).write_text(&mut w)?;
         writeln!(w)?;
     }
+    if let Some(strength) = &e.out_of_sample_strength {
+        writeln!(w, "{}", strength.sentence())?;
+    }
     if let Some(c) = &e.comparison {
         writeln!(
             w,

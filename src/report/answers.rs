@@ -105,6 +105,10 @@ fn card(out: &mut String, s: &Evaluated, l: &Leaderboard, thumbs: &mut Thumbs) -
             v.verdict
         )?;
     }
+    let out_of_sample = crate::scores::Companion::OUT_OF_SAMPLE.map(|c| c.name());
+    if out_of_sample.contains(&e.score.as_str()) {
+        out.push_str(&super::strength_html(s));
+    }
     thumbnails(out, s, l.question, e, thumbs)?;
     let lowest = if e.higher_is_harder { "" } else { " --lowest" };
     write!(

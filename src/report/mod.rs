@@ -184,6 +184,23 @@ impl Sections {
     }
 }
 
+/// How strong the fold models behind a file's out-of-sample columns were, as a paragraph
+/// (empty without them); a verdict of too weak is marked.
+pub(crate) fn strength_html(s: &Evaluated) -> String {
+    let Some(strength) = &s.file.meta.out_of_sample_strength else {
+        return String::new();
+    };
+    let class = match strength.verdict {
+        crate::confident::StrengthVerdict::TooWeak => "strength weak",
+        _ => "strength",
+    };
+    format!(
+        r#"<p class="{class}">{}: {}</p>"#,
+        esc(&file_name(&s.file)),
+        esc(&strength.sentence())
+    )
+}
+
 /// Leaderboards of every file, then the Data Map of the first file that has one.
 fn write_summary(out: &mut String, scored: &[&Evaluated]) -> Result<()> {
     out.push_str(r#"<p>Each score is oriented the way it claims to point (high VoG, loss, EL2N, variability, forgetting = harder; low probability, confidence, correctness, AUM = harder), so an AUROC below 0.5 means it ranks the other way round. Intervals are DeLong 95%; a verdict needs the interval to exclude 0.5 and at least 20 positives.</p>"#);
@@ -199,6 +216,7 @@ fn write_summary(out: &mut String, scored: &[&Evaluated]) -> Result<()> {
                 leaderboard_table(l).html("leaderboard")
             )?;
         }
+        out.push_str(&strength_html(s));
     }
     if let Some((s, points)) = scored
         .iter()

@@ -166,6 +166,20 @@ impl ScoresMeta {
     }
 }
 
+impl ScoresMeta {
+    /// How strong the fold models behind the out-of-sample columns were, in one line, when
+    /// one of `columns` is such a column (`oof_prob`, `oof_margin`, `oof_entropy`,
+    /// `label_issue`): what `vog rank`, `review` and `prune` say before acting on them.
+    pub fn out_of_sample_note(&self, columns: &[&str]) -> Option<String> {
+        let strength = self.out_of_sample_strength.as_ref()?;
+        let oof = Companion::OUT_OF_SAMPLE.map(|c| c.name());
+        columns
+            .iter()
+            .any(|c| oof.contains(c))
+            .then(|| strength.sentence())
+    }
+}
+
 /// What an unfinished run lacked when it was scored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Incomplete {

@@ -650,23 +650,29 @@ fn add_out_of_sample(
     }))
 }
 
-/// How strong the fold models of `meta` were (pooled held-out accuracy against the run's
-/// test accuracy), and what that allows of the `issues` they flag.
+/// How strong the fold models of `meta` were (their pooled held-out agreement with the
+/// given labels against their mean accuracy on the clean test split), and what that allows
+/// of the `issues` they flag.
 fn strength(
     meta: &crate::oof::ProbsMeta,
     issues: &[bool],
     oos: &crate::oof::OutOfSample,
 ) -> Result<crate::confident::Strength> {
-    let held: usize = meta.fold_records.iter().map(|f| f.examples).sum();
-    let right: f64 = meta
-        .fold_records
-        .iter()
-        .map(|f| f.accuracy * f.examples as f64)
-        .sum();
+    let folds = &meta.fold_records;
+    let held: usize = folds.iter().map(|f| f.examples).sum();
+    let right: f64 = folds.iter().map(|f| f.accuracy * f.examples as f64).sum();
+    let tests: Option<Vec<f64>> = folds.iter().map(|f| f.test_accuracy).collect();
+    let fit = crate::confident::FoldFit {
+        given: right / held.max(1) as f64,
+        test: tests
+            .filter(|t| !t.is_empty())
+            .map(|t| t.iter().sum::<f64>() / t.len() as f64),
+        run_test: meta.run_test_accuracy,
+        classes: meta.classes,
+    };
     let flagged = issues.iter().filter(|&&b| b).count();
     Ok(crate::confident::Strength::new(
-        right / held.max(1) as f64,
-        meta.run_test_accuracy,
+        fit,
         (flagged, issues.len()),
         crate::confident::joint_noise_rate(&oos.labels, &oos.probs)?,
     ))
