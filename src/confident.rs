@@ -236,10 +236,12 @@ pub const MIN_PRECISION_BOUND: f64 = 0.5;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StrengthVerdict {
-    /// At least half of the flags can be label errors.
+    /// At least half of the flags can be label errors, within the bound's 95% interval.
     Usable,
     /// Most flags must be the fold models' own mistakes.
     TooWeak,
+    /// The bound reaches one half, but its 95% interval reaches below.
+    Unproven,
     /// The run has no test split to compare the fold models with.
     Unknown,
 }
@@ -250,11 +252,37 @@ pub struct FoldFit {
     /// Share of the held-out training examples predicted as the label they train with.
     pub given: f64,
     /// Share of the run's test examples (clean labels) predicted right, averaged over the
-    /// fold models; `None` without a test split.
-    pub test: Option<f64>,
+    /// fold models, and how many test examples that is of; `None` without a test split.
+    pub test: Option<(f64, usize)>,
     /// The run's own test accuracy, shown beside it.
     pub run_test: Option<f64>,
     pub classes: usize,
+}
+
+/// The normal quantile of a two-sided 95% interval.
+const Z95: f64 = 1.959963984540054;
+
+/// Wilson's 95% interval of a share `p` of `n` trials.
+fn wilson(p: f64, n: usize) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let n = n as f64;
+    let z2 = Z95 * Z95;
+    let centre = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
+    let half = Z95 * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / (1.0 + z2 / n);
+    ((centre - half).max(0.0), (centre + half).min(1.0))
+}
+
+/// The wrong labels that fold models right on a share `t` of clean test labels imply when
+/// they agree with a share `a` of the given labels: `(t - a) / (t - q)` with
+/// `q = (1 - t) / (C - 1)`, in [0, 1]; none when they are no better than chance.
+fn implied_noise(t: f64, a: f64, classes: usize) -> f64 {
+    let q = (1.0 - t) / (classes.max(2) - 1) as f64;
+    match t - q {
+        d if d > 0.0 => ((t - a) / d).clamp(0.0, 1.0),
+        _ => 0.0,
+    }
 }
 
 /// How strong the fold models of a cross-fitting were, and what that allows of their flags.
@@ -267,7 +295,11 @@ pub struct FoldFit {
 /// time thus imply `e = (t - a) / (t - q)` wrong labels. Confident learning flags a share
 /// `f`; at most `e / f` of the flags can then be label errors. Below
 /// [`MIN_PRECISION_BOUND`] the flags are mostly the models' own mistakes: too weak to act
-/// on. The run's own test accuracy would not do for `t`: fold models see (K-1)/K of its
+/// on. `t` and `a` are shares of finitely many examples: `e` is also taken at the corners
+/// of their Wilson 95% intervals (it is monotone in each), and the flags are usable only
+/// when even the low end of the bound reaches [`MIN_PRECISION_BOUND`]; a point bound above
+/// it with a low end below is not shown usable (fold models near chance, or few test
+/// examples, make `e` unstable). The run's own test accuracy would not do for `t`: fold models see (K-1)/K of its
 /// data and are weaker, which inflates `e` exactly when they are weak. Nor would
 /// confident learning's own noise estimate: it flags as many examples as it estimates to
 /// be wrong, so its estimate agrees with its flags however weak the models are.
@@ -290,6 +322,9 @@ pub struct Strength {
     /// `implied_noise / flag rate`, at most 1: the largest share of the flags that can be
     /// label errors.
     pub precision_bound: Option<f64>,
+    /// The bound's 95% interval, from the intervals of `t` and `a`.
+    #[serde(default)]
+    pub precision_bound_interval: Option<(f64, f64)>,
     pub verdict: StrengthVerdict,
 }
 
@@ -298,32 +333,39 @@ impl Strength {
     /// `examples`, confident learning's noise estimate being `joint_noise`.
     pub fn new(fit: FoldFit, (flagged, examples): (usize, usize), joint_noise: f64) -> Self {
         let flag_rate = flagged as f64 / examples.max(1) as f64;
-        let implied_noise = fit.test.map(|t| {
-            let q = (1.0 - t) / (fit.classes.max(2) - 1) as f64;
-            match t - q {
-                d if d > 0.0 => ((t - fit.given) / d).clamp(0.0, 1.0),
-                // Models no better than chance imply nothing about the labels.
-                _ => 0.0,
-            }
-        });
-        let precision_bound = implied_noise.map(|e| match flagged {
+        let bound = |e: f64| match flagged {
             0 => 1.0,
             _ => (e / flag_rate).min(1.0),
+        };
+        let implied = fit
+            .test
+            .map(|(t, _)| implied_noise(t, fit.given, fit.classes));
+        let interval = fit.test.map(|(t, n)| {
+            let (t0, t1) = wilson(t, n);
+            let (a0, a1) = wilson(fit.given, examples);
+            let corners = [(t0, a0), (t0, a1), (t1, a0), (t1, a1)]
+                .map(|(t, a)| bound(implied_noise(t, a, fit.classes)));
+            let low = corners.iter().copied().fold(f64::INFINITY, f64::min);
+            let high = corners.iter().copied().fold(0.0, f64::max);
+            (low, high)
         });
-        let verdict = match precision_bound {
-            None => StrengthVerdict::Unknown,
-            Some(p) if p < MIN_PRECISION_BOUND => StrengthVerdict::TooWeak,
-            Some(_) => StrengthVerdict::Usable,
+        let precision_bound = implied.map(bound);
+        let verdict = match (precision_bound, interval) {
+            (Some(p), _) if p < MIN_PRECISION_BOUND => StrengthVerdict::TooWeak,
+            (Some(_), Some((low, _))) if low < MIN_PRECISION_BOUND => StrengthVerdict::Unproven,
+            (Some(_), _) => StrengthVerdict::Usable,
+            (None, _) => StrengthVerdict::Unknown,
         };
         Strength {
             fold_accuracy: fit.given,
-            fold_test_accuracy: fit.test,
+            fold_test_accuracy: fit.test.map(|(t, _)| t),
             run_test_accuracy: fit.run_test,
             flagged,
             examples,
             joint_noise,
-            implied_noise,
+            implied_noise: implied,
             precision_bound,
+            precision_bound_interval: interval,
             verdict,
         }
     }
@@ -333,7 +375,9 @@ impl Strength {
         let pct = |x: f64| format!("{:.0}%", 100.0 * x);
         let tests = match (self.fold_test_accuracy, self.run_test_accuracy) {
             (Some(f), Some(r)) => format!("{} on the test split, the run {}", pct(f), pct(r)),
-            _ => "the run has no test split".into(),
+            _ => "no test accuracy of theirs: the run has no test split, or an older vog \
+                  gathered them"
+                .into(),
         };
         let head = format!(
             "out-of-sample flags: fold models reach {} on their held-out examples' labels \
@@ -344,12 +388,19 @@ impl Strength {
             pct(self.flagged as f64 / self.examples.max(1) as f64)
         );
         let bound = match (self.implied_noise, self.precision_bound) {
-            (Some(e), Some(p)) => format!(
-                ", while models that accurate imply about {} wrong labels, so at most {} of \
-                 the flags can be label errors",
-                pct(e),
-                pct(p)
-            ),
+            (Some(e), Some(p)) => {
+                let within = self
+                    .precision_bound_interval
+                    .map_or(String::new(), |(l, h)| {
+                        format!(" (95% interval {} to {})", pct(l), pct(h))
+                    });
+                format!(
+                    ", while models that accurate imply about {} wrong labels, so at most {} \
+                     of the flags can be label errors{within}",
+                    pct(e),
+                    pct(p)
+                )
+            }
             _ => String::new(),
         };
         let verdict = match self.verdict {
@@ -358,8 +409,13 @@ impl Strength {
                 "too weak to act on: more data per fold (a higher --folds) or a stronger recipe \
                  first"
             }
+            StrengthVerdict::Unproven => {
+                "not shown strong enough to act on (the interval reaches below half): more \
+                 test examples, more data per fold (a higher --folds) or a stronger recipe \
+                 first"
+            }
             StrengthVerdict::Unknown => {
-                "strength unknown without a test split: review before acting"
+                "strength unknown without the fold models' test accuracy: review before acting"
             }
         };
         format!("{head}{bound}: {verdict}")
@@ -371,15 +427,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn wilson_matches_its_formula() {
+        // 15 of 20: centre (0.75 + 1.92/20) / 1.192, half 1.96 sqrt(0.1875/20 + 0.96/400) / 1.192.
+        let (l, h) = wilson(0.75, 20);
+        assert!(
+            (l - 0.5312).abs() < 1e-4 && (h - 0.8881).abs() < 1e-4,
+            "{l} {h}"
+        );
+        assert_eq!(wilson(0.5, 0), (0.0, 1.0));
+        assert_eq!(wilson(0.0, 10).0, 0.0);
+    }
+
+    #[test]
     fn strength_follows_its_figures() {
-        let fit = |given, test| FoldFit {
+        let fit = |given, test: Option<(f64, usize)>| FoldFit {
             given,
             test,
-            run_test: test.map(|t| t + 0.1),
+            run_test: test.map(|(t, _)| t + 0.1),
             classes: 10,
         };
         // The issue's run: fold models 33% on given labels, about as good on test.
-        let weak = Strength::new(fit(0.33, Some(0.35)), (1787, 3000), 0.58);
+        let weak = Strength::new(fit(0.33, Some((0.35, 1000))), (1787, 3000), 0.58);
         let q = 0.65 / 9.0;
         let e = (0.35 - 0.33) / (0.35 - q);
         assert!((weak.implied_noise.unwrap() - e).abs() < 1e-12);
@@ -403,24 +471,45 @@ mod tests {
         // 20% of the labels wrong, fold models 88% right on clean labels: they agree with
         // 0.8 * 0.88 + 0.2 * 0.12 / 9 of the given labels, and flag about the wrong ones.
         let a = 0.8 * 0.88 + 0.2 * 0.12 / 9.0;
-        let strong = Strength::new(fit(a, Some(0.88)), (170, 800), 0.21);
+        let strong = Strength::new(fit(a, Some((0.88, 10_000))), (1000, 5000), 0.21);
         assert!((strong.implied_noise.unwrap() - 0.2).abs() < 1e-9);
+        let (low, high) = strong.precision_bound_interval.unwrap();
+        assert!(
+            (MIN_PRECISION_BOUND..1.0).contains(&low) && high == 1.0,
+            "{low} {high}"
+        );
         assert_eq!(strong.verdict, StrengthVerdict::Usable);
         assert!(strong
             .sentence()
             .ends_with("strong enough to review the flags"));
+        // The same models judged on 20 test examples: the point bound is the same, its
+        // interval reaches below one half.
+        let few = Strength::new(fit(a, Some((0.88, 20))), (1000, 5000), 0.21);
+        assert_eq!(few.precision_bound, strong.precision_bound);
+        assert!(few.precision_bound_interval.unwrap().0 < MIN_PRECISION_BOUND);
+        assert_eq!(few.verdict, StrengthVerdict::Unproven);
+        let said = few.sentence();
+        assert!(
+            said.contains("at most 100% of the flags can be label errors (95% interval ")
+                && said.contains("not shown strong enough to act on"),
+            "{said}"
+        );
+        // Near chance, a noisy t makes e anything: 15% of 20 test examples, 10 classes.
+        let chance = Strength::new(fit(0.12, Some((0.15, 20))), (37, 60), 0.6);
+        assert!(chance.precision_bound.unwrap() > MIN_PRECISION_BOUND);
+        assert_eq!(chance.precision_bound_interval.unwrap().0, 0.0);
+        assert_eq!(chance.verdict, StrengthVerdict::Unproven);
         let unknown = Strength::new(fit(0.7, None), (10, 100), 0.1);
         assert_eq!(unknown.verdict, StrengthVerdict::Unknown);
-        assert!(unknown.sentence().contains("no test split"));
+        assert!(unknown.sentence().contains("the run has no test split"));
         // Models at chance imply nothing; nothing flagged leaves nothing to doubt.
         assert_eq!(
-            Strength::new(fit(0.1, Some(0.1)), (5, 100), 0.05).implied_noise,
+            Strength::new(fit(0.1, Some((0.1, 100))), (5, 100), 0.05).implied_noise,
             Some(0.0)
         );
-        assert_eq!(
-            Strength::new(fit(0.8, Some(0.8)), (0, 100), 0.0).precision_bound,
-            Some(1.0)
-        );
+        let none = Strength::new(fit(0.8, Some((0.8, 100))), (0, 100), 0.0);
+        assert_eq!(none.precision_bound, Some(1.0));
+        assert_eq!(none.precision_bound_interval, Some((1.0, 1.0)));
     }
 
     #[test]

@@ -126,6 +126,7 @@ pub fn run(req: &CrossvalRequest, reporter: &dyn Reporter) -> Result<Option<Gath
         classes: 0,
         fold_records,
         run_test_accuracy: m.epochs.last().and_then(|e| e.test_accuracy),
+        test_examples: prepared.data.test.as_ref().map(|t| t.len()),
         csv: crate::digest::of_bytes(b""),
     };
     oof::write(&req.run, &oos, &mut meta)?;

@@ -74,6 +74,10 @@ pub struct ProbsMeta {
     pub fold_records: Vec<FoldRecord>,
     /// The run's own last test accuracy, beside the folds'.
     pub run_test_accuracy: Option<f64>,
+    /// How many test examples the fold models' test accuracies are of (none recorded by
+    /// an older vog).
+    #[serde(default)]
+    pub test_examples: Option<usize>,
     /// Size and SHA-256 of `probs.csv`.
     pub csv: FileDigest,
 }

@@ -220,3 +220,159 @@ fn relabel_suggested(run: &Path, scores: &Path) {
         );
     }
 }
+
+/// A recipe for the 1,200-image synthetic set with 20% shuffled labels whose fold models
+/// (K = 3) reach about 90% on the test split in 16 epochs (`--epochs 2` makes it weak).
+const STRONG_RECIPE: &str = "epochs = 16\nbatch_size = 32\nlr = 0.05\nlr_milestones = [12]\n\
+lr_gamma = 0.1\nmomentum = 0.9\nweight_decay = 1e-4\nwidth = 8\naugment = false\n\
+save_epochs = \"first:2,last:2\"\nseed = 0\n";
+
+/// Trains the recipe (with `extra` flags), cross-fits it with 3 folds and scores its
+/// training examples; returns the scores file and what `vog score` printed.
+fn crossval_of(dir: &Path, name: &str, extra: &[&str]) -> (std::path::PathBuf, String) {
+    let config = dir.join("strong.toml");
+    std::fs::write(&config, STRONG_RECIPE).unwrap();
+    let run = dir.join(name);
+    let mut args = vec![
+        "--train-subset",
+        "1200",
+        "--test-subset",
+        "400",
+        "--label-noise",
+        "0.2",
+        "--config",
+        config.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    train_synth(&run, &args);
+    let r = run.to_str().unwrap();
+    succeed(vog().args(["crossval", "--quiet", "--run", r, "--folds", "3"]));
+    let scores = dir.join(format!("{name}.csv"));
+    let out = succeed(
+        vog()
+            .args(["score", "--quiet", "--split", "train", "--run", r, "--out"])
+            .arg(&scores),
+    );
+    (scores, String::from_utf8(out.stdout).unwrap())
+}
+
+/// The sidecar's strength, and the share of the flags that are the shuffled labels.
+fn strength_and_precision(scores: &Path) -> (serde_json::Value, f64) {
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(scores.with_extension("json")).unwrap()).unwrap();
+    let flags = column(scores, "label_issue");
+    let noisy = column(scores, "noisy");
+    let flagged = flags.iter().filter(|v| *v == "true").count();
+    let right = flags
+        .iter()
+        .zip(&noisy)
+        .filter(|(f, n)| *f == "true" && *n == "true")
+        .count();
+    (
+        meta["out_of_sample_strength"].clone(),
+        right as f64 / flagged as f64,
+    )
+}
+
+/// The sentence states the sidecar's figures, and its verdict follows them.
+fn check_sentence(said: &str, s: &serde_json::Value) {
+    let pct = |key: &str| format!("{:.0}%", 100.0 * s[key].as_f64().unwrap());
+    let (flagged, examples) = (
+        s["flagged"].as_u64().unwrap(),
+        s["examples"].as_u64().unwrap(),
+    );
+    let (low, high) = (
+        s["precision_bound_interval"][0].as_f64().unwrap(),
+        s["precision_bound_interval"][1].as_f64().unwrap(),
+    );
+    for part in [
+        format!(
+            "fold models reach {} on their held-out examples' labels",
+            pct("fold_accuracy")
+        ),
+        format!(
+            "({} on the test split, the run {})",
+            pct("fold_test_accuracy"),
+            pct("run_test_accuracy")
+        ),
+        format!("flags {flagged} of {examples} training examples"),
+        format!("imply about {} wrong labels", pct("implied_noise")),
+        format!(
+            "at most {} of the flags can be label errors (95% interval {:.0}% to {:.0}%)",
+            pct("precision_bound"),
+            100.0 * low,
+            100.0 * high
+        ),
+    ] {
+        assert!(said.contains(&part), "{part:?} not in {said}");
+    }
+    let bound = s["precision_bound"].as_f64().unwrap();
+    let (verdict, says) = match (bound >= 0.5, low >= 0.5) {
+        (false, _) => ("too_weak", "too weak to act on"),
+        (true, false) => ("unproven", "not shown strong enough to act on"),
+        (true, true) => ("usable", "strong enough to review the flags"),
+    };
+    assert_eq!(s["verdict"], verdict, "{said}");
+    assert!(said.contains(says), "{said}");
+}
+
+#[test]
+fn strength_verdict_follows_the_fold_models() {
+    let d = tempfile::tempdir().unwrap();
+    // Two epochs: fold models far below the run's recipe, flagging half the set.
+    let (weak, said) = crossval_of(d.path(), "weak", &["--epochs", "2"]);
+    let (s, precision) = strength_and_precision(&weak);
+    assert_eq!(s["verdict"], "too_weak", "{said}");
+    check_sentence(&said, &s);
+    assert!(
+        precision < 0.5,
+        "the weak flags are mostly not label errors: {precision}"
+    );
+    let interval = &s["precision_bound_interval"];
+    assert!(
+        interval[0].as_f64().unwrap() <= precision && precision <= interval[1].as_f64().unwrap()
+    );
+    // Acting on them is not silent, and not refused: the ids still come.
+    let ids = succeed(vog().arg("rank").arg(&weak).args([
+        "--select",
+        "label_issue=true",
+        "--format",
+        "ids",
+    ]));
+    let stderr = String::from_utf8_lossy(&ids.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    check_sentence(&stderr, &s);
+    assert_eq!(
+        String::from_utf8(ids.stdout).unwrap().lines().count(),
+        1 + s["flagged"].as_u64().unwrap() as usize
+    );
+    let eval = succeed(vog().arg("eval").arg(&weak));
+    check_sentence(&String::from_utf8_lossy(&eval.stdout), &s);
+    let html = d.path().join("weak.html");
+    succeed(
+        vog()
+            .args(["report", "--run"])
+            .arg(d.path().join("weak"))
+            .arg("--scores")
+            .arg(&weak)
+            .arg("--out")
+            .arg(&html),
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains(r#"<p class="strength weak">weak.csv: out-of-sample flags"#),
+        "report lacks the verdict"
+    );
+    assert!(page.contains("too weak to act on"));
+
+    // The full recipe: most flags are label errors, and the verdict says they may be.
+    let (strong, said) = crossval_of(d.path(), "strong", &[]);
+    let (s, precision) = strength_and_precision(&strong);
+    assert_eq!(s["verdict"], "usable", "{said}");
+    check_sentence(&said, &s);
+    assert!(precision >= 0.5, "{precision}");
+    assert!(
+        precision <= s["precision_bound"].as_f64().unwrap() + 0.05,
+        "{precision} {s}"
+    );
+}

@@ -191,7 +191,8 @@ pub(crate) fn strength_html(s: &Evaluated) -> String {
         return String::new();
     };
     let class = match strength.verdict {
-        crate::confident::StrengthVerdict::TooWeak => "strength weak",
+        crate::confident::StrengthVerdict::TooWeak
+        | crate::confident::StrengthVerdict::Unproven => "strength weak",
         _ => "strength",
     };
     format!(

@@ -666,7 +666,8 @@ fn strength(
         given: right / held.max(1) as f64,
         test: tests
             .filter(|t| !t.is_empty())
-            .map(|t| t.iter().sum::<f64>() / t.len() as f64),
+            .zip(meta.test_examples)
+            .map(|(t, n)| (t.iter().sum::<f64>() / t.len() as f64, n)),
         run_test: meta.run_test_accuracy,
         classes: meta.classes,
     };
