@@ -190,8 +190,9 @@ fn bench_train(cfg: &BenchConfig, precision: Precision) -> Result<BenchRow> {
     let n = cfg.batch_size * BATCHES_PER_PASS;
     let (images, labels) = synthetic(n, cfg.device);
     let mut order = rng::stream(0, "bench");
+    let lrs = vec![hyper.lr; BATCHES_PER_PASS];
     let (work, seconds) = timed(cfg.seconds, || {
-        trainer.train_epoch(&images, &labels, hyper.lr, &mut order, &NoTask);
+        trainer.train_epoch(&images, &labels, &lrs, &mut order, &NoTask, false);
         n as u64
     });
     finish(&mut out, work, seconds, cfg.device);

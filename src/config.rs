@@ -3,9 +3,10 @@
 use crate::data::decisions::{Decisions, Exclusions, Relabels};
 use crate::data::prepare::{LabelNoise, Selection};
 use crate::data::DatasetSpec;
-use crate::epochs::{EpochSpec, LrSchedule};
+use crate::epochs::{EpochSpec, LrSchedule, LrStep};
 use crate::optim::SgdConfig;
 use crate::origin::Origins;
+use crate::variance::Target;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -22,9 +23,15 @@ pub struct Hyper {
     pub epochs: usize,
     pub batch_size: usize,
     pub lr: f64,
-    /// 1-based epochs from which the learning rate is multiplied by `lr_gamma`.
+    /// 1-based epochs (or 0-based optimizer steps, with `lr_step` batch) from which the
+    /// learning rate is multiplied by `lr_gamma`.
     pub lr_milestones: Vec<usize>,
     pub lr_gamma: f64,
+    /// What the milestones count.
+    pub lr_step: LrStep,
+    /// A new order of the training set every epoch (false: the dataset's order, as the
+    /// authors' `shuffle=False`; augmentation is still drawn every epoch).
+    pub shuffle: bool,
     /// Momentum, weight decay and Nesterov (off in the paper's recipe).
     pub sgd: SgdConfig,
     /// Base channel count of the ResNet (64 = the paper's network).
@@ -33,6 +40,11 @@ pub struct Hyper {
     pub augment: bool,
     /// Which epochs to checkpoint.
     pub save_epochs: EpochSpec,
+    /// In which epochs to capture every example's input gradients during training (the
+    /// authors' protocol); none by default.
+    pub capture_epochs: Option<EpochSpec>,
+    /// What the captured gradients differentiate (the trained label's logit by default).
+    pub capture_targets: Vec<Target>,
     /// Evaluate the test split every this many epochs (and always after the last one).
     pub eval_every: usize,
     pub seed: u64,
@@ -50,6 +62,12 @@ struct HyperFile {
     lr: f64,
     lr_milestones: Vec<usize>,
     lr_gamma: f64,
+    // Written only when not the default, so that the configs (and the identity) of runs
+    // trained before these keys existed stay as they were.
+    #[serde(default, skip_serializing_if = "LrStep::is_epoch")]
+    lr_step: LrStep,
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    shuffle: bool,
     momentum: f64,
     weight_decay: f64,
     #[serde(default)]
@@ -58,6 +76,10 @@ struct HyperFile {
     augment: bool,
     /// See [`crate::epochs::parse_epochs`].
     save_epochs: EpochSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    capture_epochs: Option<EpochSpec>,
+    #[serde(default = "logit_only", skip_serializing_if = "is_logit_only")]
+    capture_targets: Vec<Target>,
     #[serde(default = "every_epoch")]
     eval_every: usize,
     seed: u64,
@@ -73,6 +95,8 @@ impl From<HyperFile> for Hyper {
             lr: f.lr,
             lr_milestones: f.lr_milestones,
             lr_gamma: f.lr_gamma,
+            lr_step: f.lr_step,
+            shuffle: f.shuffle,
             sgd: SgdConfig {
                 momentum: f.momentum,
                 weight_decay: f.weight_decay,
@@ -81,6 +105,8 @@ impl From<HyperFile> for Hyper {
             width: f.width,
             augment: f.augment,
             save_epochs: f.save_epochs,
+            capture_epochs: f.capture_epochs,
+            capture_targets: f.capture_targets,
             eval_every: f.eval_every,
             seed: f.seed,
             precision: f.precision,
@@ -96,12 +122,16 @@ impl From<Hyper> for HyperFile {
             lr: h.lr,
             lr_milestones: h.lr_milestones,
             lr_gamma: h.lr_gamma,
+            lr_step: h.lr_step,
+            shuffle: h.shuffle,
             momentum: h.sgd.momentum,
             weight_decay: h.sgd.weight_decay,
             nesterov: h.sgd.nesterov,
             width: h.width,
             augment: h.augment,
             save_epochs: h.save_epochs,
+            capture_epochs: h.capture_epochs,
+            capture_targets: h.capture_targets,
             eval_every: h.eval_every,
             seed: h.seed,
             precision: h.precision,
@@ -128,9 +158,14 @@ impl Hyper {
         toml::to_string(self).expect("Hyper serializes to TOML")
     }
 
-    /// The same recipe over `epochs` epochs, learning-rate milestones scaled along.
+    /// The same recipe over `epochs` epochs, learning-rate milestones scaled along when they
+    /// count epochs (milestones in optimizer steps mark the same steps of a shorter run).
     pub fn with_epochs(mut self, epochs: usize) -> Self {
         let old = self.epochs.max(1);
+        if !self.lr_step.is_epoch() {
+            self.epochs = epochs;
+            return self;
+        }
         self.lr_milestones = self
             .lr_milestones
             .iter()
@@ -145,6 +180,7 @@ impl Hyper {
             base: self.lr,
             milestones: self.lr_milestones.clone(),
             gamma: self.lr_gamma,
+            per: self.lr_step,
         }
     }
 }
@@ -167,6 +203,22 @@ fn every_epoch() -> usize {
     1
 }
 
+fn logit_only() -> Vec<Target> {
+    vec![Target::Logit]
+}
+
+fn is_logit_only(t: &[Target]) -> bool {
+    t == [Target::Logit]
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
 /// What `vog train --from RUN` started from: the run (absolute, as it was then) and the
 /// person's `--exclude` and `--relabel` files (a `--decisions` file is recorded as the
 /// run's `decisions`).
@@ -186,6 +238,9 @@ pub struct TrainConfig {
     pub hyper: Hyper,
     /// The epochs `hyper.save_epochs` expands to.
     pub saved_epochs: Vec<usize>,
+    /// The epochs `hyper.capture_epochs` expands to (none without it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub captured_epochs: Vec<usize>,
     pub train_subset: Option<usize>,
     pub test_subset: Option<usize>,
     pub label_noise: Option<LabelNoise>,
@@ -228,11 +283,13 @@ impl TrainConfig {
                 hyper.save_epochs
             )
         })?;
+        let captured_epochs = captured_epochs(&hyper, origins)?;
         selection.validate(origins)?;
         Ok(TrainConfig {
             dataset,
             hyper,
             saved_epochs,
+            captured_epochs,
             train_subset: selection.train_subset,
             test_subset: selection.test_subset,
             label_noise: selection.label_noise,
@@ -287,6 +344,31 @@ fn first_difference(path: &str, a: &serde_json::Value, b: &serde_json::Value) ->
         _ if a == b => None,
         _ => Some(format!("{path}: {a} asked for, {b} in the run")),
     }
+}
+
+/// The epochs of `hyper.capture_epochs`: at least two (a variance over one is nothing).
+fn captured_epochs(hyper: &Hyper, origins: &Origins) -> Result<Vec<usize>> {
+    let targets = &hyper.capture_targets;
+    if targets.is_empty() || (1..targets.len()).any(|i| targets[..i].contains(&targets[i])) {
+        bail!(
+            "{} must name each target once, at least one",
+            origins.name("capture_targets")
+        );
+    }
+    let Some(spec) = &hyper.capture_epochs else {
+        return Ok(Vec::new());
+    };
+    let name = || format!("invalid {} '{spec}'", origins.name("capture_epochs"));
+    let epochs = spec.expand(hyper.epochs).with_context(name)?;
+    if epochs.len() < 2 {
+        bail!(
+            "{}: it names {} epoch of {}; a variance needs at least two",
+            name(),
+            epochs.len(),
+            hyper.epochs
+        );
+    }
+    Ok(epochs)
 }
 
 /// More epochs than any run needs; a larger count is a typo.

@@ -8,20 +8,49 @@ use std::fmt;
 use std::str::FromStr;
 use thiserror::Error;
 
-/// Step learning-rate schedule: `base * gamma^k` where k counts the milestones at or
+/// What a learning-rate milestone counts: epochs (the paper's text), or optimizer steps
+/// (the authors' script called `MultiStepLR.step()` once per batch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LrStep {
+    #[default]
+    Epoch,
+    Batch,
+}
+
+impl LrStep {
+    pub fn is_epoch(&self) -> bool {
+        *self == LrStep::Epoch
+    }
+}
+
+/// Step learning-rate schedule: `base * gamma^k`. Per epoch, k counts the milestones at or
 /// before the (1-based) epoch, so with milestones [150, 250] epoch 150 already uses 0.01.
+/// Per batch, k counts the milestones at or before the 0-based optimizer step, as PyTorch's
+/// `MultiStepLR` stepped after every batch: steps 0-149 use `base`, 150-249 `base * gamma`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LrSchedule {
     pub base: f64,
     pub milestones: Vec<usize>,
     pub gamma: f64,
+    pub per: LrStep,
 }
 
 impl LrSchedule {
-    /// Learning rate for 1-based `epoch`.
-    pub fn lr(&self, epoch: usize) -> f64 {
-        let steps = self.milestones.iter().filter(|&&m| m <= epoch).count();
+    fn at(&self, count: usize) -> f64 {
+        let steps = self.milestones.iter().filter(|&&m| m <= count).count();
         self.base * self.gamma.powi(steps as i32)
+    }
+
+    /// The learning rate of each of the `batches` optimizer steps of 1-based `epoch`.
+    pub fn batch_lrs(&self, epoch: usize, batches: usize) -> Vec<f64> {
+        match self.per {
+            LrStep::Epoch => vec![self.at(epoch); batches],
+            LrStep::Batch => {
+                let first = (epoch - 1) * batches;
+                (first..first + batches).map(|s| self.at(s)).collect()
+            }
+        }
     }
 }
 
@@ -279,17 +308,34 @@ mod tests {
 
     #[test]
     fn paper_lr_schedule() {
-        let s = LrSchedule {
+        let mut s = LrSchedule {
             base: 0.1,
             milestones: vec![150, 250],
             gamma: 0.1,
+            per: LrStep::Epoch,
         };
-        assert_eq!(s.lr(1), 0.1);
-        assert_eq!(s.lr(149), 0.1);
-        assert!((s.lr(150) - 0.01).abs() < 1e-12);
-        assert!((s.lr(249) - 0.01).abs() < 1e-12);
-        assert!((s.lr(250) - 0.001).abs() < 1e-12);
-        assert!((s.lr(350) - 0.001).abs() < 1e-12);
+        let lr = |s: &LrSchedule, epoch| s.batch_lrs(epoch, 1)[0];
+        assert_eq!(lr(&s, 1), 0.1);
+        assert_eq!(lr(&s, 149), 0.1);
+        assert!((lr(&s, 150) - 0.01).abs() < 1e-12);
+        assert!((lr(&s, 249) - 0.01).abs() < 1e-12);
+        assert!((lr(&s, 250) - 0.001).abs() < 1e-12);
+        assert!((lr(&s, 350) - 0.001).abs() < 1e-12);
+        assert_eq!(s.batch_lrs(150, 3), vec![lr(&s, 150); 3]);
+        // The authors' script: 1,000 steps an epoch, the schedule stepped per batch.
+        s.per = LrStep::Batch;
+        let first = s.batch_lrs(1, 1000);
+        assert!(first[..150].iter().all(|&x| x == 0.1));
+        assert!(first[150..250].iter().all(|&x| (x - 0.01).abs() < 1e-12));
+        assert!(first[250..].iter().all(|&x| (x - 0.001).abs() < 1e-12));
+        assert!(s
+            .batch_lrs(2, 1000)
+            .iter()
+            .all(|&x| (x - 0.001).abs() < 1e-12));
+        // Steps count across epochs: 100 a epoch puts step 150 in the middle of epoch 2.
+        let second = s.batch_lrs(2, 100);
+        assert_eq!(second[49], 0.1);
+        assert!((second[50] - 0.01).abs() < 1e-12);
     }
 
     #[test]

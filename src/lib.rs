@@ -13,26 +13,27 @@
 //! 2. [`epochs`] (learning rate, epoch specs, stages), [`info`] (versions, the CPU).
 //! 3. [`data`]: datasets, subsets, label noise, normalization, downloads, streamed sets.
 //! 4. [`model`]: the CIFAR ResNet-18; [`optim`]: SGD whose state can be saved.
-//! 5. [`variance`] (the VoG math; its tests run it through the model), [`confident`]
-//!    (confident learning on out-of-sample probabilities), [`config`] (training recipe),
-//!    [`scripted`] (a user's TorchScript checkpoints).
-//! 6. [`dynamics`]: the training-dynamics record and the scores built from it.
-//! 7. File formats: [`run_dir`] (run directory and manifest), [`scores`] (scores CSV,
+//! 5. [`variance`] (the VoG math, and gradients captured during training; its tests run
+//!    it through the model), [`confident`] (confident learning on out-of-sample
+//!    probabilities), [`scripted`] (a user's TorchScript checkpoints).
+//! 6. [`config`] (training recipe, which names what training captures).
+//! 7. [`dynamics`]: the training-dynamics record and the scores built from it.
+//! 8. File formats: [`run_dir`] (run directory and manifest), [`scores`] (scores CSV,
 //!    sidecar, class normalization and the ordering of scored examples), [`oof`] (the
 //!    out-of-sample probabilities of `vog crossval`).
-//! 8. [`grid`]: example images by id, and grids of them.
-//! 9. The stages, side by side: [`train`], [`scoring`] (a run's checkpoints or TorchScript
-//!    models, one tail), [`eval`], [`rank`], [`merge`] (shards of one scoring into one
-//!    scores file).
-//! 10. [`prune`]: retraining without (or relabelling) what a score flags, against random.
-//! 11. [`report`]: the HTML page over their results; [`review`]: the page on which a
+//! 9. [`grid`]: example images by id, and grids of them.
+//! 10. The stages, side by side: [`train`], [`scoring`] (a run's checkpoints or
+//!     TorchScript models, one tail), [`eval`], [`rank`], [`merge`] (shards of one scoring
+//!     into one scores file).
+//! 11. [`prune`]: retraining without (or relabelling) what a score flags, against random.
+//! 12. [`report`]: the HTML page over their results; [`review`]: the page on which a
 //!     person decides about the examples a ranking selects; [`verify`]: every file a run
 //!     folder holds that vog wrote (its crossval and prune folders too), checked.
-//! 12. [`pipeline`]: train -> score -> evaluate -> report in one call; [`bench`]: the
+//! 13. [`pipeline`]: train -> score -> evaluate -> report in one call; [`bench`]: the
 //!     throughput of training and scoring; [`crossval`]: out-of-sample probabilities by
 //!     cross-fitting.
-//! 13. [`demo`] and [`experiment`]: the pipeline with their settings.
-//! 14. [`cli`]: one file per command (clap's arguments, one resolve step into the
+//! 14. [`demo`] and [`experiment`]: the pipeline with their settings.
+//! 15. [`cli`]: one file per command (clap's arguments, one resolve step into the
 //!     library's request, the call) and the terminal reporter; clap is used nowhere else.
 //!
 //! Only what `main.rs` and the tests use is public; the rest is `pub(crate)`, so rustc

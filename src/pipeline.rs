@@ -223,6 +223,7 @@ fn score_stage(
             stage: stage.clone(),
             data: None,
             allow_incomplete: false,
+            captured: false,
             options: ScoreOptions {
                 split,
                 out: out.clone(),

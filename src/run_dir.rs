@@ -42,6 +42,9 @@ pub const FORMAT: &str = "vog-run/1";
 /// The layout of resume files and of [`ResumeRecord`]; a run saved in another cannot be
 /// resumed by this binary.
 pub const RESUME_FORMAT: &str = "vog-resume/1";
+/// The folder of the gradients captured during training.
+pub const CAPTURED_DIR: &str = "captured";
+pub const CAPTURED_FORMAT: &str = "vog-captured/1";
 
 /// What the run trained on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -112,6 +115,25 @@ pub struct RunManifest {
     /// Size and SHA-256 of every checkpoint and of the resume state, by relative path.
     #[serde(default)]
     pub files: BTreeMap<String, FileDigest>,
+    /// The gradients captured during training so far (runs with `capture_epochs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub captured: Option<CaptureRecord>,
+}
+
+/// What a run's `captured/` file holds: the running statistics of every training
+/// example's input gradients, captured after each optimizer step of `epochs`, in eval mode,
+/// on the augmented batch just trained on ([`crate::variance::captured`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaptureRecord {
+    /// [`CAPTURED_FORMAT`].
+    pub format: String,
+    /// Relative to the run.
+    pub file: String,
+    /// The capture epochs folded in, in order.
+    pub epochs: Vec<usize>,
+    pub targets: Vec<crate::variance::Target>,
+    /// Always `mean`: the gradient is averaged over the colour channels first.
+    pub channels: crate::variance::Channels,
 }
 
 /// The state a run continues from: written after every epoch.
@@ -435,6 +457,25 @@ impl RunDir {
         Ok(name)
     }
 
+    /// Saves the gradients captured up to `epoch` into `captured/epoch-NNNN.safetensors`;
+    /// returns its name relative to the run.
+    pub fn save_captured(
+        &self,
+        c: &crate::variance::captured::Captured,
+        epoch: usize,
+    ) -> Result<String> {
+        let name = format!("{CAPTURED_DIR}/epoch-{epoch:04}.safetensors");
+        let path = self.root.join(&name);
+        let dir = atomic_file::parent_dir(&path);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create '{}'", dir.display()))?;
+        atomic_file::save_via_temp(&path, |tmp| {
+            Tensor::write_safetensors(&c.named(), tmp)
+                .with_context(|| format!("cannot save the captured gradients '{}'", path.display()))
+        })?;
+        Ok(name)
+    }
+
     /// Size and SHA-256 of the run's file `name`.
     pub fn digest(&self, name: &str) -> Result<FileDigest> {
         digest::of_file(&self.root.join(name))
@@ -462,6 +503,45 @@ pub fn read_resume(path: &Path) -> Result<ResumeState> {
         }
     }
     Ok(state)
+}
+
+/// Reads the captured gradients `record` names (checked against the run's digest first) for
+/// `examples` x `pixels`, onto `device`.
+pub fn read_captured(
+    run: &Path,
+    m: &RunManifest,
+    record: &CaptureRecord,
+    device: tch::Device,
+) -> Result<crate::variance::captured::Captured> {
+    let path = run.join(&record.file);
+    if record.format != CAPTURED_FORMAT {
+        bail!(
+            "'{}' is of format '{}', this vog reads '{CAPTURED_FORMAT}'",
+            path.display(),
+            record.format
+        );
+    }
+    m.verify_file(run, &record.file)?;
+    let named = Tensor::read_safetensors(&path)
+        .with_context(|| format!("cannot read the captured gradients '{}'", path.display()))?;
+    let [_, h, w] = m.dataset.image_shape;
+    let shape = (m.dataset.train_examples, (h * w) as usize);
+    let c = crate::variance::captured::Captured::from_named(
+        named.into_iter().collect(),
+        &record.targets,
+        shape,
+        device,
+    )
+    .with_context(|| format!("invalid captured gradients '{}'", path.display()))?;
+    if c.count != record.epochs.len() {
+        bail!(
+            "'{}' holds {} capture epochs, run.json says {:?}",
+            path.display(),
+            c.count,
+            record.epochs
+        );
+    }
+    Ok(c)
 }
 
 /// The scores files `vog score` wrote into a run folder by default (`scores-*.csv`), sorted.

@@ -6,6 +6,11 @@
 //! and augments the data (see `run_dir`), so [`resume`] continues exactly where an
 //! uninterrupted run would be. A stop requested through the reporter (Ctrl-C) takes effect
 //! at the next epoch's end, after its state is saved.
+//!
+//! The authors' protocol (chirag126/VOG `train_cifar/main.py`) is a recipe too: the
+//! learning rate stepped per batch (`lr_step = "batch"`), the data in its own order
+//! (`shuffle = false`), and gradients captured during training (`capture_epochs`,
+//! [`crate::variance::captured`]), saved with the resume state after each capture epoch.
 use crate::config::FromRun;
 use crate::config::{Hyper, TrainConfig};
 use crate::data::decisions::{self, Exclusions, Relabels};
@@ -24,8 +29,9 @@ use crate::run_dir::{
     self, DatasetInfo, EpochRecord, ResumeRecord, RunDir, RunManifest, FORMAT, LABEL_NOISE,
     RESUME_FORMAT,
 };
-use crate::variance::gradient::target_values;
-use crate::variance::Target;
+use crate::variance::captured::Captured;
+use crate::variance::gradient::{input_gradients, pixel_map, target_values};
+use crate::variance::{Channels, GradNorm, Target};
 use crate::{atomic_file, rng};
 use anyhow::{bail, Context, Result};
 use rand::seq::SliceRandom;
@@ -117,7 +123,10 @@ pub struct Trainer {
     normalizer: Normalizer,
     augment: Option<Augment>,
     batch_size: usize,
+    shuffle: bool,
     precision: Precision,
+    /// The gradients captured so far, in runs that capture them.
+    pub captured: Option<Captured>,
 }
 
 impl Trainer {
@@ -143,7 +152,9 @@ impl Trainer {
             normalizer: normalization.on(device),
             augment: hyper.augment.then_some(Augment { pad: 4 }),
             batch_size: hyper.batch_size,
+            shuffle: hyper.shuffle,
             precision: hyper.precision,
+            captured: None,
         })
     }
 
@@ -162,18 +173,28 @@ impl Trainer {
     }
 
     /// One pass over `images` (NCHW uint8, on the trainer's device) with `labels` (i64), in
-    /// an order and with augmentations drawn from `rng`.
+    /// an order (unless `self.shuffle` is off) and with augmentations drawn from `rng`;
+    /// `lrs` holds the learning rate of each batch. With `capture`, every batch's input
+    /// gradients are folded into `self.captured` right after its step.
     pub fn train_epoch(
         &mut self,
         images: &Tensor,
         labels: &Tensor,
-        lr: f64,
+        lrs: &[f64],
         rng: &mut ChaCha8Rng,
         task: &dyn Task,
+        capture: bool,
     ) -> (PassStats, Recorder) {
+        // Out of `self` for the epoch, so that the network can be borrowed beside it.
+        let mut captured = if capture { self.captured.take() } else { None };
+        if let Some(c) = captured.as_mut() {
+            c.begin_epoch();
+        }
         let n = labels.size()[0] as usize;
         let mut order: Vec<i64> = (0..n as i64).collect();
-        order.shuffle(rng);
+        if self.shuffle {
+            order.shuffle(rng);
+        }
         let dev = self.device();
         let mut loss_sum = Tensor::zeros([], (Kind::Double, dev));
         let mut correct = Tensor::zeros([], (Kind::Int64, dev));
@@ -201,7 +222,10 @@ impl Trainer {
                 .autocast(dev, || self.net.forward_t(&input, true))
                 .to_kind(Kind::Float);
             let loss = logits.cross_entropy_for_logits(&y);
-            self.opt.backward_step(&loss, lr);
+            self.opt.backward_step(&loss, lrs[b]);
+            if let Some(c) = captured.as_mut() {
+                capture_batch(&self.net, c, &input, &y, &idx);
+            }
             tch::no_grad(|| {
                 let right = logits.argmax(1, false).eq_tensor(&y);
                 let _ = loss_sum.f_add_(&(loss.to_kind(Kind::Double) * chunk.len() as f64));
@@ -213,6 +237,9 @@ impl Trainer {
                 let seen = ((b + 1) * self.batch_size).min(n);
                 task.detail(running_message(&loss_sum, &correct, seen, started));
             }
+        }
+        if captured.is_some() {
+            self.captured = captured;
         }
         let stats = PassStats {
             loss: loss_sum.double_value(&[]) / n as f64,
@@ -232,6 +259,18 @@ impl Trainer {
             self.batch_size.max(256),
         )
     }
+}
+
+/// The authors' capture: the network just stepped, in eval mode, differentiates each
+/// target of the batch it trained on (`input`: NCHW f32, normalized and augmented as
+/// trained; `y` the labels trained with; `idx` the examples, B i64).
+fn capture_batch(net: &ResNet, c: &mut Captured, input: &Tensor, y: &Tensor, idx: &Tensor) {
+    let (grads, _) = input_gradients(net, input, y, &c.targets);
+    let maps: Vec<Tensor> = grads
+        .iter()
+        .map(|g| pixel_map(g, Channels::Mean, GradNorm::None))
+        .collect();
+    c.push(idx, &maps);
 }
 
 /// Loss and accuracy of `net` in eval mode, batch by batch on the tensors' device, summed
@@ -288,6 +327,7 @@ pub fn run(
     atomic_file::write_bytes(&run.path(run_dir::CONFIG), cfg.hyper.to_toml().as_bytes())?;
     let selection_files = write_selection_files(cfg, run)?;
     let mut trainer = Trainer::for_data(cfg, prepared)?;
+    trainer.captured = fresh_capture(cfg, prepared);
     let mut manifest = new_manifest(cfg, prepared, model::parameter_count(&trainer.vs));
     let written = [run_dir::CONFIG.to_string()]
         .into_iter()
@@ -301,6 +341,51 @@ pub fn run(
     run.write_manifest(&manifest)?;
     let order_rng = rng::stream(cfg.hyper.seed, ORDER_STREAM);
     train_epochs(&mut trainer, manifest, order_rng, prepared, run, reporter)
+}
+
+/// Nothing captured yet, where `cfg` captures gradients.
+fn fresh_capture(cfg: &TrainConfig, prepared: &PreparedData) -> Option<Captured> {
+    let [_, h, w] = prepared.data.train.image_shape();
+    (!cfg.captured_epochs.is_empty()).then(|| {
+        Captured::new(
+            prepared.data.train.len(),
+            (h * w) as usize,
+            &cfg.hyper.capture_targets,
+            cfg.device,
+        )
+    })
+}
+
+/// The captured gradients a resumed run continues with: what the run saved after `epoch`,
+/// which must be every capture epoch up to it.
+fn restored_capture(
+    run: &RunDir,
+    m: &RunManifest,
+    prepared: &PreparedData,
+    epoch: usize,
+) -> Result<Option<Captured>> {
+    let cfg = &m.config;
+    let due: Vec<usize> = cfg
+        .captured_epochs
+        .iter()
+        .copied()
+        .filter(|&e| e <= epoch)
+        .collect();
+    match &m.captured {
+        Some(record) if record.epochs == due => Ok(Some(run_dir::read_captured(
+            run.root(),
+            m,
+            record,
+            cfg.device,
+        )?)),
+        None if due.is_empty() => Ok(fresh_capture(cfg, prepared)),
+        found => bail!(
+            "'{}' should hold the gradients captured in epochs {due:?} and holds those of {:?}; \
+             start it over with --overwrite",
+            run.root().display(),
+            found.as_ref().map_or(&Vec::new(), |r| &r.epochs)
+        ),
+    }
 }
 
 /// Refuses a network whose training cannot fit in the host's memory (on a CPU), before
@@ -317,6 +402,17 @@ pub fn check_fits(
     let params = model::parameters_for(prepared.data.num_classes() as u64, width);
     let batch = cfg.hyper.batch_size.min(prepared.data.train.len());
     let activations = batch as u128 * width as u128 * 1024 * 40 * 4;
+    let [_, h, w] = prepared.data.train.image_shape();
+    // Captured gradients live on the device and are copied to the host to be saved.
+    let captured = match cfg.captured_epochs.is_empty() {
+        true => 0,
+        false => Captured::bytes(
+            prepared.data.train.len(),
+            (h * w) as usize,
+            cfg.hyper.capture_targets.len(),
+        ) as u128,
+    };
+    check_capture_fits(captured, origins)?;
     let need = params * 16 + activations;
     let gib = |b: u128| b as f64 / (1u64 << 30) as f64;
     let available = match cfg.device {
@@ -332,6 +428,26 @@ pub fn check_fits(
             cfg.hyper.batch_size,
             gib(need),
             gib(have as u128)
+        );
+    }
+    Ok(())
+}
+
+/// Refuses captured gradients that would not fit in the host's memory (where they are
+/// copied to be saved, whatever the device), naming the figure.
+fn check_capture_fits(bytes: u128, origins: &crate::origin::Origins) -> Result<()> {
+    let Some(have) = crate::device::available_host_memory() else {
+        return Ok(());
+    };
+    // Twice: the state being saved and the one being updated.
+    if bytes > 0 && 2 * bytes > have as u128 {
+        bail!(
+            "{} keeps {:.1} GiB of running gradient statistics (8 bytes per pixel, example and \
+             target), which with its copy for saving is more than the {:.1} GiB this machine has \
+             available: capture fewer targets or a subset",
+            origins.name("capture_epochs"),
+            bytes as f64 / (1u64 << 30) as f64,
+            have as f64 / (1u64 << 30) as f64
         );
     }
     Ok(())
@@ -392,6 +508,7 @@ pub fn resume(
         )
     })?;
     order_rng.set_word_pos(word_pos);
+    trainer.captured = restored_capture(run, &manifest, prepared, record.epoch)?;
     forget_after(&mut manifest, record.epoch);
     reporter.info(&format!(
         "resuming '{}' after epoch {} of {}",
@@ -415,10 +532,16 @@ fn forget_after(m: &mut RunManifest, epoch: usize) {
         .collect();
     per_epoch.extend((1..=epoch).map(dynamics::file_name));
     per_epoch.extend(m.resume.as_ref().map(|r| r.file.clone()));
+    per_epoch.extend(m.captured.as_ref().map(|r| r.file.clone()));
     let of_epochs = |name: &str| {
-        [run_dir::CHECKPOINTS, run_dir::RESUME_DIR, dynamics::DIR]
-            .iter()
-            .any(|dir| name.starts_with(&format!("{dir}/")))
+        [
+            run_dir::CHECKPOINTS,
+            run_dir::RESUME_DIR,
+            dynamics::DIR,
+            run_dir::CAPTURED_DIR,
+        ]
+        .iter()
+        .any(|dir| name.starts_with(&format!("{dir}/")))
     };
     m.files
         .retain(|name, _| !of_epochs(name) || per_epoch.contains(name));
@@ -701,15 +824,28 @@ fn train_one(
     run: &RunDir,
     epoch: usize,
     reporter: &dyn Reporter,
-) -> Result<(EpochRecord, Option<String>)> {
+) -> Result<(EpochRecord, Vec<String>)> {
     let hyper = manifest.config.hyper.clone();
-    let (epochs, lr) = (hyper.epochs, hyper.lr_schedule().lr(epoch));
-    let batches = (data.train_y.size()[0] as usize).div_ceil(hyper.batch_size) as u64;
+    let batches = (data.train_y.size()[0] as usize).div_ceil(hyper.batch_size);
+    let lrs = hyper.lr_schedule().batch_lrs(epoch, batches);
+    // The record shows the rate in force at the epoch's end.
+    let (epochs, lr) = (hyper.epochs, *lrs.last().unwrap_or(&hyper.lr));
     let evaluate = epoch.is_multiple_of(hyper.eval_every) || epoch == epochs;
-    let task = reporter.task(&format!("epoch {epoch}/{epochs}"), batches, "batches");
+    let task = reporter.task(
+        &format!("epoch {epoch}/{epochs}"),
+        batches as u64,
+        "batches",
+    );
     let started = Instant::now();
-    let (train, record) =
-        trainer.train_epoch(&data.train_x, &data.train_y, lr, order_rng, task.as_ref());
+    let capture = manifest.config.captured_epochs.contains(&epoch);
+    let (train, record) = trainer.train_epoch(
+        &data.train_x,
+        &data.train_y,
+        &lrs,
+        order_rng,
+        task.as_ref(),
+        capture,
+    );
     if !train.loss.is_finite() {
         bail!(
             "the training loss of epoch {epoch} is {} (diverged: try a smaller learning rate); \
@@ -738,7 +874,12 @@ fn train_one(
     } else {
         None
     };
-    let previous = save_resume_state(trainer, manifest, order_rng, run, epoch)?;
+    let mut previous: Vec<String> = save_resume_state(trainer, manifest, order_rng, run, epoch)?
+        .into_iter()
+        .collect();
+    if capture {
+        previous.extend(save_capture_state(trainer, manifest, run, epoch)?);
+    }
     let record = EpochRecord {
         epoch,
         lr,
@@ -755,22 +896,56 @@ fn train_one(
 }
 
 /// Records the epoch and writes the manifest, the commit point: from here on the run
-/// continues after this epoch. Then the resume state it replaced goes.
+/// continues after this epoch. Then the resume state (and captured gradients) it replaced
+/// go.
 fn commit_epoch(
     manifest: &mut RunManifest,
     record: EpochRecord,
-    previous: Option<String>,
+    previous: Vec<String>,
     run: &RunDir,
 ) -> Result<()> {
     manifest.complete = record.epoch == manifest.config.hyper.epochs;
     manifest.epochs.push(record);
     run.write_manifest(manifest)?;
-    if let Some(old) = previous {
+    for old in previous {
         let path = run.path(&old);
         std::fs::remove_file(&path)
-            .with_context(|| format!("cannot remove the old resume state '{}'", path.display()))?;
+            .with_context(|| format!("cannot remove the replaced state '{}'", path.display()))?;
     }
     Ok(())
+}
+
+/// Saves the gradients captured up to `epoch` and points the manifest at them; returns
+/// the file they replace, to remove once the manifest is written.
+fn save_capture_state(
+    trainer: &Trainer,
+    manifest: &mut RunManifest,
+    run: &RunDir,
+    epoch: usize,
+) -> Result<Option<String>> {
+    let c = trainer
+        .captured
+        .as_ref()
+        .context("a capture epoch without captured gradients")?;
+    let file = run.save_captured(c, epoch)?;
+    manifest.files.insert(file.clone(), run.digest(&file)?);
+    let mut epochs = manifest
+        .captured
+        .as_ref()
+        .map_or_else(Vec::new, |r| r.epochs.clone());
+    epochs.push(epoch);
+    let previous = manifest.captured.replace(run_dir::CaptureRecord {
+        format: run_dir::CAPTURED_FORMAT.into(),
+        file: file.clone(),
+        epochs,
+        targets: c.targets.clone(),
+        channels: Channels::Mean,
+    });
+    let previous = previous.map(|old| old.file).filter(|old| *old != file);
+    if let Some(old) = &previous {
+        manifest.files.remove(old);
+    }
+    Ok(previous)
 }
 
 /// Saves the resume state after `epoch` and points the (not yet written) manifest at it;
@@ -824,6 +999,7 @@ fn new_manifest(cfg: &TrainConfig, prepared: &PreparedData, parameters: i64) -> 
         complete: false,
         resume: None,
         files: Default::default(),
+        captured: None,
     }
 }
 
@@ -957,7 +1133,8 @@ mod tests {
         let mut t = Trainer::new(Device::Cpu, 10, &hyper, norm).unwrap();
         let y = Tensor::from_slice(&data.train.labels);
         let mut r = rng::stream(0, "test");
-        let mut epoch = || t.train_epoch(&data.train.images, &y, hyper.lr, &mut r, &NoTask);
+        let lrs = [hyper.lr; 4];
+        let mut epoch = || t.train_epoch(&data.train.images, &y, &lrs, &mut r, &NoTask, false);
         let (first, record) = epoch();
         let d = record.finish(1).unwrap();
         assert_eq!(

@@ -89,6 +89,11 @@ pub struct ScoreArgs {
     /// Score a run that has not finished training (the sidecar records what it lacked).
     #[arg(long, conflicts_with = "model")]
     pub allow_incomplete: bool,
+    /// VoG from the gradients the run captured during training (`vog train
+    /// --capture-epochs`: the authors' protocol) instead of its checkpoints; training split
+    /// only. The other columns come from the last checkpoint.
+    #[arg(long, conflicts_with_all = ["model", "stage", "allow_incomplete"])]
+    pub captured: bool,
     /// Format of the forward and backward passes: fp32, bf16 (1.8x fp32 on the AMD EPYC
     /// measured, slower on an Intel Xeon without AMX: `vog bench` tells; see the README for
     /// when it is safe) or fp16. The reduction is f64.
@@ -145,10 +150,9 @@ impl ScoreArgs {
         let Some(run) = &self.run else {
             return Ok(Request::Models(self.models_config()?));
         };
-        let out = self
-            .out
-            .clone()
-            .unwrap_or_else(|| ScoreConfig::default_out(run, self.split, &self.stage));
+        let out = self.out.clone().unwrap_or_else(|| {
+            ScoreConfig::default_out(run, self.split, &self.stage, self.captured)
+        });
         let batch_size = self
             .batch_size
             .unwrap_or_else(|| ScoreConfig::default_batch_size(self.device));
@@ -157,6 +161,7 @@ impl ScoreArgs {
             stage: self.stage.clone(),
             data: self.data.clone(),
             allow_incomplete: self.allow_incomplete,
+            captured: self.captured,
             options: self.options(out, batch_size),
         }))
     }

@@ -4,11 +4,12 @@ use crate::config::{Hyper, TrainConfig};
 use crate::data::decisions::{Decisions, Exclusions, Relabels};
 use crate::data::prepare::{self, LabelNoise, Selection};
 use crate::data::DatasetSpec;
-use crate::epochs::EpochSpec;
+use crate::epochs::{EpochSpec, LrStep};
 use crate::origin::Origins;
 use crate::precision::Precision;
 use crate::run_dir::{RunDir, RunManifest};
 use crate::train;
+use crate::variance::Target;
 use anyhow::{Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -21,7 +22,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "RUN", conflicts_with_all = [
         "dataset", "out", "config", "epochs", "batch_size", "lr", "width", "save_epochs",
         "seed", "eval_every", "precision", "no_augment", "train_subset", "test_subset", "label_noise", "noise_seed",
-        "exclude", "relabel", "decisions",
+        "exclude", "relabel", "decisions", "lr_step", "no_shuffle", "capture_epochs", "capture_targets",
         "overwrite", "from",
     ])]
     pub resume: Option<PathBuf>,
@@ -30,6 +31,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "RUN", conflicts_with_all = [
         "dataset", "config", "epochs", "batch_size", "lr", "width", "save_epochs",
         "seed", "eval_every", "precision", "no_augment", "train_subset", "test_subset", "label_noise", "noise_seed",
+        "lr_step", "no_shuffle", "capture_epochs", "capture_targets",
     ])]
     pub from: Option<PathBuf>,
     /// cifar10, cifar100, synth, or an image folder ROOT with train/<class>/ (and test/<class>/).
@@ -72,6 +74,23 @@ pub struct TrainArgs {
     /// Train without random crop and flip.
     #[arg(long)]
     pub no_augment: bool,
+    /// What the learning-rate milestones count: epoch (the paper's text) or batch (optimizer
+    /// steps: the authors' script stepped MultiStepLR once per batch).
+    #[arg(long, value_enum)]
+    pub lr_step: Option<LrStep>,
+    /// Visit the training set in its own order every epoch (the authors' shuffle=False);
+    /// augmentation is still drawn every epoch.
+    #[arg(long)]
+    pub no_shuffle: bool,
+    /// Capture every example's input gradients during training, right after each optimizer
+    /// step of these epochs, on the augmented batch just trained on (the authors' protocol),
+    /// e.g. `first:1,last:1`; `vog score --captured` turns them into scores.
+    #[arg(long, value_name = "SPEC")]
+    pub capture_epochs: Option<String>,
+    /// What the captured gradients differentiate, comma-separated: logit (the paper),
+    /// prob, logprob, margin; each costs one more backward pass and its own memory.
+    #[arg(long, value_delimiter = ',', requires = "capture_epochs")]
+    pub capture_targets: Vec<Target>,
     /// Train on a class-stratified, seeded subset of N examples.
     #[arg(long, value_name = "N")]
     pub train_subset: Option<usize>,
@@ -120,7 +139,12 @@ impl TrainArgs {
         let save_epochs = self
             .save_epochs
             .as_deref()
-            .map(parse_save_epochs)
+            .map(|s| parse_spec(s, "--save-epochs"))
+            .transpose()?;
+        let capture_epochs = self
+            .capture_epochs
+            .as_deref()
+            .map(|s| parse_spec(s, "--capture-epochs"))
             .transpose()?;
         let origins = origins
             .set("epochs", &mut h.epochs, self.epochs)
@@ -131,6 +155,18 @@ impl TrainArgs {
             .set("seed", &mut h.seed, self.seed)
             .set("eval_every", &mut h.eval_every, self.eval_every)
             .set("precision", &mut h.precision, self.precision)
+            .set("lr_step", &mut h.lr_step, self.lr_step)
+            .set(
+                "capture_epochs",
+                &mut h.capture_epochs,
+                capture_epochs.map(Some),
+            )
+            .set("shuffle", &mut h.shuffle, self.no_shuffle.then_some(false))
+            .set(
+                "capture_targets",
+                &mut h.capture_targets,
+                (!self.capture_targets.is_empty()).then(|| self.capture_targets.clone()),
+            )
             .flag("train_subset", true)
             .flag("test_subset", true)
             .flag("label_noise", true);
@@ -176,9 +212,8 @@ impl TrainArgs {
     }
 }
 
-fn parse_save_epochs(s: &str) -> Result<EpochSpec> {
-    s.parse()
-        .with_context(|| format!("invalid --save-epochs '{s}'"))
+fn parse_spec(s: &str, flag: &str) -> Result<EpochSpec> {
+    s.parse().with_context(|| format!("invalid {flag} '{s}'"))
 }
 
 pub fn run(a: &TrainArgs) -> Result<()> {

@@ -1,6 +1,7 @@
 //! The library's enums as clap values: names and the help of each value, so that clap stays
 //! in the command line and the library's types know nothing of it.
 use crate::bench::Work;
+use crate::epochs::LrStep;
 use crate::export::OutputFormat;
 use crate::precision::Precision;
 use crate::scores::SplitChoice;
@@ -29,6 +30,11 @@ values!(Precision {
     Fp32 => "fp32": "32-bit floats throughout",
     Bf16 => "bf16": "bfloat16 weights and activations (8-bit mantissa, fp32's range)",
     Fp16 => "fp16": "IEEE half precision (10-bit mantissa, range up to 65504)",
+});
+
+values!(LrStep {
+    Epoch => "epoch": "Milestones count epochs (the paper's text)",
+    Batch => "batch": "Milestones count optimizer steps (the authors' script)",
 });
 
 values!(Reduce {

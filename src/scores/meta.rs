@@ -99,6 +99,21 @@ pub struct ScoresMeta {
     /// The format the gradients were computed in.
     #[serde(default)]
     pub precision: crate::precision::Precision,
+    /// Set when the VoG columns come from gradients captured during training (`vog score
+    /// --captured`) rather than from checkpoints; `epochs` are then the capture epochs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub captured: Option<CapturedScoring>,
+}
+
+/// How the scores of gradients captured during training were made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CapturedScoring {
+    /// What was captured, in words.
+    pub protocol: String,
+    /// The run's file of captured statistics (also among `checkpoints`, with its digest).
+    pub file: String,
+    /// The checkpoint the companion columns and predictions come from.
+    pub companions_from: String,
 }
 
 /// How a user's TorchScript checkpoints were scored.

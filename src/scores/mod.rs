@@ -31,8 +31,8 @@ pub use self::csv::{
 };
 pub use check::{check_digest, check_rows, non_finite};
 pub use meta::{
-    read_meta, sidecar_path, Incomplete, ModelFile, ModelScoring, ScoresMeta, Shard, SplitChoice,
-    SCORES_FORMAT,
+    read_meta, sidecar_path, CapturedScoring, Incomplete, ModelFile, ModelScoring, ScoresMeta,
+    Shard, SplitChoice, SCORES_FORMAT,
 };
 pub use normalize::{normalize_rows, warn_degenerate};
 pub use order::{class_names, file_classes, name_of, per_class, scored, top_k, Ranked, Scored};
@@ -350,6 +350,7 @@ mod tests {
             versions: Versions::current(),
             csv: None,
             precision: Default::default(),
+            captured: None,
         }
     }
 

@@ -25,7 +25,7 @@ use crate::scores::{
 use crate::variance::baselines::checkpoint_scores;
 use crate::variance::gradient::{input_gradients, pixel_map};
 use crate::variance::reduce::Accumulator;
-use crate::variance::{Target, Variant};
+use crate::variance::{Channels, GradNorm, Target, Variant};
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -73,13 +73,19 @@ pub struct ScoreConfig {
     pub data: Option<PathBuf>,
     /// Score a run that has not finished training (recorded in the sidecar).
     pub allow_incomplete: bool,
+    /// VoG from the gradients captured during training instead of the checkpoints'.
+    pub captured: bool,
     pub options: ScoreOptions,
 }
 
 impl ScoreConfig {
-    /// Where the scores of `split` at `stage` go unless told: `RUN/scores-SPLIT-STAGE.csv`.
-    pub fn default_out(run: &Path, split: SplitChoice, stage: &Stage) -> PathBuf {
-        scores::scores_path(run, split, stage)
+    /// Where the scores of `split` at `stage` go unless told: `RUN/scores-SPLIT-STAGE.csv`,
+    /// or `RUN/scores-train-captured.csv` for the captured gradients.
+    pub fn default_out(run: &Path, split: SplitChoice, stage: &Stage, captured: bool) -> PathBuf {
+        match captured {
+            true => run.join(format!("scores-{split}-captured.csv")),
+            false => scores::scores_path(run, split, stage),
+        }
     }
 
     /// The batch size a run's checkpoints are scored with unless told: 128 on a CPU (as
@@ -117,6 +123,7 @@ struct Provenance {
     class_names: Vec<String>,
     /// What was scored, for the error about non-finite scores.
     scored_with: String,
+    captured: Option<scores::CapturedScoring>,
 }
 
 /// The one end of every scoring: refuses non-finite scores, z-scores within each class
@@ -163,6 +170,7 @@ fn write_scores(
         versions: Versions::current(),
         csv: None,
         precision: o.precision,
+        captured: p.captured,
     };
     scores::write(&o.out, &mut meta, &rows)?;
     Ok(meta)
@@ -420,10 +428,22 @@ pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
     let run = RunDir::open_shared(&cfg.run)?;
     let m = run.read_manifest()?;
     let incomplete = check_complete(cfg, &m)?;
-    let epochs = cfg
-        .stage
-        .select(&m.saved_epochs, m.config.hyper.epochs)
-        .with_context(|| format!("run '{}'", cfg.run.display()))?;
+    let capture = match cfg.captured {
+        true => Some(check_captured(cfg, &m)?),
+        false => None,
+    };
+    let epochs = match capture {
+        // The companions and predictions come from the last checkpoint.
+        Some(_) => m
+            .saved_epochs
+            .last()
+            .map(|&e| vec![e])
+            .context("the run saved no checkpoint")?,
+        None => cfg
+            .stage
+            .select(&m.saved_epochs, m.config.hyper.epochs)
+            .with_context(|| format!("run '{}'", cfg.run.display()))?,
+    };
     let models = load_models(&run, &m, &epochs, o.device, o.precision)?;
     let (dataset, prepared) = load_data(cfg, &run, &m)?;
     let scorer = Scorer {
@@ -438,7 +458,33 @@ pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
     };
     let splits = splits(&prepared, o.split)?;
     let mut rows = score_splits(&scorer, &splits, &labels, dynamics.as_ref(), reporter);
-    let checkpoints: Vec<String> = epochs.iter().map(|&e| RunDir::checkpoint_name(e)).collect();
+    let mut checkpoints: Vec<String> = epochs.iter().map(|&e| RunDir::checkpoint_name(e)).collect();
+    let mut scored_with = format!(
+        "the checkpoints {} of '{}'",
+        checkpoints.join(", "),
+        run.root().display()
+    );
+    let mut scored_epochs = epochs;
+    let mut captured = None;
+    if let Some(record) = capture {
+        apply_captured(&run, &m, record, o, &mut rows)?;
+        scored_with = format!(
+            "the gradients captured in '{}'",
+            run.path(&record.file).display()
+        );
+        scored_epochs = record.epochs.clone();
+        captured = Some(scores::CapturedScoring {
+            protocol: format!(
+                "captured during training: after each optimizer step of epochs {:?}, in eval \
+                 mode, the input gradient of each example of the augmented batch just trained \
+                 on, averaged over colour channels",
+                record.epochs
+            ),
+            file: record.file.clone(),
+            companions_from: checkpoints[0].clone(),
+        });
+        checkpoints.push(record.file.clone());
+    }
     let mut companions = Companion::CHECKPOINT.to_vec();
     if dynamics.is_some() {
         companions.extend(Companion::DYNAMICS);
@@ -461,12 +507,8 @@ pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
         dataset_fingerprint: m.dataset.fingerprint.clone(),
         dataset,
         stage: cfg.stage.clone(),
-        epochs,
-        scored_with: format!(
-            "the checkpoints {} of '{}'",
-            checkpoints.join(", "),
-            run.root().display()
-        ),
+        epochs: scored_epochs,
+        scored_with,
         checkpoints,
         checkpoint_digests,
         run_id: Some(m.id()),
@@ -474,8 +516,85 @@ pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
         companions,
         incomplete,
         class_names: m.dataset.class_names.clone(),
+        captured,
     };
     write_scores(o, provenance, rows, started, reporter)
+}
+
+/// The run's captured gradients, where `vog score --captured` can use them as asked.
+fn check_captured<'a>(
+    cfg: &ScoreConfig,
+    m: &'a RunManifest,
+) -> Result<&'a crate::run_dir::CaptureRecord> {
+    let o = &cfg.options;
+    if o.split != SplitChoice::Train {
+        bail!(
+            "--captured scores training examples only: gradients are captured on the batches \
+             trained on, and test images are never trained on (use --split train, and score the \
+             test split from checkpoints)"
+        );
+    }
+    let Some(record) = &m.captured else {
+        bail!(
+            "run '{}' captured no gradients during training (train with --capture-epochs, e.g. \
+             first:1,last:1)",
+            cfg.run.display()
+        );
+    };
+    if record.epochs != m.config.captured_epochs {
+        bail!(
+            "run '{}' has captured the gradients of epochs {:?} of {:?} (it has not finished \
+             training)",
+            cfg.run.display(),
+            record.epochs,
+            m.config.captured_epochs
+        );
+    }
+    if o.variant.channels != Channels::Mean || o.variant.grad_norm != GradNorm::None {
+        bail!("captured gradients are kept as channel means without normalization: --captured takes --channels mean --grad-norm none only");
+    }
+    if let Some(t) = o.targets.iter().find(|t| !record.targets.contains(t)) {
+        bail!(
+            "--target {t} was not captured (run '{}' captured {})",
+            cfg.run.display(),
+            record
+                .targets
+                .iter()
+                .map(|t| t.name())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+    }
+    if o.precision != Precision::Fp32 {
+        bail!("--precision sets the passes of a scoring, and captured gradients were taken in fp32 during training: --captured takes --precision fp32 only");
+    }
+    Ok(record)
+}
+
+/// Puts the captured VoG of each target into the training rows (whose `index` is the
+/// example's place in the training split, as captured).
+fn apply_captured(
+    run: &RunDir,
+    m: &RunManifest,
+    record: &crate::run_dir::CaptureRecord,
+    o: &ScoreOptions,
+    rows: &mut [ScoreRow],
+) -> Result<()> {
+    let c = crate::run_dir::read_captured(run.root(), m, record, Device::Cpu)?;
+    let values: Vec<Vec<f64>> = o
+        .targets
+        .iter()
+        .map(|t| {
+            let at = record.targets.iter().position(|x| x == t).expect("checked");
+            c.finish(at, o.variant.reduce)
+        })
+        .collect::<Result<_>>()?;
+    for r in rows.iter_mut() {
+        for (score, v) in r.scores.iter_mut().zip(&values) {
+            score.0 = v[r.index];
+        }
+    }
+    Ok(())
 }
 
 /// The splits `choice` names, from the run's data.

@@ -130,6 +130,7 @@ pub fn run(cfg: &ModelScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta
         companions: Companion::CHECKPOINT.to_vec(),
         incomplete: None,
         class_names: listing.class_names.clone(),
+        captured: None,
         scored_with: {
             let names: Vec<String> = cfg.models.iter().map(|p| p.display().to_string()).collect();
             format!("the models {}", names.join(", "))

@@ -12,6 +12,7 @@
 //! colour channels and the magnitude are handled, how pixels are reduced) make the
 //! comparison between the paper, the authors' released code and magnitude-free forms cheap.
 pub mod baselines;
+pub mod captured;
 pub mod gradient;
 pub mod normalize;
 pub mod reduce;

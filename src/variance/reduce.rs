@@ -24,6 +24,17 @@ impl Accumulator {
         }
     }
 
+    /// Statistics gathered elsewhere (gradients captured during training): `count` maps,
+    /// their per-pixel `mean` and `m2` (B x N f64) and per-example `abs_sum` (B f64).
+    pub fn from_parts(count: usize, mean: Tensor, m2: Tensor, abs_sum: Tensor) -> Self {
+        Accumulator {
+            count,
+            mean,
+            m2,
+            abs_sum,
+        }
+    }
+
     /// Adds one checkpoint's maps (B x N, f64).
     pub fn push(&mut self, map: &Tensor) {
         self.count += 1;
