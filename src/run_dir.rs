@@ -328,7 +328,13 @@ impl RunDir {
     pub fn open_for_writing(root: &Path) -> Result<Self> {
         let mut run = Self::open(root)?;
         run.lock = Some(lock(root)?);
-        for dir in [CHECKPOINTS, RESUME_DIR, crate::dynamics::DIR, ""] {
+        for dir in [
+            CHECKPOINTS,
+            RESUME_DIR,
+            CAPTURED_DIR,
+            crate::dynamics::DIR,
+            "",
+        ] {
             atomic_file::remove_temporaries(&run.root.join(dir))?;
         }
         Ok(run)

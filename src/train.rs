@@ -388,6 +388,27 @@ fn restored_capture(
     }
 }
 
+/// Removes captured states the manifest does not point at: one written for an epoch that
+/// was killed before its commit, or one replaced whose removal was cut short (each as large
+/// as the training set's gradient maps).
+fn remove_unrecorded_captures(run: &RunDir, m: &RunManifest) -> Result<()> {
+    let dir = run.path(run_dir::CAPTURED_DIR);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(());
+    };
+    let keep = m.captured.as_ref().map(|r| run.path(&r.file));
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("cannot read '{}'", dir.display()))?
+            .path();
+        if Some(&path) != keep.as_ref() {
+            std::fs::remove_file(&path)
+                .with_context(|| format!("cannot remove '{}'", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Refuses a network whose training cannot fit in the host's memory (on a CPU), before
 /// any allocation: libtorch aborts a failed huge allocation with a long trace. The
 /// estimate counts weights, gradients, momentum and a copy (16 bytes per parameter) plus
@@ -509,6 +530,7 @@ pub fn resume(
     })?;
     order_rng.set_word_pos(word_pos);
     trainer.captured = restored_capture(run, &manifest, prepared, record.epoch)?;
+    remove_unrecorded_captures(run, &manifest)?;
     forget_after(&mut manifest, record.epoch);
     reporter.info(&format!(
         "resuming '{}' after epoch {} of {}",

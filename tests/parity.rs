@@ -355,3 +355,189 @@ fn confident_learning_matches_cleanlab() {
         );
     }
 }
+
+/// A column of a CSV with a header, by name.
+fn named_column(path: &Path, name: &str) -> Vec<String> {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    let i = r.headers().unwrap().iter().position(|h| h == name).unwrap();
+    r.records().map(|x| x.unwrap()[i].to_string()).collect()
+}
+
+/// `lr_step = "batch"` against `torch.optim.lr_scheduler.MultiStepLR` stepped after every
+/// optimizer step, as the authors' script did: the learning rate of every step of five
+/// epochs of four batches, milestones 3, 7 and 13, identical; and a run's epoch records
+/// (the rate in force at each epoch's end) are those of its last steps.
+#[test]
+fn lr_per_batch_matches_multisteplr() {
+    let script = [
+        "import torch",
+        "p = torch.nn.Parameter(torch.zeros(1))",
+        "opt = torch.optim.SGD([p], lr=0.1)",
+        "s = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[3, 7, 13], gamma=0.1)",
+        "for _ in range(20):",
+        "    print(repr(opt.param_groups[0]['lr']))",
+        "    opt.step()",
+        "    s.step()",
+    ]
+    .join("\n");
+    let out = Command::new(common::python())
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let torch: Vec<f64> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    let schedule = vog::epochs::LrSchedule {
+        base: 0.1,
+        milestones: vec![3, 7, 13],
+        gamma: 0.1,
+        per: vog::epochs::LrStep::Batch,
+    };
+    let ours: Vec<f64> = (1..=5).flat_map(|e| schedule.batch_lrs(e, 4)).collect();
+    assert_eq!(ours.len(), torch.len());
+    for (s, (a, b)) in ours.iter().zip(&torch).enumerate() {
+        assert!((a - b).abs() <= 1e-15 * b, "step {s}: {a} vs torch {b}");
+    }
+    // 64 images in batches of 16: four steps an epoch, as above.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("batch.toml");
+    std::fs::write(
+        &config,
+        "epochs = 5\nbatch_size = 16\nlr = 0.1\nlr_milestones = [3, 7, 13]\nlr_gamma = 0.1\n\
+         lr_step = \"batch\"\nmomentum = 0.9\nweight_decay = 5e-4\nwidth = 2\naugment = true\n\
+         save_epochs = \"5\"\nseed = 0\n",
+    )
+    .unwrap();
+    let run = dir.path().join("run");
+    common::train_synth(
+        &run,
+        &[
+            "--train-subset",
+            "64",
+            "--test-subset",
+            "10",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap();
+    for (e, record) in m["epochs"].as_array().unwrap().iter().enumerate() {
+        let want = torch[4 * e + 3];
+        let got = record["lr"].as_f64().unwrap();
+        assert!(
+            (got - want).abs() <= 1e-15 * want,
+            "epoch {}: {got} vs {want}",
+            e + 1
+        );
+    }
+}
+
+/// Gradients captured during training against an independent recomputation in eager
+/// PyTorch: with one optimizer step an epoch and no augmentation, the network just stepped
+/// is the epoch's checkpoint and the batch trained on is the training set, so
+/// `scripts/reference_vog.py` on the captured epochs' checkpoints must give the captured
+/// VoG of every example (logit and logprob) to float tolerance.
+#[test]
+fn captured_gradients_match_pytorch() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    vog()
+        .args([
+            "data", "synth", "--train", "120", "--test", "20", "--seed", "2", "--out",
+        ])
+        .arg(&data)
+        .assert()
+        .success();
+    let run = dir.path().join("run");
+    vog()
+        .args(["train", "--dataset", "cifar10", "--data-dir"])
+        .arg(&data)
+        .args([
+            "--width",
+            "8",
+            "--epochs",
+            "4",
+            "--batch-size",
+            "120",
+            "--lr",
+            "0.05",
+            "--no-augment",
+            "--save-epochs",
+            "all",
+            "--capture-epochs",
+            "1,2,4",
+            "--capture-targets",
+            "logit,logprob",
+            "--label-noise",
+            "0.2",
+            "--lr-step",
+            "batch",
+            "--no-shuffle",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--out",
+        ])
+        .arg(&run)
+        .assert()
+        .success();
+    let ours = dir.path().join("ours.csv");
+    vog()
+        .args([
+            "score",
+            "--captured",
+            "--split",
+            "train",
+            "--target",
+            "logit,logprob",
+        ])
+        .args(["--device", "cpu", "--quiet", "--run"])
+        .arg(&run)
+        .arg("--out")
+        .arg(&ours)
+        .assert()
+        .success();
+    let theirs = dir.path().join("ref.csv");
+    let status = Command::new(common::python())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/reference_vog.py"))
+        .args([
+            "--split",
+            "train",
+            "--epochs",
+            "1,2,4",
+            "--target",
+            "logit,logprob",
+        ])
+        .arg("--run")
+        .arg(&run)
+        .arg("--out")
+        .arg(&theirs)
+        .status()
+        .unwrap();
+    assert!(status.success(), "reference_vog.py failed");
+    assert_eq!(named_column(&ours, "id"), named_column(&theirs, "id"));
+    for column in ["vog_raw", "vog_raw_logprob", "vog", "vog_logprob"] {
+        let (a, b) = (named_column(&ours, column), named_column(&theirs, column));
+        assert_eq!(a.len(), 120);
+        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+            let (x, y): (f64, f64) = (x.parse().unwrap(), y.parse().unwrap());
+            let tolerance = if column.starts_with("vog_raw") {
+                1e-4 * y.abs()
+            } else {
+                1e-3
+            };
+            assert!(
+                (x - y).abs() <= tolerance,
+                "{column} of example {i}: {x} vs {y}"
+            );
+        }
+    }
+}

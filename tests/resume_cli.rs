@@ -106,7 +106,11 @@ fn epochs_json(run: &Path) -> serde_json::Value {
 }
 
 fn assert_same_run(a: &Path, b: &Path) {
-    for sub in ["checkpoints", "dynamics"] {
+    let mut subs = vec!["checkpoints", "dynamics"];
+    if a.join("captured").is_dir() {
+        subs.push("captured");
+    }
+    for sub in subs {
         let (x, y) = (contents(a, sub), contents(b, sub));
         assert_eq!(x.len(), y.len(), "{sub}: different file counts");
         for ((na, ba), (nb, bb)) in x.iter().zip(&y) {
@@ -200,6 +204,64 @@ fn killed_and_resumed_training_is_byte_identical() {
         succeed(vog().args(resume_args(&stopped)).arg("--quiet"));
     }
     assert_same_run(&reference, &stopped);
+}
+
+/// The authors' protocol: the learning rate stepped per batch, no shuffling, gradients
+/// captured in the first two and last two epochs. Killed while writing the captured
+/// gradients of epoch 2, then while writing the resume state of epoch 5 (its gradients
+/// captured, not yet saved), and resumed: the same run, captured statistics included.
+#[test]
+fn killed_during_capture_resumes_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = |run: &Path| {
+        let mut a = train_args_for(run, 6);
+        a.extend(
+            [
+                "--lr-step",
+                "batch",
+                "--no-shuffle",
+                "--capture-epochs",
+                "first:2,last:2",
+                "--capture-targets",
+                "logit,logprob",
+            ]
+            .map(String::from),
+        );
+        a
+    };
+    let reference = dir.path().join("reference");
+    succeed(vog().args(args(&reference)).arg("--quiet"));
+    let run = dir.path().join("run");
+    let first = spawn(&args(&run), Some("captured/epoch-0002"))
+        .wait_with_output()
+        .unwrap();
+    assert!(was_killed(first.status), "{first:?}");
+    assert_eq!(finished_epochs(&run), 1);
+    let second = spawn(&resume_args(&run), Some("resume/epoch-0005"))
+        .wait_with_output()
+        .unwrap();
+    assert!(was_killed(second.status), "{second:?}");
+    assert_eq!(finished_epochs(&run), 4);
+    succeed(vog().args(resume_args(&run)).arg("--quiet"));
+    assert_same_run(&reference, &run);
+    let captured = contents(&run, "captured");
+    assert_eq!(captured.len(), 1, "only the last captured state is kept");
+    assert_eq!(captured[0].0, "epoch-0006.safetensors");
+    succeed(vog().arg("verify").arg(&run));
+    // Scores from the captured gradients are the same too.
+    let score = |r: &Path| {
+        let out = r.join("s.csv");
+        succeed(
+            vog()
+                .args(["score", "--quiet", "--captured", "--split", "train"])
+                .args(["--target", "logit,logprob", "--run"])
+                .arg(r)
+                .arg("--out")
+                .arg(&out),
+        );
+        std::fs::read(out).unwrap()
+    };
+    assert_eq!(score(&reference), score(&run));
 }
 
 #[test]
