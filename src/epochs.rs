@@ -218,6 +218,9 @@ pub enum Stage {
     All,
     /// The named epochs, each of which must have been saved.
     Epochs(EpochSpec),
+    /// Not checkpoints: the gradients captured during training (`capture_epochs`), the
+    /// authors' protocol; training examples only.
+    Captured,
 }
 
 impl FromStr for Stage {
@@ -229,6 +232,7 @@ impl FromStr for Stage {
             "late" => Stage::Late,
             "early+late" => Stage::EarlyLate,
             "all" => Stage::All,
+            "captured" => Stage::Captured,
             spec => Stage::Epochs(spec.parse()?),
         })
     }
@@ -241,6 +245,7 @@ impl fmt::Display for Stage {
             Stage::Late => f.write_str("late"),
             Stage::EarlyLate => f.write_str("early+late"),
             Stage::All => f.write_str("all"),
+            Stage::Captured => f.write_str("captured"),
             Stage::Epochs(spec) => spec.fmt(f),
         }
     }
@@ -277,6 +282,9 @@ impl Stage {
                 picked
             }
             Stage::All => saved.to_vec(),
+            Stage::Captured => bail!(
+                "the stage 'captured' is the gradients captured during training, not checkpoints"
+            ),
             Stage::Epochs(spec) => {
                 let wanted = spec
                     .expand(epochs)

@@ -8,9 +8,11 @@
 use crate::config::{Hyper, TrainConfig};
 use crate::data::prepare::{LabelNoise, Selection};
 use crate::data::DatasetSpec;
+use crate::epochs::Stage;
 use crate::origin::Origins;
 use crate::pipeline::{self, Plan, ScoreSettings, StageResult};
 use crate::progress::Reporter;
+use crate::scores::SplitChoice;
 use crate::{atomic_file, device};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -99,6 +101,7 @@ impl ExperimentFile {
             ..Selection::default()
         };
         let train = TrainConfig::new(dataset, self.train.clone(), selection, device, &origins)?;
+        check_captured_stage(&self.score, &train, path)?;
         let plan = Plan {
             train,
             origins,
@@ -112,6 +115,29 @@ impl ExperimentFile {
         };
         Ok((self, plan))
     }
+}
+
+/// Refuses the stage `captured` where the recipe captures nothing, no training split is
+/// scored, or a target to score was not captured.
+fn check_captured_stage(s: &ScoreSettings, train: &TrainConfig, path: &Path) -> Result<()> {
+    if !s.stages.contains(&Stage::Captured) {
+        return Ok(());
+    }
+    let file = path.display();
+    if train.captured_epochs.is_empty() {
+        bail!("[score] stages in '{file}' include captured, but [train] captures no gradients (capture_epochs)");
+    }
+    if !s.splits.contains(&SplitChoice::Train) {
+        bail!("[score] stages in '{file}' include captured, which needs the train split in splits");
+    }
+    if let Some(t) = s
+        .targets
+        .iter()
+        .find(|t| !train.hyper.capture_targets.contains(t))
+    {
+        bail!("[score] target {t} in '{file}' is not among the [train] capture_targets, so the captured stage cannot score it");
+    }
+    Ok(())
 }
 
 /// `results.json`.

@@ -108,7 +108,12 @@ pub fn run(plan: &Plan, reporter: &dyn Reporter) -> Result<Outcome> {
     let manifest = train_or_reuse(plan, reporter)?;
     let mut stages = Vec::new();
     for &split in &plan.splits {
-        for stage in &plan.stages {
+        // Gradients are captured on training batches only.
+        for stage in plan
+            .stages
+            .iter()
+            .filter(|&s| *s != Stage::Captured || split == SplitChoice::Train)
+        {
             let path = score_stage(plan, &manifest, split, stage, reporter)?;
             let file = ScoresFile::read(&path)?;
             let sets: Vec<(Question, &HashSet<String>)> =
@@ -223,7 +228,6 @@ fn score_stage(
             stage: stage.clone(),
             data: None,
             allow_incomplete: false,
-            captured: false,
             options: ScoreOptions {
                 split,
                 out: out.clone(),
@@ -249,9 +253,13 @@ fn up_to_date(csv: &Path, plan: &Plan, m: &RunManifest, stage: &Stage) -> bool {
         && meta.targets == plan.targets
         && meta.variant == Variant::default()
         && meta.dataset_fingerprint == m.dataset.fingerprint
-        && stage
-            .select(&m.saved_epochs, m.config.hyper.epochs)
-            .is_ok_and(|e| e == meta.epochs)
+        && meta.stage == *stage
+        && match stage {
+            Stage::Captured => meta.epochs == m.config.captured_epochs,
+            _ => stage
+                .select(&m.saved_epochs, m.config.hyper.epochs)
+                .is_ok_and(|e| e == meta.epochs),
+        }
 }
 
 /// Adds the early-versus-late comparison to each split's early stage.

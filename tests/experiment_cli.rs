@@ -130,3 +130,88 @@ batch_size = 64
         "{err}"
     );
 }
+
+/// The shipped as-run configuration, shortened to 4 epochs of a small CIFAR-format set on
+/// the CPU: the authors' recipe recorded in the run, both protocols scored, the report's
+/// first card comparing them, every file verified.
+#[test]
+fn as_run_config_scores_both_protocols() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    succeed(
+        vog()
+            .args(["data", "synth", "--train", "300", "--test", "100", "--out"])
+            .arg(&data),
+    );
+    let out = dir.path().join("exp");
+    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("configs/paper-cifar10-noise20-as-run.toml");
+    succeed(
+        vog()
+            .arg("experiment")
+            .arg(&config)
+            .args([
+                "--epochs", "4", "--width", "4", "--device", "cpu", "--quiet",
+            ])
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--out")
+            .arg(&out),
+    );
+    let run = out.join("run");
+    let m: Value = serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap();
+    let hyper = &m["config"]["hyper"];
+    assert_eq!(
+        (&hyper["lr_step"], &hyper["shuffle"], &hyper["batch_size"]),
+        (&Value::from("batch"), &Value::from(false), &Value::from(50))
+    );
+    assert_eq!(m["captured"]["epochs"], serde_json::json!([1, 4]));
+    // 300 images in batches of 50: 24 steps, all before the first milestone (step 150).
+    assert!(m["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["lr"] == 0.1));
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let stages: Vec<(String, String)> = results["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["split"].as_str().unwrap().into(),
+                s["stage"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(
+        stages.contains(&("train".into(), "captured".into())),
+        "{stages:?}"
+    );
+    assert!(
+        !stages.contains(&("test".into(), "captured".into())),
+        "{stages:?}"
+    );
+    let captured: Value =
+        serde_json::from_slice(&std::fs::read(run.join("scores-train-captured.json")).unwrap())
+            .unwrap();
+    assert_eq!(captured["epochs"], serde_json::json!([1, 4]));
+    assert!(captured["captured"]["protocol"]
+        .as_str()
+        .unwrap()
+        .contains("of the batch just trained on (augmented as trained)"));
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    let card = &html[html
+        .find("Which protocol gives the paper's direction?")
+        .expect("no protocol card")..];
+    let card = &card[..card.find("</table>").unwrap()];
+    for row in [
+        "memorization (shuffled training labels)</td><td>captured in epochs [1, 4] (scores-train-captured.csv)",
+        "memorization (shuffled training labels)</td><td>checkpoints [1, 2, 3, 4] (scores-train-all.csv)",
+        "test difficulty (misclassified test examples)</td><td>checkpoints",
+    ] {
+        assert!(card.contains(row), "{row} not in {card}");
+    }
+    succeed(vog().arg("verify").arg(&run));
+}

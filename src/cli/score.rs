@@ -28,7 +28,8 @@ pub struct ScoreArgs {
     #[arg(long, value_enum, default_value_t = SplitChoice::Test)]
     pub split: SplitChoice,
     /// Checkpoints: early (first three saved), late (last three), early+late (both: the
-    /// paper's figures 4-6), all, or epochs such as `1-3,every:10`.
+    /// paper's figures 4-6), all, or epochs such as `1-3,every:10`; or captured (the
+    /// gradients captured during training, as --captured).
     #[arg(long, default_value = "all", conflicts_with = "model")]
     pub stage: Stage,
     /// Output CSV (default RUN/scores-SPLIT-STAGE.csv); a .json sidecar goes next to it.
@@ -91,7 +92,7 @@ pub struct ScoreArgs {
     pub allow_incomplete: bool,
     /// VoG from the gradients the run captured during training (`vog train
     /// --capture-epochs`: the authors' protocol) instead of its checkpoints; training split
-    /// only. The other columns come from the last checkpoint.
+    /// only. The other columns come from the last checkpoint. The same as --stage captured.
     #[arg(long, conflicts_with_all = ["model", "stage", "allow_incomplete"])]
     pub captured: bool,
     /// Format of the forward and backward passes: fp32, bf16 (1.8x fp32 on the AMD EPYC
@@ -150,18 +151,22 @@ impl ScoreArgs {
         let Some(run) = &self.run else {
             return Ok(Request::Models(self.models_config()?));
         };
-        let out = self.out.clone().unwrap_or_else(|| {
-            ScoreConfig::default_out(run, self.split, &self.stage, self.captured)
-        });
+        let stage = match self.captured {
+            true => Stage::Captured,
+            false => self.stage.clone(),
+        };
+        let out = self
+            .out
+            .clone()
+            .unwrap_or_else(|| ScoreConfig::default_out(run, self.split, &stage));
         let batch_size = self
             .batch_size
             .unwrap_or_else(|| ScoreConfig::default_batch_size(self.device));
         Ok(Request::Run(ScoreConfig {
             run: run.clone(),
-            stage: self.stage.clone(),
+            stage,
             data: self.data.clone(),
             allow_incomplete: self.allow_incomplete,
-            captured: self.captured,
             options: self.options(out, batch_size),
         }))
     }

@@ -19,6 +19,7 @@ const REVIEW_TOP: usize = 200;
 /// One card per question, from the first scores file that asks it.
 pub(super) fn write(out: &mut String, scored: &[&Evaluated], thumbs: &mut Thumbs) -> Result<()> {
     out.push_str("<p>For each question this run can answer: the score that picks its examples out best here (AUROC with its 95% interval, oriented the way the score claims to point), and the examples it ranks first. A question without a score that separates with evidence says so.</p><div class=\"cards\">");
+    protocol_card(out, scored)?;
     let mut asked: Vec<Question> = Vec::new();
     for s in scored {
         for l in &s.evaluation.leaderboards {
@@ -32,6 +33,56 @@ pub(super) fn write(out: &mut String, scored: &[&Evaluated], thumbs: &mut Thumbs
         out.push_str("<p>No question could be asked of these scores (no misclassified test examples, shuffled labels or listed ids).</p>");
     }
     out.push_str("</div>");
+    Ok(())
+}
+
+/// Where gradients captured during training were scored beside checkpoints: per question,
+/// the paper's `vog` of each protocol, its AUROC with interval, and whether it ranks in
+/// the paper's direction (higher = harder), the inverse, or neither. Test difficulty has
+/// only the checkpoint protocol (test images are never trained on).
+fn protocol_card(out: &mut String, scored: &[&Evaluated]) -> Result<()> {
+    if !scored.iter().any(|s| s.file.meta.captured.is_some()) {
+        return Ok(());
+    }
+    out.push_str("<div class=\"card protocol\"><h3>Which protocol gives the paper's direction?</h3><p>The paper's <code>vog</code> (the true-class logit's input gradients) from the run's checkpoints in eval mode on clean images (the paper's text), and from the gradients captured during training right after each optimizer step on the augmented batch just trained on (the authors' script). The paper's direction is higher VoG = harder: AUROC above 0.5 with its 95% interval.</p><table><tr><th>question</th><th>protocol (scores file)</th><th>AUROC [95% interval]</th><th>direction</th></tr>");
+    for question in [
+        Question::Difficulty,
+        Question::Memorization,
+        Question::Atypical,
+        Question::Flagged,
+    ] {
+        for s in scored {
+            let Some(l) = s
+                .evaluation
+                .leaderboards
+                .iter()
+                .find(|l| l.question == question)
+            else {
+                continue;
+            };
+            let Some(e) = l.entries.iter().find(|e| e.score == "vog") else {
+                continue;
+            };
+            let protocol = match &s.file.meta.captured {
+                Some(_) => format!("captured in epochs {:?}", s.file.meta.epochs),
+                None => format!("checkpoints {:?}", s.file.meta.epochs),
+            };
+            let direction = match e.verdict {
+                Verdict::HigherIsHarder => "the paper's",
+                Verdict::HigherIsEasier => "inverse",
+                Verdict::NotEnoughEvidence => "neither (interval includes 0.5, or too few)",
+            };
+            write!(
+                out,
+                "<tr><td>{}</td><td>{} ({})</td><td>{}</td><td>{direction}</td></tr>",
+                esc(question.title()),
+                esc(&protocol),
+                esc(&file_name(&s.file)),
+                fmt_auroc(e.test.as_ref())
+            )?;
+        }
+    }
+    out.push_str("</table></div>");
     Ok(())
 }
 

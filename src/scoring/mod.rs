@@ -73,19 +73,14 @@ pub struct ScoreConfig {
     pub data: Option<PathBuf>,
     /// Score a run that has not finished training (recorded in the sidecar).
     pub allow_incomplete: bool,
-    /// VoG from the gradients captured during training instead of the checkpoints'.
-    pub captured: bool,
     pub options: ScoreOptions,
 }
 
 impl ScoreConfig {
-    /// Where the scores of `split` at `stage` go unless told: `RUN/scores-SPLIT-STAGE.csv`,
-    /// or `RUN/scores-train-captured.csv` for the captured gradients.
-    pub fn default_out(run: &Path, split: SplitChoice, stage: &Stage, captured: bool) -> PathBuf {
-        match captured {
-            true => run.join(format!("scores-{split}-captured.csv")),
-            false => scores::scores_path(run, split, stage),
-        }
+    /// Where the scores of `split` at `stage` go unless told: `RUN/scores-SPLIT-STAGE.csv`
+    /// (`scores-train-captured.csv` for the gradients captured during training).
+    pub fn default_out(run: &Path, split: SplitChoice, stage: &Stage) -> PathBuf {
+        scores::scores_path(run, split, stage)
     }
 
     /// The batch size a run's checkpoints are scored with unless told: 128 on a CPU (as
@@ -428,9 +423,9 @@ pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
     let run = RunDir::open_shared(&cfg.run)?;
     let m = run.read_manifest()?;
     let incomplete = check_complete(cfg, &m)?;
-    let capture = match cfg.captured {
-        true => Some(check_captured(cfg, &m)?),
-        false => None,
+    let capture = match cfg.stage {
+        Stage::Captured => Some(check_captured(cfg, &m)?),
+        _ => None,
     };
     let epochs = match capture {
         // The companions and predictions come from the last checkpoint.
@@ -476,9 +471,13 @@ pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
         captured = Some(scores::CapturedScoring {
             protocol: format!(
                 "captured during training: after each optimizer step of epochs {:?}, in eval \
-                 mode, the input gradient of each example of the augmented batch just trained \
-                 on, averaged over colour channels",
-                record.epochs
+                 mode, the input gradient of each example of the batch just trained on ({}), \
+                 averaged over colour channels",
+                record.epochs,
+                match m.config.hyper.augment {
+                    true => "augmented as trained",
+                    false => "no augmentation",
+                }
             ),
             file: record.file.clone(),
             companions_from: checkpoints[0].clone(),
@@ -521,7 +520,8 @@ pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
     write_scores(o, provenance, rows, started, reporter)
 }
 
-/// The run's captured gradients, where `vog score --captured` can use them as asked.
+/// The run's captured gradients, where `vog score --captured` (the stage `captured`) can
+/// use them as asked.
 fn check_captured<'a>(
     cfg: &ScoreConfig,
     m: &'a RunManifest,
