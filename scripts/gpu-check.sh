@@ -13,12 +13,15 @@
 # the widest of WIDTHS in channels_last, beside bench.txt's contiguous rows), gpu-mem.csv (nvidia-smi
 # every 200 ms), train.txt (a full-width CIFAR-10 training of EPOCHS epochs in bf16 with
 # its test accuracy), score-run.txt (that run scored on both splits in fp32 and bf16),
-# r50.txt (a TorchScript ResNet-50 on 224x224 inputs, K=3, scored
+# as-run.txt and as-run-report.html (vog experiment of the authors' protocol,
+# configs/paper-cifar10-noise20-as-run.toml, ASRUN_EPOCHS epochs: capture cost and both
+# protocols' AUROCs), r50.txt (a TorchScript ResNet-50 on 224x224 inputs, K=3, scored
 # whole and as two shards) and summary.txt. Settings by environment: DEVICE (cuda), EPOCHS
-# (30), WIDTHS ("16 64"), R50_IMAGES (2000), SECONDS_PER_ROW (4), TRAIN_ARGS (extra
+# (30), ASRUN_EPOCHS (6), ASRUN_ARGS (extra `vog experiment` flags), WIDTHS ("16 64"), R50_IMAGES (2000), SECONDS_PER_ROW (4), TRAIN_ARGS (extra
 # `vog train` flags), PYTHON (python3), VOG (target/release/vog). Smoke test on a CPU:
-#   DEVICE=cpu EPOCHS=3 WIDTHS=2 R50_IMAGES=4 SECONDS_PER_ROW=1 SCORE_BATCHES=8 PYTHON=$VOG_PYTHON \
-#     TRAIN_ARGS="--train-subset 256 --test-subset 128 --width 2" bash scripts/gpu-check.sh /tmp/gc
+#   DEVICE=cpu EPOCHS=3 ASRUN_EPOCHS=2 WIDTHS=2 R50_IMAGES=4 SECONDS_PER_ROW=1 SCORE_BATCHES=8 PYTHON=$VOG_PYTHON \
+#     TRAIN_ARGS="--train-subset 256 --test-subset 128 --width 2" ASRUN_ARGS="$TRAIN_ARGS" \
+#     bash scripts/gpu-check.sh /tmp/gc
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=$(realpath -m "${1:-gpu-check}")
@@ -27,6 +30,7 @@ py=${PYTHON:-python3}
 vog=$(realpath "${VOG:-target/release/vog}")
 device=${DEVICE:-cuda}
 epochs=${EPOCHS:-30}
+asrun_epochs=${ASRUN_EPOCHS:-6}
 r50_images=${R50_IMAGES:-2000}
 work=$(mktemp -d)
 trap 'kill $sampler 2>/dev/null; rm -rf "$work"' EXIT
@@ -86,6 +90,31 @@ for p in fp32 bf16; do
         --out "$work/run-$p.csv" >>"$out/score-run.txt" 2>&1
     note "  $p: $(tail -n 1 "$out/score-run.txt")"
 done
+
+note "== the paper as its authors ran it: configs/paper-cifar10-noise20-as-run.toml, $asrun_epochs epochs"
+# Batch 50, the LR stepped per batch (0.001 from step 250 on), no shuffle, gradients captured
+# during training in the first and last epoch; scored from checkpoints and from the captures.
+sed -e "s|^dataset = .*|dataset = \"$root\"|" configs/paper-cifar10-noise20-as-run.toml >"$work/as-run.toml"
+# shellcheck disable=SC2086
+timed "$vog" experiment "$work/as-run.toml" --epochs "$asrun_epochs" --device "$device" --quiet \
+    ${ASRUN_ARGS:-} --out "$work/as-run" 2>&1 | tee "$out/as-run.txt"
+cp "$work/as-run/report.html" "$out/as-run-report.html" 2>/dev/null
+$py - "$work/as-run/run/run.json" "$work/as-run/results.json" <<'PY' | tee -a "$out/as-run.txt" "$summary"
+import json, sys
+m = json.load(open(sys.argv[1]))
+ep = m["epochs"]
+cap = [e for e in ep if e["epoch"] in m["config"].get("captured_epochs", [])]
+rest = [e for e in ep if e not in cap]
+med = lambda xs: sorted(xs)[len(xs) // 2] if xs else None
+print(f"as-run: test accuracy {ep[-1].get('test_accuracy')}, epoch seconds with capture "
+      f"{med([e['seconds'] for e in cap])}, without {med([e['seconds'] for e in rest])}")
+for s in json.load(open(sys.argv[2]))["stages"]:
+    for l in s["evaluation"].get("leaderboards", []):
+        for e in l["entries"]:
+            if e["score"] in ("vog", "vog_logprob"):
+                print(f"  {s['split']} {s['stage']} {l['question']} {e['score']}: AUROC {e.get('auroc')} "
+                      f"[{e.get('ci_low')}, {e.get('ci_high')}] {e['verdict']}")
+PY
 
 note "== TorchScript ResNet-50, 224x224 (resized CIFAR-10 test images), K=3"
 $py - "$work/r50" <<'PY'

@@ -640,8 +640,9 @@ pub struct Edits<'a> {
 
 /// A run's recipe (`base`) on its training examples with `edits` applied, every other label
 /// as the run trained it (kept as relabels, so no shuffle is drawn again on a smaller
-/// set), trained from `seed` and checkpointing only its last epoch. The edits become the
-/// files `exclude.csv` and `relabel.csv` that [`run`] writes into the run, recorded like a
+/// set), trained from `seed` and checkpointing only its last epoch, capturing no gradients
+/// (fold and pruning models are judged by their predictions). The edits become the files
+/// `exclude.csv` and `relabel.csv` that [`run`] writes into the run, recorded like a
 /// person's; nothing is written here.
 pub fn derived_config(
     base: &TrainConfig,
@@ -652,6 +653,7 @@ pub fn derived_config(
     let mut hyper = base.hyper.clone();
     hyper.seed = seed;
     hyper.save_epochs = "last:1".parse().expect("a valid spec");
+    hyper.capture_epochs = None;
     let sel = derived_selection(base, prepared, edits)?;
     TrainConfig::new(
         base.dataset.clone(),
