@@ -2,14 +2,8 @@
 //! probabilities, the confident-learning columns `vog score` adds, resuming, one fold at a
 //! time, and the bad requests refused on one line.
 mod common;
-use common::{succeed, train_synth, vog, vog_fails};
+use common::{column, succeed, train_synth, vog, vog_fails};
 use std::path::Path;
-
-fn column(csv: &Path, name: &str) -> Vec<String> {
-    let mut r = csv::Reader::from_path(csv).unwrap();
-    let i = r.headers().unwrap().iter().position(|h| h == name).unwrap();
-    r.records().map(|x| x.unwrap()[i].to_string()).collect()
-}
 
 #[test]
 fn crossval_feeds_confident_learning() {

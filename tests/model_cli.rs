@@ -2,7 +2,7 @@
 //! eager PyTorch (`scripts/reference_torchscript.py`), sharded and merged, with the
 //! downstream stages on its output and the bad inputs each refused on one line.
 mod common;
-use common::{spearman, succeed, vog, vog_fails};
+use common::{column, spearman, succeed, vog, vog_fails};
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -145,12 +145,6 @@ fn score_shards(s: &Setup, count: usize) -> Vec<String> {
             p.display().to_string()
         })
         .collect()
-}
-
-fn column(csv: &Path, name: &str) -> Vec<String> {
-    let mut r = csv::Reader::from_path(csv).unwrap();
-    let i = r.headers().unwrap().iter().position(|h| h == name).unwrap();
-    r.records().map(|rec| rec.unwrap()[i].to_string()).collect()
 }
 
 #[test]

@@ -21,13 +21,7 @@ fn vog_matches_pytorch() {
     );
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    vog()
-        .args([
-            "data", "synth", "--train", "200", "--test", "120", "--seed", "5", "--out",
-        ])
-        .arg(&data)
-        .assert()
-        .success();
+    common::synth_cifar(&data, 200, 120, 5);
     let run = dir.path().join("run");
     vog()
         .args(["train", "--dataset", "cifar10", "--data-dir"])
@@ -356,13 +350,6 @@ fn confident_learning_matches_cleanlab() {
     }
 }
 
-/// A column of a CSV with a header, by name.
-fn named_column(path: &Path, name: &str) -> Vec<String> {
-    let mut r = csv::Reader::from_path(path).unwrap();
-    let i = r.headers().unwrap().iter().position(|h| h == name).unwrap();
-    r.records().map(|x| x.unwrap()[i].to_string()).collect()
-}
-
 /// `lr_step = "batch"` against `torch.optim.lr_scheduler.MultiStepLR` stepped after every
 /// optimizer step, as the authors' script did: the learning rate of every step of five
 /// epochs of four batches, milestones 3, 7 and 13, identical; and a run's epoch records
@@ -449,13 +436,7 @@ fn lr_per_batch_matches_multisteplr() {
 fn captured_gradients_match_pytorch() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    vog()
-        .args([
-            "data", "synth", "--train", "120", "--test", "20", "--seed", "2", "--out",
-        ])
-        .arg(&data)
-        .assert()
-        .success();
+    common::synth_cifar(&data, 120, 20, 2);
     let run = dir.path().join("run");
     vog()
         .args(["train", "--dataset", "cifar10", "--data-dir"])
@@ -523,9 +504,12 @@ fn captured_gradients_match_pytorch() {
         .status()
         .unwrap();
     assert!(status.success(), "reference_vog.py failed");
-    assert_eq!(named_column(&ours, "id"), named_column(&theirs, "id"));
+    assert_eq!(common::column(&ours, "id"), common::column(&theirs, "id"));
     for column in ["vog_raw", "vog_raw_logprob", "vog", "vog_logprob"] {
-        let (a, b) = (named_column(&ours, column), named_column(&theirs, column));
+        let (a, b) = (
+            common::column(&ours, column),
+            common::column(&theirs, column),
+        );
         assert_eq!(a.len(), 120);
         for (i, (x, y)) in a.iter().zip(&b).enumerate() {
             let (x, y): (f64, f64) = (x.parse().unwrap(), y.parse().unwrap());

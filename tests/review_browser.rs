@@ -4,15 +4,9 @@
 //! intended set and recording it. scripts/test.sh installs chromium and chromium-driver
 //! when missing. `VOG_SCREENSHOT=FILE.png` keeps a screenshot of the page.
 mod common;
-use common::{python, succeed, train_synth, vog, vog_fails};
+use common::{column, python, succeed, train_synth, vog, vog_fails};
 use std::collections::HashMap;
 use std::path::Path;
-
-fn column(csv: &Path, name: &str) -> Vec<String> {
-    let mut r = csv::Reader::from_path(csv).unwrap();
-    let i = r.headers().unwrap().iter().position(|h| h == name).unwrap();
-    r.records().map(|x| x.unwrap()[i].to_string()).collect()
-}
 
 #[test]
 fn review_by_keyboard_export_and_train_on_the_decisions() {

@@ -27,6 +27,30 @@ pub fn succeed(cmd: &mut Command) -> std::process::Output {
     out
 }
 
+/// The column `name` of the CSV (with a header) at `csv`.
+pub fn column(csv: &Path, name: &str) -> Vec<String> {
+    let mut r = csv::Reader::from_path(csv).unwrap();
+    let i = r.headers().unwrap().iter().position(|h| h == name).unwrap();
+    r.records().map(|x| x.unwrap()[i].to_string()).collect()
+}
+
+/// `vog data synth` (CIFAR-format binaries) of `train` and `test` images into `dir`.
+pub fn synth_cifar(dir: &Path, train: usize, test: usize, seed: u64) {
+    vog()
+        .args([
+            "data",
+            "synth",
+            "--train",
+            &train.to_string(),
+            "--test",
+            &test.to_string(),
+        ])
+        .args(["--seed", &seed.to_string(), "--out"])
+        .arg(dir)
+        .assert()
+        .success();
+}
+
 /// `vog train --dataset synth --device cpu --quiet` with `args`, into `run`.
 pub fn train_synth(run: &Path, args: &[&str]) {
     let mut cmd = vog();
