@@ -168,3 +168,46 @@ fn capture_options_refuse_what_cannot_be_done() {
     let err = vog_fails(&["score", "--captured", "--split", "train", "--run", r]);
     assert!(err.contains("captured/epoch-0003.safetensors"), "{err}");
 }
+
+/// An experiment whose [score] asks for the captured stage of a recipe that captures
+/// nothing is refused before anything trains.
+#[test]
+fn experiment_refuses_a_captured_stage_without_capture() {
+    let d = tempfile::tempdir().unwrap();
+    let config = d.path().join("exp.toml");
+    let out = d.path().join("exp");
+    let text = format!(
+        "dataset = \"synth\"\ndata_dir = \"data\"\nout = \"{}\"\ndevice = \"cpu\"\n\
+         train_subset = 40\ntest_subset = 10\n\n[train]\nepochs = 2\nbatch_size = 20\n\
+         lr = 0.05\nlr_milestones = [1]\nlr_gamma = 0.1\nmomentum = 0.9\nweight_decay = 5e-4\n\
+         width = 2\naugment = true\nsave_epochs = \"all\"\nseed = 0\n\n[score]\n\
+         stages = [\"all\", \"captured\"]\nsplits = [\"train\"]\ntargets = [\"logit\"]\n\
+         batch_size = 20\n",
+        out.display()
+    );
+    std::fs::write(&config, &text).unwrap();
+    let err = vog_fails(&["experiment", config.to_str().unwrap()]);
+    assert!(
+        err.contains("include captured, but [train] captures no gradients"),
+        "{err}"
+    );
+    let captures = text.replace("seed = 0\n", "seed = 0\ncapture_epochs = \"all\"\n");
+    std::fs::write(
+        &config,
+        captures.replace("[\"logit\"]", "[\"logit\", \"margin\"]"),
+    )
+    .unwrap();
+    let err = vog_fails(&["experiment", config.to_str().unwrap()]);
+    assert!(
+        err.contains("target margin") && err.contains("capture_targets"),
+        "{err}"
+    );
+    std::fs::write(
+        &config,
+        captures.replace("splits = [\"train\"]", "splits = [\"test\"]"),
+    )
+    .unwrap();
+    let err = vog_fails(&["experiment", config.to_str().unwrap()]);
+    assert!(err.contains("needs the train split"), "{err}");
+    assert!(!out.exists());
+}
