@@ -224,7 +224,7 @@ impl Trainer {
             let loss = logits.cross_entropy_for_logits(&y);
             self.opt.backward_step(&loss, lrs[b]);
             if let Some(c) = captured.as_mut() {
-                capture_batch(&self.net, c, &input, &y, &idx);
+                capture_batch(&self.net, c, (&input, &y, &idx), b);
             }
             tch::no_grad(|| {
                 let right = logits.argmax(1, false).eq_tensor(&y);
@@ -261,10 +261,26 @@ impl Trainer {
     }
 }
 
+/// Set by the parity test to a folder: each captured batch (its input, labels and example
+/// indices) is also written there, so that an eager PyTorch recomputation differentiates
+/// the very images the capture saw.
+pub const CAPTURE_DUMP_ENV: &str = "VOG_TEST_CAPTURE_DUMP";
+
 /// The authors' capture: the network just stepped, in eval mode, differentiates each
-/// target of the batch it trained on (`input`: NCHW f32, normalized and augmented as
+/// target of batch `b` it trained on (`input`: NCHW f32, normalized and augmented as
 /// trained; `y` the labels trained with; `idx` the examples, B i64).
-fn capture_batch(net: &ResNet, c: &mut Captured, input: &Tensor, y: &Tensor, idx: &Tensor) {
+fn capture_batch(
+    net: &ResNet,
+    c: &mut Captured,
+    (input, y, idx): (&Tensor, &Tensor, &Tensor),
+    b: usize,
+) {
+    if let Ok(dir) = std::env::var(CAPTURE_DUMP_ENV) {
+        let path = Path::new(&dir).join(format!("capture-{:04}-batch-{b:06}.safetensors", c.count));
+        let named = [("input", input), ("labels", y), ("idx", idx)]
+            .map(|(k, t)| (k, t.to_device(Device::Cpu)));
+        Tensor::write_safetensors(&named, &path).expect("the capture dump folder is writable");
+    }
     let (grads, _) = input_gradients(net, input, y, &c.targets);
     let maps: Vec<Tensor> = grads
         .iter()

@@ -525,3 +525,108 @@ fn captured_gradients_match_pytorch() {
         }
     }
 }
+
+/// Captured gradients on augmented batches against eager PyTorch: the run writes each
+/// captured batch (`VOG_TEST_CAPTURE_DUMP`) and, with one optimizer step an epoch, the
+/// network just stepped is the epoch's checkpoint; `scripts/reference_captured.py`
+/// differentiates those very images at those checkpoints and reduces from the definition.
+#[test]
+fn captured_augmented_gradients_match_pytorch() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let dump = dir.path().join("dump");
+    std::fs::create_dir_all(&dump).unwrap();
+    vog()
+        .args([
+            "train",
+            "--dataset",
+            "synth",
+            "--train-subset",
+            "96",
+            "--test-subset",
+            "16",
+        ])
+        .args([
+            "--width",
+            "4",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "96",
+            "--lr",
+            "0.05",
+        ])
+        .args(["--save-epochs", "all", "--capture-epochs", "all"])
+        .args(["--capture-targets", "logit,logprob", "--label-noise", "0.2"])
+        .args(["--device", "cpu", "--quiet", "--out"])
+        .arg(&run)
+        .env(vog::train::CAPTURE_DUMP_ENV, &dump)
+        .assert()
+        .success();
+    let ours = dir.path().join("ours.csv");
+    vog()
+        .args([
+            "score",
+            "--captured",
+            "--split",
+            "train",
+            "--target",
+            "logit,logprob",
+        ])
+        .args(["--device", "cpu", "--quiet", "--run"])
+        .arg(&run)
+        .arg("--out")
+        .arg(&ours)
+        .assert()
+        .success();
+    let theirs = dir.path().join("ref.csv");
+    let status = Command::new(common::python())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/reference_captured.py"))
+        .arg(&run)
+        .arg(&dump)
+        .arg(&theirs)
+        .args(["--target", "logit,logprob"])
+        .status()
+        .unwrap();
+    assert!(status.success(), "reference_captured.py failed");
+    let index = common::column(&ours, "index");
+    assert_eq!(index, common::column(&theirs, "index"));
+    for (mine, reference) in [("vog_raw", "logit"), ("vog_raw_logprob", "logprob")] {
+        let (a, b) = (
+            common::column(&ours, mine),
+            common::column(&theirs, reference),
+        );
+        assert_eq!(a.len(), 96);
+        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+            let (x, y): (f64, f64) = (x.parse().unwrap(), y.parse().unwrap());
+            assert!(
+                (x - y).abs() <= 1e-4 * y.abs(),
+                "{mine} of example {i}: {x} vs {y}"
+            );
+        }
+    }
+    // The augmentation was on: the checkpoints' VoG of the stored images differs.
+    let clean = dir.path().join("clean.csv");
+    vog()
+        .args([
+            "score", "--stage", "all", "--split", "train", "--device", "cpu", "--quiet",
+        ])
+        .arg("--run")
+        .arg(&run)
+        .arg("--out")
+        .arg(&clean)
+        .assert()
+        .success();
+    let differ = common::column(&ours, "vog_raw")
+        .iter()
+        .zip(common::column(&clean, "vog_raw"))
+        .filter(|(a, b)| {
+            let (a, b): (f64, f64) = (a.parse().unwrap(), b.parse().unwrap());
+            (a - b).abs() > 1e-3 * b.abs()
+        })
+        .count();
+    assert!(
+        differ > 48,
+        "only {differ} of 96 differ from the clean images' VoG"
+    );
+}
