@@ -29,8 +29,9 @@ pub struct Hyper {
     pub lr_gamma: f64,
     /// What the milestones count.
     pub lr_step: LrStep,
-    /// A new order of the training set every epoch (false: the dataset's order, as the
-    /// authors' `shuffle=False`; augmentation is still drawn every epoch).
+    /// A new order of the training set every epoch (false: one order, drawn once from the
+    /// seed, every epoch, as the authors' `shuffle=False` kept CIFAR's own mixed order;
+    /// augmentation is still drawn every epoch).
     pub shuffle: bool,
     /// Momentum, weight decay and Nesterov (off in the paper's recipe).
     pub sgd: SgdConfig,

@@ -123,7 +123,8 @@ pub struct Trainer {
     normalizer: Normalizer,
     augment: Option<Augment>,
     batch_size: usize,
-    shuffle: bool,
+    /// Without a new order every epoch, the one fixed order, drawn from the seed.
+    fixed_order_seed: Option<u64>,
     precision: Precision,
     /// The gradients captured so far, in runs that capture them.
     pub captured: Option<Captured>,
@@ -152,7 +153,7 @@ impl Trainer {
             normalizer: normalization.on(device),
             augment: hyper.augment.then_some(Augment { pad: 4 }),
             batch_size: hyper.batch_size,
-            shuffle: hyper.shuffle,
+            fixed_order_seed: (!hyper.shuffle).then_some(hyper.seed),
             precision: hyper.precision,
             captured: None,
         })
@@ -173,7 +174,8 @@ impl Trainer {
     }
 
     /// One pass over `images` (NCHW uint8, on the trainer's device) with `labels` (i64), in
-    /// an order (unless `self.shuffle` is off) and with augmentations drawn from `rng`;
+    /// an order and with augmentations drawn from `rng` (without shuffling, in one order drawn
+    /// once from the seed, the same every epoch);
     /// `lrs` holds the learning rate of each batch. With `capture`, every batch's input
     /// gradients are folded into `self.captured` right after its step.
     pub fn train_epoch(
@@ -192,8 +194,12 @@ impl Trainer {
         }
         let n = labels.size()[0] as usize;
         let mut order: Vec<i64> = (0..n as i64).collect();
-        if self.shuffle {
-            order.shuffle(rng);
+        match self.fixed_order_seed {
+            // Not the folder's order: a folder lists its images class by class, and visiting
+            // them so would train one class at a time. CIFAR's own order, which the authors'
+            // shuffle=False kept, is mixed like this one.
+            Some(seed) => order.shuffle(&mut rng::stream(seed, FIXED_ORDER_STREAM)),
+            None => order.shuffle(rng),
         }
         let dev = self.device();
         let mut loss_sum = Tensor::zeros([], (Kind::Double, dev));
@@ -489,6 +495,9 @@ fn check_capture_fits(bytes: u128, origins: &crate::origin::Origins) -> Result<(
     }
     Ok(())
 }
+
+/// The generator of the one order of a run without shuffling (`shuffle = false`).
+const FIXED_ORDER_STREAM: &str = "fixed-order";
 
 /// The generator that orders and augments the training data.
 const ORDER_STREAM: &str = "train-order";

@@ -78,7 +78,8 @@ pub struct TrainArgs {
     /// steps: the authors' script stepped MultiStepLR once per batch).
     #[arg(long, value_enum)]
     pub lr_step: Option<LrStep>,
-    /// Visit the training set in its own order every epoch (the authors' shuffle=False);
+    /// Visit the training set in one order every epoch, drawn once from the seed (the
+    /// authors' shuffle=False kept CIFAR's own mixed order; a folder's is class by class);
     /// augmentation is still drawn every epoch.
     #[arg(long)]
     pub no_shuffle: bool,
