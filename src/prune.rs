@@ -444,8 +444,13 @@ fn higher_is_harder(column: &str) -> bool {
         .is_none_or(|c| c.higher_is_harder())
 }
 
-/// Mean and 95% t-interval of `v`.
-fn estimate(v: &[f64]) -> Estimate {
+/// Accuracies lie in [0, 1], their differences in [-1, 1]: a t-interval from two or three
+/// seeds can reach past either end, and an accuracy above 100% is not a figure to show.
+const ACCURACY: (f64, f64) = (0.0, 1.0);
+const DIFFERENCE: (f64, f64) = (-1.0, 1.0);
+
+/// Mean and 95% t-interval of `v`, the interval clipped to `range`.
+fn estimate(v: &[f64], range: (f64, f64)) -> Estimate {
     let n = v.len() as f64;
     let mean = v.iter().sum::<f64>() / n;
     if v.len() < 2 {
@@ -459,8 +464,8 @@ fn estimate(v: &[f64]) -> Estimate {
     let half = t_quantile(n - 1.0) * sd / n.sqrt();
     Estimate {
         mean,
-        ci_low: Some(mean - half),
-        ci_high: Some(mean + half),
+        ci_low: Some((mean - half).max(range.0)),
+        ci_high: Some((mean + half).min(range.1)),
     }
 }
 
@@ -482,8 +487,12 @@ fn t_quantile(df: f64) -> f64 {
 
 fn rows(req: &PruneRequest, acc: &Accuracies, n: usize) -> Vec<PruneRow> {
     let (none, none_runs) = &acc[&(Action::Remove, "none".to_string(), 0f64.to_bits())];
-    let diff =
-        |a: &[f64], b: &[f64]| estimate(&a.iter().zip(b).map(|(x, y)| x - y).collect::<Vec<_>>());
+    let diff = |a: &[f64], b: &[f64]| {
+        estimate(
+            &a.iter().zip(b).map(|(x, y)| x - y).collect::<Vec<_>>(),
+            DIFFERENCE,
+        )
+    };
     let mut out = vec![PruneRow {
         removal: "none".into(),
         action: Action::Remove,
@@ -491,7 +500,7 @@ fn rows(req: &PruneRequest, acc: &Accuracies, n: usize) -> Vec<PruneRow> {
         removed: 0,
         accuracies: none.clone(),
         runs: none_runs.clone(),
-        accuracy: estimate(none),
+        accuracy: estimate(none, ACCURACY),
         vs_random: None,
         vs_none: None,
     }];
@@ -514,7 +523,7 @@ fn rows(req: &PruneRequest, acc: &Accuracies, n: usize) -> Vec<PruneRow> {
                     removed: removed(f, n),
                     accuracies: a.clone(),
                     runs: runs.clone(),
-                    accuracy: estimate(a),
+                    accuracy: estimate(a, ACCURACY),
                 });
             }
         }
@@ -718,12 +727,20 @@ mod tests {
                 t_quantile(df)
             );
         }
-        let e = estimate(&[0.5, 0.6, 0.7]);
+        let e = estimate(&[0.5, 0.6, 0.7], ACCURACY);
         assert!((e.mean - 0.6).abs() < 1e-12);
         // sd 0.1, n 3: half-width 4.303 * 0.1 / sqrt(3).
         let half = 4.302_652_7 * 0.1 / 3f64.sqrt();
         assert!((e.ci_high.unwrap() - 0.6 - half).abs() < 1e-6);
-        assert_eq!(estimate(&[0.4]).ci_low, None);
+        assert_eq!(estimate(&[0.4], ACCURACY).ci_low, None);
+        // Two seeds (t = 12.706) near the ends, as `vog demo --prune` met them: 90.8%
+        // [8.2%, 173.4%] unclipped.
+        let e = estimate(&[0.8433, 0.9733], ACCURACY);
+        assert_eq!((e.ci_low.unwrap() > 0.08, e.ci_high), (true, Some(1.0)));
+        // sd 0.01 * sqrt(2), n 2: half-width 12.706 * 0.01.
+        let d = estimate(&[-0.95, -0.93], DIFFERENCE);
+        assert_eq!(d.ci_low, Some(-1.0));
+        assert!((d.ci_high.unwrap() - (-0.94 + 0.127_06)).abs() < 1e-4);
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub struct DemoArgs {
     #[arg(long, default_value = "auto", value_parser = values::device)]
     pub device: Device,
     /// Also retrain without the top fraction by each of a few scores, against random
-    /// removal (vog prune; configs/demo.toml [prune]; about 10 minutes more on 2 cores).
+    /// removal (vog prune; configs/demo.toml [prune]; about 3 minutes more on 2 cores with AVX-512, 13 without).
     #[arg(long)]
     pub prune: bool,
     /// Only the summary.
