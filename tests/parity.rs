@@ -3,7 +3,7 @@
 //! on every example within 1e-4 relative, and the rankings must agree.
 mod common;
 use common::{spearman, vog};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn read(path: &Path) -> Vec<csv::StringRecord> {
@@ -427,6 +427,27 @@ fn lr_per_batch_matches_multisteplr() {
     }
 }
 
+/// `vog score --captured` of `run` (logit and logprob) into `dir/ours.csv`.
+fn score_captured(run: &Path, dir: &Path) -> PathBuf {
+    let ours = dir.join("ours.csv");
+    vog()
+        .args(["score", "--captured", "--split", "train"])
+        .args([
+            "--target",
+            "logit,logprob",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--run",
+        ])
+        .arg(run)
+        .arg("--out")
+        .arg(&ours)
+        .assert()
+        .success();
+    ours
+}
+
 /// Gradients captured during training against an independent recomputation in eager
 /// PyTorch: with one optimizer step an epoch and no augmentation, the network just stepped
 /// is the epoch's checkpoint and the batch trained on is the training set, so
@@ -470,22 +491,7 @@ fn captured_gradients_match_pytorch() {
         .arg(&run)
         .assert()
         .success();
-    let ours = dir.path().join("ours.csv");
-    vog()
-        .args([
-            "score",
-            "--captured",
-            "--split",
-            "train",
-            "--target",
-            "logit,logprob",
-        ])
-        .args(["--device", "cpu", "--quiet", "--run"])
-        .arg(&run)
-        .arg("--out")
-        .arg(&ours)
-        .assert()
-        .success();
+    let ours = score_captured(&run, dir.path());
     let theirs = dir.path().join("ref.csv");
     let status = Command::new(common::python())
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/reference_vog.py"))
@@ -563,22 +569,7 @@ fn captured_augmented_gradients_match_pytorch() {
         .env(vog::train::CAPTURE_DUMP_ENV, &dump)
         .assert()
         .success();
-    let ours = dir.path().join("ours.csv");
-    vog()
-        .args([
-            "score",
-            "--captured",
-            "--split",
-            "train",
-            "--target",
-            "logit,logprob",
-        ])
-        .args(["--device", "cpu", "--quiet", "--run"])
-        .arg(&run)
-        .arg("--out")
-        .arg(&ours)
-        .assert()
-        .success();
+    let ours = score_captured(&run, dir.path());
     let theirs = dir.path().join("ref.csv");
     let status = Command::new(common::python())
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/reference_captured.py"))
