@@ -25,8 +25,9 @@ pub struct ScoreArgs {
     /// --mean/--std.
     #[arg(long, value_delimiter = ',')]
     pub model: Vec<PathBuf>,
-    #[arg(long, value_enum, default_value_t = SplitChoice::Test)]
-    pub split: SplitChoice,
+    /// Which examples [default: test; train with --captured, the only split captured]
+    #[arg(long, value_enum)]
+    pub split: Option<SplitChoice>,
     /// Checkpoints: early (first three saved), late (last three), early+late (both: the
     /// paper's figures 4-6), all, or epochs such as `1-3,every:10`; or captured (the
     /// gradients captured during training, as --captured).
@@ -155,10 +156,14 @@ impl ScoreArgs {
             true => Stage::Captured,
             false => self.stage.clone(),
         };
+        let split = self.split.unwrap_or(match stage {
+            Stage::Captured => SplitChoice::Train,
+            _ => SplitChoice::Test,
+        });
         let out = self
             .out
             .clone()
-            .unwrap_or_else(|| ScoreConfig::default_out(run, self.split, &stage));
+            .unwrap_or_else(|| ScoreConfig::default_out(run, split, &stage));
         let batch_size = self
             .batch_size
             .unwrap_or_else(|| ScoreConfig::default_batch_size(self.device));
@@ -167,13 +172,13 @@ impl ScoreArgs {
             stage,
             data: self.data.clone(),
             allow_incomplete: self.allow_incomplete,
-            options: self.options(out, batch_size),
+            options: self.options(split, out, batch_size),
         }))
     }
 
-    fn options(&self, out: PathBuf, batch_size: usize) -> ScoreOptions {
+    fn options(&self, split: SplitChoice, out: PathBuf, batch_size: usize) -> ScoreOptions {
         ScoreOptions {
-            split: self.split,
+            split,
             out,
             batch_size,
             device: self.device,
@@ -212,7 +217,7 @@ impl ScoreArgs {
             },
             normalization: normalization(self)?,
             shard: self.shard,
-            options: self.options(out, batch_size),
+            options: self.options(self.split.unwrap_or(SplitChoice::Test), out, batch_size),
         })
     }
 }
@@ -276,7 +281,7 @@ pub fn run(a: &ScoreArgs) -> Result<()> {
             println!(
                 "scored {} {} examples at epochs {:?} (targets {}) in {:.1} s ({}) -> '{}'",
                 meta.examples,
-                a.split,
+                cfg.options.split,
                 meta.epochs,
                 targets.join(","),
                 meta.seconds,
@@ -296,7 +301,7 @@ pub fn run(a: &ScoreArgs) -> Result<()> {
             println!(
                 "scored {what} {} {} examples with {} models in {:.1} s ({}) -> '{}'",
                 meta.examples,
-                a.split,
+                cfg.options.split,
                 meta.epochs.len(),
                 meta.seconds,
                 rate(&meta),

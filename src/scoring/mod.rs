@@ -530,7 +530,7 @@ fn check_captured<'a>(
     if o.split != SplitChoice::Train {
         bail!(
             "--captured scores training examples only: gradients are captured on the batches \
-             trained on, and test images are never trained on (use --split train, and score the \
+             trained on, and test images are never trained on (--split train, its default; score the \
              test split from checkpoints)"
         );
     }
