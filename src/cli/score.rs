@@ -156,10 +156,7 @@ impl ScoreArgs {
             true => Stage::Captured,
             false => self.stage.clone(),
         };
-        let split = self.split.unwrap_or(match stage {
-            Stage::Captured => SplitChoice::Train,
-            _ => SplitChoice::Test,
-        });
+        let split = self.split_or_default(&stage);
         let out = self
             .out
             .clone()
@@ -174,6 +171,15 @@ impl ScoreArgs {
             allow_incomplete: self.allow_incomplete,
             options: self.options(split, out, batch_size),
         }))
+    }
+
+    /// The split asked for, else the default: train for captured gradients (the only split
+    /// captured), test otherwise.
+    fn split_or_default(&self, stage: &Stage) -> SplitChoice {
+        self.split.unwrap_or(match stage {
+            Stage::Captured => SplitChoice::Train,
+            _ => SplitChoice::Test,
+        })
     }
 
     fn options(&self, split: SplitChoice, out: PathBuf, batch_size: usize) -> ScoreOptions {
@@ -217,7 +223,7 @@ impl ScoreArgs {
             },
             normalization: normalization(self)?,
             shard: self.shard,
-            options: self.options(self.split.unwrap_or(SplitChoice::Test), out, batch_size),
+            options: self.options(self.split_or_default(&self.stage), out, batch_size),
         })
     }
 }
