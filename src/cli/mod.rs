@@ -107,6 +107,51 @@ pub fn parse() -> Cli {
     })
 }
 
+/// Checks a command the documentation shows (`words`, `vog` first). `whole`: it parses as
+/// the command line would (values, required arguments, conflicts); otherwise (a command
+/// quoted in a sentence, often partial) its command exists and so does every `--flag` it
+/// names. The error is clap's first line, or names the unknown command or flag.
+pub fn check_documented(words: &[String], whole: bool) -> std::result::Result<(), String> {
+    if whole {
+        return match Cli::try_parse_from(words) {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+                Ok(())
+            }
+            Err(e) => Err(e
+                .render()
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string()),
+        };
+    }
+    let mut command = <Cli as clap::CommandFactory>::command();
+    let mut rest = words.iter().skip(1).peekable();
+    while let Some(sub) = rest
+        .peek()
+        .and_then(|w| command.find_subcommand(w.as_str()))
+    {
+        command = sub.clone();
+        rest.next();
+    }
+    if command.get_name() == "vog" {
+        return Err(format!("no command {:?}", words.get(1)));
+    }
+    for word in rest {
+        let Some(flag) = word.strip_prefix("--") else {
+            continue;
+        };
+        let name = flag.split('=').next().unwrap_or(flag);
+        let known = name == "help" || command.get_arguments().any(|a| a.get_long() == Some(name));
+        if !known {
+            return Err(format!("vog {} has no --{name}", command.get_name()));
+        }
+    }
+    Ok(())
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
