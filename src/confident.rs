@@ -438,14 +438,19 @@ mod tests {
         assert_eq!(wilson(0.0, 10).0, 0.0);
     }
 
-    #[test]
-    fn strength_follows_its_figures() {
-        let fit = |given, test: Option<(f64, usize)>| FoldFit {
+    /// Fold models right on `given` of the labels they were given and `test` (share,
+    /// examples) of a test split, of 10 classes.
+    fn fit(given: f64, test: Option<(f64, usize)>) -> FoldFit {
+        FoldFit {
             given,
             test,
             run_test: test.map(|(t, _)| t + 0.1),
             classes: 10,
-        };
+        }
+    }
+
+    #[test]
+    fn weak_folds_are_too_weak() {
         // The run: fold models 33% on given labels, about as good on test.
         let weak = Strength::new(fit(0.33, Some((0.35, 1000))), (1787, 3000), 0.58);
         let q = 0.65 / 9.0;
@@ -468,6 +473,10 @@ mod tests {
             "{said}"
         );
         assert!(said.ends_with("a stronger recipe first"), "{said}");
+    }
+
+    #[test]
+    fn strong_folds_are_usable_where_their_test_split_shows_it() {
         // 20% of the labels wrong, fold models 88% right on clean labels: they agree with
         // 0.8 * 0.88 + 0.2 * 0.12 / 9 of the given labels, and flag about the wrong ones.
         let a = 0.8 * 0.88 + 0.2 * 0.12 / 9.0;
@@ -494,6 +503,10 @@ mod tests {
                 && said.contains("not shown strong enough to act on"),
             "{said}"
         );
+    }
+
+    #[test]
+    fn chance_unknown_and_nothing_flagged() {
         // Near chance, a noisy t makes e anything: 15% of 20 test examples, 10 classes.
         let chance = Strength::new(fit(0.12, Some((0.15, 20))), (37, 60), 0.6);
         assert!(chance.precision_bound.unwrap() > MIN_PRECISION_BOUND);

@@ -22,9 +22,10 @@
 //!    sidecar, class normalization and the ordering of scored examples), [`oof`] (the
 //!    out-of-sample probabilities of `vog crossval`).
 //! 9. [`grid`]: example images by id, and grids of them.
-//! 10. The stages, side by side: [`train`], [`scoring`] (a run's checkpoints or
-//!     TorchScript models, one tail), [`eval`], [`rank`], [`merge`] (shards of one scoring
-//!     into one scores file).
+//! 10. The stages, side by side: [`train`] (a folder of rooms: trainer, epoch, commit,
+//!     capture, derived runs, memory), [`scoring`] (a run's checkpoints or TorchScript
+//!     models, one tail; gradients, rows, captured, joined columns, provenance),
+//!     [`eval`], [`rank`], [`merge`] (shards of one scoring into one scores file).
 //! 11. [`prune`]: retraining without (or relabelling) what a score flags, against random.
 //! 12. [`report`]: the HTML page over their results; [`review`]: the page on which a
 //!     person decides about the examples a ranking selects; [`verify`]: every file a run

@@ -182,3 +182,110 @@ fn finds_crate_paths() {
         vec!["data", "atomic_file", "rng", "scoring", "variance"]
     );
 }
+
+/// (name, first line, lines) of every `fn` in `text` whose body is a brace block: from the
+/// line of `fn` to its closing brace, counted by braces outside strings, chars and comments.
+fn functions(text: &str) -> Vec<(String, usize, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let code = line.trim_start();
+        let Some(at) = code.find("fn ") else {
+            continue;
+        };
+        let head = &code[..at];
+        let words_before_fn = head
+            .split_whitespace()
+            .all(|w| w.starts_with("pub") || ["const", "async", "unsafe"].contains(&w));
+        if !words_before_fn || code.starts_with("//") {
+            continue;
+        }
+        let name: String = code[at + 3..]
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        let (mut depth, mut opened) = (0i32, false);
+        for (j, l) in lines.iter().enumerate().skip(i) {
+            let code = braces_of(l);
+            if !opened && code.trim_end().ends_with(';') && !code.contains('{') {
+                break;
+            }
+            for c in code.chars() {
+                depth += match c {
+                    '{' => 1,
+                    '}' => -1,
+                    _ => 0,
+                };
+                opened |= c == '{';
+            }
+            if opened && depth == 0 {
+                out.push((name.clone(), i + 1, j - i + 1));
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// The braces of a line of Rust, those in strings, char literals and comments left out.
+fn braces_of(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars().peekable();
+    let mut in_str = false;
+    while let Some(c) = chars.next() {
+        match (in_str, c) {
+            (true, '\\') => {
+                chars.next();
+            }
+            (true, '"') | (false, '"') => in_str = !in_str,
+            (false, '/') if chars.peek() == Some(&'/') => break,
+            (false, '\'') => {
+                // '{' or '\'' as a char literal; a lifetime has no closing quote nearby.
+                let ahead: String = chars.clone().take(3).collect();
+                if ahead.starts_with('\\') {
+                    chars.nth(2);
+                } else if ahead.chars().nth(1) == Some('\'') {
+                    chars.nth(1);
+                }
+            }
+            (false, '{' | '}') => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Rooms that fit: no source file over 700 lines, no function over 60 (tests included),
+/// and every file says what it holds in a `//!` header.
+#[test]
+fn files_and_functions_stay_small() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut over = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let lines = text.lines().count();
+        if lines > 700 {
+            over.push(format!("{}: {lines} lines", file.display()));
+        }
+        if !file.ends_with("main.rs") && !text.starts_with("//!") {
+            over.push(format!("{}: no //! header", file.display()));
+        }
+        for (name, at, len) in functions(&text) {
+            if len > 60 {
+                over.push(format!("{}:{at}: fn {name} has {len} lines", file.display()));
+            }
+        }
+    }
+    assert!(over.is_empty(), "{}", over.join("\n"));
+}
+
+#[test]
+fn counts_function_lines() {
+    let text = "pub(crate) fn a() {\n    let s = \"}\";\n    let c = '{';\n}\n\nfn b(x: &'a str) -> usize { x.len() } // }\nfn c();\n";
+    assert_eq!(
+        functions(text),
+        vec![("a".to_string(), 1, 4), ("b".to_string(), 6, 1)]
+    );
+}

@@ -78,21 +78,7 @@ pub fn prepare(
     seed: u64,
     origins: &Origins,
 ) -> Result<PreparedData> {
-    let seed = sel.subset_seed.unwrap_or(seed);
-    let mut data = spec.load()?;
-    let k = data.num_classes();
-    if k < 2 {
-        bail!(
-            "{} has {k} class(es): a classifier, and VoG within classes, need at least two",
-            spec.name()
-        );
-    }
-    if let Some(n) = sel.train_subset {
-        data.train = take_subset(&data.train, k, n, seed, "train", origins)?;
-    }
-    if let (Some(n), Some(test)) = (sel.test_subset, data.test.as_ref()) {
-        data.test = Some(take_subset(test, k, n, seed, "test", origins)?);
-    }
+    let mut data = load_subsets(spec, sel, seed, origins)?;
     let before = data.train.labels.clone();
     if let Some(ex) = &sel.exclude {
         let keep = ex.keep(&data.train, data.test.as_ref())?;
@@ -132,6 +118,32 @@ pub fn prepare(
         noise,
         normalization,
     })
+}
+
+/// The dataset of `spec` with the subsets of `sel` drawn (from the selection's seed, else
+/// `seed`); a dataset of fewer than two classes is refused.
+fn load_subsets(
+    spec: &DatasetSpec,
+    sel: &Selection,
+    seed: u64,
+    origins: &Origins,
+) -> Result<Dataset> {
+    let seed = sel.subset_seed.unwrap_or(seed);
+    let mut data = spec.load()?;
+    let k = data.num_classes();
+    if k < 2 {
+        bail!(
+            "{} has {k} class(es): a classifier, and VoG within classes, need at least two",
+            spec.name()
+        );
+    }
+    if let Some(n) = sel.train_subset {
+        data.train = take_subset(&data.train, k, n, seed, "train", origins)?;
+    }
+    if let (Some(n), Some(test)) = (sel.test_subset, data.test.as_ref()) {
+        data.test = Some(take_subset(test, k, n, seed, "test", origins)?);
+    }
+    Ok(data)
 }
 
 fn take_subset(

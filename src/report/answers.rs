@@ -2,7 +2,8 @@
 //! memorization, atypical, flagged), which score finds its examples best on this run, with
 //! its interval, and the examples that score ranks first as captioned thumbnails, with the
 //! `vog review` command that pages through the rest.
-use super::{file_name, tile_html, Thumbs};
+use super::examples::tile_html;
+use super::{file_name, Thumbs};
 use crate::eval::leaderboard::{Entry, Leaderboard, Question, Verdict};
 use crate::eval::output::fmt_auroc;
 use crate::eval::Evaluated;
