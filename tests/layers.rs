@@ -274,7 +274,10 @@ fn files_and_functions_stay_small() {
         }
         for (name, at, len) in functions(&text) {
             if len > 60 {
-                over.push(format!("{}:{at}: fn {name} has {len} lines", file.display()));
+                over.push(format!(
+                    "{}:{at}: fn {name} has {len} lines",
+                    file.display()
+                ));
             }
         }
     }
