@@ -1,6 +1,7 @@
 //! Links the `vog` binary so it finds libtorch at run time without LD_LIBRARY_PATH,
 //! keeps CUDA visible, records the tch/libtorch versions it was built against, and compiles
-//! `csrc/autocast.cpp` (autocast with a chosen dtype) against libtorch's headers.
+//! the C++ shims of `csrc/` (autocast with a chosen dtype, backend switches) against
+//! libtorch's headers.
 use std::env;
 use std::fs;
 use std::path::Path;
@@ -19,7 +20,7 @@ fn main() {
             "cargo:rustc-env=VOG_BUILD_LIBTORCH_VERSION={}",
             libtorch_version(Path::new(&lib)).unwrap_or_else(|| "unknown".into())
         );
-        compile_autocast(Path::new(&lib));
+        compile_shims(Path::new(&lib));
     } else {
         panic!("DEP_TCH_LIBTORCH_LIB is unset: torch-sys did not report libtorch's location");
     }
@@ -29,10 +30,10 @@ fn main() {
     );
 }
 
-/// Builds the autocast shim with libtorch's headers (`lib/../include`) and the C++ ABI
+/// Builds the shims of `csrc/` with libtorch's headers (`lib/../include`) and the C++ ABI
 /// libtorch was built with.
-fn compile_autocast(lib: &Path) {
-    println!("cargo:rerun-if-changed=csrc/autocast.cpp");
+fn compile_shims(lib: &Path) {
+    println!("cargo:rerun-if-changed=csrc");
     let include = lib
         .parent()
         .expect("libtorch's lib folder has a parent")
@@ -41,11 +42,12 @@ fn compile_autocast(lib: &Path) {
     cc::Build::new()
         .cpp(true)
         .file("csrc/autocast.cpp")
+        .file("csrc/backends.cpp")
         .include(&include)
         .flag("-std=c++17")
         .flag("-w")
         .define("_GLIBCXX_USE_CXX11_ABI", abi)
-        .compile("vog_autocast");
+        .compile("vog_shims");
 }
 
 /// Whether libtorch uses the C++11 string ABI: its libc10 names `std::__cxx11` symbols.

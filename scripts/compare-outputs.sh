@@ -14,17 +14,20 @@
 #
 # compare prints one line per file that is not byte-identical, then the counts: identical,
 # identical once the fields that measure time or name a process are masked (JSON keys
-# ending in "seconds", "images_per_second", "started_unix"; the lock file's pid), different,
-# missing on one side. It exits 1 when any file differs or is missing.
+# ending in "seconds", "images_per_second", "started_unix", and "run_id", a digest of the
+# start time; in printed text, durations and rates; the lock file's pid), different, missing
+# on one side. It exits 1 when any file differs or is missing.
 set -euo pipefail
 
 capture() {
   local vog out work
-  vog=$(realpath "$1")
   out=$2
   work=${VOG_COMPARE_WORK:-/tmp/vog-compare-work}
   rm -rf "$work" "$out"
-  mkdir -p "$work/help" "$out"
+  mkdir -p "$work/help" "$work/bin" "$out"
+  # Called `vog` whatever the build's file is named: usage lines print the program's name.
+  ln -s "$(realpath "$1")" "$work/bin/vog"
+  vog=$work/bin/vog
   cd "$work"
   for cmd in "" info download data train score rank eval report review demo experiment verify bench merge crossval prune; do
     # shellcheck disable=SC2086
@@ -46,6 +49,7 @@ capture() {
     "$vog" report --run asrun --out asrun-report.html
     "$vog" verify asrun
   } >>asrun.txt 2>&1
+  rm -r "$work/bin"
   cp -a "$work/." "$out/"
   echo "captured $(find "$out" -type f | wc -l) files in $out"
 }
@@ -59,7 +63,7 @@ masked() {
 import json, sys
 def mask(v):
     if isinstance(v, dict):
-        return {k: ("<masked>" if k.endswith(("seconds", "images_per_second", "started_unix")) else mask(x)) for k, x in v.items()}
+        return {k: ("<masked>" if k.endswith(("seconds", "images_per_second", "started_unix", "run_id")) else mask(x)) for k, x in v.items()}
     if isinstance(v, list):
         return [mask(x) for x in v]
     return v
@@ -70,6 +74,7 @@ except ValueError:
 EOF
       ;;
     *.vog.lock) echo "<lock>" ;;
+    *.txt) sed -E 's/[0-9]+(\.[0-9]+)? (s|ms|min)\b/<time>/g; s/[0-9]+(\.[0-9]+)? (img|image x checkpoint|images?)\/s/<rate>/g' "$file" ;;
     *) cat "$file" ;;
   esac
 }

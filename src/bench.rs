@@ -102,7 +102,7 @@ pub fn run(cfg: &BenchConfig, reporter: &dyn Reporter) -> Result<Vec<BenchRow>> 
     if cfg.data.is_some() && !cfg.what.contains(&Work::Decode) {
         bail!("--data is what --what decode reads; the other measurements use synthetic images");
     }
-    crate::device::tune_for(cfg.device);
+    crate::device::tune_for(cfg.device, false);
     let mut rows = Vec::new();
     for &what in &cfg.what {
         for &precision in &cfg.precisions {

@@ -52,6 +52,9 @@ pub struct Hyper {
     /// Format of the training passes: fp32, bf16 (autocast) or fp16 (autocast with a
     /// dynamic loss scale); weights and the optimizer stay fp32.
     pub precision: crate::precision::Precision,
+    /// Deterministic algorithms only (cuDNN's benchmark mode off), so that a GPU run and
+    /// its resumption repeat bit for bit; CPU runs are deterministic anyway.
+    pub deterministic: bool,
 }
 
 /// [`Hyper`] as a `configs/*.toml` file and `run.json` spell it: one flat table.
@@ -86,6 +89,8 @@ struct HyperFile {
     seed: u64,
     #[serde(default)]
     precision: crate::precision::Precision,
+    #[serde(default, skip_serializing_if = "is_false")]
+    deterministic: bool,
 }
 
 impl From<HyperFile> for Hyper {
@@ -111,6 +116,7 @@ impl From<HyperFile> for Hyper {
             eval_every: f.eval_every,
             seed: f.seed,
             precision: f.precision,
+            deterministic: f.deterministic,
         }
     }
 }
@@ -136,6 +142,7 @@ impl From<Hyper> for HyperFile {
             eval_every: h.eval_every,
             seed: h.seed,
             precision: h.precision,
+            deterministic: h.deterministic,
         }
     }
 }
@@ -214,6 +221,10 @@ fn is_logit_only(t: &[Target]) -> bool {
 
 fn yes() -> bool {
     true
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn is_true(b: &bool) -> bool {

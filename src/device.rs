@@ -26,20 +26,87 @@ pub fn available_host_memory() -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// Set by tests to a path that stands for an NVIDIA device node (`/dev/nvidia0`), so that
+/// a machine without a GPU can check what vog says when a GPU is visible but unusable.
+pub const TEST_NVIDIA_NODE_ENV: &str = "VOG_TEST_NVIDIA_NODE";
+
+/// Why libtorch cannot use a GPU this machine shows (an NVIDIA device node exists), where
+/// it sees none; `None` where it sees one, or no GPU is shown.
+pub fn unusable_gpu() -> Option<String> {
+    let node = std::env::var_os(TEST_NVIDIA_NODE_ENV)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/dev/nvidia0".into());
+    if !node.exists() || Cuda::device_count() > 0 {
+        return None;
+    }
+    Some(if tch::utils::has_cuda() {
+        format!(
+            "{} exists but libtorch sees no GPU: the NVIDIA driver may be older than CUDA 13.0 \
+             needs (nvidia-smi's \"CUDA Version\" must read 13.0 or more), the card too old for \
+             CUDA 13, or CUDA_VISIBLE_DEVICES empty",
+            node.display()
+        )
+    } else {
+        format!(
+            "{} exists but this libtorch was built without CUDA (a CPU-only torch wheel); \
+             build vog against torch==2.11.0 with CUDA 13",
+            node.display()
+        )
+    })
+}
+
+/// What a run computes on, for the line printed before it starts: `cuda:0`, or `cpu (N
+/// threads)`.
+pub fn describe(device: Device) -> String {
+    match device {
+        Device::Cpu => format!("cpu ({} threads)", tch::get_num_threads()),
+        d => name(d),
+    }
+}
+
 /// Resolves a device name; `auto` picks the first GPU when there is one.
 pub fn parse(name: &str) -> Result<Device, DeviceError> {
     resolve(name, Cuda::device_count().max(0) as usize)
 }
 
-/// Keeps freed host memory in the process (see [`keep_host_memory`]), and on CUDA lets
-/// cuDNN time its convolution algorithms on the first batch of each shape and keep the
-/// fastest (PyTorch's `cudnn.benchmark = True`). The algorithms chosen may differ between
-/// runs, so GPU runs are fast but not bit-identical.
-pub fn tune_for(device: Device) {
+/// Keeps freed host memory in the process (see [`keep_host_memory`]), computes fp32 in
+/// fp32 (libtorch lets cuDNN use TF32 for fp32 convolutions unless told not to, which
+/// leaves about 3 significant digits), and on CUDA either lets cuDNN time its convolution
+/// algorithms on the first batch of each shape and keep the fastest (PyTorch's
+/// `cudnn.benchmark = True`: fast, but the algorithms chosen may differ between runs), or,
+/// `deterministic`, uses deterministic algorithms only, so that a run repeats bit for bit.
+pub fn tune_for(device: Device, deterministic: bool) {
     keep_host_memory();
-    if device.is_cuda() {
+    let tf32 = std::env::var_os(TF32_ENV).is_some_and(|v| v == "1");
+    // SAFETY: plain values; the switches are libtorch's global settings.
+    unsafe { vog_set_tf32(tf32 as std::ffi::c_int) };
+    if deterministic {
+        // cuBLAS repeats its results only with a fixed workspace, set before its first use
+        // (PyTorch's reproducibility notes); a value the user set is kept.
+        if std::env::var_os("CUBLAS_WORKSPACE_CONFIG").is_none() {
+            std::env::set_var("CUBLAS_WORKSPACE_CONFIG", ":4096:8");
+        }
+        unsafe { vog_set_deterministic(1) };
+    } else if device.is_cuda() {
         Cuda::cudnn_set_benchmark(true);
     }
+}
+
+/// `VOG_TF32=1` lets fp32 convolutions and matrix products on CUDA use TF32 (faster on
+/// tensor cores, about 3 significant digits), for measuring what TF32 changes.
+pub const TF32_ENV: &str = "VOG_TF32";
+
+/// Whether fp32 convolutions on CUDA may use TF32 now (false after [`tune_for`]).
+pub fn tf32_convolutions() -> bool {
+    // SAFETY: reads a flag.
+    unsafe { vog_tf32_convolutions() != 0 }
+}
+
+extern "C" {
+    // csrc/backends.cpp
+    fn vog_set_deterministic(on: std::ffi::c_int);
+    fn vog_set_tf32(on: std::ffi::c_int);
+    fn vog_tf32_convolutions() -> std::ffi::c_int;
 }
 
 /// Tensors up to this size come from malloc's heap rather than a fresh `mmap` each.
@@ -144,6 +211,12 @@ pub fn name(device: Device) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn fp32_means_fp32() {
+        tune_for(Device::Cpu, false);
+        assert!(!tf32_convolutions(), "TF32 left on for fp32 convolutions");
+    }
+
     use super::*;
 
     #[test]

@@ -1,8 +1,9 @@
 //! Versions of the tool and of the libtorch it runs against, and what devices it sees
 //! (`vog info`; also recorded in every run and score file).
+use crate::precision::Precision;
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use tch::Cuda;
+use tch::{Cuda, Device};
 
 /// The versions an output was produced with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -112,10 +113,21 @@ pub struct Cpu {
     pub avx512_bf16: bool,
 }
 
+/// Set by tests to a file read in place of `/proc/cpuinfo`, so that a machine with bf16
+/// instructions can check what vog says on one without.
+pub const TEST_CPUINFO_ENV: &str = "VOG_TEST_CPUINFO";
+
 impl Cpu {
     /// This machine's processor, from `/proc/cpuinfo` where there is one.
     pub fn detect() -> Self {
-        Self::parse(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default())
+        let path = std::env::var_os(TEST_CPUINFO_ENV).unwrap_or_else(|| "/proc/cpuinfo".into());
+        Self::parse(&std::fs::read_to_string(path).unwrap_or_default())
+    }
+
+    /// Whether it has instructions for bf16 arithmetic (AMX tiles or AVX-512 dot products);
+    /// without them libtorch emulates bf16 in fp32 and converts every value twice.
+    pub fn has_bf16(&self) -> bool {
+        self.amx_bf16 || self.avx512_bf16
     }
 
     /// From the text of `/proc/cpuinfo` (its first processor).
@@ -147,6 +159,19 @@ impl fmt::Display for Cpu {
             yes(self.avx512_bf16)
         )
     }
+}
+
+/// The warning for computing in `precision` on `device` where it is known to be slow:
+/// bf16 on a CPU without bf16 instructions.
+pub fn slow_precision(precision: Precision, device: Device) -> Option<String> {
+    let cpu = Cpu::detect();
+    (precision == Precision::Bf16 && device == Device::Cpu && !cpu.has_bf16()).then(|| {
+        format!(
+            "--precision bf16 on a CPU without bf16 instructions ({cpu}): libtorch emulates it, \
+             and scoring ran at 0.07x fp32's speed on such a CPU (2-core AMD EPYC with AVX2 \
+             only, docs/results.md); fp32 is faster here"
+        )
+    })
 }
 
 #[cfg(test)]

@@ -183,7 +183,7 @@ fn train_or_reuse(plan: &Plan, reporter: &dyn Reporter) -> Result<RunManifest> {
             if m.resume.is_some() {
                 let run = RunDir::open_for_writing(&run_path)?;
                 let prepared = prepare_data(plan)?;
-                return train::resume(&run, &prepared, reporter);
+                return train::resume(&run, &prepared, plan.train.device, reporter);
             }
             reporter.info(&format!(
                 "training: '{}' stopped before its first epoch ended; starting it over",

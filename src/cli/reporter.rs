@@ -68,10 +68,10 @@ impl Reporter for Terminal {
         }
     }
 
+    /// Warnings print under `--quiet` too: they say what a result lacks or how far to
+    /// trust it, which no one should miss for asking for less progress output.
     fn warn(&self, line: &str) {
-        if *self != Terminal::Quiet {
-            eprintln!("warning: {line}");
-        }
+        eprintln!("warning: {line}");
     }
 
     fn task(&self, name: &str, total: u64, unit: &str) -> Box<dyn Task + '_> {

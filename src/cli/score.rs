@@ -5,6 +5,7 @@ use crate::data::stream::{Preprocess, Source, StreamSpec};
 use crate::data::transform::Normalization;
 use crate::epochs::Stage;
 use crate::precision::Precision;
+use crate::progress::Reporter;
 use crate::scores::{ScoresMeta, SplitChoice};
 use crate::scoring::models::{ModelScoreConfig, ShardSpec};
 use crate::scoring::{self, ScoreConfig, ScoreOptions};
@@ -280,7 +281,9 @@ fn source(data: &Path) -> Result<Source> {
 
 pub fn run(a: &ScoreArgs) -> Result<()> {
     let reporter = Terminal::detect(a.quiet);
-    match a.request()? {
+    let request = a.request()?;
+    reporter.info(&format!("scoring on {}", crate::device::describe(a.device)));
+    match request {
         Request::Run(cfg) => {
             let meta = scoring::run(&cfg, &reporter)?;
             let targets: Vec<&str> = meta.targets.iter().map(|t| t.name()).collect();

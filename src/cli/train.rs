@@ -7,6 +7,7 @@ use crate::data::DatasetSpec;
 use crate::epochs::{EpochSpec, LrStep};
 use crate::origin::Origins;
 use crate::precision::Precision;
+use crate::progress::Reporter;
 use crate::run_dir::{RunDir, RunManifest};
 use crate::train;
 use crate::variance::Target;
@@ -23,7 +24,7 @@ pub struct TrainArgs {
         "dataset", "out", "config", "epochs", "batch_size", "lr", "width", "save_epochs",
         "seed", "eval_every", "precision", "no_augment", "train_subset", "test_subset", "label_noise", "noise_seed",
         "exclude", "relabel", "decisions", "lr_step", "no_shuffle", "capture_epochs", "capture_targets",
-        "overwrite", "from",
+        "overwrite", "from", "deterministic",
     ])]
     pub resume: Option<PathBuf>,
     /// Train the finished run RUN again as it was (data, subsets, labels as it trained them,
@@ -31,7 +32,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "RUN", conflicts_with_all = [
         "dataset", "config", "epochs", "batch_size", "lr", "width", "save_epochs",
         "seed", "eval_every", "precision", "no_augment", "train_subset", "test_subset", "label_noise", "noise_seed",
-        "lr_step", "no_shuffle", "capture_epochs", "capture_targets",
+        "lr_step", "no_shuffle", "capture_epochs", "capture_targets", "deterministic",
     ])]
     pub from: Option<PathBuf>,
     /// cifar10, cifar100, synth, or an image folder ROOT with train/<class>/ (and test/<class>/).
@@ -116,9 +117,14 @@ pub struct TrainArgs {
     /// Seed of the label shuffle (default: --seed).
     #[arg(long, requires = "label_noise")]
     pub noise_seed: Option<u64>,
-    /// auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto", value_parser = values::device)]
-    pub device: Device,
+    /// Deterministic algorithms only (cuDNN benchmark off; recorded in the run): a GPU run
+    /// and its resumption repeat bit for bit, somewhat slower. CPU runs repeat anyway.
+    #[arg(long)]
+    pub deterministic: bool,
+    /// auto (default: the first GPU, else the CPU), cpu, cuda or cuda:N. With --resume, the
+    /// device to continue on (default: the one the run ran on).
+    #[arg(long, value_parser = values::device)]
+    pub device: Option<Device>,
     /// Replace the run already in --out.
     #[arg(long)]
     pub overwrite: bool,
@@ -164,6 +170,11 @@ impl TrainArgs {
             )
             .set("shuffle", &mut h.shuffle, self.no_shuffle.then_some(false))
             .set(
+                "deterministic",
+                &mut h.deterministic,
+                self.deterministic.then_some(true),
+            )
+            .set(
                 "capture_targets",
                 &mut h.capture_targets,
                 (!self.capture_targets.is_empty()).then(|| self.capture_targets.clone()),
@@ -178,10 +189,18 @@ impl TrainArgs {
             dataset,
             h.clone(),
             self.selection(h.seed)?,
-            self.device,
+            self.device_or_auto()?,
             &origins,
         )?;
         Ok((cfg, origins))
+    }
+
+    /// `--device`, or `auto` resolved here.
+    fn device_or_auto(&self) -> Result<Device> {
+        match self.device {
+            Some(d) => Ok(d),
+            None => values::device("auto").map_err(anyhow::Error::msg),
+        }
     }
 
     /// The examples and labels asked for: subsets, label noise, and a person's decisions
@@ -219,20 +238,29 @@ fn parse_spec(s: &str, flag: &str) -> Result<EpochSpec> {
 
 pub fn run(a: &TrainArgs) -> Result<()> {
     if let Some(dir) = &a.resume {
-        return resume(dir, a.quiet);
+        return resume(dir, a.device, a.quiet);
     }
     let out = a.out.as_deref().context("--out is required")?;
     // Every check that can fail comes before the run directory is touched.
     RunDir::ensure_free(out, a.overwrite)?;
     let (cfg, origins) = match &a.from {
-        Some(base) => (from_run(base, a.selection(0)?)?, Origins::default()),
+        Some(base) => {
+            let mut cfg = from_run(base, a.selection(0)?)?;
+            cfg.device = a.device_or_auto()?;
+            (cfg, Origins::default())
+        }
         None => a.to_config()?,
     };
     let prepared = prepare::prepare(&cfg.dataset, &cfg.selection(), cfg.hyper.seed, &origins)?;
     train::check_fits(&cfg, &prepared, &origins)?;
     let run = RunDir::create(out, a.overwrite)?;
     reporter::stop_on_ctrl_c()?;
-    let m = train::run(&cfg, &prepared, &run, &Terminal::detect(a.quiet))?;
+    let terminal = Terminal::detect(a.quiet);
+    terminal.info(&format!(
+        "training on {}",
+        crate::device::describe(cfg.device)
+    ));
+    let m = train::run(&cfg, &prepared, &run, &terminal)?;
     print_trained(&m, run.root())
 }
 
@@ -254,7 +282,7 @@ fn from_run(base: &Path, person: Selection) -> Result<TrainConfig> {
 }
 
 /// `vog train --resume RUN`.
-fn resume(dir: &Path, quiet: bool) -> Result<()> {
+fn resume(dir: &Path, device: Option<Device>, quiet: bool) -> Result<()> {
     let run = RunDir::open_for_writing(dir)?;
     let m = run.read_manifest()?;
     if m.complete {
@@ -267,6 +295,7 @@ fn resume(dir: &Path, quiet: bool) -> Result<()> {
         );
         return Ok(());
     }
+    let device = train::resume_device(&m, device, dir)?;
     let cfg = &m.config;
     let prepared = prepare::prepare(
         &cfg.dataset,
@@ -275,7 +304,7 @@ fn resume(dir: &Path, quiet: bool) -> Result<()> {
         &Origins::default(),
     )?;
     reporter::stop_on_ctrl_c()?;
-    let m = train::resume(&run, &prepared, &Terminal::detect(quiet))?;
+    let m = train::resume(&run, &prepared, device, &Terminal::detect(quiet))?;
     print_trained(&m, run.root())
 }
 

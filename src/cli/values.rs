@@ -73,8 +73,16 @@ values!(OutputFormat {
 });
 
 /// `--device`: auto, cpu, cuda or cuda:N, resolved against what libtorch sees.
+/// `auto` that falls back to the CPU while a GPU is visible says why, once, on stderr
+/// (never quiet: the run would take hours instead of minutes).
 pub fn device(name: &str) -> Result<tch::Device, String> {
-    crate::device::parse(name).map_err(|e| e.to_string())
+    let device = crate::device::parse(name).map_err(|e| e.to_string())?;
+    if name.trim() == "auto" && device == tch::Device::Cpu {
+        if let Some(why) = crate::device::unusable_gpu() {
+            eprintln!("warning: --device auto runs on the CPU: {why}");
+        }
+    }
+    Ok(device)
 }
 
 /// An `--format` that offers only `names` of the [`OutputFormat`]s.

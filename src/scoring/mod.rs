@@ -58,13 +58,26 @@ pub struct ScoreOptions {
 
 impl ScoreOptions {
     /// Refuses options no scoring can run with, and an `out` that cannot be written,
-    /// before any work is done.
-    fn check(&self) -> Result<()> {
+    /// before any work is done; warns of a precision known to be slow on the device.
+    fn check(&self, reporter: &dyn Reporter) -> Result<()> {
+        if let Some(warning) = crate::info::slow_precision(self.precision, self.device) {
+            reporter.warn(&warning);
+        }
         if self.batch_size == 0 {
             bail!("--batch-size must be at least 1");
         }
         if self.targets.is_empty() {
             bail!("scoring needs at least one target");
+        }
+        let small = [Target::Prob, Target::Logprob];
+        if let Some(t) = self.targets.iter().find(|t| small.contains(t)) {
+            if self.precision == Precision::Fp16 {
+                bail!(
+                    "--precision fp16 cannot score --target {t}: the input gradients of confident \
+                     examples fall below fp16's smallest value (about 6e-8) and become 0, which \
+                     collapses their VoG; use bf16 (fp32's range) or fp32"
+                );
+            }
         }
         scores::check_out(&self.out)
             .map_err(|e| anyhow::anyhow!("cannot write to --out '{}': {e:#}", self.out.display()))
@@ -120,8 +133,8 @@ pub fn run_state<'a>(run: &Path, m: &'a RunManifest) -> Result<scores::RunState<
 pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
     let started = Instant::now();
     let o = &cfg.options;
-    crate::device::tune_for(o.device);
-    o.check()?;
+    crate::device::tune_for(o.device, false);
+    o.check(reporter)?;
     let run = RunDir::open_shared(&cfg.run)?;
     let m = run.read_manifest()?;
     let incomplete = check_complete(cfg, &m)?;

@@ -85,8 +85,8 @@ impl ModelScoreConfig {
 pub fn run(cfg: &ModelScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
     let started = Instant::now();
     let o = &cfg.options;
-    crate::device::tune_for(o.device);
-    o.check()?;
+    crate::device::tune_for(o.device, false);
+    o.check(reporter)?;
     let mut listing = cfg.data.list(o.split.kinds())?;
     let models = scripted::load_all(&cfg.models, o.device, o.precision)?;
     let (_, first) = listing.entries().next().context("no images to score")?;

@@ -43,14 +43,18 @@ pub(super) fn capture_batch(
 }
 
 /// Nothing captured yet, where `cfg` captures gradients.
-pub(super) fn fresh_capture(cfg: &TrainConfig, prepared: &PreparedData) -> Option<Captured> {
+pub(super) fn fresh_capture(
+    cfg: &TrainConfig,
+    prepared: &PreparedData,
+    device: Device,
+) -> Option<Captured> {
     let [_, h, w] = prepared.data.train.image_shape();
     (!cfg.captured_epochs.is_empty()).then(|| {
         Captured::new(
             prepared.data.train.len(),
             (h * w) as usize,
             &cfg.hyper.capture_targets,
-            cfg.device,
+            device,
         )
     })
 }
@@ -75,9 +79,9 @@ pub(super) fn restored_capture(
             run.root(),
             m,
             record,
-            cfg.device,
+            m.device,
         )?)),
-        None if due.is_empty() => Ok(fresh_capture(cfg, prepared)),
+        None if due.is_empty() => Ok(fresh_capture(cfg, prepared, m.device)),
         found => bail!(
             "'{}' should hold the gradients captured in epochs {due:?} and holds those of {:?}; \
              start it over with --overwrite",

@@ -46,7 +46,7 @@ pub(super) fn train_epochs(
     reporter: &dyn Reporter,
 ) -> Result<RunManifest> {
     let cfg = manifest.config.clone();
-    let data = DeviceData::new(prepared, cfg.device);
+    let data = DeviceData::new(prepared, manifest.device);
     let epochs = cfg.hyper.epochs;
     let first = manifest.epochs.last().map_or(1, |r| r.epoch + 1);
     for epoch in first..=epochs {

@@ -82,11 +82,14 @@ pub fn run(
     run: &RunDir,
     reporter: &dyn Reporter,
 ) -> Result<RunManifest> {
+    if let Some(warning) = crate::info::slow_precision(cfg.hyper.precision, cfg.device) {
+        reporter.warn(&warning);
+    }
     let noise_file = write_noise_record(run, &prepared.noise, cfg)?;
     atomic_file::write_bytes(&run.path(run_dir::CONFIG), cfg.hyper.to_toml().as_bytes())?;
     let selection_files = write_selection_files(cfg, run)?;
-    let mut trainer = Trainer::for_data(cfg, prepared)?;
-    trainer.captured = fresh_capture(cfg, prepared);
+    let mut trainer = Trainer::for_data(cfg, prepared, cfg.device)?;
+    trainer.captured = fresh_capture(cfg, prepared, cfg.device);
     let mut manifest = new_manifest(cfg, prepared, model::parameter_count(&trainer.vs));
     let written = [run_dir::CONFIG.to_string()]
         .into_iter()
@@ -106,44 +109,22 @@ pub fn run(
 const ORDER_STREAM: &str = "train-order";
 
 /// Continues the unfinished run in `run` (opened for writing) from its last finished epoch,
-/// on `prepared`, which must be the data it was trained on. Refuses a run whose resume
-/// state is missing, of another format, or does not match its recorded SHA-256.
+/// on `prepared`, which must be the data it was trained on, on `device` (the manifest
+/// records where it ran last; the run's configuration keeps the device it started on).
+/// Refuses a run whose resume state is missing, of another format, or does not match its
+/// recorded SHA-256.
 pub fn resume(
     run: &RunDir,
     prepared: &PreparedData,
+    device: tch::Device,
     reporter: &dyn Reporter,
 ) -> Result<RunManifest> {
     let mut manifest = run.read_manifest()?;
+    let record = check_resumable(run, &manifest, prepared)?;
     let cfg = manifest.config.clone();
-    if prepared.data.fingerprint() != manifest.dataset.fingerprint {
-        bail!(
-            "the data of '{}' has changed since the run started (dataset fingerprint differs); \
-             resume it on the same data, or start over with --overwrite",
-            run.root().display()
-        );
-    }
-    let Some(record) = manifest.resume.clone() else {
-        bail!(
-            "'{}' has no resume state (it stopped before its first epoch ended, or was made by \
-             a vog without resumable training); start it over with --overwrite",
-            run.root().display()
-        );
-    };
-    if record.format != RESUME_FORMAT {
-        bail!(
-            "'{}' holds a resume state of format '{}', this vog reads '{RESUME_FORMAT}'; start \
-             it over with --overwrite",
-            run.root().display(),
-            record.format
-        );
-    }
-    // Every checkpoint the run kept must still be as written, or the finished run would
-    // fail `vog verify` (and score a replaced file).
-    manifest
-        .verify_all(run.root())
-        .with_context(|| format!("cannot resume '{}'", run.root().display()))?;
+    manifest.device = device;
     let state = run_dir::read_resume(&run.path(&record.file))?;
-    let mut trainer = Trainer::for_data(&cfg, prepared)?;
+    let mut trainer = Trainer::for_data(&cfg, prepared, device)?;
     run_dir::load_variables(&mut trainer.vs, &state.model, &run.path(&record.file))?;
     trainer
         .opt
@@ -161,12 +142,70 @@ pub fn resume(
     remove_unrecorded_captures(run, &manifest)?;
     forget_after(&mut manifest, record.epoch);
     reporter.info(&format!(
-        "resuming '{}' after epoch {} of {}",
+        "resuming '{}' after epoch {} of {} on {}",
         run.root().display(),
         record.epoch,
-        cfg.hyper.epochs
+        cfg.hyper.epochs,
+        crate::device::name(device)
     ));
     train_epochs(&mut trainer, manifest, order_rng, prepared, run, reporter)
+}
+
+/// The resume state `m` continues from, where the run can be resumed on `prepared`: the
+/// same data, a resume state of this vog's format, and every file as recorded.
+fn check_resumable(
+    run: &RunDir,
+    m: &RunManifest,
+    prepared: &PreparedData,
+) -> Result<run_dir::ResumeRecord> {
+    if prepared.data.fingerprint() != m.dataset.fingerprint {
+        bail!(
+            "the data of '{}' has changed since the run started (dataset fingerprint differs); \
+             resume it on the same data, or start over with --overwrite",
+            run.root().display()
+        );
+    }
+    let Some(record) = m.resume.clone() else {
+        bail!(
+            "'{}' has no resume state (it stopped before its first epoch ended, or was made by \
+             a vog without resumable training); start it over with --overwrite",
+            run.root().display()
+        );
+    };
+    if record.format != RESUME_FORMAT {
+        bail!(
+            "'{}' holds a resume state of format '{}', this vog reads '{RESUME_FORMAT}'; start \
+             it over with --overwrite",
+            run.root().display(),
+            record.format
+        );
+    }
+    // Every checkpoint the run kept must still be as written, or the finished run would
+    // fail `vog verify` (and score a replaced file).
+    m.verify_all(run.root())
+        .with_context(|| format!("cannot resume '{}'", run.root().display()))?;
+    Ok(record)
+}
+
+/// The device a stopped run continues on: `asked` where given, else the one it ran on last,
+/// which must exist here.
+pub fn resume_device(
+    m: &RunManifest,
+    asked: Option<tch::Device>,
+    run: &Path,
+) -> Result<tch::Device> {
+    if let Some(device) = asked {
+        return Ok(device);
+    }
+    let recorded = crate::device::name(m.device);
+    crate::device::parse(&recorded).map_err(|e| {
+        anyhow::anyhow!(
+            "run '{}' ran on {recorded}, which this machine cannot use ({e}): resume it with \
+             --device cuda, cuda:N or cpu (results then differ in the last bits from a run \
+             that stayed on {recorded})",
+            run.display()
+        )
+    })
 }
 
 /// Drops what the manifest says about epochs after `epoch` (written by a run killed
@@ -220,7 +259,7 @@ pub fn ensure(root: &Path, cfg: &TrainConfig, reporter: &dyn Reporter) -> Result
             None if m.resume.is_some() => {
                 reporter.info(&format!("'{}': resuming", root.display()));
                 let run = RunDir::open_for_writing(root)?;
-                return resume(&run, &data()?, reporter);
+                return resume(&run, &data()?, m.device, reporter);
             }
             None => {}
             Some(diff) => reporter.info(&format!(

@@ -150,7 +150,7 @@ impl Trainer {
         normalization: Normalization,
     ) -> Result<Self> {
         tch::manual_seed(rng::torch_seed(hyper.seed));
-        crate::device::tune_for(device);
+        crate::device::tune_for(device, hyper.deterministic);
         let vs = nn::VarStore::new(device);
         let net = ResNet::new(&vs.root(), num_classes as i64, hyper.width);
         let mut opt = Sgd::new(&vs, hyper.sgd);
@@ -170,10 +170,10 @@ impl Trainer {
         })
     }
 
-    /// [`Trainer::new`] for `cfg` on `prepared`.
-    pub fn for_data(cfg: &TrainConfig, prepared: &PreparedData) -> Result<Self> {
+    /// [`Trainer::new`] for `cfg` on `prepared`, on `device`.
+    pub fn for_data(cfg: &TrainConfig, prepared: &PreparedData, device: Device) -> Result<Self> {
         Self::new(
-            cfg.device,
+            device,
             prepared.data.num_classes(),
             &cfg.hyper,
             prepared.normalization.clone(),
