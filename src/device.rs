@@ -97,7 +97,8 @@ pub fn tune_for(device: Device, deterministic: bool) {
 pub const TF32_ENV: &str = "VOG_TF32";
 
 /// Whether fp32 convolutions on CUDA may use TF32 now (false after [`tune_for`]).
-pub fn tf32_convolutions() -> bool {
+#[cfg(test)]
+fn tf32_convolutions() -> bool {
     // SAFETY: reads a flag.
     unsafe { vog_tf32_convolutions() != 0 }
 }
@@ -106,6 +107,7 @@ extern "C" {
     // csrc/backends.cpp
     fn vog_set_deterministic(on: std::ffi::c_int);
     fn vog_set_tf32(on: std::ffi::c_int);
+    #[cfg(test)]
     fn vog_tf32_convolutions() -> std::ffi::c_int;
 }
 
