@@ -1,186 +1,289 @@
 #!/usr/bin/env bash
-# The whole GPU check of issues 10 and 11 in one command, for a machine with a CUDA GPU and
-# torch 2.11 preinstalled but no Rust and no network. Build here, then send it with the
-# binary and the data (the device tool's `carry`):
+# The GPU check, in stages that each fit one command of a rationed GPU window (under 7
+# minutes on one H100 by the estimates below, each under its own `timeout`), in order of
+# value. For a machine with a CUDA GPU and torch 2.11 preinstalled but no Rust and no
+# network. Build here, then carry the binary and the data (the device tool's `carry`):
 #
 #   cargo build --release --locked && mkdir -p .gpu && cp ../shared/data/cifar10-jpg.tar.gz .gpu/
 #   (on the GPU machine, carrying target/release/vog and .gpu)
-#   bash scripts/gpu-check.sh "$OUT"
+#   bash scripts/gpu-check.sh 1,2,3 "$OUT"          # stages 1-3 first, then give the machine back
+#   bash scripts/gpu-check.sh 4,5 "$OUT"
 #
-# It writes into OUT (default gpu-check): info.txt, bench.txt (vog beside eager PyTorch at
-# widths 16 and 64, fp32/bf16/fp16, train and score with K=10), batch.txt (scoring at
-# batch sizes SCORE_BATCHES, "128 256 512 1024"), channels-last.txt (eager PyTorch at
-# the widest of WIDTHS in channels_last, beside bench.txt's contiguous rows), gpu-mem.csv (nvidia-smi
-# every 200 ms), train.txt (a full-width CIFAR-10 training of EPOCHS epochs in bf16 with
-# its test accuracy), score-run.txt (that run scored on both splits in fp32 and bf16),
-# as-run.txt and as-run-report.html (vog experiment of the authors' protocol,
-# configs/paper-cifar10-noise20-as-run.toml, ASRUN_EPOCHS epochs: capture cost and both
-# protocols' AUROCs), r50.txt (a TorchScript ResNet-50 on 224x224 inputs, K=3, scored
-# whole and as two shards) and summary.txt. Settings by environment: DEVICE (cuda), EPOCHS
-# (30), ASRUN_EPOCHS (6), ASRUN_ARGS (extra `vog experiment` flags), WIDTHS ("16 64"), R50_IMAGES (2000), SECONDS_PER_ROW (4), TRAIN_ARGS (extra
-# `vog train` flags), PYTHON (python3), VOG (target/release/vog). Smoke test on a CPU:
-#   DEVICE=cpu EPOCHS=3 ASRUN_EPOCHS=2 WIDTHS=2 R50_IMAGES=4 SECONDS_PER_ROW=1 SCORE_BATCHES=8 PYTHON=$VOG_PYTHON \
-#     TRAIN_ARGS="--train-subset 256 --test-subset 128 --width 2" ASRUN_ARGS="$TRAIN_ARGS" \
-#     bash scripts/gpu-check.sh /tmp/gc
+# Stages (estimates for one H100, from FLOP counts and the CPU timings of docs/results.md):
+#   1 fail fast (seconds): the binary runs, every shared library resolves, vog info sees
+#     CUDA; otherwise one line saying which, and no later stage runs.
+#   2 correctness (about 2 min): a width-16 run on 5,000 CIFAR-10 images trained 4 epochs
+#     with --deterministic, killed and resumed, beside an uninterrupted one (bit-identical
+#     or not), and the same pair without --deterministic; its VoG on the GPU beside the
+#     CPU's (relative error, TF32 off and on); fp32 beside bf16 scores (Spearman).
+#   3 the paper's recipe at full width (about 4 min): 3 epochs of all 50,000 images in
+#     fp32 and in bf16 (img/s, test accuracy); scoring throughput at K = 6 and 10.
+#   4 the authors' protocol (about 4 min): configs/paper-cifar10-noise20-as-run.toml for 3
+#     epochs (batch 50, gradients captured in the first and last): capture cost.
+#   5 vog beside eager PyTorch on the same GPU (about 2 min): scripts/bench.sh, width 64.
+#
+# Every stage appends to OUT/summary.txt, one line per figure:
+#   STAGE NAME: VALUE (expect EXPECTATION) ok|FAILED|seen
+# ("seen" for a measurement without an expectation), ending with the stage's own line
+# `STAGE stage: exit RC in S s (expect exit 0 within LIMIT s) ok|FAILED`. Everything else (logs,
+# run.json files, the as-run report) goes into OUT/logs.tar.gz: two files in all.
+#
+# Settings by environment: DEVICE (cuda), VOG (target/release/vog), PYTHON (python3), DATA
+# (.gpu/cifar10-jpg.tar.gz; without it a synthetic image folder), STAGE_SECONDS (420).
+# DRY_RUN=1 shrinks every size to seconds on a CPU: the dry run tests/gpu_check.rs runs as
+#   DRY_RUN=1 DEVICE=cpu bash scripts/gpu-check.sh 1,2,3,4,5 /tmp/gc
 set -uo pipefail
 cd "$(dirname "$0")/.."
-out=$(realpath -m "${1:-gpu-check}")
-mkdir -p "$out"
-py=${PYTHON:-python3}
-vog=$(realpath "${VOG:-target/release/vog}")
-device=${DEVICE:-cuda}
-epochs=${EPOCHS:-30}
-asrun_epochs=${ASRUN_EPOCHS:-6}
-r50_images=${R50_IMAGES:-2000}
-work=$(mktemp -d)
-trap 'kill $sampler 2>/dev/null; rm -rf "$work"' EXIT
-LD_LIBRARY_PATH="$($py -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))'):${LD_LIBRARY_PATH:-}"
-export LD_LIBRARY_PATH
-summary="$out/summary.txt"
-note() { echo "$*" | tee -a "$summary"; }
-timed() { local s=$SECONDS; "$@"; local rc=$?; note "  ($((SECONDS - s)) s, exit $rc)"; return $rc; }
+here=$(pwd)
 
-"$vog" info | tee "$out/info.txt"
-sampler=""
-if command -v nvidia-smi >/dev/null; then
-    nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv -lms 200 >"$out/gpu-mem.csv" &
-    sampler=$!
+# --- settings --------------------------------------------------------------------------
+device=${DEVICE:-cuda}
+py=${PYTHON:-python3}
+vog=$(realpath -m "${VOG:-target/release/vog}")
+limit=${STAGE_SECONDS:-420}
+if [[ ${DRY_RUN:-0} == 1 ]]; then
+    small=(--train-subset 200 --test-subset 100 --width 2)
+    small_epochs=3 full=(--train-subset 300 --test-subset 100 --width 4) full_epochs=2
+    bench_width=4 bench_seconds=1 asrun_epochs=2 synth_train=400 synth_test=150
+else
+    small=(--train-subset 5000 --test-subset 1000 --width 16)
+    small_epochs=4 full=(--width 64) full_epochs=3
+    bench_width=64 bench_seconds=4 asrun_epochs=3 synth_train=5000 synth_test=1000
 fi
 
-note "== bench: vog beside eager PyTorch on $device"
-VOG=$vog VOG_PYTHON=$py DEVICE=$device WIDTHS=${WIDTHS:-16 64} PRECISIONS=fp32,bf16,fp16 K=10 \
-    SECONDS_PER_ROW=${SECONDS_PER_ROW:-4} timed bash scripts/bench.sh 2>&1 | tee "$out/bench.txt"
+# --- the summary -----------------------------------------------------------------------
+# figure STAGE NAME VALUE EXPECT VERDICT
+figure() { printf '%s %s: %s (expect %s) %s\n' "$1" "$2" "$3" "$4" "$5" >>"$summary"; }
+# check STAGE NAME VALUE EXPECT CONDITION...: ok where the condition holds, else FAILED
+# (and a non-zero status).
+check() {
+    local s=$1 n=$2 v=$3 e=$4
+    shift 4
+    if "$@"; then figure "$s" "$n" "$v" "$e" ok; else figure "$s" "$n" "$v" "$e" FAILED; return 1; fi
+}
+log() { cat >>"$work/logs/$1"; }
 
-widest=${WIDTHS:-16 64}
-widest=${widest##* }
-note "== eager PyTorch in channels_last (vog runs contiguous), width $widest: what the layout is worth"
-$py scripts/bench_pytorch.py --what train,score --width "$widest" --batch-size 128 --precision fp32,bf16 \
-    --device "$device" --checkpoints 10 --seconds "${SECONDS_PER_ROW:-4}" --channels-last \
-    2>&1 >/dev/null | tee "$out/channels-last.txt" | tee -a "$summary"
+libtorch_env() {
+    local lib
+    lib=$("$py" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>/dev/null) || return 0
+    export LD_LIBRARY_PATH="$lib:${LD_LIBRARY_PATH:-}"
+}
 
-note "== score: batch size (width 64, K=10), for the CUDA default of vog score --run (512)"
-for b in ${SCORE_BATCHES:-128 256 512 1024}; do
-    "$vog" bench --what score --width 64 --checkpoints 10 --batch-size "$b" \
-        --precision fp32,bf16 --device "$device" --seconds "${SECONDS_PER_ROW:-4}" --quiet
-done 2>&1 | tee "$out/batch.txt" | tee -a "$summary"
+# The data every stage trains on: CIFAR-10 JPEG folders from DATA, or a synthetic folder.
+data_root() {
+    local tarball=${DATA:-.gpu/cifar10-jpg.tar.gz}
+    if [[ -f $work/data/root ]]; then cat "$work/data/root"; return; fi
+    mkdir -p "$work/data"
+    if [[ -f $tarball ]]; then
+        tar -xzf "$tarball" -C "$work/data"
+        dirname "$(find "$work/data" -maxdepth 3 -type d -name train | head -n 1)" >"$work/data/root"
+    else
+        "$vog" data synth --format folder --train "$synth_train" --test "$synth_test" \
+            --out "$work/data/synth" 2>&1 | log data.txt
+        echo "$work/data/synth" >"$work/data/root"
+    fi
+    cat "$work/data/root"
+}
 
-note "== train: CIFAR-10, width 64, $epochs epochs, bf16, batch 128"
-mkdir -p "$work/data"
-tar -xzf .gpu/cifar10-jpg.tar.gz -C "$work/data"
-root=$(dirname "$(find "$work/data" -maxdepth 3 -type d -name train | head -n 1)")
-sed -e "s/^epochs = .*/epochs = $epochs/" \
-    -e "s/^lr_milestones = .*/lr_milestones = [$((epochs / 2)), $((epochs * 5 / 6))]/" \
-    -e 's/^save_epochs = .*/save_epochs = "last:3"/' -e 's/^precision = .*/precision = "bf16"/' \
-    configs/cifar10.toml >"$work/train.toml"
-# shellcheck disable=SC2086
-timed "$vog" train --dataset "$root" --config "$work/train.toml" --device "$device" --quiet \
-    ${TRAIN_ARGS:-} --out "$work/run" 2>&1 | tee "$out/train.txt"
-$py - "$work/run/run.json" <<'PY' | tee -a "$out/train.txt" "$summary"
-import json, sys
-m = json.load(open(sys.argv[1]))
-last = m["epochs"][-1]
-ips = [e.get("images_per_second") for e in m["epochs"] if e.get("images_per_second")]
-print(f"epochs {len(m['epochs'])}, test accuracy {last.get('test_accuracy')}, "
-      f"train img/s median {sorted(ips)[len(ips) // 2] if ips else None}")
-PY
+json_field() { "$py" -c "import json,sys; print(json.load(open(sys.argv[1]))$2)" "$1"; }
 
-note "== score the run: both splits, its 3 checkpoints, default batch size"
-for p in fp32 bf16; do
-    "$vog" score --run "$work/run" --split both --device "$device" --precision "$p" --quiet \
-        --out "$work/run-$p.csv" >>"$out/score-run.txt" 2>&1
-    note "  $p: $(tail -n 1 "$out/score-run.txt")"
-done
+# --- stage 1: fail fast ----------------------------------------------------------------
+stage1() {
+    if ! "$vog" --version >/dev/null 2>"$work/logs/version.txt"; then
+        figure 1 binary-runs "no: $(head -c 200 "$work/logs/version.txt" | tr '\n' ' ')" yes FAILED
+        return 1
+    fi
+    figure 1 binary-runs yes yes ok
+    local missing
+    missing=$(ldd "$vog" 2>&1 | grep 'not found' | awk '{print $1}' | tr '\n' ' ')
+    check 1 libraries-resolve "${missing:-all}" all test -z "$missing" || return 1
+    "$vog" info --json >"$work/logs/info.json" 2>&1 || { figure 1 vog-info "failed" "a JSON report" FAILED; return 1; }
+    local count
+    count=$(json_field "$work/logs/info.json" '["cuda_devices"]')
+    if [[ $device == cpu ]]; then
+        figure 1 cuda-devices "$count" "any (a CPU dry run)" seen
+    else
+        check 1 cuda-devices "$count" "at least 1" test "$count" -ge 1 || return 1
+    fi
+}
 
-note "== the paper as its authors ran it: configs/paper-cifar10-noise20-as-run.toml, $asrun_epochs epochs"
-# Batch 50, the LR stepped per batch (0.001 from step 250 on), no shuffle, gradients captured
-# during training in the first and last epoch; scored from checkpoints and from the captures.
-sed -e "s|^dataset = .*|dataset = \"$root\"|" configs/paper-cifar10-noise20-as-run.toml >"$work/as-run.toml"
-# shellcheck disable=SC2086
-timed "$vog" experiment "$work/as-run.toml" --epochs "$asrun_epochs" --device "$device" --quiet \
-    ${ASRUN_ARGS:-} --out "$work/as-run" 2>&1 | tee "$out/as-run.txt"
-cp "$work/as-run/report.html" "$out/as-run-report.html" 2>/dev/null
-$py - "$work/as-run/run/run.json" "$work/as-run/results.json" <<'PY' | tee -a "$out/as-run.txt" "$summary"
-import json, sys
-m = json.load(open(sys.argv[1]))
-ep = m["epochs"]
-cap = [e for e in ep if e["epoch"] in m["config"].get("captured_epochs", [])]
-rest = [e for e in ep if e not in cap]
-med = lambda xs: sorted(xs)[len(xs) // 2] if xs else None
-print(f"as-run: test accuracy {ep[-1].get('test_accuracy')}, epoch seconds with capture "
-      f"{med([e['seconds'] for e in cap])}, without {med([e['seconds'] for e in rest])}")
-for s in json.load(open(sys.argv[2]))["stages"]:
-    for l in s["evaluation"].get("leaderboards", []):
-        for e in l["entries"]:
-            if e["score"] in ("vog", "vog_logprob"):
-                print(f"  {s['split']} {s['stage']} {l['question']} {e['score']}: AUROC {e.get('auroc')} "
-                      f"[{e.get('ci_low')}, {e.get('ci_high')}] {e['verdict']}")
-PY
+# --- stage 2: correctness --------------------------------------------------------------
+train_small() { # NAME EXTRA...: a small run on the stage's data
+    local name=$1
+    shift
+    "$vog" train --dataset "$(data_root)" "${small[@]}" --epochs "$small_epochs" --save-epochs all \
+        --batch-size 128 --device "$device" --quiet "$@" --out "$work/$name" 2>&1 | log train.txt
+}
 
-note "== TorchScript ResNet-50, 224x224 (resized CIFAR-10 test images), K=3"
-$py - "$work/r50" <<'PY'
-import os, sys, torch, torch.nn as nn
-class Bottleneck(nn.Module):
-    def __init__(s, cin, mid, stride):
-        super().__init__()
-        cout = mid * 4
-        s.body = nn.Sequential(nn.Conv2d(cin, mid, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(),
-            nn.Conv2d(mid, mid, 3, stride, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(),
-            nn.Conv2d(mid, cout, 1, bias=False), nn.BatchNorm2d(cout))
-        s.skip = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-                  if stride != 1 or cin != cout else nn.Identity())
-    def forward(s, x):
-        return torch.relu(s.body(x) + s.skip(x))
-def resnet50(classes):
-    layers, cin = [nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(3, 2, 1)], 64
-    for mid, n, stride in [(64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)]:
-        for i in range(n):
-            layers.append(Bottleneck(cin, mid, stride if i == 0 else 1)); cin = mid * 4
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, classes)]
-    return nn.Sequential(*layers)
-os.makedirs(sys.argv[1], exist_ok=True)
-for t in range(3):
-    torch.manual_seed(t)
-    m = resnet50(10).eval()
-    torch.jit.save(torch.jit.trace(m, torch.zeros(1, 3, 224, 224)), f"{sys.argv[1]}/r50-{t}.pt")
-PY
-{
-    echo "path,label"
-    find "$root/test" -name '*.jp*g' | sort | head -n "$r50_images" |
-        while read -r f; do echo "${f#"$root"/},$(basename "$(dirname "$f")")"; done
-} >"$root/r50.csv"
-ls "$root/test" >"$work/classes.txt"
-r50=(--model "$work/r50" --data "$root/r50.csv" --classes "$work/classes.txt" --split test
-    --normalize imagenet --resize 256 --crop 224 --batch-size 128)
-for p in fp32 bf16; do
-    "$vog" score "${r50[@]}" --device "$device" --precision "$p" --quiet \
-        --out "$work/r50-$p.csv" >>"$out/r50.txt" 2>&1
-    note "  $p: $(tail -n 1 "$out/r50.txt")"
-done
-start=$SECONDS
-DEVICES=$device,$device VOG=$vog bash scripts/score-multi-gpu.sh "$work/r50-2.csv" "${r50[@]}" \
-    >>"$out/r50.txt" 2>&1
-note "  two shards at once on one device, then merge, in $((SECONDS - start)) s: $(tail -n 1 "$out/r50.txt")"
-$py - "$work/r50-fp32.csv" "$work/r50-2.csv" "$work/r50-bf16.csv" <<'PY' | tee -a "$summary"
+# Trains NAME with EXTRA, killed (SIGKILL) once its first epoch is saved, then resumed.
+train_killed() {
+    local name=$1
+    shift
+    "$vog" train --dataset "$(data_root)" "${small[@]}" --epochs "$small_epochs" --save-epochs all \
+        --batch-size 128 --device "$device" --quiet "$@" --out "$work/$name" >>"$work/logs/train.txt" 2>&1 &
+    local pid=$!
+    until [[ -n $(ls "$work/$name/resume" 2>/dev/null) ]] || ! kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+    kill -9 "$pid" 2>/dev/null && echo killed >"$work/$name.killed"
+    wait "$pid" 2>/dev/null
+    "$vog" train --resume "$work/$name" --quiet 2>&1 | log train.txt
+}
+
+same_checkpoints() { # RUN_A RUN_B: yes where every checkpoint is byte-identical
+    local a=$1 b=$2 f
+    for f in "$a"/checkpoints/*.safetensors; do
+        cmp -s "$f" "$b/checkpoints/$(basename "$f")" || { echo no; return; }
+    done
+    echo yes
+}
+
+compare_scores() { # A.csv B.csv: "max_rel median_rel spearman" of vog_raw
+    "$py" - "$1" "$2" <<'PY'
 import csv, sys
 def raw(p):
     with open(p) as f:
         return {r["id"]: float(r["vog_raw"]) for r in csv.DictReader(f)}
-def ranks(v):
-    order = sorted(range(len(v)), key=v.__getitem__)
-    r = [0] * len(v)
-    for i, j in enumerate(order):
-        r[j] = i
-    return r
-def spearman(a, b):
-    ra, rb, n = ranks(a), ranks(b), len(a)
-    return 1 - 6 * sum((x - y) ** 2 for x, y in zip(ra, rb)) / (n * (n * n - 1))
-a, b, c = (raw(p) for p in sys.argv[1:])
+a, b = raw(sys.argv[1]), raw(sys.argv[2])
 ids = sorted(a)
-worst = max(abs(a[i] - b[i]) / abs(a[i]) for i in ids)
-print(f"sharded vs whole fp32: max relative difference {worst:.1e} over {len(ids)} images")
-print(f"bf16 vs fp32 Spearman {spearman([a[i] for i in ids], [c[i] for i in ids]):.4f}")
+rel = sorted(abs(a[i] - b[i]) / max(abs(a[i]), 1e-30) for i in ids)
+def ranks(v):
+    r = [0] * len(v)
+    for k, j in enumerate(sorted(range(len(v)), key=v.__getitem__)):
+        r[j] = k
+    return r
+ra, rb, n = ranks([a[i] for i in ids]), ranks([b[i] for i in ids]), len(ids)
+rho = 1 - 6 * sum((x - y) ** 2 for x, y in zip(ra, rb)) / (n * (n * n - 1))
+print(f"{rel[-1]:.1e} {rel[len(rel) // 2]:.1e} {rho:.5f}")
 PY
-if [[ -n $sampler ]]; then
-    kill "$sampler"
-    note "peak GPU memory used: $(cut -d, -f2 "$out/gpu-mem.csv" | grep -o '[0-9]*' | sort -n | tail -n 1) MiB"
+}
+
+score_small() { # RUN DEVICE PRECISION OUT [ENV...]
+    local run=$1 dev=$2 p=$3 out=$4
+    shift 4
+    env "$@" "$vog" score --run "$run" --split test --target logit --device "$dev" --precision "$p" \
+        --quiet --out "$out" 2>&1 | log score.txt
+}
+
+stage2() {
+    train_small det-a --deterministic
+    train_killed det-b --deterministic
+    local same
+    same=$(same_checkpoints "$work/det-a" "$work/det-b")
+    [[ -f $work/det-b.killed ]] || same="$same (finished before the kill)"
+    check 2 deterministic-kill-resume-identical "$same" yes test "${same%% *}" = yes
+    train_small fast-a
+    train_killed fast-b
+    same=$(same_checkpoints "$work/fast-a" "$work/fast-b")
+    figure 2 benchmark-kill-resume-identical "$same" "either: cuDNN benchmark mode" seen
+    score_small "$work/det-a" "$device" fp32 "$work/gpu.csv"
+    score_small "$work/det-a" cpu fp32 "$work/cpu.csv"
+    score_small "$work/det-a" "$device" fp32 "$work/tf32.csv" VOG_TF32=1
+    score_small "$work/det-a" "$device" bf16 "$work/bf16.csv"
+    local max med rho
+    read -r max med rho < <(compare_scores "$work/cpu.csv" "$work/gpu.csv")
+    check 2 vog-device-vs-cpu-max-rel "$max (median $med)" "below 1e-3 in fp32" \
+        "$py" -c "import sys; sys.exit(not $max < 1e-3)"
+    read -r max med rho < <(compare_scores "$work/cpu.csv" "$work/tf32.csv")
+    figure 2 vog-device-tf32-vs-cpu-max-rel "$max (median $med)" "about 1e-3 on CUDA: TF32 keeps 10 mantissa bits" seen
+    read -r max med rho < <(compare_scores "$work/gpu.csv" "$work/bf16.csv")
+    check 2 vog-bf16-vs-fp32-spearman "$rho" "at least 0.99" \
+        "$py" -c "import sys; sys.exit(not $rho >= 0.99)"
+}
+
+# --- stage 3: the paper's recipe at full width -----------------------------------------
+stage3() {
+    local p acc ips
+    for p in fp32 bf16; do
+        "$vog" train --dataset "$(data_root)" "${full[@]}" --epochs "$full_epochs" --save-epochs last:2 \
+            --precision "$p" --device "$device" --quiet --out "$work/full-$p" 2>&1 | log train-full.txt
+        cp "$work/full-$p/run.json" "$work/logs/run-full-$p.json" 2>/dev/null
+        acc=$(json_field "$work/full-$p/run.json" '["epochs"][-1]["test_accuracy"]' 2>/dev/null)
+        ips=$(json_field "$work/full-$p/run.json" '["epochs"][-1]["images_per_second"]' 2>/dev/null)
+        check 3 "train-$p-img-per-s" "${ips:-none}" "a rate (last epoch)" test -n "$ips"
+        figure 3 "train-$p-test-accuracy" "${acc:-none} after $full_epochs epochs" "above chance" seen
+    done
+    local k rate
+    for k in 6 10; do
+        "$vog" bench --what score --width "$bench_width" --checkpoints "$k" --precision fp32,bf16 \
+            --device "$device" --seconds "$bench_seconds" --format json --quiet >"$work/logs/bench-k$k.json" 2>&1
+        rate=$("$py" -c 'import json,sys; print(" ".join(f"{r["precision"]} {r["rate"]:.0f}" for r in json.load(open(sys.argv[1]))))' "$work/logs/bench-k$k.json" 2>/dev/null)
+        check 3 "score-k$k-image-x-checkpoint-per-s" "${rate:-none}" "a rate per precision" test -n "$rate"
+    done
+}
+
+# --- stage 4: the authors' protocol ----------------------------------------------------
+stage4() {
+    sed -e "s|^dataset = .*|dataset = \"$(data_root)\"|" configs/paper-cifar10-noise20-as-run.toml >"$work/as-run.toml"
+    local extra=()
+    [[ ${DRY_RUN:-0} == 1 ]] && extra=("${full[@]}")
+    # shellcheck disable=SC2086
+    "$vog" experiment "$work/as-run.toml" --epochs "$asrun_epochs" --device "$device" --quiet \
+        "${extra[@]}" --out "$work/as-run" 2>&1 | log as-run.txt
+    cp "$work/as-run/report.html" "$work/logs/as-run-report.html" 2>/dev/null
+    cp "$work/as-run/run/run.json" "$work/logs/run-as-run.json" 2>/dev/null
+    local cost
+    cost=$("$py" - "$work/as-run/run/run.json" <<'PY' 2>/dev/null
+import json, sys
+m = json.load(open(sys.argv[1]))
+cap = m["config"].get("captured_epochs", [])
+with_c = [e["seconds"] for e in m["epochs"] if e["epoch"] in cap]
+without = [e["seconds"] for e in m["epochs"] if e["epoch"] not in cap]
+w = sorted(with_c)[len(with_c) // 2] if with_c else None
+o = sorted(without)[len(without) // 2] if without else None
+print(f"{w:.1f} s with capture, {o:.1f} s without" if w and o else f"{w} s with capture")
+PY
+)
+    check 4 as-run-epoch-seconds "${cost:-none}" "capture about 2x a plain epoch" test -n "$cost"
+}
+
+# --- stage 5: vog beside eager PyTorch -------------------------------------------------
+stage5() {
+    VOG=$vog VOG_PYTHON=$py DEVICE=$device WIDTHS=$bench_width PRECISIONS=fp32,bf16 K=10 \
+        SECONDS_PER_ROW=$bench_seconds bash scripts/bench.sh >"$work/logs/bench.txt" 2>&1
+    local rc=$? rows
+    rows=$(grep -cE '^\s*(train|score)' "$work/logs/bench.txt")
+    check 5 bench-rows "$rows (exit $rc)" "a row per task and precision, exit 0" test "$rc" = 0 -a "$rows" -gt 0
+    grep -E '^\s*(train|score)' "$work/logs/bench.txt" | head -n 8 | while read -r row; do
+        figure 5 bench-row "$(echo "$row" | tr -s ' ')" "vog / PyTorch near 1 or above" seen
+    done
+}
+
+# --- one stage, in a process of its own under `timeout` -------------------------------
+if [[ ${1:-} == --inner ]]; then
+    stage=$2 work=$3 summary=$4
+    libtorch_env
+    "stage$stage"
+    rc=$?
+    # A stage whose figures failed fails, whatever its last command returned.
+    grep -q "^$stage .* FAILED\$" "$summary" && exit 1
+    exit $rc
 fi
+
+stages=${1:?usage: gpu-check.sh STAGES [OUT], e.g. 1,2,3}
+out=$(realpath -m "${2:-gpu-check}")
+mkdir -p "$out"
+summary=$out/summary.txt
+work=$(mktemp -d)
+mkdir -p "$work/logs"
+trap 'rm -rf "$work"' EXIT
+rc_all=0
+for s in ${stages//,/ }; do
+    [[ $s =~ ^[1-5]$ ]] || { echo "gpu-check: unknown stage '$s' (1 to 5)" >&2; exit 2; }
+    start=$SECONDS
+    timeout --kill-after=15 "$limit" bash "$here/scripts/gpu-check.sh" --inner "$s" "$work" "$summary"
+    rc=$?
+    took=$((SECONDS - start))
+    verdict=ok
+    [[ $rc == 0 ]] || verdict=FAILED
+    [[ $rc == 124 || $rc == 137 ]] && rc="$rc (timed out)"
+    figure "$s" stage "exit $rc in $took s" "exit 0 within $limit s" "$verdict"
+    if [[ $verdict == FAILED ]]; then
+        rc_all=1
+        if [[ $s == 1 ]]; then
+            echo "gpu-check: stage 1 failed: $(grep '^1 .*FAILED$' "$summary" | head -n 1)" >&2
+            break
+        fi
+    fi
+done
+tar -czf "$out/logs.tar.gz" -C "$work" logs
+cat "$summary"
+exit $rc_all

@@ -6,9 +6,10 @@
 #
 # Everything after OUT.csv goes to every `vog score` (not --device, --out or --shard). The
 # shards are OUT.shard-I.csv (kept; delete them once merged) and their logs OUT.shard-I.log.
-# DEVICES defaults to every GPU nvidia-smi lists; VOG is the binary (default: vog on PATH,
-# else target/release/vog). Exits non-zero, naming the log, if any shard fails; then nothing
-# is merged.
+# DEVICES defaults to every GPU this process may use: those CUDA_VISIBLE_DEVICES names
+# where it is set (libtorch numbers them cuda:0, cuda:1, ... in that order), else every GPU
+# nvidia-smi lists. VOG is the binary (default: vog on PATH, else target/release/vog). Exits
+# non-zero, naming the log, if any shard fails; then nothing is merged.
 set -euo pipefail
 if [[ $# -lt 2 ]]; then
     sed -n '2,11p' "$0" >&2
@@ -19,9 +20,16 @@ shift
 here=$(cd "$(dirname "$0")/.." && pwd)
 vog=${VOG:-$(command -v vog || echo "$here/target/release/vog")}
 if [[ -z ${DEVICES:-} ]]; then
-    n=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+    if [[ -n ${CUDA_VISIBLE_DEVICES+set} ]]; then
+        # nvidia-smi ignores CUDA_VISIBLE_DEVICES; libtorch sees only the devices it names.
+        n=$(tr ',' '\n' <<<"$CUDA_VISIBLE_DEVICES" | grep -c '[^[:space:]]' || true)
+        found="CUDA_VISIBLE_DEVICES='$CUDA_VISIBLE_DEVICES' names"
+    else
+        n=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+        found="nvidia-smi lists"
+    fi
     if [[ $n -eq 0 ]]; then
-        echo "error: no GPU found by nvidia-smi; set DEVICES (e.g. DEVICES=cpu,cpu)" >&2
+        echo "error: no GPU to score on ($found none); set DEVICES (e.g. DEVICES=cpu,cpu)" >&2
         exit 2
     fi
     DEVICES=$(seq -s, -f 'cuda:%g' 0 $((n - 1)))

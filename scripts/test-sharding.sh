@@ -43,6 +43,49 @@ same() {
 DEVICES=cpu,cpu VOG=$vog bash scripts/score-multi-gpu.sh "$work/multi.csv" "${args[@]}" >/dev/null
 same "$work/multi.csv" "score-multi-gpu.sh (2 devices)"
 
+# Which devices the scripts choose, with a fake nvidia-smi (4 GPUs) and a fake vog that
+# records each shard's --device: CUDA_VISIBLE_DEVICES decides over nvidia-smi.
+mkdir -p "$work/fake"
+printf '#!/bin/sh\nfor i in 0 1 2 3; do echo "GPU $i: Fake GPU (UUID: GPU-$i)"; done\n' >"$work/fake/nvidia-smi"
+cat >"$work/fake/vog" <<'FAKE'
+#!/usr/bin/env bash
+[[ $1 == score ]] || exit 0
+while [[ $# -gt 0 ]]; do [[ $1 == --device ]] && echo "$2" >>"$FAKE_LOG"; shift; done
+FAKE
+chmod +x "$work/fake/nvidia-smi" "$work/fake/vog"
+devices_chosen() { # ENV...: the sorted devices score-multi-gpu.sh gave its shards
+    : >"$work/fake.log"
+    env "$@" PATH="$work/fake:$PATH" VOG="$work/fake/vog" FAKE_LOG="$work/fake.log" \
+        bash scripts/score-multi-gpu.sh "$work/fake.csv" --model m >/dev/null 2>"$work/fake.err"
+    local rc=$?
+    echo "$(sort "$work/fake.log" | tr '\n' ' ')exit $rc"
+}
+expect_devices() { # WANTED ENV...
+    local wanted=$1 got
+    shift
+    got=$(devices_chosen "$@")
+    if [[ $got == "$wanted" ]]; then
+        echo "ok: score-multi-gpu.sh with ${*:-no settings}: $got"
+    else
+        echo "FAILED: score-multi-gpu.sh with ${*:-no settings}: $got, expected $wanted ($(cat "$work/fake.err"))" >&2
+        exit 1
+    fi
+}
+set +e
+expect_devices "cuda:0 cuda:1 cuda:2 cuda:3 exit 0" -u CUDA_VISIBLE_DEVICES
+expect_devices "cuda:0 cuda:1 exit 0" CUDA_VISIBLE_DEVICES=2,3
+expect_devices "exit 2" CUDA_VISIBLE_DEVICES=
+PATH="$work/fake:$PATH" SBATCH_GRES= DEVICE= bash scripts/slurm/submit.sh 2 "$work/x.csv" --model m 2>"$work/fake.err"
+[[ $? == 2 ]] && grep -q "ask for no GPU" "$work/fake.err" ||
+    { echo "FAILED: submit.sh queued GPU tasks that ask for no GPU: $(cat "$work/fake.err")" >&2; exit 1; }
+echo "ok: submit.sh refuses GPU tasks without a GPU request: $(cat "$work/fake.err")"
+SLURM_ARRAY_TASK_ID=0 SLURM_ARRAY_TASK_COUNT=2 CUDA_VISIBLE_DEVICES= VOG="$work/fake/vog" \
+    bash scripts/slurm/score-array.sbatch "$work/x.csv" --model m 2>"$work/fake.err"
+[[ $? == 2 ]] && grep -q "has no GPU" "$work/fake.err" ||
+    { echo "FAILED: an array task without a GPU did not stop: $(cat "$work/fake.err")" >&2; exit 1; }
+echo "ok: an array task without a GPU stops: $(cat "$work/fake.err")"
+set -e
+
 # Starts a one-node Slurm cluster, or sets `why` to the reason it cannot.
 why=""
 start_cluster() {
@@ -102,7 +145,7 @@ CONF
 
 start_cluster
 if [[ -z $why ]]; then
-    jobs=$(VOG=$vog bash scripts/slurm/submit.sh 3 "$work/slurm.csv" "${args[@]}")
+    jobs=$(DEVICE=cpu VOG=$vog bash scripts/slurm/submit.sh 3 "$work/slurm.csv" "${args[@]}")
     echo "$jobs"
     for _ in $(seq 300); do
         [[ -z $(squeue -h 2>/dev/null) ]] && break
@@ -112,7 +155,7 @@ if [[ -z $why ]]; then
 else
     echo "no Slurm cluster here ($why): running the array's tasks with SLURM_ARRAY_TASK_ID set"
     for i in 0 1 2; do
-        SLURM_ARRAY_TASK_ID=$i SLURM_ARRAY_TASK_COUNT=3 VOG=$vog \
+        SLURM_ARRAY_TASK_ID=$i SLURM_ARRAY_TASK_COUNT=3 VOG=$vog DEVICE=cpu \
             bash scripts/slurm/score-array.sbatch "$work/slurm.csv" "${args[@]}"
     done
     VOG=$vog bash scripts/slurm/merge.sbatch "$work/slurm.csv" 3 >/dev/null

@@ -6,8 +6,9 @@
 #
 # Everything after OUT.csv goes to `vog score` (not --out or --shard). sbatch options come
 # from the environment (SBATCH_PARTITION, SBATCH_GRES=gpu:1, SBATCH_TIMELIMIT, ...); VOG
-# names the binary every node runs (default: vog on PATH). OUT.csv must be on a file system
-# every node shares.
+# names the binary every node runs (default: vog on PATH). Tasks score on DEVICE (default
+# cuda), so a GPU must be asked for (SBATCH_GRES or SBATCH_GPUS...); DEVICE=cpu scores on
+# CPUs on purpose. OUT.csv must be on a file system every node shares.
 set -euo pipefail
 if [[ $# -lt 3 ]]; then
     sed -n '2,11p' "$0" >&2
@@ -18,6 +19,12 @@ if ! [[ "$n" =~ ^[1-9][0-9]*$ ]]; then
     echo "error: N must be a positive whole number of shards, not '$n'" >&2
     exit 2
 fi
+device=${DEVICE:-cuda}
+if [[ $device != cpu && -z ${SBATCH_GRES:-}${SBATCH_GPUS:-}${SBATCH_GPUS_PER_TASK:-}${SBATCH_GPUS_PER_NODE:-} ]]; then
+    echo "error: the tasks score on $device but ask for no GPU: set SBATCH_GRES=gpu:1 (or SBATCH_GPUS_PER_TASK=1), or DEVICE=cpu to score on CPUs" >&2
+    exit 2
+fi
+export DEVICE=$device
 if ! command -v sbatch > /dev/null; then
     echo "error: sbatch is not on PATH: run this on a Slurm login node (or load the Slurm module)" >&2
     exit 1
