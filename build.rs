@@ -43,6 +43,7 @@ fn compile_shims(lib: &Path) {
         .cpp(true)
         .file("csrc/autocast.cpp")
         .file("csrc/backends.cpp")
+        .file("csrc/foreach.cpp")
         .include(&include)
         .flag("-std=c++17")
         .flag("-w")

@@ -43,12 +43,16 @@ vog=$(realpath -m "${VOG:-target/release/vog}")
 limit=${STAGE_SECONDS:-420}
 if [[ ${DRY_RUN:-0} == 1 ]]; then
     small=(--train-subset 200 --test-subset 100 --width 2)
-    small_epochs=3 full=(--train-subset 300 --test-subset 100 --width 4) full_epochs=2
-    bench_width=4 bench_seconds=1 asrun_epochs=2 synth_train=400 synth_test=150
+    small_epochs=3 full=(--train-subset 100 --test-subset 50 --width 2) full_epochs=1
+    bench_width=2 bench_seconds=1 bench_precisions=fp32 asrun_epochs=2 synth_train=400 synth_test=150
+    # Networks of width 2 rank too coarsely for fp32's and bf16's orders to agree as a full
+    # network's do; the dry run checks that the figure is made.
+    spearman_min=0.9
 else
     small=(--train-subset 5000 --test-subset 1000 --width 16)
     small_epochs=4 full=(--width 64) full_epochs=3
-    bench_width=64 bench_seconds=4 asrun_epochs=3 synth_train=5000 synth_test=1000
+    bench_width=64 bench_seconds=4 bench_precisions=fp32,bf16 asrun_epochs=3 synth_train=5000 synth_test=1000
+    spearman_min=0.99
 fi
 
 # --- the summary -----------------------------------------------------------------------
@@ -185,8 +189,8 @@ stage2() {
     read -r max med rho < <(compare_scores "$work/cpu.csv" "$work/tf32.csv")
     figure 2 vog-device-tf32-vs-cpu-max-rel "$max (median $med)" "about 1e-3 on CUDA: TF32 keeps 10 mantissa bits" seen
     read -r max med rho < <(compare_scores "$work/gpu.csv" "$work/bf16.csv")
-    check 2 vog-bf16-vs-fp32-spearman "$rho" "at least 0.99" \
-        "$py" -c "import sys; sys.exit(not $rho >= 0.99)"
+    check 2 vog-bf16-vs-fp32-spearman "$rho" "at least $spearman_min" \
+        "$py" -c "import sys; sys.exit(not $rho >= $spearman_min)"
 }
 
 # --- stage 3: the paper's recipe at full width -----------------------------------------
@@ -203,9 +207,9 @@ stage3() {
     done
     local k rate
     for k in 6 10; do
-        "$vog" bench --what score --width "$bench_width" --checkpoints "$k" --precision fp32,bf16 \
+        "$vog" bench --what score --width "$bench_width" --checkpoints "$k" --precision "$bench_precisions" \
             --device "$device" --seconds "$bench_seconds" --format json --quiet >"$work/logs/bench-k$k.json" 2>&1
-        rate=$("$py" -c 'import json,sys; print(" ".join(f"{r["precision"]} {r["rate"]:.0f}" for r in json.load(open(sys.argv[1]))))' "$work/logs/bench-k$k.json" 2>/dev/null)
+        rate=$("$py" -c "import json,sys; print(' '.join(f\"{r['precision']} {r['rate']:.0f}\" for r in json.load(open(sys.argv[1]))))" "$work/logs/bench-k$k.json" 2>/dev/null)
         check 3 "score-k$k-image-x-checkpoint-per-s" "${rate:-none}" "a rate per precision" test -n "$rate"
     done
 }
@@ -237,7 +241,7 @@ PY
 
 # --- stage 5: vog beside eager PyTorch -------------------------------------------------
 stage5() {
-    VOG=$vog VOG_PYTHON=$py DEVICE=$device WIDTHS=$bench_width PRECISIONS=fp32,bf16 K=10 \
+    VOG=$vog VOG_PYTHON=$py DEVICE=$device WIDTHS=$bench_width PRECISIONS=$bench_precisions K=10 \
         SECONDS_PER_ROW=$bench_seconds bash scripts/bench.sh >"$work/logs/bench.txt" 2>&1
     local rc=$? rows
     rows=$(grep -cE '^\s*(train|score)' "$work/logs/bench.txt")
@@ -259,6 +263,9 @@ if [[ ${1:-} == --inner ]]; then
 fi
 
 stages=${1:?usage: gpu-check.sh STAGES [OUT], e.g. 1,2,3}
+for s in ${stages//,/ }; do
+    [[ $s =~ ^[1-5]$ ]] || { echo "gpu-check: unknown stage '$s' (1 to 5)" >&2; exit 2; }
+done
 out=$(realpath -m "${2:-gpu-check}")
 mkdir -p "$out"
 summary=$out/summary.txt
@@ -267,7 +274,6 @@ mkdir -p "$work/logs"
 trap 'rm -rf "$work"' EXIT
 rc_all=0
 for s in ${stages//,/ }; do
-    [[ $s =~ ^[1-5]$ ]] || { echo "gpu-check: unknown stage '$s' (1 to 5)" >&2; exit 2; }
     start=$SECONDS
     timeout --kill-after=15 "$limit" bash "$here/scripts/gpu-check.sh" --inner "$s" "$work" "$summary"
     rc=$?

@@ -7,7 +7,10 @@ IN holds w1 [H, D], b1 [H], w2 [C, H], b2 [C] (f32), x.T [B, D] (f32), y.T [B] (
 steps T = 0..steps-1, and lr.T (f64 scalar) per step. The loss is the mean cross-entropy
 of linear(relu(linear(x, w1, b1)), w2, b2).
 
-Usage: reference_sgd.py IN OUT --momentum M --weight-decay WD [--nesterov]
+Usage: reference_sgd.py IN OUT --momentum M --weight-decay WD [--nesterov] [--foreach]
+
+--foreach runs torch.optim.SGD(foreach=True), the multi-tensor implementation vog's
+follows; without it, the per-tensor loop.
 """
 import argparse
 
@@ -23,6 +26,7 @@ def main():
     ap.add_argument("--momentum", type=float, required=True)
     ap.add_argument("--weight-decay", type=float, required=True)
     ap.add_argument("--nesterov", action="store_true")
+    ap.add_argument("--foreach", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(1)
     t = load_file(a.inp)
@@ -34,6 +38,7 @@ def main():
         dampening=0.0,
         weight_decay=a.weight_decay,
         nesterov=a.nesterov,
+        foreach=a.foreach,
     )
     steps = sum(1 for k in t if k.startswith("x."))
     out = {}

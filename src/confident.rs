@@ -232,6 +232,10 @@ pub fn joint_noise_rate(labels: &[usize], probs: &[Vec<f64>]) -> Result<f64> {
 /// the fold models' own mistakes: too weak to act on.
 pub const MIN_PRECISION_BOUND: f64 = 0.5;
 
+/// A bound whose 95% interval spans more than this is not stated as a point (see
+/// [`Strength::sentence`]).
+const WIDE_INTERVAL: f64 = 0.25;
+
 /// Whether out-of-sample models are strong enough for their flags to be acted on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -371,6 +375,17 @@ impl Strength {
     }
 
     /// The verdict with its figures, on one line.
+    /// Whether the implied share of wrong labels is no measurement: models not shown usable
+    /// whose estimate was clamped to 0 or 1, or whose bound's interval spans more than a
+    /// quarter. A point printed then reads as "the labels are clean".
+    fn cannot_estimate(&self) -> bool {
+        let clamped = self.implied_noise.is_some_and(|e| e <= 0.0 || e >= 1.0);
+        let wide = self
+            .precision_bound_interval
+            .is_some_and(|(l, h)| h - l > WIDE_INTERVAL);
+        self.verdict != StrengthVerdict::Usable && (clamped || wide)
+    }
+
     pub fn sentence(&self) -> String {
         let pct = |x: f64| format!("{:.0}%", 100.0 * x);
         let tests = match (self.fold_test_accuracy, self.run_test_accuracy) {
@@ -388,6 +403,15 @@ impl Strength {
             pct(self.flagged as f64 / self.examples.max(1) as f64)
         );
         let bound = match (self.implied_noise, self.precision_bound) {
+            (Some(_), Some(_)) if self.cannot_estimate() => {
+                let (l, h) = self.precision_bound_interval.unwrap_or((0.0, 1.0));
+                format!(
+                    ", but models this weak cannot estimate how many labels are wrong: between \
+                     {} and {} of the flags can be label errors (95% interval)",
+                    pct(l),
+                    pct(h)
+                )
+            }
             (Some(e), Some(p)) => {
                 let within = self
                     .precision_bound_interval
@@ -468,8 +492,10 @@ mod tests {
             said.contains("1787 of 3000") && said.contains("(60%)"),
             "{said}"
         );
+        // Its bound's interval spans 0% to 36%: no point is stated (issue 33, item 9).
         assert!(
-            said.contains("about 7% wrong labels") && said.contains("at most 12%"),
+            said.contains("models this weak cannot estimate how many labels are wrong: between 0% and 36% of the flags")
+                && !said.contains("about 7%"),
             "{said}"
         );
         assert!(said.ends_with("a stronger recipe first"), "{said}");
@@ -499,7 +525,7 @@ mod tests {
         assert_eq!(few.verdict, StrengthVerdict::Unproven);
         let said = few.sentence();
         assert!(
-            said.contains("at most 100% of the flags can be label errors (95% interval ")
+            said.contains("cannot estimate how many labels are wrong: between ")
                 && said.contains("not shown strong enough to act on"),
             "{said}"
         );

@@ -330,8 +330,8 @@ impl TrainConfig {
 
 impl TrainConfig {
     /// The first setting in which the configuration asked for (`self`) differs from the one
-    /// a run found on disk holds (`found`), as `name: A asked for, B in the run` (in the
-    /// order of `run.json`), or `None` when the two are equal.
+    /// a run found on disk holds (`found`), as `name: A asked for, B in the run` (keys in
+    /// alphabetical order), or `None` when the two are equal.
     pub fn difference(&self, found: &TrainConfig) -> Option<String> {
         let (a, b) = (
             serde_json::to_value(self).ok()?,
@@ -341,20 +341,35 @@ impl TrainConfig {
     }
 }
 
+/// The first setting in which `a` (asked for) and `b` (found) differ, over the keys of
+/// both: a key one side leaves out is a setting at its default (configurations leave out
+/// the keys added since older runs, at their defaults), and differs from the other's value.
 fn first_difference(path: &str, a: &serde_json::Value, b: &serde_json::Value) -> Option<String> {
-    use serde_json::Value::Object;
+    use serde_json::Value::{Null, Object};
     match (a, b) {
-        (Object(x), Object(y)) => x.iter().find_map(|(k, va)| {
-            let vb = y.get(k).unwrap_or(&serde_json::Value::Null);
-            let name = if path.is_empty() {
-                k.clone()
-            } else {
-                format!("{path}.{k}")
-            };
-            first_difference(&name, va, vb)
-        }),
+        (Object(x), Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            keys.into_iter().find_map(|k| {
+                let name = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                first_difference(&name, x.get(k).unwrap_or(&Null), y.get(k).unwrap_or(&Null))
+            })
+        }
         _ if a == b => None,
-        _ => Some(format!("{path}: {a} asked for, {b} in the run")),
+        _ => {
+            let shown = |v: &serde_json::Value| match v {
+                Null => "the default".to_string(),
+                v => v.to_string(),
+            };
+            Some(format!(
+                "{path}: {} asked for, {} in the run",
+                shown(a),
+                shown(b)
+            ))
+        }
     }
 }
 
@@ -368,6 +383,16 @@ fn captured_epochs(hyper: &Hyper, origins: &Origins) -> Result<Vec<usize>> {
         );
     }
     let Some(spec) = &hyper.capture_epochs else {
+        // One rule for flags and files: targets of a capture that never happens would be
+        // recorded (and copied into derived runs) as if something were captured.
+        if *targets != logit_only() {
+            bail!(
+                "{} says what gradients captured during training differentiate, but {} is not \
+                 set: set it (e.g. first:1,last:1), or leave the targets out",
+                origins.name("capture_targets"),
+                origins.name("capture_epochs")
+            );
+        }
         return Ok(Vec::new());
     };
     let name = || format!("invalid {} '{spec}'", origins.name("capture_epochs"));
@@ -443,6 +468,25 @@ mod tests {
 
     fn config(h: Hyper, sel: Selection, origins: &Origins) -> Result<TrainConfig> {
         TrainConfig::new(synth(), h, sel, Device::Cpu, origins)
+    }
+
+    /// A setting left at its default (and so not written) still differs from a run that
+    /// set it, both ways round.
+    #[test]
+    fn a_default_differs_from_a_setting() {
+        let o = Origins::default();
+        let plain = config(Hyper::defaults_for(&synth()), Selection::default(), &o).unwrap();
+        let mut h = Hyper::defaults_for(&synth());
+        (h.shuffle, h.lr_step) = (false, crate::epochs::LrStep::Batch);
+        let as_run = config(h, Selection::default(), &o).unwrap();
+        let said = plain.difference(&as_run).expect("a difference");
+        assert!(said.contains("the default asked for"), "{said}");
+        assert!(
+            said.starts_with("hyper.lr_step") || said.starts_with("hyper.shuffle"),
+            "{said}"
+        );
+        assert!(as_run.difference(&plain).unwrap().contains("in the run"));
+        assert_eq!(plain.difference(&plain.clone()), None);
     }
 
     #[test]

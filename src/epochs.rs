@@ -70,6 +70,8 @@ pub enum SpecError {
     ZeroCount(String),
     #[error("the spec is empty")]
     Empty,
+    #[error("'{}' is given twice", .0.escape_debug())]
+    Repeated(String),
 }
 
 /// One comma-separated item of an epoch-set spec.
@@ -98,7 +100,13 @@ impl FromStr for EpochSpec {
     fn from_str(spec: &str) -> Result<Self, SpecError> {
         let mut items = Vec::new();
         for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let before = items.len();
             parse_item(item, &mut items)?;
+            // A list that names an item twice was mistyped (as other lists, it is refused);
+            // items that overlap (`first:3,every:10`) are sets by design.
+            if items[before..].iter().any(|i| items[..before].contains(i)) {
+                return Err(SpecError::Repeated(item.to_string()));
+            }
         }
         if items.is_empty() {
             return Err(SpecError::Empty);
@@ -393,6 +401,16 @@ mod tests {
         );
         assert_eq!(parse_epochs("x", 9), Err(SpecError::Unknown("x".into())));
         assert_eq!(parse_epochs(" , ", 9), Err(SpecError::Empty));
+        assert_eq!(
+            parse_epochs("1,2,2", 9),
+            Err(SpecError::Repeated("2".into()))
+        );
+        assert_eq!(
+            parse_epochs("last:2, last:2", 9),
+            Err(SpecError::Repeated("last:2".into()))
+        );
+        // Overlapping items are a set, not a repetition.
+        assert_eq!(parse_epochs("first:3,1-2,every:2", 4), Ok(vec![1, 2, 3, 4]));
         assert_eq!(
             "1-x".parse::<EpochSpec>(),
             Err(SpecError::Unknown("1-x".into()))

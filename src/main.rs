@@ -1,11 +1,13 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    vog::cli::install_out_of_memory_hook();
     match vog::cli::run(vog::cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line, whatever a lower library put in its message.
             let text = format!("{e:#}");
+            let text = vog::cli::out_of_memory(&text).unwrap_or(text);
             let lines: Vec<&str> = text
                 .lines()
                 .map(str::trim)

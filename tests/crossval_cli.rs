@@ -213,6 +213,25 @@ fn relabel_suggested(run: &Path, scores: &Path) {
             "{id}: {relabel}"
         );
     }
+    // Ranked by a column that is not out-of-sample, the suggestions still come from the
+    // fold models: their verdict is printed and recorded in prune.json (issue 33, item 3).
+    let out = succeed(
+        vog()
+            .args(["prune", "--quiet", "--run"])
+            .arg(run)
+            .arg("--scores")
+            .arg(scores)
+            .args(["--column", "loss", "--fractions", "0.05", "--seeds", "1"])
+            .arg("--relabel-suggested"),
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("out-of-sample flags: fold models reach"),
+        "{said}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("prune/prune.json")).unwrap()).unwrap();
+    assert!(json["suggestions"]["verdict"].is_string(), "{json}");
 }
 
 /// A recipe for the 1,200-image synthetic set with 20% shuffled labels whose fold models

@@ -122,9 +122,10 @@ fn vog_matches_pytorch() {
     }
 }
 
-/// `vog::optim::Sgd` against `torch.optim.SGD` (`scripts/reference_sgd.py`): the same
-/// small network, initial parameters and batches, a learning-rate change half way; every
-/// parameter after every step within 1e-6.
+/// `vog::optim::Sgd` against `torch.optim.SGD` (`scripts/reference_sgd.py`), its
+/// multi-tensor (`foreach=True`) and per-tensor forms: the same small network, initial
+/// parameters and batches, a learning-rate change half way; every parameter after every
+/// step within 1e-6.
 #[test]
 fn sgd_matches_pytorch() {
     use tch::{Device, Kind, Tensor};
@@ -164,9 +165,14 @@ fn sgd_matches_pytorch() {
     let dir = tempfile::tempdir().unwrap();
     let in_path = dir.path().join("in.safetensors");
     Tensor::write_safetensors(&input, &in_path).unwrap();
-    for (momentum, weight_decay, nesterov) in
-        [(0.9, 5e-4, false), (0.9, 5e-4, true), (0.0, 0.0, false)]
-    {
+    // torch.optim.SGD's multi-tensor implementation (foreach), which vog's step follows,
+    // and its per-tensor loop.
+    for (momentum, weight_decay, nesterov, foreach) in [
+        (0.9, 5e-4, false, true),
+        (0.9, 5e-4, true, true),
+        (0.0, 0.0, false, true),
+        (0.9, 5e-4, false, false),
+    ] {
         let out_path = dir.path().join("out.safetensors");
         let mut cmd = Command::new(&python);
         cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/reference_sgd.py"))
@@ -180,6 +186,9 @@ fn sgd_matches_pytorch() {
             ]);
         if nesterov {
             cmd.arg("--nesterov");
+        }
+        if foreach {
+            cmd.arg("--foreach");
         }
         let status = cmd.status().unwrap();
         assert!(status.success(), "reference_sgd.py failed");
@@ -229,7 +238,7 @@ fn sgd_matches_pytorch() {
                 worst = worst.max(diff);
             }
         }
-        eprintln!("SGD parity (momentum {momentum}, weight decay {weight_decay}, nesterov {nesterov}): max |vog - torch| = {worst:e}");
+        eprintln!("SGD parity (momentum {momentum}, weight decay {weight_decay}, nesterov {nesterov}, torch foreach {foreach}): max |vog - torch| = {worst:e}");
         assert!(worst <= 1e-6, "max abs difference {worst}");
     }
 }

@@ -64,7 +64,7 @@ fn train_score_rank_grid() {
     };
     let out = score(&scores, &[]);
     assert!(String::from_utf8_lossy(&out.stdout)
-        .contains("scored 300 both examples at epochs [1, 2, 3]"));
+        .contains("scored 300 examples of both splits at epochs [1, 2, 3]"));
 
     // bf16 scoring ranks as fp32 does, and the sidecar says which format it used.
     let bf16 = dir.path().join("scores-bf16.csv");

@@ -41,7 +41,7 @@ pub fn run(a: &CrossvalArgs) -> Result<()> {
         Some(g) => {
             for f in &g.meta.fold_records {
                 let test = f.test_accuracy.map_or(String::new(), |t| {
-                    format!(", {:.1}% of the test split", 100.0 * t)
+                    format!(", test accuracy {:.1}%", 100.0 * t)
                 });
                 println!(
                     "fold {}: {:.1}% of its {} held-out examples predicted as the label they train with{test}",

@@ -10,7 +10,9 @@ use std::path::PathBuf;
 pub struct ExperimentArgs {
     /// Experiment file, e.g. configs/paper-cifar10.toml.
     pub config: PathBuf,
-    /// Shorten the schedule to N epochs (learning-rate steps scale along).
+    /// Shorten the schedule to N epochs. Learning-rate milestones counted in epochs scale
+    /// along; those counted in optimizer steps (lr_step = "batch", the as-run configs) stay
+    /// where they are (a warning says when the shortened run never reaches the first).
     #[arg(long)]
     pub epochs: Option<usize>,
     #[arg(long)]

@@ -7,6 +7,7 @@ mod data;
 mod demo;
 mod eval;
 mod experiment;
+mod memory;
 mod merge;
 mod prune;
 mod rank;
@@ -18,6 +19,7 @@ mod train;
 mod values;
 mod verify;
 
+pub use memory::{install_hook as install_out_of_memory_hook, out_of_memory};
 pub use reporter::Terminal;
 
 use anyhow::Result;

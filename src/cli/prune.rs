@@ -57,7 +57,11 @@ pub fn run(a: &PruneArgs) -> Result<()> {
     };
     t.table().write_text(&mut std::io::stdout().lock())?;
     let meta = crate::scores::read_meta(&a.scores)?;
-    let columns: Vec<&str> = a.column.iter().map(String::as_str).collect();
+    let mut columns: Vec<&str> = a.column.iter().map(String::as_str).collect();
+    // Relabelling to the suggested labels acts on the fold models, whatever the ranking.
+    if a.relabel_suggested {
+        columns.push(crate::scores::SUGGESTED);
+    }
     if let Some(note) = meta.out_of_sample_note(&columns) {
         eprintln!("{note}");
     }

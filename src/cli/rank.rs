@@ -92,8 +92,11 @@ pub fn run(a: &RankArgs) -> Result<()> {
         }
     }
     export::write(std::io::stdout().lock(), &ranking, a.format)?;
-    // Acting on out-of-sample flags says how strong their models were.
-    if let Some(note) = file.meta.out_of_sample_note(&request.columns()) {
+    // Acting on out-of-sample flags, or showing their suggested labels, says how strong
+    // their models were.
+    let mut columns = request.columns();
+    columns.push(crate::scores::SUGGESTED);
+    if let Some(note) = file.meta.out_of_sample_note(&columns) {
         eprintln!("{note}");
     }
     Ok(())

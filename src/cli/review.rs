@@ -34,7 +34,10 @@ pub fn run(a: &ReviewArgs) -> Result<()> {
     };
     let w = review::run(&request)?;
     let meta = crate::scores::read_meta(&a.scores)?;
-    if let Some(note) = meta.out_of_sample_note(&request.rank.columns()) {
+    // The page shows the suggested labels beside every example.
+    let mut columns = request.rank.columns();
+    columns.push(crate::scores::SUGGESTED);
+    if let Some(note) = meta.out_of_sample_note(&columns) {
         eprintln!("{note}");
     }
     eprintln!(

@@ -5,7 +5,6 @@ use crate::data::stream::{Preprocess, Source, StreamSpec};
 use crate::data::transform::Normalization;
 use crate::epochs::Stage;
 use crate::precision::Precision;
-use crate::progress::Reporter;
 use crate::scores::{ScoresMeta, SplitChoice};
 use crate::scoring::models::{ModelScoreConfig, ShardSpec};
 use crate::scoring::{self, ScoreConfig, ScoreOptions};
@@ -95,7 +94,7 @@ pub struct ScoreArgs {
     /// VoG from the gradients the run captured during training (`vog train
     /// --capture-epochs`: the authors' protocol) instead of its checkpoints; training split
     /// only. The other columns come from the last checkpoint. The same as --stage captured.
-    #[arg(long, conflicts_with_all = ["model", "stage", "allow_incomplete"])]
+    #[arg(long, conflicts_with_all = ["model", "stage"])]
     pub captured: bool,
     /// Format of the forward and backward passes: fp32, bf16 (1.8x fp32 on the AMD EPYC
     /// measured, slower on an Intel Xeon without AMX: `vog bench` tells; see the README for
@@ -165,6 +164,7 @@ impl ScoreArgs {
         let batch_size = self
             .batch_size
             .unwrap_or_else(|| ScoreConfig::default_batch_size(self.device));
+        super::memory::note_batch_size(batch_size);
         Ok(Request::Run(ScoreConfig {
             run: run.clone(),
             stage,
@@ -281,16 +281,13 @@ fn source(data: &Path) -> Result<Source> {
 
 pub fn run(a: &ScoreArgs) -> Result<()> {
     let reporter = Terminal::detect(a.quiet);
-    let request = a.request()?;
-    reporter.info(&format!("scoring on {}", crate::device::describe(a.device)));
-    match request {
+    match a.request()? {
         Request::Run(cfg) => {
             let meta = scoring::run(&cfg, &reporter)?;
             let targets: Vec<&str> = meta.targets.iter().map(|t| t.name()).collect();
             println!(
-                "scored {} {} examples at epochs {:?} (targets {}) in {:.1} s ({}) -> '{}'",
-                meta.examples,
-                cfg.options.split,
+                "scored {} at epochs {:?} (targets {}) in {:.1} s ({}) -> '{}'",
+                examples_of(meta.examples, cfg.options.split),
                 meta.epochs,
                 targets.join(","),
                 meta.seconds,
@@ -308,9 +305,8 @@ pub fn run(a: &ScoreArgs) -> Result<()> {
                 None => "all".into(),
             };
             println!(
-                "scored {what} {} {} examples with {} models in {:.1} s ({}) -> '{}'",
-                meta.examples,
-                cfg.options.split,
+                "scored {what} {} with {} models in {:.1} s ({}) -> '{}'",
+                examples_of(meta.examples, cfg.options.split),
                 meta.epochs.len(),
                 meta.seconds,
                 rate(&meta),
@@ -321,11 +317,24 @@ pub fn run(a: &ScoreArgs) -> Result<()> {
     Ok(())
 }
 
+/// The speed of a scoring: images times checkpoints per second, or, for gradients captured
+/// in training (computed then, only reduced here), images per second.
 fn rate(meta: &ScoresMeta) -> String {
-    format!(
-        "{:.0} image x checkpoint/s",
-        (meta.examples * meta.epochs.len()) as f64 / meta.seconds
-    )
+    match meta.captured {
+        Some(_) => format!("{:.0} image/s", meta.examples as f64 / meta.seconds),
+        None => format!(
+            "{:.0} image x checkpoint/s",
+            (meta.examples * meta.epochs.len()) as f64 / meta.seconds
+        ),
+    }
+}
+
+/// `240 test examples`, `240 examples of both splits`.
+fn examples_of(n: usize, split: SplitChoice) -> String {
+    match split {
+        SplitChoice::Both => format!("{n} examples of both splits"),
+        s => format!("{n} {s} examples"),
+    }
 }
 
 #[cfg(test)]

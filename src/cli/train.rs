@@ -7,7 +7,6 @@ use crate::data::DatasetSpec;
 use crate::epochs::{EpochSpec, LrStep};
 use crate::origin::Origins;
 use crate::precision::Precision;
-use crate::progress::Reporter;
 use crate::run_dir::{RunDir, RunManifest};
 use crate::train;
 use crate::variance::Target;
@@ -91,7 +90,7 @@ pub struct TrainArgs {
     pub capture_epochs: Option<String>,
     /// What the captured gradients differentiate, comma-separated: logit (the paper),
     /// prob, logprob, margin; each costs one more backward pass and its own memory.
-    #[arg(long, value_delimiter = ',', requires = "capture_epochs")]
+    #[arg(long, value_delimiter = ',')]
     pub capture_targets: Vec<Target>,
     /// Train on a class-stratified, seeded subset of N examples.
     #[arg(long, value_name = "N")]
@@ -253,14 +252,10 @@ pub fn run(a: &TrainArgs) -> Result<()> {
     };
     let prepared = prepare::prepare(&cfg.dataset, &cfg.selection(), cfg.hyper.seed, &origins)?;
     train::check_fits(&cfg, &prepared, &origins)?;
+    super::memory::note_batch_size(cfg.hyper.batch_size);
     let run = RunDir::create(out, a.overwrite)?;
     reporter::stop_on_ctrl_c()?;
-    let terminal = Terminal::detect(a.quiet);
-    terminal.info(&format!(
-        "training on {}",
-        crate::device::describe(cfg.device)
-    ));
-    let m = train::run(&cfg, &prepared, &run, &terminal)?;
+    let m = train::run(&cfg, &prepared, &run, &Terminal::detect(a.quiet))?;
     print_trained(&m, run.root())
 }
 
@@ -296,6 +291,7 @@ fn resume(dir: &Path, device: Option<Device>, quiet: bool) -> Result<()> {
         return Ok(());
     }
     let device = train::resume_device(&m, device, dir)?;
+    super::memory::note_batch_size(m.config.hyper.batch_size);
     let cfg = &m.config;
     let prepared = prepare::prepare(
         &cfg.dataset,

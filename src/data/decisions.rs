@@ -156,7 +156,7 @@ impl Relabels {
     fn from_bytes(file: PathBuf, bytes: &[u8], what: &str) -> Result<Self> {
         let name = || at_file(what, &file);
         let rows = table::parse_rows(bytes).with_context(name)?;
-        let t = Headed::new(rows);
+        let t = Headed::checked(rows).with_context(name)?;
         let (Some(id), Some(label)) = (
             t.as_ref().and_then(|t| t.position("id")),
             t.as_ref().and_then(|t| t.position("label")),
@@ -360,7 +360,7 @@ struct DecisionRow {
 /// The rows of a decisions file, each checked (see [`Decisions::read`]).
 fn decision_rows(bytes: &[u8], file: &Path) -> Result<Vec<DecisionRow>> {
     let name = || at_file("--decisions", file);
-    let t = Headed::new(table::parse_rows(bytes).with_context(name)?);
+    let t = Headed::checked(table::parse_rows(bytes).with_context(name)?).with_context(name)?;
     let columns = t.as_ref().and_then(|t| {
         Some((
             t.position("id")?,

@@ -291,7 +291,8 @@ struct ManifestRow {
 
 fn read_manifest_rows(file: &Path) -> Result<Vec<ManifestRow>> {
     let rows = super::table::read_rows(file, "manifest")?;
-    let t = super::table::Headed::new(rows);
+    let t = super::table::Headed::checked(rows)
+        .with_context(|| format!("manifest '{}'", file.display()))?;
     let columns = t
         .as_ref()
         .and_then(|t| Some((t.position("path")?, t.position("label")?)));

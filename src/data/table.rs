@@ -161,6 +161,32 @@ impl Headed {
         Some(Headed { header, rows })
     }
 
+    /// [`Headed::new`], refusing a row with more fields than the header names: a field
+    /// that would be dropped unread is a mistake (an unquoted comma, a column without a
+    /// name), never data to ignore.
+    pub fn checked(rows: Vec<Row>) -> Result<Option<Self>> {
+        let Some(t) = Self::new(rows) else {
+            return Ok(None);
+        };
+        t.check_widths()?;
+        Ok(Some(t))
+    }
+
+    /// Refuses the first row with more fields than the header.
+    pub fn check_widths(&self) -> Result<()> {
+        let columns = self.header.len();
+        if let Some(r) = self.rows.iter().find(|r| r.fields.len() > columns) {
+            bail!(
+                "line {}: {} fields where the header names {columns} ({}): quote a field that \
+                 holds a comma, or name every column",
+                r.line,
+                r.fields.len(),
+                self.header.join(",")
+            );
+        }
+        Ok(())
+    }
+
     /// The position of column `name`.
     pub fn position(&self, name: &str) -> Option<usize> {
         self.header.iter().position(|h| h == name)
@@ -184,6 +210,7 @@ pub fn read_ids(path: &Path, what: &str) -> Result<Vec<(usize, String)>> {
 pub fn ids_of(rows: Vec<Row>) -> Result<Vec<(usize, String)>> {
     let ids: Vec<(usize, String)> = match Headed::new(rows.clone()) {
         Some(t) if t.position("id").is_some() => {
+            t.check_widths()?;
             let col = t.position("id").expect("checked");
             t.rows
                 .iter()

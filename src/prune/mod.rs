@@ -151,6 +151,10 @@ pub fn run(req: &PruneRequest, reporter: &dyn Reporter) -> Result<Outcome> {
         training_examples: prepared.data.train.len(),
         seeds: req.seeds,
         rows: rows(req, &acc, prepared.data.train.len()),
+        suggestions: match req.relabel_suggested {
+            true => crate::scores::read_meta(&req.scores)?.out_of_sample_strength,
+            false => None,
+        },
     };
     write(&req.run.join(DIR), &table)?;
     Ok(Outcome::Table(table))

@@ -51,6 +51,10 @@ pub struct PruneTable {
     pub training_examples: usize,
     pub seeds: usize,
     pub rows: Vec<PruneRow>,
+    /// With `--relabel-suggested`: how strong the fold models that suggested the labels
+    /// were (the scores sidecar's verdict).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suggestions: Option<crate::confident::Strength>,
 }
 
 /// Accuracies lie in [0, 1], their differences in [-1, 1]: a t-interval from two or three

@@ -528,9 +528,13 @@ fn write_prune_section(out: &mut String, t: &PruneTable) -> Result<()> {
         "<p>The run's recipe trained again without (or relabelling) the top fraction of its \
          {} training examples by each score, against the same fraction at random, {} seed(s) \
          each (<code>vog prune</code>). Differences are paired by seed; a removal helped only \
-         where its interval against random lies above zero.</p>{}{}",
+         where its interval against random lies above zero.</p>{}{}{}",
         t.training_examples,
         t.seeds,
+        t.suggestions.as_ref().map_or(String::new(), |s| format!(
+            "<p class=\"strength\">The suggested labels come from fold models: {}</p>",
+            esc(&s.sentence())
+        )),
         t.table().html("leaderboard"),
         plot_img(&t.svg()?, "test accuracy against the fraction removed")?
     )?;

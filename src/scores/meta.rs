@@ -163,6 +163,9 @@ impl fmt::Display for Shard {
     }
 }
 
+/// The column of the labels the out-of-sample probabilities favour.
+pub const SUGGESTED: &str = "suggested_label";
+
 impl ScoresMeta {
     /// What was scored, for messages: the run, or the model files.
     pub fn source(&self) -> String {
@@ -184,13 +187,14 @@ impl ScoresMeta {
 impl ScoresMeta {
     /// How strong the fold models behind the out-of-sample columns were, in one line, when
     /// one of `columns` is such a column (`oof_prob`, `oof_margin`, `oof_entropy`,
-    /// `label_issue`): what `vog rank`, `review` and `prune` say before acting on them.
+    /// `label_issue`) or is [`SUGGESTED`], the labels they suggest: what `vog rank`, `review`
+    /// and `prune` say wherever they act on them or show them.
     pub fn out_of_sample_note(&self, columns: &[&str]) -> Option<String> {
         let strength = self.out_of_sample_strength.as_ref()?;
         let oof = Companion::OUT_OF_SAMPLE.map(|c| c.name());
         columns
             .iter()
-            .any(|c| oof.contains(c))
+            .any(|c| oof.contains(c) || *c == SUGGESTED)
             .then(|| strength.sentence())
     }
 }

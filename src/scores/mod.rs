@@ -32,7 +32,7 @@ pub use self::csv::{
 pub use check::{check_digest, check_rows, non_finite};
 pub use meta::{
     read_meta, sidecar_path, CapturedScoring, Incomplete, ModelFile, ModelScoring, ScoresMeta,
-    Shard, SplitChoice, SCORES_FORMAT,
+    Shard, SplitChoice, SCORES_FORMAT, SUGGESTED,
 };
 pub use normalize::{normalize_rows, warn_degenerate};
 pub use order::{class_names, file_classes, name_of, per_class, scored, top_k, Ranked, Scored};

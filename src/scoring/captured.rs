@@ -23,22 +23,26 @@ pub(super) fn check<'a>(
              test split from checkpoints)"
         );
     }
-    let Some(record) = &m.captured else {
+    let done = m.captured.as_ref().map_or(&[][..], |r| &r.epochs[..]);
+    if m.config.captured_epochs.is_empty() {
         bail!(
             "run '{}' captured no gradients during training (train with --capture-epochs, e.g. \
              first:1,last:1)",
             cfg.run.display()
         );
-    };
-    if record.epochs != m.config.captured_epochs {
+    }
+    if done != m.config.captured_epochs {
         bail!(
-            "run '{}' has captured the gradients of epochs {:?} of {:?} (it has not finished \
-             training)",
+            "run '{}' has captured the gradients of epochs {done:?} of {:?}: it stopped before \
+             its last capture epoch; continue it with vog train --resume",
             cfg.run.display(),
-            record.epochs,
             m.config.captured_epochs
         );
     }
+    let record = m
+        .captured
+        .as_ref()
+        .expect("every capture epoch is recorded");
     if o.variant.channels != Channels::Mean || o.variant.grad_norm != GradNorm::None {
         bail!("captured gradients are kept as channel means without normalization: --captured takes --channels mean --grad-norm none only");
     }

@@ -137,11 +137,13 @@ pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
     o.check(reporter)?;
     let run = RunDir::open_shared(&cfg.run)?;
     let m = run.read_manifest()?;
-    let incomplete = check_complete(cfg, &m)?;
+    // Captured gradients first: a run stopped in its capture epochs lacks captured epochs,
+    // which no flag makes up for, before it lacks checkpoints.
     let capture = match cfg.stage {
         Stage::Captured => Some(captured::check(cfg, &m)?),
         _ => None,
     };
+    let incomplete = check_complete(cfg, &m)?;
     let epochs = scored_epochs(cfg, &m, capture.is_some())?;
     let models = load_models(&run, &m, &epochs, o.device, o.precision)?;
     let (dataset, prepared) = load_data(cfg, &run, &m)?;
@@ -163,13 +165,7 @@ pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
         source = source.captured(&run, &m, record);
     }
     let out_of_sample = joined::add_out_of_sample(cfg, &m, &mut rows, reporter)?;
-    let mut companions = Companion::CHECKPOINT.to_vec();
-    if dynamics.is_some() {
-        companions.extend(Companion::DYNAMICS);
-    }
-    if out_of_sample.is_some() {
-        companions.extend(Companion::OUT_OF_SAMPLE);
-    }
+    let companions = companions(dynamics.is_some(), out_of_sample.is_some());
     let provenance = Provenance {
         run: Some(std::path::absolute(&cfg.run).unwrap_or_else(|_| cfg.run.clone())),
         models: None,
@@ -189,6 +185,19 @@ pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
         captured: source.captured,
     };
     write_scores(o, provenance, rows, started, reporter)
+}
+
+/// The companion columns of a run's scores: the checkpoints' own, then the training
+/// dynamics and the out-of-sample columns where they joined.
+fn companions(dynamics: bool, out_of_sample: bool) -> Vec<Companion> {
+    let mut columns = Companion::CHECKPOINT.to_vec();
+    if dynamics {
+        columns.extend(Companion::DYNAMICS);
+    }
+    if out_of_sample {
+        columns.extend(Companion::OUT_OF_SAMPLE);
+    }
+    columns
 }
 
 /// The checkpoints a scoring loads: those of its stage, or for captured gradients the

@@ -266,8 +266,9 @@ fn score_stream(
         positions.extend(entries.iter().enumerate().map(|(i, e)| (*kind, i, e)));
     }
     let slice = &positions[range];
+    let device = crate::device::describe(scorer.options.device);
     let task = reporter.task(
-        "scoring",
+        &format!("scoring on {device}"),
         (slice.len() * scorer.models.len()) as u64,
         "image x checkpoint",
     );

@@ -26,8 +26,9 @@ pub(super) fn score_splits(
 ) -> Vec<ScoreRow> {
     let (assigned, class_names) = (labels.assigned, labels.class_names);
     let total: usize = splits.iter().map(|(_, s)| s.len()).sum();
+    let device = crate::device::describe(scorer.options.device);
     let task = reporter.task(
-        "scoring",
+        &format!("scoring on {device}"),
         (total * scorer.models.len()) as u64,
         "image x checkpoint",
     );

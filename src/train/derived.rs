@@ -33,6 +33,7 @@ pub fn derived_config(
     hyper.seed = seed;
     hyper.save_epochs = "last:1".parse().expect("a valid spec");
     hyper.capture_epochs = None;
+    hyper.capture_targets = vec![crate::variance::Target::Logit];
     let sel = derived_selection(base, prepared, edits)?;
     TrainConfig::new(
         base.dataset.clone(),

@@ -221,6 +221,7 @@ mod tests {
         (hyper.epochs, hyper.width, hyper.batch_size) = (3, 2, 16);
         hyper.save_epochs = "all".parse().expect("a valid spec");
         hyper.eval_every = 2;
+        hyper.lr_milestones = vec![3];
         let origins = crate::origin::Origins::default();
         let cfg = TrainConfig::new(
             spec.clone(),
@@ -236,12 +237,13 @@ mod tests {
         let reporter = crate::progress::Captured::default();
         let m = super::super::run(&cfg, &prepared, &run_dir, &reporter).unwrap();
         let lines = reporter.lines();
-        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert_eq!(lines.len(), 4, "{lines:?}");
+        assert!(lines[0].starts_with("training on cpu ("), "{lines:?}");
         assert!(
-            lines[1].starts_with("epoch 2/3 lr 0.1 | train loss"),
+            lines[2].starts_with("epoch 2/3 lr 0.1 | train loss"),
             "{lines:?}"
         );
-        assert!(lines[1].ends_with("| saved"), "{lines:?}");
+        assert!(lines[2].ends_with("| saved"), "{lines:?}");
         let tasks = reporter.tasks();
         assert_eq!(
             tasks,

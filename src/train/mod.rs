@@ -85,6 +85,9 @@ pub fn run(
     if let Some(warning) = crate::info::slow_precision(cfg.hyper.precision, cfg.device) {
         reporter.warn(&warning);
     }
+    if let Some(warning) = unreached_milestones(&cfg.hyper, prepared.data.train.len()) {
+        reporter.warn(&warning);
+    }
     let noise_file = write_noise_record(run, &prepared.noise, cfg)?;
     atomic_file::write_bytes(&run.path(run_dir::CONFIG), cfg.hyper.to_toml().as_bytes())?;
     let selection_files = write_selection_files(cfg, run)?;
@@ -102,6 +105,10 @@ pub fn run(
     manifest.dynamics = Some(dynamics::DIR.into());
     run.write_manifest(&manifest)?;
     let order_rng = rng::stream(cfg.hyper.seed, ORDER_STREAM);
+    reporter.info(&format!(
+        "training on {}",
+        crate::device::describe(cfg.device)
+    ));
     train_epochs(&mut trainer, manifest, order_rng, prepared, run, reporter)
 }
 
@@ -149,6 +156,30 @@ pub fn resume(
         crate::device::name(device)
     ));
     train_epochs(&mut trainer, manifest, order_rng, prepared, run, reporter)
+}
+
+/// The warning for a schedule whose first learning-rate milestone the run never reaches
+/// (a shortened run: `--epochs` scales milestones counted in epochs, not those counted in
+/// optimizer steps), training `examples` examples.
+fn unreached_milestones(h: &crate::config::Hyper, examples: usize) -> Option<String> {
+    let first = *h.lr_milestones.iter().min()?;
+    let batches = examples.div_ceil(h.batch_size.max(1));
+    let (at, has) = match h.lr_step.is_epoch() {
+        true if first > h.epochs => (format!("epoch {first}"), format!("has {} epochs", h.epochs)),
+        false if first >= h.epochs * batches => (
+            format!("optimizer step {first}"),
+            format!(
+                "makes {} ({} epochs of {batches} batches of {})",
+                h.epochs * batches,
+                h.epochs,
+                h.batch_size
+            ),
+        ),
+        _ => return None,
+    };
+    Some(format!(
+        "the learning rate never steps: its first milestone is {at} and the run {has}"
+    ))
 }
 
 /// The resume state `m` continues from, where the run can be resumed on `prepared`: the

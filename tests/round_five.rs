@@ -1,0 +1,284 @@
+//! Regression tests of what a hostile try found (issue 33) and of the GPU promises a CPU can
+//! check (issue 36), end to end on tiny synthetic runs.
+mod common;
+use common::{succeed, train_synth, vog, vog_fails};
+use std::path::Path;
+
+/// A tiny complete run: 40/10 synthetic images, width 2, 3 epochs, every epoch saved.
+fn tiny_run(run: &Path, extra: &[&str]) {
+    let mut args = vec![
+        "--train-subset",
+        "40",
+        "--test-subset",
+        "10",
+        "--width",
+        "2",
+        "--epochs",
+        "3",
+        "--save-epochs",
+        "all",
+    ];
+    args.extend(extra);
+    train_synth(run, &args);
+}
+
+fn stderr_of(cmd: &mut assert_cmd::Command) -> String {
+    String::from_utf8_lossy(&succeed(cmd).stderr).into_owned()
+}
+
+/// Item 2: a row with more fields than its header is refused, naming the file, line and
+/// counts, for ids and for relabels.
+#[test]
+fn ragged_rows_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("run");
+    tiny_run(&run, &[]);
+    let exclude = d.path().join("ex.csv");
+    std::fs::write(&exclude, "id\ntrain/000001,train/000002\n").unwrap();
+    let relabel = d.path().join("re.csv");
+    std::fs::write(&relabel, "id,label\ntrain/000001,pattern1,extra\n").unwrap();
+    let out = d.path().join("out");
+    for (flag, file) in [("--exclude", &exclude), ("--relabel", &relabel)] {
+        let err = vog_fails(&[
+            "train",
+            "--from",
+            run.to_str().unwrap(),
+            flag,
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(
+            err.contains(&format!("'{}'", file.display()))
+                && err.contains("line 2: ")
+                && err.contains("fields where the header names"),
+            "{err}"
+        );
+    }
+    assert!(!out.exists());
+}
+
+/// Items 6 and 7: one rule for capture targets in files and on the command line.
+#[test]
+fn capture_targets_follow_one_rule() {
+    let d = tempfile::tempdir().unwrap();
+    let config = d.path().join("c.toml");
+    let recipe = "epochs = 3\nbatch_size = 16\nlr = 0.05\nlr_milestones = [2]\nlr_gamma = 0.1\n\
+                  momentum = 0.9\nweight_decay = 1e-4\nwidth = 2\naugment = false\n\
+                  save_epochs = \"all\"\nseed = 0\n";
+    std::fs::write(&config, format!("{recipe}capture_targets = [\"margin\"]\n")).unwrap();
+    let out = d.path().join("x");
+    let base = [
+        "train",
+        "--dataset",
+        "synth",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--train-subset",
+        "40",
+        "--test-subset",
+        "10",
+    ];
+    let mut args = base.to_vec();
+    args.extend([
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = vog_fails(&args);
+    assert!(
+        err.contains("capture_targets in '")
+            && err.contains("capture_epochs in '")
+            && err.contains("is not set"),
+        "{err}"
+    );
+    // The flag without --capture-epochs: the same refusal, from the same rule.
+    let mut args = base.to_vec();
+    args.extend([
+        "--capture-targets",
+        "margin",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = vog_fails(&args);
+    assert!(
+        err.contains("--capture-targets says what gradients"),
+        "{err}"
+    );
+    // A config that sets capture_epochs: the flag overrides its targets.
+    std::fs::write(&config, format!("{recipe}capture_epochs = \"1,3\"\n")).unwrap();
+    let mut cmd = vog();
+    cmd.args(base)
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--capture-targets",
+            "margin",
+        ])
+        .arg("--out")
+        .arg(&out);
+    succeed(&mut cmd);
+    let written = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(
+        written.contains("capture_targets = [\"margin\"]"),
+        "{written}"
+    );
+}
+
+/// Item 5: `--captured` accepts what `--stage captured` accepts.
+#[test]
+fn captured_and_stage_captured_agree() {
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("run");
+    tiny_run(&run, &["--capture-epochs", "1,3"]);
+    for how in [&["--captured"][..], &["--stage", "captured"]] {
+        let mut cmd = vog();
+        cmd.args(["score", "--quiet", "--run"])
+            .arg(&run)
+            .args(how)
+            .args(["--allow-incomplete", "--out"])
+            .arg(d.path().join(format!("s{}.csv", how.len())));
+        succeed(&mut cmd);
+    }
+}
+
+/// Items 4 and 36: warnings print under --quiet; bf16 on a CPU without bf16 instructions
+/// is warned of; fp16 scoring of prob or logprob is refused; a learning rate that never
+/// steps is said.
+#[test]
+fn warnings_and_refusals_of_precision_and_schedule() {
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("run");
+    tiny_run(&run, &[]);
+    let cpuinfo = d.path().join("cpuinfo");
+    std::fs::write(&cpuinfo, "model name\t: Old CPU\nflags\t\t: fpu sse avx2\n").unwrap();
+    let mut cmd = vog();
+    cmd.env("VOG_TEST_CPUINFO", &cpuinfo)
+        .args(["score", "--quiet", "--precision", "bf16", "--run"])
+        .arg(&run)
+        .arg("--out")
+        .arg(d.path().join("bf16.csv"));
+    let said = stderr_of(&mut cmd);
+    assert!(
+        said.contains("warning: --precision bf16 on a CPU without bf16 instructions (Old CPU")
+            && said.contains("0.07x"),
+        "{said}"
+    );
+    let err = vog_fails(&[
+        "score",
+        "--run",
+        run.to_str().unwrap(),
+        "--precision",
+        "fp16",
+        "--target",
+        "logit,logprob",
+    ]);
+    assert!(
+        err.contains("--precision fp16 cannot score --target logprob") && err.contains("6e-8"),
+        "{err}"
+    );
+    let mut cmd = vog();
+    cmd.args(["train", "--dataset", "synth", "--device", "cpu", "--quiet"])
+        .args([
+            "--train-subset",
+            "40",
+            "--test-subset",
+            "10",
+            "--width",
+            "2",
+        ])
+        .args([
+            "--epochs",
+            "2",
+            "--batch-size",
+            "20",
+            "--lr-step",
+            "batch",
+            "--out",
+        ])
+        .arg(d.path().join("short"));
+    let said = stderr_of(&mut cmd);
+    assert!(
+        said.contains("the learning rate never steps: its first milestone is optimizer step")
+            && said.contains("makes 4 (2 epochs of 2 batches of 20)"),
+        "{said}"
+    );
+}
+
+/// Item 10: an epoch list that names an epoch twice is refused.
+#[test]
+fn repeated_epochs_are_refused() {
+    let err = vog_fails(&[
+        "train",
+        "--dataset",
+        "synth",
+        "--save-epochs",
+        "1,2,2",
+        "--epochs",
+        "3",
+        "--out",
+        "/tmp/vog-never-made",
+    ]);
+    assert!(err.contains("'2' is given twice"), "{err}");
+}
+
+/// Issue 36: the device a run resumes on, and `auto` falling back to the CPU while a GPU
+/// is visible.
+#[test]
+fn devices_are_chosen_in_the_open() {
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("run");
+    tiny_run(&run, &[]);
+    // As if it had stopped on a machine with two GPUs.
+    let manifest = run.join("run.json");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let mut m: serde_json::Value = serde_json::from_str(&text).unwrap();
+    m["device"] = "cuda:1".into();
+    m["complete"] = false.into();
+    std::fs::write(&manifest, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    let err = vog_fails(&["train", "--resume", run.to_str().unwrap()]);
+    assert!(
+        err.contains("ran on cuda:1, which this machine cannot use") && err.contains("--device"),
+        "{err}"
+    );
+    let mut cmd = vog();
+    cmd.args(["train", "--resume"])
+        .arg(&run)
+        .args(["--device", "cpu"]);
+    let said = stderr_of(&mut cmd);
+    assert!(
+        said.contains("resuming") && said.contains(" on cpu"),
+        "{said}"
+    );
+    // A GPU node that libtorch cannot use: auto says why it trains on the CPU.
+    let node = d.path().join("nvidia0");
+    std::fs::write(&node, "").unwrap();
+    let mut cmd = vog();
+    cmd.env("VOG_TEST_NVIDIA_NODE", &node)
+        .args([
+            "train",
+            "--dataset",
+            "synth",
+            "--quiet",
+            "--train-subset",
+            "40",
+        ])
+        .args([
+            "--test-subset",
+            "10",
+            "--width",
+            "2",
+            "--epochs",
+            "1",
+            "--out",
+        ])
+        .arg(d.path().join("auto"));
+    let said = stderr_of(&mut cmd);
+    assert!(
+        said.contains("warning: --device auto runs on the CPU:")
+            && said.contains("nvidia0 exists but"),
+        "{said}"
+    );
+}
