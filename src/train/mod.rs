@@ -158,28 +158,22 @@ pub fn resume(
     train_epochs(&mut trainer, manifest, order_rng, prepared, run, reporter)
 }
 
-/// The warning for a schedule whose first learning-rate milestone the run never reaches
-/// (a shortened run: `--epochs` scales milestones counted in epochs, not those counted in
-/// optimizer steps), training `examples` examples.
+/// The warning for a schedule counted in optimizer steps (`lr_step = "batch"`, the authors'
+/// protocol) whose first milestone the run never reaches, training `examples` examples: a
+/// shortened run (`--epochs` scales milestones counted in epochs, not these) or a subset
+/// makes fewer steps than the schedule was written for.
 fn unreached_milestones(h: &crate::config::Hyper, examples: usize) -> Option<String> {
     let first = *h.lr_milestones.iter().min()?;
     let batches = examples.div_ceil(h.batch_size.max(1));
-    let (at, has) = match h.lr_step.is_epoch() {
-        true if first > h.epochs => (format!("epoch {first}"), format!("has {} epochs", h.epochs)),
-        false if first >= h.epochs * batches => (
-            format!("optimizer step {first}"),
-            format!(
-                "makes {} ({} epochs of {batches} batches of {})",
-                h.epochs * batches,
-                h.epochs,
-                h.batch_size
-            ),
-        ),
-        _ => return None,
-    };
-    Some(format!(
-        "the learning rate never steps: its first milestone is {at} and the run {has}"
-    ))
+    (!h.lr_step.is_epoch() && first >= h.epochs * batches).then(|| {
+        format!(
+            "the learning rate never steps: its first milestone is optimizer step {first} and \
+             the run makes {} ({} epochs of {batches} batches of {})",
+            h.epochs * batches,
+            h.epochs,
+            h.batch_size
+        )
+    })
 }
 
 /// The resume state `m` continues from, where the run can be resumed on `prepared`: the
