@@ -202,6 +202,7 @@ stage3() {
         cp "$work/full-$p/run.json" "$work/logs/run-full-$p.json" 2>/dev/null
         acc=$(json_field "$work/full-$p/run.json" '["epochs"][-1]["test_accuracy"]' 2>/dev/null)
         ips=$(json_field "$work/full-$p/run.json" '["epochs"][-1]["images_per_second"]' 2>/dev/null)
+        ips=${ips%.*}
         check 3 "train-$p-img-per-s" "${ips:-none}" "a rate (last epoch)" test -n "$ips"
         figure 3 "train-$p-test-accuracy" "${acc:-none} after $full_epochs epochs" "above chance" seen
     done
