@@ -172,7 +172,8 @@ fn card(out: &mut String, s: &Evaluated, l: &Leaderboard, thumbs: &mut Thumbs) -
     Ok(())
 }
 
-/// The examples of the question's split that `e` ranks first, hardest by its claim.
+/// The examples `e` ranks first, hardest by its claim, among those the question's AUROC
+/// was measured on (for atypical images, not the shuffled labels).
 fn thumbnails(
     out: &mut String,
     s: &Evaluated,
@@ -180,13 +181,9 @@ fn thumbnails(
     e: &Entry,
     thumbs: &mut Thumbs,
 ) -> Result<()> {
-    let split = match q {
-        Question::Difficulty => crate::data::SplitKind::Test,
-        _ => crate::data::SplitKind::Train,
-    };
     let entries: Vec<_> = scored(&s.file, &e.score)?
         .into_iter()
-        .filter(|x| x.row.split == split)
+        .filter(|x| q.concerns(x.row))
         .collect();
     let names = class_names(&entries);
     out.push_str(r#"<div class="grid">"#);
