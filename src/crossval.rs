@@ -265,6 +265,16 @@ fn predict(
     Ok((RunDir::checkpoint_name(last), test))
 }
 
+/// The error of a fold `f` of `folds` not trained yet in the crossval folder `dir`, with
+/// the command that trains it.
+fn untrained(dir: &Path, folds: usize, f: usize) -> String {
+    let run = dir.parent().unwrap_or(dir);
+    format!(
+        "fold {f} has not been trained (vog crossval --run {} --folds {folds} --fold {f})",
+        crate::train::shell_quoted(run)
+    )
+}
+
 /// Each fold's last checkpoint predicts its held-out examples; with how each fold did.
 fn gather(
     dir: &Path,
@@ -279,8 +289,7 @@ fn gather(
     let mut records = Vec::with_capacity(folds);
     for f in 0..folds {
         let root = fold_dir(dir, f);
-        let run = RunDir::open_shared(&root)
-            .with_context(|| format!("fold {f} has not been trained (vog crossval --fold {f})"))?;
+        let run = RunDir::open_shared(&root).with_context(|| untrained(dir, folds, f))?;
         let fm = run.read_manifest()?;
         if !fm.complete {
             bail!("fold {f} in '{}' has not finished training", root.display());

@@ -72,6 +72,12 @@ pub enum SpecError {
     Empty,
     #[error("'{}' is given twice", .0.escape_debug())]
     Repeated(String),
+    #[error(
+        "'{}' is not a stage: early, late, early+late, all, captured, or epochs such as \
+         1-3,every:10 (one of these, not a list of them)",
+        .0.escape_debug()
+    )]
+    Stage(String),
 }
 
 /// One comma-separated item of an epoch-set spec.
@@ -241,7 +247,16 @@ impl FromStr for Stage {
             "early+late" => Stage::EarlyLate,
             "all" => Stage::All,
             "captured" => Stage::Captured,
-            spec => Stage::Epochs(spec.parse()?),
+            spec => Stage::Epochs(spec.parse().map_err(|e| match e {
+                // A stage's name inside an epoch list: the list of stages says more than
+                // the list of epoch forms.
+                SpecError::Unknown(item)
+                    if ["early", "late", "early+late", "captured"].contains(&item.as_str()) =>
+                {
+                    SpecError::Stage(spec.to_string())
+                }
+                e => e,
+            })?),
         })
     }
 }
@@ -408,6 +423,10 @@ mod tests {
         assert_eq!(
             parse_epochs("last:2, last:2", 9),
             Err(SpecError::Repeated("last:2".into()))
+        );
+        assert_eq!(
+            "captured,1-3".parse::<Stage>(),
+            Err(SpecError::Stage("captured,1-3".into()))
         );
         // Overlapping items are a set, not a repetition.
         assert_eq!(parse_epochs("first:3,1-2,every:2", 4), Ok(vec![1, 2, 3, 4]));

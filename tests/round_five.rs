@@ -207,6 +207,47 @@ fn warnings_and_refusals_of_precision_and_schedule() {
     );
 }
 
+/// Item 10: scorings of two variants (or precisions) never share a default file name; a
+/// stage list that mixes a stage's name with epochs names the stages.
+#[test]
+fn variants_get_names_of_their_own() {
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("run");
+    tiny_run(&run, &["--capture-epochs", "1,3"]);
+    for extra in [&[][..], &["--reduce", "official"], &["--precision", "bf16"]] {
+        let mut cmd = vog();
+        cmd.args(["score", "--quiet", "--captured", "--run"])
+            .arg(&run)
+            .args(extra);
+        if extra.first() == Some(&"--precision") {
+            // Captured gradients are fp32 only: score the checkpoints instead.
+            cmd = vog();
+            cmd.args(["score", "--quiet", "--run"])
+                .arg(&run)
+                .args(extra);
+        }
+        succeed(&mut cmd);
+    }
+    for name in [
+        "scores-train-captured.csv",
+        "scores-train-captured-official.csv",
+        "scores-test-all-bf16.csv",
+    ] {
+        assert!(run.join(name).is_file(), "{name} missing");
+    }
+    let err = vog_fails(&[
+        "score",
+        "--run",
+        run.to_str().unwrap(),
+        "--stage",
+        "captured,1-3",
+    ]);
+    assert!(
+        err.contains("'captured,1-3' is not a stage: early, late"),
+        "{err}"
+    );
+}
+
 /// Item 10: an epoch list that names an epoch twice is refused.
 #[test]
 fn repeated_epochs_are_refused() {

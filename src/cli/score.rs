@@ -157,20 +157,20 @@ impl ScoreArgs {
             false => self.stage.clone(),
         };
         let split = self.split_or_default(&stage);
-        let out = self
-            .out
-            .clone()
-            .unwrap_or_else(|| ScoreConfig::default_out(run, split, &stage));
         let batch_size = self
             .batch_size
             .unwrap_or_else(|| ScoreConfig::default_batch_size(self.device));
         super::memory::note_batch_size(batch_size);
+        let mut options = self.options(split, self.out.clone().unwrap_or_default(), batch_size);
+        if self.out.is_none() {
+            options.out = ScoreConfig::default_out(run, split, &stage, &options);
+        }
         Ok(Request::Run(ScoreConfig {
             run: run.clone(),
             stage,
             data: self.data.clone(),
             allow_incomplete: self.allow_incomplete,
-            options: self.options(split, out, batch_size),
+            options,
         }))
     }
 

@@ -98,9 +98,23 @@ pub struct ScoreConfig {
 
 impl ScoreConfig {
     /// Where the scores of `split` at `stage` go unless told: `RUN/scores-SPLIT-STAGE.csv`
-    /// (`scores-train-captured.csv` for the gradients captured during training).
-    pub fn default_out(run: &Path, split: SplitChoice, stage: &Stage) -> PathBuf {
-        scores::scores_path(run, split, stage)
+    /// (`scores-train-captured.csv` for the gradients captured during training), with the
+    /// variant and a precision other than fp32 in the name (`scores-test-all-official-bf16.csv`),
+    /// so that another variant never replaces a file of the default name.
+    pub fn default_out(run: &Path, split: SplitChoice, stage: &Stage, o: &ScoreOptions) -> PathBuf {
+        let plain = scores::scores_path(run, split, stage);
+        let precision = match o.precision {
+            Precision::Fp32 => String::new(),
+            p => format!("-{p}"),
+        };
+        let suffix = format!("{}{precision}", o.variant.file_suffix());
+        match suffix.is_empty() {
+            true => plain,
+            false => plain.with_file_name(format!(
+                "{}{suffix}.csv",
+                plain.file_stem().unwrap_or_default().to_string_lossy()
+            )),
+        }
     }
 
     /// The batch size a run's checkpoints are scored with unless told: 128 on a CPU (as

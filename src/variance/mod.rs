@@ -104,6 +104,27 @@ pub struct Variant {
     pub grad_norm: GradNorm,
 }
 
+impl Variant {
+    /// What a file name adds for this variant: nothing for the paper's definition, else
+    /// `-official`, `-cv`, `-channels-all`, `-unit-norm` in that order, so that scores of two
+    /// variants never share a default name.
+    pub fn file_suffix(&self) -> String {
+        let mut parts = Vec::new();
+        match self.reduce {
+            Reduce::Paper => {}
+            Reduce::Official => parts.push("-official"),
+            Reduce::Cv => parts.push("-cv"),
+        }
+        if self.channels == Channels::All {
+            parts.push("-channels-all");
+        }
+        if self.grad_norm == GradNorm::Unit {
+            parts.push("-unit-norm");
+        }
+        parts.concat()
+    }
+}
+
 impl Default for Variant {
     /// The paper's definition.
     fn default() -> Self {
