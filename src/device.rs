@@ -64,6 +64,38 @@ pub fn describe(device: Device) -> String {
     }
 }
 
+/// Free and total bytes of memory of the CUDA device `device` now, as `cudaMemGetInfo` of
+/// the CUDA runtime libtorch loaded says; `None` on the CPU, or where no runtime is loaded
+/// or it cannot say (no GPU).
+pub fn gpu_memory(device: Device) -> Option<(u64, u64)> {
+    let Device::Cuda(index) = device else {
+        return None;
+    };
+    type SetDevice = unsafe extern "C" fn(std::ffi::c_int) -> std::ffi::c_int;
+    type MemGetInfo = unsafe extern "C" fn(*mut usize, *mut usize) -> std::ffi::c_int;
+    // SAFETY: only a library already loaded is opened (RTLD_NOLOAD), and the two symbols
+    // are called with the CUDA runtime's signatures and live out-pointers.
+    unsafe {
+        let lib = ["libcudart.so.13", "libcudart.so.12", "libcudart.so"]
+            .iter()
+            .find_map(|name| {
+                let name = std::ffi::CString::new(*name).ok()?;
+                let h = libc::dlopen(name.as_ptr(), libc::RTLD_LAZY | libc::RTLD_NOLOAD);
+                (!h.is_null()).then_some(h)
+            })?;
+        let symbol = |name: &str| {
+            let name = std::ffi::CString::new(name).ok()?;
+            let f = libc::dlsym(lib, name.as_ptr());
+            (!f.is_null()).then_some(f)
+        };
+        let set: SetDevice = std::mem::transmute(symbol("cudaSetDevice")?);
+        let info: MemGetInfo = std::mem::transmute(symbol("cudaMemGetInfo")?);
+        let (mut free, mut total) = (0usize, 0usize);
+        let ok = set(index as std::ffi::c_int) == 0 && info(&mut free, &mut total) == 0;
+        ok.then_some((free as u64, total as u64))
+    }
+}
+
 /// Resolves a device name; `auto` picks the first GPU when there is one.
 pub fn parse(name: &str) -> Result<Device, DeviceError> {
     resolve(name, Cuda::device_count().max(0) as usize)
@@ -213,6 +245,14 @@ pub fn name(device: Device) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn no_gpu_memory_where_there_is_no_gpu() {
+        assert_eq!(gpu_memory(Device::Cpu), None);
+        if Cuda::device_count() == 0 {
+            assert_eq!(gpu_memory(Device::Cuda(0)), None);
+        }
+    }
+
     #[test]
     fn fp32_means_fp32() {
         tune_for(Device::Cpu, false);

@@ -54,6 +54,45 @@ pub fn load_models(
         .collect()
 }
 
+/// Refuses a scoring of `checkpoints` models of the run `m` that the GPU of `o` cannot
+/// hold, before anything is loaded: the models, the scored images (uint8, sent once) and a
+/// batch's passes, about 9 MiB per image for the full-width network on 32x32 images
+/// (measured, docs/results.md), scaled by width and image size. Says the batch size that
+/// fits; nothing to check on a CPU, or where the CUDA runtime cannot say.
+pub(super) fn check_device_memory(
+    m: &RunManifest,
+    checkpoints: usize,
+    o: &ScoreOptions,
+) -> Result<()> {
+    let Some((free, _)) = crate::device::gpu_memory(o.device) else {
+        return Ok(());
+    };
+    let [c, h, w] = m.dataset.image_shape.map(|x| x as f64);
+    let fixed =
+        checkpoints as f64 * m.parameters as f64 * o.precision.kind().elt_size_in_bytes() as f64
+            + (m.dataset.train_examples + m.dataset.test_examples) as f64 * c * h * w;
+    let per_image = 9.0 * (1u64 << 20) as f64 * m.config.hyper.width as f64 / 64.0 * h * w / 1024.0;
+    let need = fixed + o.batch_size as f64 * per_image;
+    let free = free as f64;
+    if need <= free {
+        return Ok(());
+    }
+    let gib = |b: f64| b / (1u64 << 30) as f64;
+    let fits = ((free - fixed) / per_image).floor();
+    let advice = match fits >= 1.0 {
+        true => format!("try --batch-size {}", 1u64 << (fits as u64).ilog2()),
+        false => "the models and images alone do not fit: score fewer checkpoints (--stage)".into(),
+    };
+    bail!(
+        "scoring {checkpoints} checkpoints at --batch-size {} needs about {:.1} GiB on {}, which \
+         has {:.1} GiB free: {advice}",
+        o.batch_size,
+        gib(need),
+        crate::device::name(o.device),
+        gib(free)
+    )
+}
+
 /// Refuses a checkpoint with a NaN or infinite value (a corrupted file scores as NaN).
 fn check_finite(vs: &VarStore, path: &std::path::Path) -> Result<()> {
     let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();

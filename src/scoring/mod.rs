@@ -159,6 +159,7 @@ pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
     };
     let incomplete = check_complete(cfg, &m)?;
     let epochs = scored_epochs(cfg, &m, capture.is_some())?;
+    gradients::check_device_memory(&m, epochs.len(), o)?;
     let models = load_models(&run, &m, &epochs, o.device, o.precision)?;
     let (dataset, prepared) = load_data(cfg, &run, &m)?;
     let scorer = Scorer {

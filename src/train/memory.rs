@@ -32,21 +32,36 @@ pub fn check_fits(
         ) as u128,
     };
     check_capture_fits(captured, origins)?;
-    let need = params * 16 + activations;
     let gib = |b: u128| b as f64 / (1u64 << 30) as f64;
-    let available = match cfg.device {
-        Device::Cpu => crate::device::available_host_memory(),
-        _ => None,
+    // On a GPU the captured statistics live there too; what the device has free now.
+    let (need, available, place) = match cfg.device {
+        Device::Cpu => (
+            params * 16 + activations,
+            crate::device::available_host_memory(),
+            "this machine has available".to_string(),
+        ),
+        d => (
+            params * 16 + activations + captured,
+            crate::device::gpu_memory(d).map(|(free, _)| free),
+            format!("{} has free", crate::device::name(d)),
+        ),
     };
     if let Some(have) = available.filter(|&a| need > a as u128) {
         bail!(
             "{} {width} and {} {} make a network of {params} parameters that needs about \
-             {:.1} GiB to train, more than the {:.1} GiB this machine has available",
+             {:.1} GiB to train{}, more than the {:.1} GiB {place}: try {} {}",
             origins.name("width"),
             origins.name("batch_size"),
             cfg.hyper.batch_size,
             gib(need),
-            gib(have as u128)
+            if captured > 0 {
+                " with its captured gradients"
+            } else {
+                ""
+            },
+            gib(have as u128),
+            origins.name("batch_size"),
+            (cfg.hyper.batch_size / 2).max(1)
         );
     }
     Ok(())
