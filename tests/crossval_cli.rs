@@ -232,6 +232,40 @@ fn relabel_suggested(run: &Path, scores: &Path) {
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run.join("prune/prune.json")).unwrap()).unwrap();
     assert!(json["suggestions"]["verdict"].is_string(), "{json}");
+    // `label_issue` is true or false: its ties are broken by oof_prob, lowest first (issue
+    // 33), so the examples left out are the flagged ones the fold models believe least.
+    succeed(
+        vog()
+            .args(["prune", "--quiet", "--run"])
+            .arg(run)
+            .arg("--scores")
+            .arg(scores)
+            .args([
+                "--column",
+                "label_issue",
+                "--fractions",
+                "0.05",
+                "--seeds",
+                "1",
+            ]),
+    );
+    let issue = column(scores, "label_issue");
+    let mut flagged: Vec<(bool, f64, String)> = column(scores, "oof_prob")
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| split[*i] == "train")
+        .map(|(i, p)| (issue[i] == "true", p.parse().unwrap(), ids[i].clone()))
+        .collect();
+    flagged.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
+    let left_out =
+        std::fs::read_to_string(run.join("prune/label_issue-f0.05-seed0/exclude.csv")).unwrap();
+    let left: Vec<&str> = left_out.lines().skip(1).collect();
+    let want: Vec<&str> = flagged[..left.len()].iter().map(|f| f.2.as_str()).collect();
+    let mut sorted_left = left.clone();
+    sorted_left.sort();
+    let mut sorted_want = want.clone();
+    sorted_want.sort();
+    assert_eq!(sorted_left, sorted_want, "{left_out}");
 }
 
 /// A recipe for the 1,200-image synthetic set with 20% shuffled labels whose fold models

@@ -348,8 +348,13 @@ impl Plan {
     }
 }
 
+/// The flag of confident learning, and the score that breaks its ties.
+const LABEL_ISSUE: &str = "label_issue";
+const OOF_PROB: &str = "oof_prob";
+
 /// The training positions by column `c` of `file`, hardest first by the score's direction
-/// (ties by id); every training example of the run must be scored.
+/// (ties by id; `label_issue`'s ties by `oof_prob`, lowest first); every training example of
+/// the run must be scored.
 fn order(file: &ScoresFile, c: &str, at: &HashMap<&str, usize>) -> Result<Vec<usize>> {
     let entries: Vec<_> = scored(file, c)?
         .into_iter()
@@ -364,12 +369,27 @@ fn order(file: &ScoresFile, c: &str, at: &HashMap<&str, usize>) -> Result<Vec<us
         );
     }
     // Hardest first by the score's claim, ties by id: the ordering of `vog rank`.
-    let ranked = top_k(
+    let mut ranked = top_k(
         &entries,
         entries.len(),
         !higher_is_harder(c),
         &Default::default(),
     );
+    if c == LABEL_ISSUE {
+        // A true/false flag ties nearly everything: within each value, the examples whose
+        // label the fold models believe least come first, then by id.
+        let prob: HashMap<&str, f64> = scored(file, OOF_PROB)?
+            .into_iter()
+            .map(|e| (e.row.id.as_str(), e.score))
+            .collect();
+        let p =
+            |r: &crate::scores::Ranked| prob.get(r.scored.row.id.as_str()).copied().unwrap_or(1.0);
+        ranked.sort_by(|a, b| {
+            (b.scored.score.total_cmp(&a.scored.score))
+                .then(p(a).total_cmp(&p(b)))
+                .then(a.scored.row.id.cmp(&b.scored.row.id))
+        });
+    }
     ranked
         .iter()
         .map(|r| {
