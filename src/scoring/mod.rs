@@ -57,12 +57,17 @@ pub struct ScoreOptions {
 }
 
 impl ScoreOptions {
-    /// Refuses options no scoring can run with, and an `out` that cannot be written,
-    /// before any work is done; warns of a precision known to be slow on the device.
-    fn check(&self, reporter: &dyn Reporter) -> Result<()> {
+    /// Warns of a precision known to be slow on the device, once the scoring is checked
+    /// and about to start (an error before it stays one line).
+    pub(super) fn warn_if_slow(&self, reporter: &dyn Reporter) {
         if let Some(warning) = crate::info::slow_precision(self.precision, self.device) {
             reporter.warn(&warning);
         }
+    }
+
+    /// Refuses options no scoring can run with, and an `out` that cannot be written,
+    /// before any work is done.
+    fn check(&self) -> Result<()> {
         if self.batch_size == 0 {
             bail!("--batch-size must be at least 1");
         }
@@ -148,7 +153,7 @@ pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
     let started = Instant::now();
     let o = &cfg.options;
     crate::device::tune_for(o.device, false);
-    o.check(reporter)?;
+    o.check()?;
     let run = RunDir::open_shared(&cfg.run)?;
     let m = run.read_manifest()?;
     // Captured gradients first: a run stopped in its capture epochs lacks captured epochs,
@@ -173,6 +178,7 @@ pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
         class_names: &m.dataset.class_names,
     };
     let splits = splits(&prepared, o.split)?;
+    o.warn_if_slow(reporter);
     let mut rows = rows::score_splits(&scorer, &splits, &labels, dynamics.as_ref(), reporter);
     let mut source = Source::checkpoints(&run, epochs);
     if let Some(record) = capture {

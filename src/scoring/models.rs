@@ -86,7 +86,7 @@ pub fn run(cfg: &ModelScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta
     let started = Instant::now();
     let o = &cfg.options;
     crate::device::tune_for(o.device, false);
-    o.check(reporter)?;
+    o.check()?;
     let mut listing = cfg.data.list(o.split.kinds())?;
     let models = scripted::load_all(&cfg.models, o.device, o.precision)?;
     let (_, first) = listing.entries().next().context("no images to score")?;
@@ -110,6 +110,7 @@ pub fn run(cfg: &ModelScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta
         normalizer: cfg.normalization.on(o.device),
         options: o,
     };
+    o.warn_if_slow(reporter);
     let rows = score_stream(&scorer, &listing, range, cfg, (w, h), reporter)?;
     let provenance = Provenance {
         run: None,
