@@ -140,7 +140,14 @@ fn captured_and_stage_captured_agree() {
             .args(how)
             .args(["--allow-incomplete", "--out"])
             .arg(d.path().join(format!("s{}.csv", how.len())));
-        succeed(&mut cmd);
+        let said = String::from_utf8_lossy(&succeed(&mut cmd).stdout).into_owned();
+        // Item 10: which checkpoint the other columns come from.
+        assert!(
+            said.contains(
+                "predictions come from the last checkpoint, 'checkpoints/epoch-0003.safetensors'"
+            ),
+            "{said}"
+        );
     }
 }
 

@@ -294,6 +294,13 @@ pub fn run(a: &ScoreArgs) -> Result<()> {
                 rate(&meta),
                 cfg.options.out.display()
             );
+            if let Some(c) = &meta.captured {
+                // The captured epochs need not include the checkpoint's (issue 33).
+                println!(
+                    "the loss, el2n, prob and predictions come from the last checkpoint, '{}'",
+                    c.companions_from
+                );
+            }
             if let Some(strength) = &meta.out_of_sample_strength {
                 println!("{}", strength.sentence());
             }
