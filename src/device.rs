@@ -245,6 +245,8 @@ pub fn name(device: Device) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn no_gpu_memory_where_there_is_no_gpu() {
         assert_eq!(gpu_memory(Device::Cpu), None);
@@ -258,8 +260,6 @@ mod tests {
         tune_for(Device::Cpu, false);
         assert!(!tf32_convolutions(), "TF32 left on for fp32 convolutions");
     }
-
-    use super::*;
 
     #[test]
     fn resolves_names() {

@@ -160,37 +160,31 @@ impl Sgd {
             weight_decay,
             nesterov,
         } = self.config;
-        let (names, mut params, mut grads): (Vec<String>, Vec<Tensor>, Vec<Tensor>) = self
-            .params
-            .iter()
-            .zip(grads)
-            .filter(|(_, d)| d.defined())
-            .map(|((name, p), d)| (name.clone(), p.shallow_clone(), d))
-            .fold(
-                Default::default(),
-                |(mut n, mut p, mut g), (name, param, d)| {
-                    n.push(name);
-                    p.push(param);
-                    g.push(d);
-                    (n, p, g)
-                },
-            );
+        // The parameters with a gradient this step, with their names and gradients.
+        let (mut names, mut params, mut d) = (Vec::new(), Vec::new(), Vec::new());
+        for ((name, p), g) in self.params.iter().zip(grads) {
+            if g.defined() {
+                names.push(name.clone());
+                params.push(p.shallow_clone());
+                d.push(g);
+            }
+        }
         if params.is_empty() {
             return;
         }
         tch::no_grad(|| {
             if weight_decay != 0.0 {
-                foreach_add_(&mut grads, &params, weight_decay);
+                foreach_add_(&mut d, &params, weight_decay);
             }
             if momentum != 0.0 {
-                let bufs = self.momentum_buffers(&names, &grads, momentum);
+                let bufs = self.momentum_buffers(&names, &d, momentum);
                 if nesterov {
-                    foreach_add_(&mut grads, &bufs, momentum);
+                    foreach_add_(&mut d, &bufs, momentum);
                 } else {
-                    grads = bufs;
+                    d = bufs;
                 }
             }
-            foreach_add_(&mut params, &grads, -lr);
+            foreach_add_(&mut params, &d, -lr);
         });
     }
 

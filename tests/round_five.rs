@@ -22,6 +22,25 @@ fn tiny_run(run: &Path, extra: &[&str]) {
     train_synth(run, &args);
 }
 
+/// `vog train --quiet` of 40/10 synthetic images at width 2 with `extra`, into `out`, on
+/// the default device (`extra` may name one).
+fn tiny_train(out: &Path, extra: &[&str]) -> assert_cmd::Command {
+    let mut cmd = vog();
+    cmd.args([
+        "train",
+        "--dataset",
+        "synth",
+        "--quiet",
+        "--train-subset",
+        "40",
+    ])
+    .args(["--test-subset", "10", "--width", "2"])
+    .args(extra)
+    .arg("--out")
+    .arg(out);
+    cmd
+}
+
 fn stderr_of(cmd: &mut assert_cmd::Command) -> String {
     String::from_utf8_lossy(&succeed(cmd).stderr).into_owned()
 }
@@ -186,26 +205,19 @@ fn warnings_and_refusals_of_precision_and_schedule() {
         err.contains("--precision fp16 cannot score --target logprob") && err.contains("6e-8"),
         "{err}"
     );
-    let mut cmd = vog();
-    cmd.args(["train", "--dataset", "synth", "--device", "cpu", "--quiet"])
-        .args([
-            "--train-subset",
-            "40",
-            "--test-subset",
-            "10",
-            "--width",
-            "2",
-        ])
-        .args([
+    let mut cmd = tiny_train(
+        &d.path().join("short"),
+        &[
+            "--device",
+            "cpu",
             "--epochs",
             "2",
             "--batch-size",
             "20",
             "--lr-step",
             "batch",
-            "--out",
-        ])
-        .arg(d.path().join("short"));
+        ],
+    );
     let said = stderr_of(&mut cmd);
     assert!(
         said.contains("the learning rate never steps: its first milestone is optimizer step")
@@ -303,26 +315,8 @@ fn devices_are_chosen_in_the_open() {
     // A GPU node that libtorch cannot use: auto says why it trains on the CPU.
     let node = d.path().join("nvidia0");
     std::fs::write(&node, "").unwrap();
-    let mut cmd = vog();
-    cmd.env("VOG_TEST_NVIDIA_NODE", &node)
-        .args([
-            "train",
-            "--dataset",
-            "synth",
-            "--quiet",
-            "--train-subset",
-            "40",
-        ])
-        .args([
-            "--test-subset",
-            "10",
-            "--width",
-            "2",
-            "--epochs",
-            "1",
-            "--out",
-        ])
-        .arg(d.path().join("auto"));
+    let mut cmd = tiny_train(&d.path().join("auto"), &["--epochs", "1"]);
+    cmd.env("VOG_TEST_NVIDIA_NODE", &node);
     let said = stderr_of(&mut cmd);
     assert!(
         said.contains("warning: --device auto runs on the CPU:")
