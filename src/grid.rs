@@ -170,11 +170,11 @@ fn shorten(s: &str, n: usize) -> String {
     format!("\u{2026}{tail}")
 }
 
-/// The caption of a ranked example: rank and id, label trained with -> prediction (a `*`
-/// marks a label that is not the dataset's), `column` and score.
-pub fn caption(r: &Ranked, column: &str) -> Vec<String> {
+/// The caption of a ranked example: rank and `id` (the whole id, or its file name where
+/// the tile is too narrow), label trained with -> prediction (a `*` marks a label that is not
+/// the dataset's), `column` and score.
+pub fn caption(r: &Ranked, id: &str, column: &str) -> Vec<String> {
     let row = r.scored.row;
-    let id = row.id.rsplit('/').next().unwrap_or(&row.id);
     vec![
         format!("#{} {id}", r.rank),
         format!(
@@ -183,7 +183,10 @@ pub fn caption(r: &Ranked, column: &str) -> Vec<String> {
             if row.noisy { "*" } else { "" },
             r.predicted_name
         ),
-        format!("{column} {}", short_number(r.scored.score)),
+        match crate::scores::is_flag(column) {
+            true => format!("{column} {}", r.scored.score != 0.0),
+            false => format!("{column} {}", short_number(r.scored.score)),
+        },
     ]
 }
 
@@ -315,7 +318,8 @@ impl ImageLookup {
             .iter()
             .map(|r| {
                 let mut t = self.tile(r.scored.row)?;
-                t.caption = caption(r, column);
+                let id = &r.scored.row.id;
+                t.caption = caption(r, id.rsplit('/').next().unwrap_or(id), column);
                 Ok(t)
             })
             .collect::<Result<Vec<_>>>()?;

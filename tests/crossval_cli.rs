@@ -106,6 +106,19 @@ fn crossval_feeds_confident_learning() {
         String::from_utf8(ids.stdout).unwrap().lines().count(),
         1 + flagged
     );
+    // A flag reads true/false in the table, as in the file, not 1.0000 (issue 33 item 10).
+    let table =
+        succeed(
+            vog()
+                .arg("rank")
+                .arg(&scores)
+                .args(["--column", "label_issue", "--top", "3"]),
+        );
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(
+        table.contains(" true ") && !table.contains("1.0000"),
+        "{table}"
+    );
     let err = vog_fails(&[
         "rank",
         scores.to_str().unwrap(),

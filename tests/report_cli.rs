@@ -1,7 +1,7 @@
 //! `vog report` on a small scored synthetic run: every section, every image embedded, nothing
 //! external; and the report of a run that was never scored.
 mod common;
-use common::{train_synth, vog, vog_fails};
+use common::{python, train_synth, vog, vog_fails};
 
 #[test]
 fn self_contained_report() {
@@ -136,4 +136,30 @@ fn self_contained_report() {
         .next()
         .unwrap();
     assert_eq!(table.matches("<tr>").count(), 1 + 100);
+    // Captions name the whole id (its split included), and fit their tiles in a browser.
+    assert!(
+        html.contains("<figcaption>#1 test/<wbr>"),
+        "whole ids in captions"
+    );
+    assert!(
+        html.contains("<figcaption>#1 train/<wbr>"),
+        "whole ids in captions"
+    );
+    captions_fit_in_a_browser(&out, html.matches("<figure>").count());
+}
+
+/// tests/browser/report.py: at 1400 px no caption is wider than its tile or runs into the next.
+fn captions_fit_in_a_browser(page: &std::path::Path, figures: usize) {
+    let out = std::process::Command::new(python())
+        .arg("tests/browser/report.py")
+        .arg(page)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(said.trim(), figures.to_string(), "every caption measured");
 }

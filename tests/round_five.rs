@@ -324,3 +324,68 @@ fn devices_are_chosen_in_the_open() {
         "{said}"
     );
 }
+
+/// Item 10: a prune retraining's folder names the seed it trains with; scores of a run
+/// trained again in its folder say how the run changed (other data, other weights) and name
+/// the folder once.
+#[test]
+fn prune_folders_and_stale_scores_say_what_they_are() {
+    let d = tempfile::tempdir().unwrap();
+    let (run, scores) = (d.path().join("run"), d.path().join("s.csv"));
+    tiny_run(&run, &["--seed", "3"]);
+    let score = |run: &Path| {
+        succeed(
+            vog()
+                .args(["score", "--quiet", "--split", "train", "--run"])
+                .arg(run)
+                .arg("--out")
+                .arg(&scores),
+        )
+    };
+    score(&run);
+    succeed(
+        vog()
+            .args([
+                "prune",
+                "--quiet",
+                "--column",
+                "loss",
+                "--fractions",
+                "0.05",
+            ])
+            .args(["--seeds", "1", "--run"])
+            .arg(&run)
+            .arg("--scores")
+            .arg(&scores),
+    );
+    assert!(run.join("prune/none-seed3/run.json").is_file());
+    assert!(run.join("prune/loss-f0.05-seed3/run.json").is_file());
+    let verify = |what: &str| {
+        let err = vog_fails(&[
+            "report",
+            "--run",
+            run.to_str().unwrap(),
+            "--scores",
+            scores.to_str().unwrap(),
+            "--out",
+            d.path().join("r.html").to_str().unwrap(),
+        ]);
+        let r = run.display().to_string();
+        assert!(err.contains(what) && err.matches(&r).count() == 1, "{err}");
+    };
+    tiny_run(&run, &["--seed", "3", "--lr", "0.05", "--overwrite"]);
+    verify("holds other weights there now (trained again)");
+    let other_subset = [
+        "--train-subset",
+        "30",
+        "--test-subset",
+        "10",
+        "--width",
+        "2",
+    ];
+    train_synth(
+        &run,
+        &[&other_subset[..], &["--epochs", "3", "--overwrite"]].concat(),
+    );
+    verify("was trained again on other data");
+}

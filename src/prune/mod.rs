@@ -187,7 +187,7 @@ fn jobs(
         let config = train::derived_config(base, prepared, Edits::default(), seed)?;
         jobs.push(Job {
             key: (Action::Remove, "none".into(), 0f64.to_bits()),
-            folder: format!("none-seed{s}"),
+            folder: format!("none-seed{seed}"),
             config,
         });
         for (fi, &f) in req.fractions.iter().enumerate() {
@@ -195,12 +195,12 @@ fn jobs(
                 let config = retraining(base, prepared, (action, &picked), plan, seed)
                     .with_context(|| {
                         format!(
-                            "--fractions {f}: {} the top {f} by '{name}' (seed {s})",
+                            "--fractions {f}: {} the top {f} by '{name}' (seed {seed})",
                             action.name()
                         )
                     })?;
                 let folder = format!(
-                    "{}{}-f{f}-seed{s}",
+                    "{}{}-f{f}-seed{seed}",
                     action.folder_prefix(),
                     atomic_file::safe_file_name(&name)
                 );

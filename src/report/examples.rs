@@ -1,5 +1,5 @@
 //! The report's examples: the highest- and lowest-VoG examples overall and per class as
-//! captioned tiles (rank and id, label trained with -> prediction, VoG; a green or red frame
+//! captioned tiles (rank and whole id, split and class folders included; label trained with -> prediction, VoG; a green or red frame
 //! for a right or wrong prediction), and a sortable table of the highest-VoG examples with
 //! thumbnails.
 use super::{Thumbs, CLASS_TILES, GRID_TILES, TABLE_ROWS};
@@ -16,9 +16,14 @@ pub(super) fn tile_html(
     thumbs: &mut Thumbs,
 ) -> Result<()> {
     let row = r.scored.row;
-    let caption: Vec<String> = crate::grid::caption(r, column)
+    // A narrow tile breaks "trained→predicted" after the arrow, and ids after a slash.
+    let caption: Vec<String> = crate::grid::caption(r, &row.id, column)
         .iter()
-        .map(|l| esc(l))
+        .map(|l| {
+            esc(l)
+                .replace('\u{2192}', "\u{2192}<wbr>")
+                .replace('/', "/<wbr>")
+        })
         .collect();
     write!(
         out,

@@ -41,6 +41,8 @@ pub struct Page {
     pub tokens: Vec<String>,
     /// The other score columns shown beside each example.
     pub columns: Vec<String>,
+    /// Those of `column` and `columns` that are flags, shown as true/false.
+    pub flags: Vec<String>,
     pub examples: Vec<Example>,
 }
 
@@ -101,6 +103,11 @@ pub fn run(req: &ReviewRequest) -> Result<Written> {
         lowest_first: req.rank.lowest,
         classes,
         tokens,
+        flags: std::iter::once(&req.rank.column)
+            .chain(columns.iter().map(|(n, _)| n))
+            .filter(|n| crate::scores::is_flag(n))
+            .cloned()
+            .collect(),
         columns: columns.into_iter().map(|(n, _)| n).collect(),
         examples,
     };

@@ -27,6 +27,11 @@
     }
   }
 
+  // A flag column (label_issue) reads true/false, as in the scores file; a score, 4 digits.
+  function show(column, v) {
+    return page.flags.indexOf(column) >= 0 ? String(v !== 0) : v.toPrecision(4);
+  }
+
   function className(label) {
     return label === null || label === undefined ? '' : (page.classes[label] || String(label));
   }
@@ -95,7 +100,7 @@
     $('position').textContent = (at + 1) + ' of ' + examples.length;
     var facts = [
       ['id', ex.id],
-      [page.column, ex.score.toPrecision(4) + ' (rank ' + ex.rank + (page.lowest_first ? ', lowest first)' : ', highest first)')],
+      [page.column, show(page.column, ex.score) + ' (rank ' + ex.rank + (page.lowest_first ? ', lowest first)' : ', highest first)')],
       ['given label', className(ex.trained)]
     ];
     if (ex.label !== ex.trained) { facts.push(['original label', className(ex.label)]); }
@@ -105,7 +110,7 @@
     fillTable($('facts'), facts);
     fillTable($('scores'), page.columns.map(function (c, i) {
       var v = ex.values[i];
-      return [c, v === null || v === undefined ? '-' : Number(v).toPrecision(4)];
+      return [c, v === null || v === undefined ? '-' : show(c, Number(v))];
     }));
     var d = state.decisions[ex.id];
     $('decision').textContent = 'Decision: ' + describe(d);

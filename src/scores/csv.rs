@@ -151,6 +151,12 @@ pub struct ScoreRow {
     pub suggested_label: Option<i64>,
 }
 
+/// Whether the score column `name` is a flag (`label_issue`): shown as `true`/`false`,
+/// never as a number, wherever vog shows it.
+pub fn is_flag(name: &str) -> bool {
+    name == Companion::LabelIssue.name()
+}
+
 /// Whether a file with `companions` has the `suggested_label` column: those with the
 /// out-of-sample scores do, after them.
 pub fn suggests(companions: &[Companion]) -> bool {

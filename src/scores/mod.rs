@@ -26,8 +26,8 @@ mod normalize;
 mod order;
 
 pub use self::csv::{
-    header, score_columns, suggests, value, write_csv, Column, ColumnRef, Companion, ScoreRow,
-    BASE_COLUMNS,
+    header, is_flag, score_columns, suggests, value, write_csv, Column, ColumnRef, Companion,
+    ScoreRow, BASE_COLUMNS,
 };
 pub use check::{check_digest, check_rows, non_finite};
 pub use meta::{
@@ -169,13 +169,7 @@ impl ScoresFile {
     /// may have moved: checkpoints are compared by content.
     pub fn check_of_run(&self, run: &Path, now: &RunState) -> Result<()> {
         let (m, path) = (&self.meta, self.path.display());
-        if m.run.is_none() || m.dataset_fingerprint != now.fingerprint {
-            bail!(
-                "'{path}' holds scores of {} (or of other data), not of run '{}'",
-                m.source(),
-                run.display()
-            );
-        }
+        self.check_data_of_run(run, now)?;
         if m.checkpoint_digests.is_empty() {
             // Sidecars from before checkpoint digests name the run by its path.
             let absolute = std::path::absolute(run).unwrap_or_else(|_| run.to_path_buf());
@@ -198,7 +192,7 @@ impl ScoresFile {
                 ),
                 Some(_) => bail!(
                     "the run changed since scoring: '{path}' was scored from '{name}' as it was \
-                     then, and run '{}' holds another '{name}' now (trained again?); score again",
+                     then, and run '{}' holds other weights there now (trained again); score again",
                     run.display()
                 ),
                 None => bail!(
@@ -226,6 +220,37 @@ impl ScoresFile {
             );
         }
         Ok(())
+    }
+
+    /// The first of [`Self::check_of_run`]'s checks: scores of a run, on the data the run at
+    /// `run` holds now. A run trained again on other data in the same folder (`vog train
+    /// --overwrite`) is named as such, not as another run.
+    fn check_data_of_run(&self, run: &Path, now: &RunState) -> Result<()> {
+        let (m, path) = (&self.meta, self.path.display());
+        let Some(then) = &m.run else {
+            bail!(
+                "'{path}' holds scores of {}, not of run '{}'",
+                m.source(),
+                run.display()
+            );
+        };
+        if m.dataset_fingerprint == now.fingerprint {
+            return Ok(());
+        }
+        let here = std::path::absolute(run).unwrap_or_else(|_| run.to_path_buf());
+        if *then == here {
+            bail!(
+                "the run changed since scoring: run '{}' was trained again on other data (another \
+                 dataset, subset or selection of its examples), so '{path}' no longer describes its \
+                 examples; score again",
+                run.display()
+            );
+        }
+        bail!(
+            "'{path}' holds scores of run '{}' on other data than run '{}' holds",
+            then.display(),
+            run.display()
+        )
     }
 
     pub fn len(&self) -> usize {
