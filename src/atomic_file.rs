@@ -38,6 +38,37 @@ where
     Ok(())
 }
 
+/// Refuses to replace what is at `path`, a path the person did not name (a default name, or
+/// a file vog writes beside a named output), unless `ours` recognizes its first 4 KiB (empty
+/// for a folder or an unreadable file) as what vog writes there; `why` says what that is.
+/// Nothing there passes.
+pub fn check_unnamed(path: &Path, ours: impl Fn(&[u8]) -> bool, why: &str) -> Result<()> {
+    if std::fs::symlink_metadata(path).is_err() || ours(&head(path)) {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "'{}' is there and vog did not write it ({why}); vog replaces only what you name: \
+         move it away or name another output",
+        path.display()
+    )
+}
+
+/// The first 4 KiB of the file at `path`; empty for a folder, or what cannot be read.
+pub fn head(path: &Path) -> Vec<u8> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(4096);
+    let read = std::fs::File::open(path).and_then(|f| f.take(4096).read_to_end(&mut head));
+    match read {
+        Ok(_) => head,
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Whether `head` contains `marker`.
+pub fn holds(head: &[u8], marker: &str) -> bool {
+    head.windows(marker.len()).any(|w| w == marker.as_bytes())
+}
+
 /// Writes `bytes` to `path` atomically.
 pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
     write_with(path, |w| Ok(w.write_all(bytes)?))

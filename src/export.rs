@@ -155,6 +155,10 @@ fn cell(tag: &str, class: &str, text: &str) -> String {
     }
 }
 
+/// Marks an HTML page vog wrote (the report, the review page): a page written under a
+/// default name replaces only a page that carries it.
+pub const GENERATOR: &str = r#"<meta name="generator" content="vog">"#;
+
 /// `s` with the characters HTML gives meaning to escaped.
 pub fn esc(s: &str) -> String {
     s.replace('&', "&amp;")

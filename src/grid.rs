@@ -332,6 +332,25 @@ impl ImageLookup {
 }
 
 /// The legend of a grid with `cols` columns: which example each tile shows.
+/// How a grid's legend begins, which tells vog's grids from other files.
+const LEGEND_START: &[u8] = b"tile,row,col,rank,id,";
+
+/// Refuses a grid at `path` whose files the person did not name where vog did not write
+/// what is there: the legend `.csv` beside it, and, unless `named`, the `.png` itself (a
+/// grid of vog's has its legend beside it).
+pub fn check_unnamed(path: &Path, named: bool) -> Result<()> {
+    let legend = path.with_extension("csv");
+    let why = format!(
+        "vog writes the legend of the grid '{}' there",
+        path.display()
+    );
+    crate::atomic_file::check_unnamed(&legend, |head| head.starts_with(LEGEND_START), &why)?;
+    if named {
+        return Ok(());
+    }
+    crate::atomic_file::check_unnamed(path, |_| legend.exists(), "a grid of one class")
+}
+
 fn write_legend(ranked: &[Ranked], column: &str, cols: usize, path: &Path) -> Result<()> {
     let mut csv = csv::Writer::from_writer(Vec::new());
     csv.write_record([

@@ -203,19 +203,22 @@ impl<'a> Ranking<'a> {
         r: &RankRequest,
     ) -> Result<Vec<PathBuf>> {
         if !r.per_class {
+            crate::grid::check_unnamed(path, true)?;
             images.write_grid(&self.groups[0].1, &self.column, path)?;
             return Ok(vec![path.to_path_buf()]);
         }
-        let mut written = Vec::new();
+        let mut grids = Vec::new();
         for (class, es) in &self.pool {
             for (which, lowest) in [("highest", false), ("lowest", true)] {
                 let p = class_grid_path(path, class, which);
-                let top = top_k(es, r.top, lowest, &self.names);
-                images.write_grid(&top, &self.column, &p)?;
-                written.push(p);
+                crate::grid::check_unnamed(&p, false)?;
+                grids.push((p, top_k(es, r.top, lowest, &self.names)));
             }
         }
-        Ok(written)
+        for (p, top) in &grids {
+            images.write_grid(top, &self.column, p)?;
+        }
+        Ok(grids.into_iter().map(|(p, _)| p).collect())
     }
 }
 

@@ -65,7 +65,52 @@ pub fn run(root: Option<&Path>, extra: &[PathBuf]) -> Result<Verification> {
     }
     crossval(root, &m, &mut v);
     prune(root, &mut v)?;
+    evaluations(&run_dir::scores_csvs(root)?, &mut v);
     Ok(v)
+}
+
+/// The evaluation folder beside each of the run's scores files (`SCORES-eval/`, as `vog
+/// eval` writes it): eval.json the evaluation of the scores file as it is now, every table
+/// and plot what that evaluation writes, and a note on any other file there.
+fn evaluations(csvs: &[PathBuf], v: &mut Verification) {
+    for csv in csvs {
+        let dir = crate::eval::default_dir(csv);
+        if !dir.join("eval.json").is_file() {
+            continue;
+        }
+        let files = match crate::eval::expected_files(&dir, csv) {
+            Ok(files) => files,
+            Err(e) => {
+                v.add(dir.join("eval.json"), Err(e));
+                continue;
+            }
+        };
+        for (name, bytes) in &files {
+            v.add(
+                dir.join(name),
+                same_bytes(&dir.join(name), bytes, "its eval.json"),
+            );
+        }
+        let known: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !known.contains(&name.as_str()) && !name.starts_with('.') {
+                v.notes.push(format!(
+                    "'{}' is not a file vog eval writes",
+                    e.path().display()
+                ));
+            }
+        }
+    }
+}
+
+/// Whether the file at `path` holds exactly `bytes`, what `source` writes.
+fn same_bytes(path: &Path, bytes: &[u8], source: &str) -> Result<()> {
+    match std::fs::read(path) {
+        Ok(on_disk) if on_disk == bytes => Ok(()),
+        Ok(_) => bail!("is not what {source} writes (edited, or of another evaluation)"),
+        Err(e) => bail!("cannot read it: {e}"),
+    }
 }
 
 /// The files a run's manifest records (checkpoints, resume state, dynamics, config and
@@ -170,13 +215,7 @@ fn prune(root: &Path, v: &mut Verification) -> Result<()> {
             v.add(dir.join("prune.json"), accuracies_recorded(&dir, &t));
             for (name, bytes) in t.files()? {
                 let path = dir.join(name);
-                let outcome = match std::fs::read(&path) {
-                    Ok(on_disk) if on_disk == bytes => Ok(()),
-                    Ok(_) => Err(anyhow::anyhow!(
-                        "is not what its table prune.json writes (edited, or of another table)"
-                    )),
-                    Err(e) => Err(anyhow::anyhow!("cannot read it: {e}")),
-                };
+                let outcome = same_bytes(&path, &bytes, "its table prune.json");
                 v.add(path, outcome);
             }
         }

@@ -389,3 +389,125 @@ fn prune_folders_and_stale_scores_say_what_they_are() {
     );
     verify("was trained again on other data");
 }
+
+/// "Also": no command replaces a file the person did not name (a default name, or a file
+/// written beside a named one) unless vog wrote it; what vog wrote there before is replaced.
+#[test]
+fn no_command_replaces_a_file_nobody_named() {
+    let d = tempfile::tempdir().unwrap();
+    let (run, scores) = (d.path().join("run"), d.path().join("s.csv"));
+    tiny_run(&run, &[]);
+    let theirs = |path: &Path| std::fs::write(path, "their own\n").unwrap();
+    let refused = |cmd: &mut assert_cmd::Command, path: &Path| {
+        let out = cmd.current_dir(d.path()).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{}", path.display());
+        assert!(err.contains("vog did not write it"), "{err}");
+        assert_eq!(std::fs::read_to_string(path).unwrap(), "their own\n");
+        std::fs::remove_file(path).unwrap();
+    };
+    let score = || {
+        let mut c = vog();
+        c.args(["score", "--quiet", "--run"])
+            .arg(&run)
+            .arg("--out")
+            .arg(&scores);
+        c
+    };
+    theirs(&d.path().join("s.json"));
+    refused(&mut score(), &d.path().join("s.json"));
+    succeed(&mut score());
+    succeed(&mut score());
+    let pages = [("report", "report.html"), ("review", "review.html")];
+    for (command, page) in pages {
+        let mut c = vog();
+        match command {
+            "report" => c.args(["report", "--run"]).arg(&run).arg("--scores"),
+            _ => c.arg("review"),
+        };
+        c.arg(&scores).current_dir(d.path());
+        theirs(&d.path().join(page));
+        let mut again = vog();
+        again.args(c.get_args()).current_dir(d.path());
+        refused(&mut c, &d.path().join(page));
+        succeed(&mut again);
+        let mut twice = vog();
+        succeed(twice.args(c.get_args()).current_dir(d.path()));
+    }
+    let eval_dir = d.path().join("s-eval");
+    std::fs::create_dir(&eval_dir).unwrap();
+    theirs(&eval_dir.join("notes.txt"));
+    refused(vog().arg("eval").arg(&scores), &eval_dir.join("notes.txt"));
+    std::fs::remove_dir(&eval_dir).unwrap();
+    succeed(vog().arg("eval").arg(&scores));
+    succeed(vog().arg("eval").arg(&scores));
+    let grid = d.path().join("g.png");
+    let rank = |per_class: bool| {
+        let mut c = vog();
+        c.arg("rank").arg(&scores).args(["--top", "2", "--grid"]);
+        c.arg(&grid);
+        if per_class {
+            c.arg("--per-class");
+        }
+        c
+    };
+    theirs(&d.path().join("g.csv"));
+    refused(&mut rank(false), &d.path().join("g.csv"));
+    succeed(&mut rank(false));
+    succeed(&mut rank(false));
+    theirs(&d.path().join("g-pattern0-highest.png"));
+    refused(&mut rank(true), &d.path().join("g-pattern0-highest.png"));
+    succeed(&mut rank(true));
+    succeed(&mut rank(true));
+}
+
+/// "Also": `vog verify` covers the evaluation folders beside a run's scores files: every
+/// table and plot made again from eval.json, eval.json made again from the scores file.
+#[test]
+fn verify_covers_evaluations() {
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("run");
+    tiny_run(&run, &[]);
+    succeed(
+        vog()
+            .args(["score", "--quiet", "--split", "both", "--run"])
+            .arg(&run),
+    );
+    let scores = run.join("scores-both-all.csv");
+    succeed(vog().arg("eval").arg(&scores));
+    let dir = run.join("scores-both-all-eval");
+    let verify = || {
+        let out = vog().arg("verify").arg(&run).output().unwrap();
+        let said = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.success(), said)
+    };
+    let (ok, said) = verify();
+    let plots = std::fs::read_dir(&dir).unwrap().count();
+    assert!(ok && said.matches("-eval/").count() == plots, "{said}");
+    std::fs::write(dir.join("notes.txt"), "mine").unwrap();
+    let text = std::fs::read_to_string(dir.join("deciles.csv")).unwrap();
+    std::fs::write(dir.join("deciles.csv"), text.replacen("D1", "D0", 1)).unwrap();
+    let (ok, said) = verify();
+    assert!(
+        !ok && said.contains("FAILED") && said.contains("deciles.csv"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("FAILED  ") || said.matches("FAILED").count() == 1,
+        "{said}"
+    );
+    succeed(vog().arg("eval").arg(&scores));
+    let (ok, said) = verify();
+    assert!(ok, "{said}");
+    // Scored again with another target: the evaluation no longer describes the file.
+    succeed(
+        vog()
+            .args(["score", "--quiet", "--split", "both", "--target", "logprob"])
+            .arg("--run")
+            .arg(&run)
+            .arg("--out")
+            .arg(&scores),
+    );
+    let (ok, said) = verify();
+    assert!(!ok && said.contains("is not the evaluation of"), "{said}");
+}

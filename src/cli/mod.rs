@@ -175,3 +175,18 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Prune(a) => prune::run(&a),
     }
 }
+
+/// The page `--out` names, or `default` in the working folder, which replaces only a page
+/// vog wrote (the person did not name it).
+fn page_out(named: Option<&std::path::Path>, default: &str) -> Result<std::path::PathBuf> {
+    if let Some(path) = named {
+        return Ok(path.to_path_buf());
+    }
+    let path = std::path::PathBuf::from(default);
+    crate::atomic_file::check_unnamed(
+        &path,
+        |head| crate::atomic_file::holds(head, crate::export::GENERATOR),
+        "the page's default name, used when --out is left out",
+    )?;
+    Ok(path)
+}

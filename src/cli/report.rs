@@ -12,15 +12,16 @@ pub struct ReportArgs {
     /// examples fill the grids and the table.
     #[arg(long, value_delimiter = ',')]
     pub scores: Vec<PathBuf>,
-    /// Output HTML file.
-    #[arg(long, default_value = "report.html")]
-    pub out: PathBuf,
+    /// Output HTML file [default: report.html, replacing only a page vog wrote].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 pub fn run(a: &ReportArgs) -> Result<()> {
     let shown: Vec<_> = a.scores.iter().map(|p| p.display().to_string()).collect();
     crate::origin::refuse_repeats("--scores", &shown)?;
-    crate::report::run(a.run.as_deref(), &a.scores, &a.out)?;
-    println!("wrote '{}'", a.out.display());
+    let out = super::page_out(a.out.as_deref(), "report.html")?;
+    crate::report::run(a.run.as_deref(), &a.scores, &out)?;
+    println!("wrote '{}'", out.display());
     Ok(())
 }

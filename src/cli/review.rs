@@ -20,9 +20,9 @@ pub struct ReviewArgs {
     /// Dataset location, if it moved since scoring.
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// The page to write.
-    #[arg(long, default_value = "review.html")]
-    pub out: PathBuf,
+    /// The page to write [default: review.html, replacing only a page vog wrote].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 pub fn run(a: &ReviewArgs) -> Result<()> {
@@ -30,7 +30,7 @@ pub fn run(a: &ReviewArgs) -> Result<()> {
         scores: a.scores.clone(),
         rank: a.which.request(&a.column, a.top, 200),
         data: a.data.clone(),
-        out: a.out.clone(),
+        out: super::page_out(a.out.as_deref(), "review.html")?,
     };
     let w = review::run(&request)?;
     let meta = crate::scores::read_meta(&a.scores)?;
@@ -43,7 +43,7 @@ pub fn run(a: &ReviewArgs) -> Result<()> {
     eprintln!(
         "wrote {} ({} examples, {:.1} MB): open it in a browser; Export gives decisions.csv for \
          `vog train --decisions`",
-        a.out.display(),
+        request.out.display(),
         w.examples,
         w.bytes as f64 / 1e6
     );

@@ -19,16 +19,16 @@ pub mod output;
 pub mod plots;
 pub mod stats;
 
-pub use output::write_outputs;
+pub use output::{output_files, write_outputs};
 
 use crate::data::SplitKind;
 use crate::scores::{score_columns, Column, Companion, ScoresFile};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use leaderboard::{Leaderboard, Question, Verdict};
 use serde::{Deserialize, Serialize};
 use stats::AurocTest;
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Error of a group of examples.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -495,19 +495,62 @@ pub struct EvalRequest {
 impl EvalRequest {
     /// Where the tables and plots go.
     pub fn out_dir(&self) -> PathBuf {
-        self.out.clone().unwrap_or_else(|| {
-            let stem = self
-                .scores
-                .file_stem()
-                .map_or("scores".into(), |s| s.to_string_lossy().into_owned());
-            self.scores.with_file_name(format!("{stem}-eval"))
-        })
+        self.out
+            .clone()
+            .unwrap_or_else(|| default_dir(&self.scores))
     }
+}
+
+/// Where `vog eval` writes the evaluation of `scores` unless told: `SCORES-eval/` beside it.
+pub fn default_dir(scores: &Path) -> PathBuf {
+    let stem = scores
+        .file_stem()
+        .map_or("scores".into(), |s| s.to_string_lossy().into_owned());
+    scores.with_file_name(format!("{stem}-eval"))
+}
+
+/// What an evaluation folder written by `vog eval` (eval.json, tables, plots) should hold
+/// now, by name and bytes, made again from `scores` as it is: refused when its eval.json is
+/// not the evaluation of that file. The leaderboards of id sets given to vog eval (atypical,
+/// flagged) and the comparison with another file are taken as recorded; a Data Map drawn
+/// with `--flagged` ids is left out (the ids are not recorded).
+pub fn expected_files(dir: &Path, scores: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let json = dir.join("eval.json");
+    let bytes =
+        std::fs::read(&json).with_context(|| format!("cannot read '{}'", json.display()))?;
+    let recorded: Evaluation = serde_json::from_slice(&bytes)
+        .with_context(|| format!("'{}' is not an evaluation of vog", json.display()))?;
+    let file = ScoresFile::read(scores)?;
+    let mut again = evaluate(&file, &[])?;
+    let from_ids = [Question::Atypical, Question::Flagged];
+    again.scores = recorded.scores.clone();
+    again.comparison = recorded.comparison.clone();
+    let given = recorded
+        .leaderboards
+        .iter()
+        .filter(|l| from_ids.contains(&l.question));
+    again.leaderboards.extend(given.cloned());
+    if again != recorded {
+        bail!(
+            "is not the evaluation of '{}' as it is now (scored again or edited since?); run \
+             vog eval again",
+            scores.display()
+        );
+    }
+    let flagged = recorded.leaderboard(Question::Flagged).is_some();
+    let files = output_files(&recorded, &file, None)?;
+    Ok(files
+        .into_iter()
+        .filter(|(name, _)| !(flagged && name.starts_with("data-map.")))
+        .collect())
 }
 
 /// Runs `vog eval`: evaluates the scores file, writes eval.json, the CSV tables and the
 /// plots into [`EvalRequest::out_dir`], and returns the evaluation.
 pub fn run(r: &EvalRequest) -> Result<Evaluation> {
+    if r.out.is_none() {
+        check_default_dir(&r.out_dir())?;
+    }
     let file = ScoresFile::read(&r.scores)?;
     let flagged = match &r.flagged {
         Some(path) => Some(read_flagged(path, &file)?),
@@ -521,6 +564,21 @@ pub fn run(r: &EvalRequest) -> Result<Evaluation> {
     }
     write_outputs(&r.out_dir(), &e, &file, flagged.as_ref())?;
     Ok(e)
+}
+
+/// Refuses a default output folder that holds files but no evaluation vog wrote.
+fn check_default_dir(dir: &Path) -> Result<()> {
+    let empty = std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none());
+    let json = crate::atomic_file::head(&dir.join("eval.json"));
+    crate::atomic_file::check_unnamed(
+        dir,
+        |_| empty || json.starts_with(b"{\n  \"scores\": "),
+        &format!(
+            "vog eval writes into '{}' when --out is left out, and this folder holds no \
+             evaluation of vog",
+            dir.display()
+        ),
+    )
 }
 
 #[cfg(test)]

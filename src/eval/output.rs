@@ -243,35 +243,35 @@ fn write_memorization_rows(w: &mut impl std::io::Write, s: &SplitEval, wide: usi
     Ok(())
 }
 
-/// Writes `eval.json`, `deciles.csv`, `groups.csv`, `classes.csv`, `leaderboards.csv` and
-/// every plot (PNG and SVG; `data-map` for training examples with dynamics) into `dir`;
-/// returns the plot PNGs. Plots are named
-/// `PLOT-TARGET`, or `PLOT-SPLIT-TARGET` for a file holding both splits.
-pub fn write_outputs(
-    dir: &std::path::Path,
+/// The files of an evaluation by name, as their bytes: `eval.json`, `deciles.csv`,
+/// `groups.csv`, `classes.csv`, `leaderboards.csv` and every plot (SVG and PNG; `data-map`
+/// for training examples with dynamics). Plots are named `PLOT-TARGET`, or
+/// `PLOT-SPLIT-TARGET` for a file holding both splits. The same evaluation of the same file
+/// gives the same bytes, so `vog verify` checks a folder by making them again.
+pub fn output_files(
     e: &Evaluation,
     f: &ScoresFile,
     flagged: Option<&HashSet<String>>,
-) -> Result<Vec<std::path::PathBuf>> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create '{}'", dir.display()))?;
-    let json = serde_json::to_vec_pretty(e)?;
-    crate::atomic_file::write_bytes(&dir.join("eval.json"), &json)?;
-    write_groups_csv(&dir.join("deciles.csv"), e, |t| &t.deciles)?;
-    write_groups_csv(&dir.join("groups.csv"), e, |t| &t.bottom_all_top)?;
-    write_classes_csv(&dir.join("classes.csv"), e)?;
-    write_leaderboards_csv(&dir.join("leaderboards.csv"), e)?;
-    let mut pngs = Vec::new();
+) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut files = vec![
+        ("eval.json".to_string(), serde_json::to_vec_pretty(e)?),
+        ("deciles.csv".into(), groups_csv(e, |t| &t.deciles)?),
+        ("groups.csv".into(), groups_csv(e, |t| &t.bottom_all_top)?),
+        ("classes.csv".into(), classes_csv(e)?),
+        ("leaderboards.csv".into(), leaderboards_csv(e)?),
+    ];
+    let mut plot = |name: String, svg: String| -> Result<()> {
+        files.push((format!("{name}.svg"), svg.as_bytes().to_vec()));
+        files.push((format!("{name}.png"), plots::svg_to_png(&svg)?));
+        Ok(())
+    };
     if let Some(points) = super::data_map_points(f, flagged) {
         let marked = if flagged.is_some() {
             "flagged"
         } else {
             "shuffled"
         };
-        pngs.push(plots::save(
-            dir,
-            "data-map",
-            &plots::data_map(&points, marked)?,
-        )?);
+        plot("data-map".into(), plots::data_map(&points, marked)?)?;
     }
     for s in &e.splits {
         let view = f.only(s.split);
@@ -281,115 +281,121 @@ pub fn write_outputs(
                     1 => name,
                     _ => name.replacen('-', &format!("-{}-", s.split), 1),
                 };
-                pngs.push(plots::save(dir, &name, &svg)?);
+                plot(name, svg)?;
             }
+        }
+    }
+    Ok(files)
+}
+
+/// Writes [`output_files`] into `dir`; returns the plot PNGs.
+pub fn write_outputs(
+    dir: &std::path::Path,
+    e: &Evaluation,
+    f: &ScoresFile,
+    flagged: Option<&HashSet<String>>,
+) -> Result<Vec<std::path::PathBuf>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create '{}'", dir.display()))?;
+    let mut pngs = Vec::new();
+    for (name, bytes) in output_files(e, f, flagged)? {
+        let path = dir.join(&name);
+        crate::atomic_file::write_bytes(&path, &bytes)?;
+        if name.ends_with(".png") {
+            pngs.push(path);
         }
     }
     Ok(pngs)
 }
 
-fn write_classes_csv(path: &std::path::Path, e: &Evaluation) -> Result<()> {
-    crate::atomic_file::write_with(path, |w| {
-        let mut csv = csv::Writer::from_writer(w);
-        csv.write_record([
-            "split",
-            "target",
-            "label",
-            "class",
-            "count",
-            "mean_abs_vog_raw",
-            "false_negative_rate",
-        ])?;
-        for s in &e.splits {
-            for t in &s.targets {
-                for c in &t.class_level.classes {
-                    csv.serialize((
-                        s.split.name(),
-                        &t.target,
-                        c.label,
-                        &c.name,
-                        c.count,
-                        c.mean_abs_vog_raw,
-                        c.false_negative_rate,
-                    ))?;
-                }
-            }
-        }
-        csv.flush()?;
-        Ok(())
-    })
-}
-
-fn write_leaderboards_csv(path: &std::path::Path, e: &Evaluation) -> Result<()> {
-    crate::atomic_file::write_with(path, |w| {
-        let mut csv = csv::Writer::from_writer(w);
-        csv.write_record([
-            "question",
-            "positives",
-            "examples",
-            "score",
-            "higher_is_harder",
-            "auroc",
-            "ci_low",
-            "ci_high",
-            "p_value",
-            "bottom10_error",
-            "top10_error",
-            "precision_at_k",
-            "verdict",
-        ])?;
-        for l in &e.leaderboards {
-            for x in &l.entries {
-                let t = x.test.as_ref();
+fn classes_csv(e: &Evaluation) -> Result<Vec<u8>> {
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    csv.write_record([
+        "split",
+        "target",
+        "label",
+        "class",
+        "count",
+        "mean_abs_vog_raw",
+        "false_negative_rate",
+    ])?;
+    for s in &e.splits {
+        for t in &s.targets {
+            for c in &t.class_level.classes {
                 csv.serialize((
-                    l.question,
-                    l.positives,
-                    l.examples,
-                    &x.score,
-                    x.higher_is_harder,
-                    t.map(|t| t.auroc),
-                    t.map(|t| t.ci_low),
-                    t.map(|t| t.ci_high),
-                    t.map(|t| t.p_value),
-                    x.bottom10_error,
-                    x.top10_error,
-                    x.precision_at_k,
-                    x.verdict,
+                    s.split.name(),
+                    &t.target,
+                    c.label,
+                    &c.name,
+                    c.count,
+                    c.mean_abs_vog_raw,
+                    c.false_negative_rate,
                 ))?;
             }
         }
-        csv.flush()?;
-        Ok(())
-    })
+    }
+    Ok(csv.into_inner()?)
 }
 
-fn write_groups_csv(
-    path: &std::path::Path,
-    e: &Evaluation,
-    pick: impl Fn(&TargetEval) -> &Vec<Group>,
-) -> Result<()> {
-    crate::atomic_file::write_with(path, |w| {
-        let mut csv = csv::Writer::from_writer(w);
-        csv.write_record([
-            "split", "target", "group", "count", "errors", "error", "min", "max",
-        ])?;
-        for s in &e.splits {
-            for t in &s.targets {
-                for g in pick(t) {
-                    csv.serialize((
-                        s.split.name(),
-                        &t.target,
-                        &g.name,
-                        g.count,
-                        g.errors,
-                        g.error,
-                        g.min,
-                        g.max,
-                    ))?;
-                }
+fn leaderboards_csv(e: &Evaluation) -> Result<Vec<u8>> {
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    csv.write_record([
+        "question",
+        "positives",
+        "examples",
+        "score",
+        "higher_is_harder",
+        "auroc",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "bottom10_error",
+        "top10_error",
+        "precision_at_k",
+        "verdict",
+    ])?;
+    for l in &e.leaderboards {
+        for x in &l.entries {
+            let t = x.test.as_ref();
+            csv.serialize((
+                l.question,
+                l.positives,
+                l.examples,
+                &x.score,
+                x.higher_is_harder,
+                t.map(|t| t.auroc),
+                t.map(|t| t.ci_low),
+                t.map(|t| t.ci_high),
+                t.map(|t| t.p_value),
+                x.bottom10_error,
+                x.top10_error,
+                x.precision_at_k,
+                x.verdict,
+            ))?;
+        }
+    }
+    Ok(csv.into_inner()?)
+}
+
+fn groups_csv(e: &Evaluation, pick: impl Fn(&TargetEval) -> &Vec<Group>) -> Result<Vec<u8>> {
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    csv.write_record([
+        "split", "target", "group", "count", "errors", "error", "min", "max",
+    ])?;
+    for s in &e.splits {
+        for t in &s.targets {
+            for g in pick(t) {
+                csv.serialize((
+                    s.split.name(),
+                    &t.target,
+                    &g.name,
+                    g.count,
+                    g.errors,
+                    g.error,
+                    g.min,
+                    g.max,
+                ))?;
             }
         }
-        csv.flush()?;
-        Ok(())
-    })
+    }
+    Ok(csv.into_inner()?)
 }

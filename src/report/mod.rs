@@ -15,7 +15,7 @@ use examples::write_examples_section;
 
 use crate::eval::output::{fmt_auroc, fmt_ci, fmt_verdict, leaderboard_table};
 use crate::eval::{self, plots, Evaluated, Evaluation, SplitEval, TargetEval};
-use crate::export::esc;
+use crate::export::{esc, GENERATOR};
 use crate::grid::ImageLookup;
 use crate::prune::PruneTable;
 use crate::run_dir::{RunDir, RunManifest};
@@ -265,7 +265,7 @@ const JS: &str = include_str!("report.js");
 fn page(title: &str, body: &str) -> String {
     let t = esc(title);
     format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\n\
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">{GENERATOR}<title>{t}</title>\n\
          <style>\n{CSS}</style></head><body>\n<h1>{t}</h1>\n{body}\n<script>\n{JS}</script>\n</body></html>\n"
     )
 }

@@ -5,7 +5,7 @@
 //! persist in the browser's local storage under the scores file's SHA-256, so a review can
 //! be closed and resumed. The page holds one JSON document ([`Page`]) that its script
 //! renders; every image is encoded once.
-use crate::export::esc;
+use crate::export::{esc, GENERATOR};
 use crate::grid::ImageLookup;
 use crate::rank::{RankRequest, Ranking};
 use crate::scores::{ScoreRow, ScoresFile};
@@ -179,7 +179,7 @@ pub fn html(page: &Page) -> Result<String> {
     let data = serde_json::to_string(page)?.replace('<', "\\u003c");
     let title = esc(&format!("vog review: {}", page.scores));
     Ok(format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\n\
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">{GENERATOR}<title>{title}</title>\n\
          <style>\n{CSS}</style></head><body>\n{BODY}\n\
          <script type=\"application/json\" id=\"data\">{data}</script>\n<script>\n{JS}</script>\n\
          </body></html>\n"

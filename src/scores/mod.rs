@@ -64,6 +64,11 @@ pub fn check_out(out: &Path) -> Result<()> {
             out.display()
         );
     }
+    crate::atomic_file::check_unnamed(
+        &sidecar_path(out),
+        |head| crate::atomic_file::holds(head, SCORES_FORMAT),
+        &format!("vog writes the sidecar of '{}' there", out.display()),
+    )?;
     let dir = crate::atomic_file::parent_dir(out);
     tempfile::tempfile_in(&dir)
         .map(drop)
