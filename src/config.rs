@@ -268,6 +268,9 @@ pub struct TrainConfig {
     /// The seed of the subsets, where it is not `hyper.seed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subset_seed: Option<u64>,
+    /// Hardness planted into the training split (`--plant`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plant: Option<crate::data::plant::PlantSpec>,
     /// The run this one trains again with a person's changes (`vog train --from`), and the
     /// person's files as read; `exclude` and `relabel` above are what they amount to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -309,6 +312,7 @@ impl TrainConfig {
             relabel: selection.relabel,
             decisions: selection.decisions,
             subset_seed: selection.subset_seed,
+            plant: selection.plant,
             from: None,
             device,
         })
@@ -324,6 +328,7 @@ impl TrainConfig {
             relabel: self.relabel.clone(),
             decisions: self.decisions.clone(),
             subset_seed: self.subset_seed,
+            plant: self.plant.clone(),
         }
     }
 }

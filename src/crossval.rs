@@ -84,6 +84,7 @@ pub fn run(req: &CrossvalRequest, reporter: &dyn Reporter) -> Result<Option<Gath
             req.run.display()
         );
     }
+    crate::train::check_derivable(&m.config)?;
     let origins = Origins::file(&main.path(MANIFEST), "config.");
     let cfg = &m.config;
     let prepared = prepare::prepare(&cfg.dataset, &cfg.selection(), cfg.hyper.seed, &origins)?;

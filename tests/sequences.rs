@@ -1,7 +1,9 @@
 //! Command sequences as a hostile user runs them: a tiny run and TorchScript models, then
 //! seeded random sequences of vog commands with valid and invalid flags (the audit loop's
 //! too: crossval, prune with tiny settings, trainings from the run with selection files
-//! that are empty, blank, written by a spreadsheet or as vog writes them), hand edits to
+//! that are empty, blank, written by a spreadsheet or as vog writes them, or with rows longer
+//! than their header, which must be refused; `vog experiment` rerun into one folder over
+//! changed recipes, whose results must record the recipe its run has), hand edits to
 //! the files (truncate, flip a byte, drop or repeat a CSV row, change a value, delete a
 //! checkpoint), kills, and moves of the run folder. After every step:
 //!
@@ -152,6 +154,8 @@ struct World {
     models: bool,
     rng: ChaCha8Rng,
     log: Vec<String>,
+    /// Why the step about to run must be refused (a table with ragged rows), if it must.
+    must_refuse: Option<&'static str>,
 }
 
 /// What a step did.
@@ -391,7 +395,7 @@ impl World {
     /// training of the run again with it.
     fn train_again(&mut self) -> Vec<String> {
         let ids: Vec<String> = (0..4).map(|i| format!("train/{:06}", i * 7)).collect();
-        let (flag, text) = match self.rng.gen_range(0..6) {
+        let (flag, text) = match self.rng.gen_range(0..8) {
             0 => ("--exclude", String::new()),
             1 => ("--exclude", "\n  \n# none\n".to_string()),
             2 => (
@@ -403,6 +407,12 @@ impl World {
                 "--relabel",
                 format!("id,label\n{},pattern3\n{},name:pattern4\n", ids[2], ids[3]),
             ),
+            // Ragged rows: more fields than the header names.
+            6 => ("--exclude", format!("id\n{},{}\n", ids[0], ids[1])),
+            7 => (
+                "--relabel",
+                format!("id,label\n{},pattern1,extra\n", ids[2]),
+            ),
             _ => (
                 "--decisions",
                 format!(
@@ -411,6 +421,9 @@ impl World {
                 ),
             ),
         };
+        if text.starts_with("id\n") || text.contains(",extra\n") {
+            self.must_refuse = Some("a table with a row longer than its header");
+        }
         let file = self.dir.join("hand/selection.csv");
         std::fs::write(&file, &text).unwrap();
         self.log.push(format!("write {} {text:?}", file.display()));
@@ -419,6 +432,29 @@ impl World {
         a.extend([flag.to_string(), file.to_str().unwrap().to_string()]);
         a.extend(["--overwrite".into(), "--out".into(), self.path("derived")]);
         a
+    }
+
+    /// An experiment file of a random recipe (keys at their default left out or written),
+    /// run into the same folder each time: a rerun over another recipe must train again or
+    /// be refused, never report the other recipe's run as up to date.
+    fn experiment(&mut self) -> Vec<String> {
+        let lr_step = self.pick(&["", "lr_step = \"batch\"\n", "lr_step = \"epoch\"\n"]);
+        let shuffle = self.pick(&["", "shuffle = false\n", "shuffle = true\n"]);
+        let seed = self.rng.gen_range(1..3);
+        let text = format!(
+            "dataset = \"synth\"\ndata_dir = \"data\"\nout = \"{}\"\ndevice = \"cpu\"\n\
+             train_subset = 40\ntest_subset = 20\n\n[train]\nepochs = 2\nbatch_size = 20\n\
+             lr = 0.05\nlr_milestones = [1]\nlr_gamma = 0.1\nmomentum = 0.9\n\
+             weight_decay = 5e-4\nwidth = 2\naugment = false\nsave_epochs = \"all\"\n\
+             seed = {seed}\n{lr_step}{shuffle}\n[score]\nstages = [\"all\"]\n\
+             splits = [\"test\"]\ntargets = [\"logit\"]\nbatch_size = 64\n",
+            self.path("exp")
+        );
+        let file = self.dir.join("hand/exp.toml");
+        std::fs::write(&file, &text).unwrap();
+        self.log.push(format!("write {} {text:?}", file.display()));
+        let file = file.to_str().unwrap().to_string();
+        vec!["experiment".into(), "--quiet".into(), file]
     }
 
     /// Moves the run folder to the other of two places.
@@ -511,7 +547,8 @@ impl World {
     }
 
     fn step(&mut self) -> Outcome {
-        let args = match self.rng.gen_range(0..14) {
+        self.must_refuse = None;
+        let args = match self.rng.gen_range(0..15) {
             0 | 1 => self.score_run(),
             2 | 3 if self.models => self.score_models(),
             4 if self.models => self.merge(),
@@ -528,6 +565,7 @@ impl World {
             11 => self.prune(),
             12 => self.train_again(),
             13 => return self.move_run(),
+            14 => self.experiment(),
             _ => self.read_step(),
         };
         self.log.push(format!("vog {}", args.join(" ")));
@@ -571,6 +609,29 @@ fn verify_failures(run: &str) -> Option<std::collections::BTreeSet<String>> {
     (out.status.success() || !failed.is_empty()).then_some(failed)
 }
 
+/// An experiment's results record the recipe its run was trained with, every key of it,
+/// and the run verifies.
+fn same_recipe(exp: &Path) -> Result<(), String> {
+    let json = |p: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    let results = json(&exp.join("results.json"));
+    let run = json(&exp.join("run/run.json"));
+    let (file, trained) = (&results["config"]["train"], &run["config"]["hyper"]);
+    for (key, value) in trained.as_object().unwrap() {
+        if &file[key] != value {
+            return Err(format!(
+                "results.json records {key} = {} for a run trained with {value}",
+                file[key]
+            ));
+        }
+    }
+    match verify_failures(exp.join("run").to_str().unwrap()) {
+        Some(f) if f.is_empty() => Ok(()),
+        f => Err(format!("the experiment's run fails verify: {f:?}")),
+    }
+}
+
 /// The commands that write into a run folder: none may leave a file `vog verify` refuses.
 const WRITERS: [&str; 3] = ["train", "crossval", "prune"];
 
@@ -596,6 +657,12 @@ fn check(
         return Err(format!("panic: {stderr}"));
     }
     if out.status.success() {
+        if let Some(why) = w.must_refuse {
+            return Err(format!("accepted {why}"));
+        }
+        if args[0] == "experiment" {
+            same_recipe(&w.dir.join("exp"))?;
+        }
         for f in written {
             let is_scores =
                 f.extension().is_some_and(|e| e == "csv") && f.with_extension("json").is_file();
@@ -650,6 +717,7 @@ fn sequence(base: &Path, seed: u64, steps: usize, models: bool) {
         models,
         rng: ChaCha8Rng::seed_from_u64(seed),
         log: Vec::new(),
+        must_refuse: None,
     };
     for _ in 0..steps {
         let before = snapshot(&dir);

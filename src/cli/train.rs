@@ -23,7 +23,7 @@ pub struct TrainArgs {
         "dataset", "out", "config", "epochs", "batch_size", "lr", "width", "save_epochs",
         "seed", "eval_every", "precision", "no_augment", "train_subset", "test_subset", "label_noise", "noise_seed",
         "exclude", "relabel", "decisions", "lr_step", "no_shuffle", "capture_epochs", "capture_targets",
-        "overwrite", "from", "deterministic",
+        "overwrite", "from", "deterministic", "plant",
     ])]
     pub resume: Option<PathBuf>,
     /// Train the finished run RUN again as it was (data, subsets, labels as it trained them,
@@ -31,7 +31,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "RUN", conflicts_with_all = [
         "dataset", "config", "epochs", "batch_size", "lr", "width", "save_epochs",
         "seed", "eval_every", "precision", "no_augment", "train_subset", "test_subset", "label_noise", "noise_seed",
-        "lr_step", "no_shuffle", "capture_epochs", "capture_targets", "deterministic",
+        "lr_step", "no_shuffle", "capture_epochs", "capture_targets", "deterministic", "plant",
     ])]
     pub from: Option<PathBuf>,
     /// cifar10, cifar100, synth, or an image folder ROOT with train/<class>/ (and test/<class>/).
@@ -113,6 +113,15 @@ pub struct TrainArgs {
     /// leaves the example out, relabel trains it with the label; recorded in run.json.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["exclude", "relabel"])]
     pub decisions: Option<PathBuf>,
+    /// Plant known hardness into the training split, KIND:F[,KIND:F...], each kind on its
+    /// own examples (seeded by --seed), recorded in planted.csv: label kinds (image kept)
+    /// uniform (another class at random), adjacent (class c -> c+1), pairs (CIFAR-10's
+    /// truck->automobile, bird->airplane, deer->horse, cat<->dog; elsewhere a seeded
+    /// pairing); image kinds (label kept) noise (Gaussian, sigma 0.2 of the pixel range),
+    /// zoom (the centre 1/1.75, resized back), shift (10/32 of the side, border black),
+    /// foreign (a generated checkerboard). Images held in memory only.
+    #[arg(long, value_name = "KIND:F,...", conflicts_with_all = ["label_noise", "relabel", "decisions"])]
+    pub plant: Option<crate::data::plant::PlantSpec>,
     /// Seed of the label shuffle (default: --seed).
     #[arg(long, requires = "label_noise")]
     pub noise_seed: Option<u64>,
@@ -180,7 +189,8 @@ impl TrainArgs {
             )
             .flag("train_subset", true)
             .flag("test_subset", true)
-            .flag("label_noise", true);
+            .flag("label_noise", true)
+            .flag("plant", true);
         h.augment &= !self.no_augment;
         // The synthetic data follows the run's seed, whichever source set it.
         let dataset = dataset.with_seed(h.seed);
@@ -227,6 +237,7 @@ impl TrainArgs {
             relabel,
             decisions,
             subset_seed: None,
+            plant: self.plant.clone(),
         })
     }
 }

@@ -6,6 +6,7 @@ pub mod decisions;
 pub mod download;
 pub mod folder;
 pub mod noise;
+pub mod plant;
 pub mod prepare;
 pub mod stream;
 pub mod subset;

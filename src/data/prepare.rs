@@ -4,6 +4,7 @@
 //! scorer sees exactly the examples, labels and normalization training saw.
 use super::decisions::{self, Decisions, Exclusions, Relabels};
 use super::noise::{self, NoisyLabel};
+use super::plant::{self, PlantSpec, Planted};
 use super::transform::Normalization;
 use super::{subset, Dataset, DatasetSpec, Split};
 use crate::origin::Origins;
@@ -34,6 +35,9 @@ pub struct Selection {
     /// Draws the subsets from this seed rather than the run's (a retraining of another
     /// run's examples from another seed: `vog prune`).
     pub subset_seed: Option<u64>,
+    /// Hardness planted into the training split (`--plant`), after the subsets and
+    /// exclusions, drawn from the run's seed.
+    pub plant: Option<PlantSpec>,
 }
 
 impl Selection {
@@ -46,6 +50,13 @@ impl Selection {
             if n == Some(0) {
                 bail!("{} must be at least 1", origins.name(key));
             }
+        }
+        if self.plant.is_some() && (self.label_noise.is_some() || self.relabel.is_some()) {
+            bail!(
+                "{} cannot be combined with label noise or relabelled examples: each changes \
+                 training labels, and a planted kind is measured on its own",
+                origins.name("plant")
+            );
         }
         if let Some(noise) = &self.label_noise {
             if !(0.0..=1.0).contains(&noise.fraction) {
@@ -67,6 +78,8 @@ pub struct PreparedData {
     /// the person's for relabelled examples.
     pub train_labels: Vec<i64>,
     pub noise: Vec<NoisyLabel>,
+    /// The planted examples (`--plant`), in dataset order.
+    pub planted: Vec<Planted>,
     pub normalization: Normalization,
 }
 
@@ -96,6 +109,7 @@ pub fn prepare(
         )?,
         None => (data.train.labels.clone(), Vec::new()),
     };
+    let planted = plant_into(&mut data, sel, &mut train_labels, seed)?;
     if let Some(rl) = &sel.relabel {
         let (train, test) = (&data.train, data.test.as_ref());
         let changed = rl.apply(train, test, &data.class_names, &mut train_labels)?;
@@ -116,8 +130,31 @@ pub fn prepare(
         data,
         train_labels,
         noise,
+        planted,
         normalization,
     })
+}
+
+/// Plants `sel`'s hardness, if any, into the training split of `data` and `train_labels`,
+/// drawn from `seed`; returns the record.
+fn plant_into(
+    data: &mut Dataset,
+    sel: &Selection,
+    train_labels: &mut [i64],
+    seed: u64,
+) -> Result<Vec<Planted>> {
+    let Some(spec) = &sel.plant else {
+        return Ok(Vec::new());
+    };
+    let train = &mut data.train;
+    plant::plant(
+        spec,
+        &train.ids,
+        &mut train.images,
+        train_labels,
+        &data.class_names,
+        &mut rng::stream(seed, "plant"),
+    )
 }
 
 /// The dataset of `spec` with the subsets of `sel` drawn (from the selection's seed, else

@@ -276,6 +276,7 @@ fn open_run(run: &Path) -> Result<(RunManifest, PreparedData)> {
             run.display()
         );
     }
+    crate::train::check_derivable(&m.config)?;
     let origins = Origins::file(&main.path(MANIFEST), "config.");
     let cfg = &m.config;
     let prepared = prepare::prepare(&cfg.dataset, &cfg.selection(), cfg.hyper.seed, &origins)?;

@@ -4,6 +4,7 @@
 //! RUN/run.json                           manifest (format "vog-run/1", see RunManifest)
 //! RUN/config.toml                        effective hyper-parameters (reusable as --config)
 //! RUN/label_noise.csv                    id,original_label,assigned_label (label-noise runs)
+//! RUN/planted.csv                        id,kind,original_label,trained_label,parameters (--plant)
 //! RUN/checkpoints/epoch-NNNN.safetensors model state, torchvision parameter names
 //! RUN/resume/epoch-NNNN.safetensors      resume state after the last finished epoch:
 //!                                        `model/NAME` (every variable, BatchNorm buffers
@@ -37,6 +38,8 @@ use tch::Tensor;
 pub const MANIFEST: &str = "run.json";
 pub const CONFIG: &str = "config.toml";
 pub const LABEL_NOISE: &str = "label_noise.csv";
+/// The record of the examples a run planted hardness into (`vog train --plant`).
+pub const PLANTED: &str = "planted.csv";
 pub const CHECKPOINTS: &str = "checkpoints";
 pub const RESUME_DIR: &str = "resume";
 pub const LOCK: &str = ".vog.lock";

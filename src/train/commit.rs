@@ -67,6 +67,22 @@ pub(super) fn write_noise_record(
     Ok(Some(LABEL_NOISE.to_string()))
 }
 
+/// Writes `planted.csv`, the record of the examples `--plant` altered; `None` without it.
+pub(super) fn write_planted_record(
+    run: &RunDir,
+    prepared: &PreparedData,
+    cfg: &TrainConfig,
+) -> Result<Option<String>> {
+    if cfg.plant.is_none() {
+        return Ok(None);
+    }
+    let path = run.path(crate::run_dir::PLANTED);
+    atomic_file::write_with(&path, |w| {
+        crate::data::plant::write_csv(w, &prepared.planted)
+    })?;
+    Ok(Some(crate::run_dir::PLANTED.to_string()))
+}
+
 /// Writes the files of the run's selection that vog made for it (`exclude.csv`,
 /// `relabel.csv`, recorded by names relative to the run) into `run`, exactly the bytes the
 /// configuration's digests record.

@@ -6,7 +6,7 @@ use crate::config::{FromRun, TrainConfig};
 use crate::data::decisions::{self, Exclusions, Relabels};
 use crate::data::prepare::{PreparedData, Selection};
 use crate::origin::Origins;
-use anyhow::Result;
+use anyhow::{bail, Result};
 use std::path::Path;
 
 /// What a derived run changes in its base run's training set: positions in the prepared
@@ -23,12 +23,25 @@ pub struct Edits<'a> {
 /// (fold and pruning models are judged by their predictions). The edits become the files
 /// `exclude.csv` and `relabel.csv` that [`run`] writes into the run, recorded like a
 /// person's; nothing is written here.
+/// Refuses to train `base` again with changes (`--from`, crossval folds, prune
+/// retrainings) where that is not defined: a run with planted hardness.
+pub fn check_derivable(base: &TrainConfig) -> Result<()> {
+    if let Some(plant) = &base.plant {
+        bail!(
+            "the run planted hardness (--plant {plant}); training it again with changes \
+             (--from, vog crossval, vog prune) is not supported yet"
+        );
+    }
+    Ok(())
+}
+
 pub fn derived_config(
     base: &TrainConfig,
     prepared: &PreparedData,
     edits: Edits,
     seed: u64,
 ) -> Result<TrainConfig> {
+    check_derivable(base)?;
     let mut hyper = base.hyper.clone();
     hyper.seed = seed;
     hyper.save_epochs = "last:1".parse().expect("a valid spec");

@@ -32,7 +32,7 @@ mod memory;
 mod trainer;
 
 pub use capture::CAPTURE_DUMP_ENV;
-pub use derived::{config_from, derived_config, Edits};
+pub use derived::{check_derivable, config_from, derived_config, Edits};
 pub use epoch::summary_line;
 pub use memory::check_fits;
 pub use trainer::{PassStats, Recorder, Trainer, PROGRESS_REFRESH_BATCHES};
@@ -46,7 +46,7 @@ use crate::run_dir::{self, RunDir, RunManifest, RESUME_FORMAT};
 use crate::{atomic_file, dynamics, rng};
 use anyhow::{bail, Context, Result};
 use capture::{fresh_capture, remove_unrecorded_captures, restored_capture};
-use commit::{new_manifest, write_noise_record, write_selection_files};
+use commit::{new_manifest, write_noise_record, write_planted_record, write_selection_files};
 use epoch::train_epochs;
 use std::path::{Path, PathBuf};
 
@@ -89,6 +89,7 @@ pub fn run(
         reporter.warn(&warning);
     }
     let noise_file = write_noise_record(run, &prepared.noise, cfg)?;
+    let planted_file = write_planted_record(run, prepared, cfg)?;
     atomic_file::write_bytes(&run.path(run_dir::CONFIG), cfg.hyper.to_toml().as_bytes())?;
     let selection_files = write_selection_files(cfg, run)?;
     let mut trainer = Trainer::for_data(cfg, prepared, cfg.device)?;
@@ -97,6 +98,7 @@ pub fn run(
     let written = [run_dir::CONFIG.to_string()]
         .into_iter()
         .chain(noise_file.clone())
+        .chain(planted_file)
         .chain(selection_files);
     for name in written {
         manifest.files.insert(name.clone(), run.digest(&name)?);
