@@ -188,8 +188,7 @@ impl World {
     fn scores_files(&self) -> Vec<PathBuf> {
         snapshot(&self.dir)
             .into_keys()
-            .filter(|p| p.extension().is_some_and(|e| e == "csv"))
-            .filter(|p| p.with_extension("json").is_file())
+            .filter(|p| is_scores(p))
             .collect()
     }
 
@@ -574,6 +573,13 @@ impl World {
     }
 }
 
+/// Whether `p` is a scores CSV: its sidecar names the scores format (crossval's
+/// `probs.csv` has a `.json` beside it too, of another format).
+fn is_scores(p: &Path) -> bool {
+    let sidecar = std::fs::read_to_string(p.with_extension("json")).unwrap_or_default();
+    p.extension().is_some_and(|e| e == "csv") && sidecar.contains("\"vog-scores/")
+}
+
 /// Checks that a file a successful step wrote is one vog reads back.
 fn accepted(file: &Path, dir: &Path) -> Result<(), String> {
     let f = file.to_str().unwrap();
@@ -664,9 +670,7 @@ fn check(
             same_recipe(&w.dir.join("exp"))?;
         }
         for f in written {
-            let is_scores =
-                f.extension().is_some_and(|e| e == "csv") && f.with_extension("json").is_file();
-            if is_scores && !f.starts_with(dir.join("check-eval")) {
+            if is_scores(f) && !f.starts_with(dir.join("check-eval")) {
                 accepted(f, dir)?;
             }
         }

@@ -150,22 +150,24 @@ pub struct Planted {
     pub parameters: String,
 }
 
+/// CIFAR-10's classes in label order, whose confusable pairs `pairs` plants.
+const CIFAR10: [&str; 10] = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+];
+
 /// The class pairs `pairs` plants (source -> target): CIFAR-10's confusable pairs when the
 /// classes are CIFAR-10's, else a seeded pairing of the classes (an odd one out keeps its
 /// label and is never planted).
 pub fn pair_map(class_names: &[String], rng: &mut impl Rng) -> Vec<Option<i64>> {
-    const CIFAR10: [&str; 10] = [
-        "airplane",
-        "automobile",
-        "bird",
-        "cat",
-        "deer",
-        "dog",
-        "frog",
-        "horse",
-        "ship",
-        "truck",
-    ];
     let k = class_names.len();
     if class_names.iter().map(String::as_str).eq(CIFAR10) {
         let mut map = vec![None; k];
@@ -430,20 +432,7 @@ mod tests {
 
     #[test]
     fn cifar10_pairs_are_the_usual_ones() {
-        let cifar: Vec<String> = [
-            "airplane",
-            "automobile",
-            "bird",
-            "cat",
-            "deer",
-            "dog",
-            "frog",
-            "horse",
-            "ship",
-            "truck",
-        ]
-        .map(String::from)
-        .to_vec();
+        let cifar: Vec<String> = CIFAR10.map(String::from).to_vec();
         let map = pair_map(&cifar, &mut rand_chacha::ChaCha8Rng::seed_from_u64(0));
         let named: Vec<(usize, i64)> = map
             .iter()
