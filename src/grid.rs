@@ -183,10 +183,11 @@ pub fn caption(r: &Ranked, id: &str, column: &str) -> Vec<String> {
             if row.noisy { "*" } else { "" },
             r.predicted_name
         ),
-        match crate::scores::is_flag(column) {
-            true => format!("{column} {}", r.scored.score != 0.0),
-            false => format!("{column} {}", short_number(r.scored.score)),
-        },
+        format!(
+            "{column} {}",
+            crate::scores::flag_text(column, r.scored.score)
+                .unwrap_or_else(|| short_number(r.scored.score))
+        ),
     ]
 }
 
@@ -331,7 +332,6 @@ impl ImageLookup {
     }
 }
 
-/// The legend of a grid with `cols` columns: which example each tile shows.
 /// How a grid's legend begins, which tells vog's grids from other files.
 const LEGEND_START: &[u8] = b"tile,row,col,rank,id,";
 
@@ -351,6 +351,7 @@ pub fn check_unnamed(path: &Path, named: bool) -> Result<()> {
     crate::atomic_file::check_unnamed(path, |_| legend.exists(), "a grid of one class")
 }
 
+/// The legend of a grid with `cols` columns: which example each tile shows.
 fn write_legend(ranked: &[Ranked], column: &str, cols: usize, path: &Path) -> Result<()> {
     let mut csv = csv::Writer::from_writer(Vec::new());
     csv.write_record([

@@ -5,7 +5,7 @@
 use crate::export::{Export, Table, TableColumn};
 use crate::grid::{class_grid_path, ImageLookup};
 use crate::scores::{
-    class_names, file_classes, per_class, scored, top_k, Companion, Ranked, Scored, ScoresFile,
+    class_names, file_classes, per_class, scored, top_k, Ranked, Scored, ScoresFile,
 };
 use anyhow::{bail, Result};
 use serde::Serialize;
@@ -421,10 +421,8 @@ fn rank_table(rows: &[Ranked], column: &str, suggests: bool) -> Table {
                 row.label_name.clone(),
                 r.trained_name.clone(),
                 yes(row.noisy),
-                match crate::scores::is_flag(column) {
-                    true => Companion::LabelIssue.format(r.scored.score),
-                    false => format!("{:.4}", r.scored.score),
-                },
+                crate::scores::flag_text(column, r.scored.score)
+                    .unwrap_or_else(|| format!("{:.4}", r.scored.score)),
                 r.predicted_name.clone(),
                 yes(row.correct),
             ];

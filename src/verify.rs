@@ -57,15 +57,14 @@ pub fn run(root: Option<&Path>, extra: &[PathBuf]) -> Result<Verification> {
     let m = RunDir::open(root)?.read_manifest()?;
     let mut v = Verification::default();
     run_files(root, &m, &mut v);
-    let mut csvs = run_dir::scores_csvs(root)?;
-    csvs.extend(extra.iter().cloned());
-    for csv in csvs {
-        let outcome = check_scores(&csv, root, &m);
-        v.add(csv, outcome);
+    let inside = run_dir::scores_csvs(root)?;
+    for csv in inside.iter().chain(extra) {
+        let outcome = check_scores(csv, root, &m);
+        v.add(csv.clone(), outcome);
     }
     crossval(root, &m, &mut v);
     prune(root, &mut v)?;
-    evaluations(&run_dir::scores_csvs(root)?, &mut v);
+    evaluations(&inside, &mut v);
     Ok(v)
 }
 
@@ -88,7 +87,7 @@ fn evaluations(csvs: &[PathBuf], v: &mut Verification) {
         for (name, bytes) in &files {
             v.add(
                 dir.join(name),
-                same_bytes(&dir.join(name), bytes, "its eval.json"),
+                same_bytes(&dir.join(name), bytes, "its eval.json", "evaluation"),
             );
         }
         let known: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
@@ -104,11 +103,11 @@ fn evaluations(csvs: &[PathBuf], v: &mut Verification) {
     }
 }
 
-/// Whether the file at `path` holds exactly `bytes`, what `source` writes.
-fn same_bytes(path: &Path, bytes: &[u8], source: &str) -> Result<()> {
+/// Whether the file at `path` holds exactly `bytes`, what `source` (a `kind`) writes.
+fn same_bytes(path: &Path, bytes: &[u8], source: &str, kind: &str) -> Result<()> {
     match std::fs::read(path) {
         Ok(on_disk) if on_disk == bytes => Ok(()),
-        Ok(_) => bail!("is not what {source} writes (edited, or of another evaluation)"),
+        Ok(_) => bail!("is not what {source} writes (edited, or of another {kind})"),
         Err(e) => bail!("cannot read it: {e}"),
     }
 }
@@ -215,7 +214,7 @@ fn prune(root: &Path, v: &mut Verification) -> Result<()> {
             v.add(dir.join("prune.json"), accuracies_recorded(&dir, &t));
             for (name, bytes) in t.files()? {
                 let path = dir.join(name);
-                let outcome = same_bytes(&path, &bytes, "its table prune.json");
+                let outcome = same_bytes(&path, &bytes, "its table prune.json", "table");
                 v.add(path, outcome);
             }
         }

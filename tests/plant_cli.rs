@@ -87,6 +87,20 @@ fn planted_kinds_are_recorded_and_trained() {
     let err = vog_fails(&["crossval", "--run", run.to_str().unwrap(), "--folds", "2"]);
     assert!(err.contains("not supported yet"), "{err}");
     assert!(!run.join("crossval").exists());
+    let ids_file = d.path().join("leave-out.csv");
+    std::fs::write(&ids_file, format!("id\n{}\n", ids[0])).unwrap();
+    let derived = d.path().join("derived");
+    let err = vog_fails(&[
+        "train",
+        "--from",
+        run.to_str().unwrap(),
+        "--exclude",
+        ids_file.to_str().unwrap(),
+        "--out",
+        derived.to_str().unwrap(),
+    ]);
+    assert!(err.contains("not supported yet"), "{err}");
+    assert!(!derived.exists());
 }
 
 #[test]

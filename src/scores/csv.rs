@@ -157,6 +157,12 @@ pub fn is_flag(name: &str) -> bool {
     name == Companion::LabelIssue.name()
 }
 
+/// Value `v` of column `name` as vog shows a flag (`true`/`false`, as the scores file
+/// writes it); `None` for a score, which each view rounds its own way.
+pub fn flag_text(name: &str, v: f64) -> Option<String> {
+    is_flag(name).then(|| Companion::LabelIssue.format(v))
+}
+
 /// Whether a file with `companions` has the `suggested_label` column: those with the
 /// out-of-sample scores do, after them.
 pub fn suggests(companions: &[Companion]) -> bool {

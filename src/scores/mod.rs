@@ -26,8 +26,8 @@ mod normalize;
 mod order;
 
 pub use self::csv::{
-    header, is_flag, score_columns, suggests, value, write_csv, Column, ColumnRef, Companion,
-    ScoreRow, BASE_COLUMNS,
+    flag_text, header, is_flag, score_columns, suggests, value, write_csv, Column, ColumnRef,
+    Companion, ScoreRow, BASE_COLUMNS,
 };
 pub use check::{check_digest, check_rows, non_finite};
 pub use meta::{

@@ -17,12 +17,6 @@ pub struct Edits<'a> {
     pub relabel: &'a [(usize, i64)],
 }
 
-/// A run's recipe (`base`) on its training examples with `edits` applied, every other label
-/// as the run trained it (kept as relabels, so no shuffle is drawn again on a smaller
-/// set), trained from `seed` and checkpointing only its last epoch, capturing no gradients
-/// (fold and pruning models are judged by their predictions). The edits become the files
-/// `exclude.csv` and `relabel.csv` that [`run`] writes into the run, recorded like a
-/// person's; nothing is written here.
 /// Refuses to train `base` again with changes (`--from`, crossval folds, prune
 /// retrainings) where that is not defined: a run with planted hardness.
 pub fn check_derivable(base: &TrainConfig) -> Result<()> {
@@ -35,13 +29,18 @@ pub fn check_derivable(base: &TrainConfig) -> Result<()> {
     Ok(())
 }
 
+/// A run's recipe (`base`) on its training examples with `edits` applied, every other label
+/// as the run trained it (kept as relabels, so no shuffle is drawn again on a smaller
+/// set), trained from `seed` and checkpointing only its last epoch, capturing no gradients
+/// (fold and pruning models are judged by their predictions). The edits become the files
+/// `exclude.csv` and `relabel.csv` that [`run`] writes into the run, recorded like a
+/// person's; nothing is written here.
 pub fn derived_config(
     base: &TrainConfig,
     prepared: &PreparedData,
     edits: Edits,
     seed: u64,
 ) -> Result<TrainConfig> {
-    check_derivable(base)?;
     let mut hyper = base.hyper.clone();
     hyper.seed = seed;
     hyper.save_epochs = "last:1".parse().expect("a valid spec");
@@ -140,6 +139,7 @@ fn derived_selection(
     prepared: &PreparedData,
     edits: Edits,
 ) -> Result<Selection> {
+    check_derivable(base)?;
     let train = &prepared.data.train;
     let out: std::collections::HashSet<usize> = edits.leave_out.iter().copied().collect();
     let mut ids: Vec<String> = base.exclude.iter().flat_map(|x| x.ids.clone()).collect();
