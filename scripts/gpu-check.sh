@@ -119,14 +119,16 @@ train_small() { # NAME EXTRA...: a small run on the stage's data
         --batch-size 128 --device "$device" --quiet "$@" --out "$work/$name" 2>&1 | log train.txt
 }
 
-# Trains NAME with EXTRA, killed (SIGKILL) once its first epoch is saved, then resumed.
+# Trains NAME with EXTRA, killed (SIGKILL) once its first epoch is committed (run.json
+# records a resume state: a file in resume/ may still be the temporary one, and a run
+# killed before its first commit cannot be resumed), then resumed.
 train_killed() {
     local name=$1
     shift
     "$vog" train --dataset "$(data_root)" "${small[@]}" --epochs "$small_epochs" --save-epochs all \
         --batch-size 128 --device "$device" --quiet "$@" --out "$work/$name" >>"$work/logs/train.txt" 2>&1 &
     local pid=$!
-    until [[ -n $(ls "$work/$name/resume" 2>/dev/null) ]] || ! kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+    until grep -qs '"resume": {' "$work/$name/run.json" || ! kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
     kill -9 "$pid" 2>/dev/null && echo killed >"$work/$name.killed"
     wait "$pid" 2>/dev/null
     "$vog" train --resume "$work/$name" --quiet 2>&1 | log train.txt
