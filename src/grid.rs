@@ -172,7 +172,7 @@ fn shorten(s: &str, n: usize) -> String {
 
 /// The caption of a ranked example: rank and `id` (the whole id, or its file name where
 /// the tile is too narrow), label trained with -> prediction (a `*` marks a label that is not
-/// the dataset's), `column` and score.
+/// the dataset's), `column` and score, and the kind planted into it, if any.
 pub fn caption(r: &Ranked, id: &str, column: &str) -> Vec<String> {
     let row = r.scored.row;
     vec![
@@ -184,9 +184,11 @@ pub fn caption(r: &Ranked, id: &str, column: &str) -> Vec<String> {
             r.predicted_name
         ),
         format!(
-            "{column} {}",
+            "{column} {}{}",
             crate::scores::flag_text(column, r.scored.score)
-                .unwrap_or_else(|| short_number(r.scored.score))
+                .unwrap_or_else(|| short_number(r.scored.score)),
+            row.planted
+                .map_or(String::new(), |k| format!(" [{}]", k.name()))
         ),
     ]
 }
@@ -227,6 +229,50 @@ enum Images {
     },
 }
 
+/// `data`, with the position of each of its examples by id added to `index`.
+fn indexed(data: Dataset, index: &mut HashMap<String, (SplitKind, usize)>) -> Dataset {
+    for kind in [SplitKind::Train, SplitKind::Test] {
+        if let Some(split) = data.split(kind) {
+            for (i, id) in split.ids.iter().enumerate() {
+                index.insert(id.clone(), (kind, i));
+            }
+        }
+    }
+    data
+}
+
+/// The images a run that planted image kinds (`vog train --plant noise:...`) trained on,
+/// altered as they were, made again from the run's recipe on `spec`; `None` for the scores
+/// of any other run. Auditing a planted image means seeing it as the network did.
+fn planted_data(meta: &ScoresMeta, spec: &DatasetSpec) -> Result<Option<Dataset>> {
+    if meta.planted.iter().all(|k| k.is_label()) {
+        return Ok(None);
+    }
+    let run = meta
+        .run
+        .as_ref()
+        .context("scores with planted images name no run to make them from")?;
+    let m = crate::run_dir::RunDir::open_shared(run)
+        .and_then(|r| r.read_manifest())
+        .with_context(|| {
+            format!(
+                "the planted images are made again from the run's recipe, and run '{}' cannot \
+                 be read",
+                run.display()
+            )
+        })?;
+    let origins = crate::origin::Origins::file(&run.join(crate::run_dir::MANIFEST), "config.");
+    let prepared =
+        crate::data::prepare::prepare(spec, &m.config.selection(), m.config.hyper.seed, &origins)?;
+    if prepared.data.fingerprint() != meta.dataset_fingerprint {
+        anyhow::bail!(
+            "the images made again from run '{}' are not those scored (its data changed since)",
+            run.display()
+        );
+    }
+    Ok(Some(prepared.data))
+}
+
 /// Looks up example images by id.
 pub struct ImageLookup {
     images: Images,
@@ -243,8 +289,10 @@ impl ImageLookup {
             None => meta.dataset.clone(),
         };
         let mut index = HashMap::new();
-        let images = match &spec {
-            DatasetSpec::Stream(s) => {
+        let planted = planted_data(meta, &spec)?;
+        let images = match (&spec, planted) {
+            (_, Some(data)) => Images::Memory(indexed(data, &mut index)),
+            (DatasetSpec::Stream(s), None) => {
                 let listing = s.list(meta.split.kinds())?;
                 if listing.fingerprint() != meta.dataset_fingerprint {
                     anyhow::bail!(
@@ -264,17 +312,7 @@ impl ImageLookup {
                     preprocess: s.preprocess,
                 }
             }
-            _ => {
-                let data = spec.load()?;
-                for kind in [SplitKind::Train, SplitKind::Test] {
-                    if let Some(split) = data.split(kind) {
-                        for (i, id) in split.ids.iter().enumerate() {
-                            index.insert(id.clone(), (kind, i));
-                        }
-                    }
-                }
-                Images::Memory(data)
-            }
+            (_, None) => Images::Memory(indexed(spec.load()?, &mut index)),
         };
         Ok(ImageLookup { images, index })
     }
@@ -313,7 +351,7 @@ impl ImageLookup {
     }
 
     /// Renders the captioned grid of `ranked` (by `column`) into `path`, and its legend
-    /// (tile, row, col, rank, id, labels, prediction, score) beside it as `.csv`.
+    /// (tile, row, col, rank, id, labels, prediction, score, planted kind) beside it as `.csv`.
     pub fn write_grid(&self, ranked: &[Ranked], column: &str, path: &Path) -> Result<()> {
         let tiles = ranked
             .iter()
@@ -364,6 +402,7 @@ fn write_legend(ranked: &[Ranked], column: &str, cols: usize, path: &Path) -> Re
         "trained_name",
         "predicted_name",
         column,
+        "planted",
     ])?;
     for (i, r) in ranked.iter().enumerate() {
         csv.write_record([
@@ -376,6 +415,7 @@ fn write_legend(ranked: &[Ranked], column: &str, cols: usize, path: &Path) -> Re
             r.trained_name.clone(),
             r.predicted_name.clone(),
             r.scored.score.to_string(),
+            r.scored.row.planted.map_or("", |k| k.name()).to_string(),
         ])?;
     }
     crate::atomic_file::write_bytes(path, &csv.into_inner()?)

@@ -2,6 +2,7 @@
 //! one class or per class, as a table, CSV or JSON. The ordering itself (ties by id, so
 //! the output is deterministic) is the scores file's ([`crate::scores::top_k`]); image
 //! grids of the result are drawn by [`crate::grid`].
+use crate::data::plant::Kind;
 use crate::export::{Export, Table, TableColumn};
 use crate::grid::{class_grid_path, ImageLookup};
 use crate::scores::{
@@ -9,7 +10,7 @@ use crate::scores::{
 };
 use anyhow::{bail, Result};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -29,14 +30,19 @@ pub struct RankRequest {
     pub select: Option<Select>,
 }
 
-/// A condition on a score column: `COLUMN=VALUE`, `COLUMN>=VALUE` or `COLUMN<=VALUE`,
-/// `true` and `false` standing for 1 and 0 (`label_issue=true`).
+/// Which examples `--select` keeps: those whose score column meets a condition
+/// (`COLUMN=VALUE`, `COLUMN>=VALUE` or `COLUMN<=VALUE`, `true` and `false` standing for 1
+/// and 0: `label_issue=true`), or the training examples planted with a kind (`planted=zoom`;
+/// `planted=any`: of every kind).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Select {
-    pub column: String,
-    pub op: std::cmp::Ordering,
-    /// With `op` Less: at most; Greater: at least; Equal: equal.
-    pub value: f64,
+pub enum Select {
+    Score {
+        column: String,
+        op: std::cmp::Ordering,
+        /// With `op` Less: at most; Greater: at least; Equal: equal.
+        value: f64,
+    },
+    Planted(Option<Kind>),
 }
 
 impl std::str::FromStr for Select {
@@ -46,9 +52,12 @@ impl std::str::FromStr for Select {
         use std::cmp::Ordering::{Equal, Greater, Less};
         let (column, op, value) = [(">=", Greater), ("<=", Less), ("=", Equal)]
             .iter()
-            .find_map(|(sym, op)| s.split_once(sym).map(|(c, v)| (c, *op, v)))
+            .find_map(|(sym, op)| s.split_once(sym).map(|(c, v)| (c.trim(), *op, v.trim())))
             .ok_or_else(|| format!("'{s}' is not COLUMN=VALUE, COLUMN>=VALUE or COLUMN<=VALUE"))?;
-        let value = match value.trim() {
+        if column == "planted" {
+            return planted(s, op, value);
+        }
+        let value = match value {
             v if v.eq_ignore_ascii_case("true") => 1.0,
             v if v.eq_ignore_ascii_case("false") => 0.0,
             v => v
@@ -62,33 +71,95 @@ impl std::str::FromStr for Select {
                     )
                 })?,
         };
-        if column.trim().is_empty() {
+        if column.is_empty() {
             return Err(format!("'{s}' names no column (COLUMN=VALUE)"));
         }
-        Ok(Select {
-            column: column.trim().to_string(),
+        Ok(Select::Score {
+            column: column.to_string(),
             op,
             value,
         })
     }
 }
 
+/// `planted=KIND` or `planted=any`.
+fn planted(s: &str, op: std::cmp::Ordering, value: &str) -> Result<Select, String> {
+    if op != std::cmp::Ordering::Equal {
+        return Err(format!(
+            "'{s}': planted takes a kind, as planted=zoom or planted=any"
+        ));
+    }
+    match value {
+        "any" => Ok(Select::Planted(None)),
+        kind => Ok(Select::Planted(Some(
+            kind.parse().map_err(|e| format!("'{s}': {e}, or any"))?,
+        ))),
+    }
+}
+
 impl std::fmt::Display for Select {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        let op = match self.op {
+        let (column, op, value) = match self {
+            Select::Score { column, op, value } => (column.as_str(), *op, value.to_string()),
+            Select::Planted(kind) => (
+                "planted",
+                std::cmp::Ordering::Equal,
+                kind.map_or("any", Kind::name).to_string(),
+            ),
+        };
+        let op = match op {
             std::cmp::Ordering::Equal => "=",
             std::cmp::Ordering::Greater => ">=",
             std::cmp::Ordering::Less => "<=",
         };
-        write!(f, "{}{op}{}", self.column, self.value)
+        write!(f, "{column}{op}{value}")
     }
 }
 
 impl Select {
-    /// What the column's values are, when a selection matched none: ` (label_issue holds
-    /// 0 and 1)`, ` (vog lies in [-2.1, 3.4])`.
+    /// The score column it selects by (`None` for planted kinds).
+    pub fn column(&self) -> Option<&str> {
+        match self {
+            Select::Score { column, .. } => Some(column),
+            Select::Planted(_) => None,
+        }
+    }
+
+    /// The ids of the examples of `file` it keeps.
+    fn ids<'a>(&self, file: &'a ScoresFile) -> Result<HashSet<&'a str>> {
+        Ok(match self {
+            Select::Score { column, op, value } => scored(file, column)?
+                .into_iter()
+                .filter(|e| match op {
+                    std::cmp::Ordering::Equal => e.score == *value,
+                    std::cmp::Ordering::Greater => e.score >= *value,
+                    std::cmp::Ordering::Less => e.score <= *value,
+                })
+                .map(|e| e.row.id.as_str())
+                .collect(),
+            Select::Planted(kind) => file
+                .rows
+                .iter()
+                .filter(|r| r.planted.is_some() && (kind.is_none() || r.planted == *kind))
+                .map(|r| r.id.as_str())
+                .collect(),
+        })
+    }
+
+    /// What the selected values are, when a selection matched none: ` (label_issue holds
+    /// 0 and 1)`, ` (vog lies in [-2.1, 3.4])`, ` (its run planted noise, zoom)`.
     fn hint(&self, file: &ScoresFile) -> String {
-        let Ok(values) = scored(file, &self.column) else {
+        let column = match self {
+            Select::Score { column, .. } => column,
+            Select::Planted(_) => {
+                let kinds: Vec<&str> = file.meta.planted.iter().map(|k| k.name()).collect();
+                return match kinds.is_empty() {
+                    true => " (its run planted nothing: vog train --plant)".into(),
+                    false => format!(" (its run planted {})", kinds.join(", ")),
+                };
+            }
+        };
+        let Ok(values) = scored(file, column) else {
             return String::new();
         };
         let (lo, hi) = values
@@ -97,16 +168,8 @@ impl Select {
                 (lo.min(e.score), hi.max(e.score))
             });
         match values.is_empty() {
-            true => format!(" ({} has no values here)", self.column),
-            false => format!(" ({} lies in [{lo}, {hi}])", self.column),
-        }
-    }
-
-    fn keeps(&self, v: f64) -> bool {
-        match self.op {
-            std::cmp::Ordering::Equal => v == self.value,
-            std::cmp::Ordering::Greater => v >= self.value,
-            std::cmp::Ordering::Less => v <= self.value,
+            true => format!(" ({column} has no values here)"),
+            false => format!(" ({column} lies in [{lo}, {hi}])"),
         }
     }
 }
@@ -115,7 +178,7 @@ impl RankRequest {
     /// The score columns the request ranks or selects by.
     pub fn columns(&self) -> Vec<&str> {
         std::iter::once(self.column.as_str())
-            .chain(self.select.as_ref().map(|s| s.column.as_str()))
+            .chain(self.select.as_ref().and_then(Select::column))
             .collect()
     }
 
@@ -135,6 +198,8 @@ pub struct Ranking<'a> {
     pub column: String,
     pool: Vec<(String, Vec<Scored<'a>>)>,
     names: BTreeMap<i64, String>,
+    /// Whether the file's run planted hardness: the outputs then name each example's kind.
+    planted: bool,
 }
 
 impl<'a> Ranking<'a> {
@@ -144,11 +209,7 @@ impl<'a> Ranking<'a> {
         let mut entries = scored(file, &r.column)?;
         let names = class_names(&entries);
         if let Some(sel) = &r.select {
-            let keep: std::collections::HashSet<&str> = scored(file, &sel.column)?
-                .into_iter()
-                .filter(|e| sel.keeps(e.score))
-                .map(|e| e.row.id.as_str())
-                .collect();
+            let keep = sel.ids(file)?;
             entries.retain(|e| keep.contains(e.row.id.as_str()));
             if entries.is_empty() {
                 bail!(
@@ -190,6 +251,7 @@ impl<'a> Ranking<'a> {
             column: r.column.clone(),
             pool,
             names,
+            planted: !file.meta.planted.is_empty(),
         })
     }
 
@@ -262,6 +324,9 @@ struct Record<'a> {
     trained_label: i64,
     trained_name: &'a str,
     noisy: bool,
+    /// The kind planted into it, in the files of runs with planted hardness.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    planted: Option<&'static str>,
     score: f64,
     predicted: i64,
     correct: bool,
@@ -282,6 +347,7 @@ impl<'a> From<&'a Ranked<'a>> for Record<'a> {
             trained_label: row.trained_label,
             trained_name: &r.trained_name,
             noisy: row.noisy,
+            planted: row.planted.map(Kind::name),
             score: r.scored.score,
             predicted: row.predicted,
             correct: row.correct,
@@ -305,6 +371,10 @@ fn write(
         column: column.to_string(),
         pool: Vec::new(),
         names: BTreeMap::new(),
+        planted: groups
+            .iter()
+            .flat_map(|(_, g)| g)
+            .any(|r| r.scored.row.planted.is_some()),
     };
     crate::export::write(w, &ranking, format)
 }
@@ -326,12 +396,12 @@ impl Ranking<'_> {
 
 impl Export for Ranking<'_> {
     fn write_table(&self, w: &mut dyn Write) -> Result<()> {
-        write_table(w, &self.groups, &self.column)
+        write_table(w, &self.groups, &self.column, self.planted)
     }
 
     fn write_csv(&self, w: &mut dyn Write) -> Result<()> {
         let mut csv = csv::Writer::from_writer(w);
-        csv.write_record([
+        let mut header = vec![
             "rank",
             "id",
             "split",
@@ -340,30 +410,38 @@ impl Export for Ranking<'_> {
             "trained_label",
             "trained_name",
             "noisy",
+        ];
+        header.extend(self.planted.then_some("planted"));
+        header.extend([
             &self.column,
             "predicted",
             "predicted_name",
             "correct",
             "suggested_label",
             "suggested_name",
-        ])?;
+        ]);
+        csv.write_record(&header)?;
         for r in self.records() {
-            csv.write_record([
-                r.rank.to_string().as_str(),
-                r.id,
-                r.split,
-                &r.label.to_string(),
-                r.label_name,
-                &r.trained_label.to_string(),
-                r.trained_name,
-                &r.noisy.to_string(),
-                &r.score.to_string(),
-                &r.predicted.to_string(),
-                r.predicted_name,
-                &r.correct.to_string(),
-                &r.suggested_label.map_or(String::new(), |l| l.to_string()),
-                r.suggested_name.unwrap_or(""),
-            ])?;
+            let mut record = vec![
+                r.rank.to_string(),
+                r.id.to_string(),
+                r.split.to_string(),
+                r.label.to_string(),
+                r.label_name.to_string(),
+                r.trained_label.to_string(),
+                r.trained_name.to_string(),
+                r.noisy.to_string(),
+            ];
+            record.extend(self.planted.then(|| r.planted.unwrap_or("").to_string()));
+            record.extend([
+                r.score.to_string(),
+                r.predicted.to_string(),
+                r.predicted_name.to_string(),
+                r.correct.to_string(),
+                r.suggested_label.map_or(String::new(), |l| l.to_string()),
+                r.suggested_name.unwrap_or("").to_string(),
+            ]);
+            csv.write_record(&record)?;
         }
         csv.flush()?;
         Ok(())
@@ -381,22 +459,37 @@ impl Export for Ranking<'_> {
     }
 }
 
-fn write_table(w: &mut dyn Write, groups: &[(String, Vec<Ranked>)], column: &str) -> Result<()> {
+fn write_table(
+    w: &mut dyn Write,
+    groups: &[(String, Vec<Ranked>)],
+    column: &str,
+    planted: bool,
+) -> Result<()> {
     let suggests = groups
         .iter()
         .flat_map(|(_, rows)| rows)
         .any(|r| r.suggested_name.is_some());
+    let extra = Extra { suggests, planted };
     for (g, (class, rows)) in groups.iter().enumerate() {
         if !class.is_empty() {
             writeln!(w, "{}class {class}", if g > 0 { "\n" } else { "" })?;
         }
-        rank_table(rows, column, suggests).write_text(w)?;
+        rank_table(rows, column, extra).write_text(w)?;
     }
     Ok(())
 }
 
+/// The columns a rank table shows beside the usual ones.
+#[derive(Clone, Copy)]
+struct Extra {
+    /// The out-of-sample suggested label.
+    suggests: bool,
+    /// The planted kind.
+    planted: bool,
+}
+
 /// The ranked examples as a table whose columns stay apart whatever their values.
-fn rank_table(rows: &[Ranked], column: &str, suggests: bool) -> Table {
+fn rank_table(rows: &[Ranked], column: &str, extra: Extra) -> Table {
     let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
     let mut columns = vec![
         TableColumn::number("rank"),
@@ -404,13 +497,14 @@ fn rank_table(rows: &[Ranked], column: &str, suggests: bool) -> Table {
         TableColumn::text("label"),
         TableColumn::text("trained"),
         TableColumn::text("noisy"),
+    ];
+    columns.extend(extra.planted.then(|| TableColumn::text("planted")));
+    columns.extend([
         TableColumn::number_named(column.to_string()),
         TableColumn::text("predicted"),
         TableColumn::text("correct"),
-    ];
-    if suggests {
-        columns.push(TableColumn::text("suggested"));
-    }
+    ]);
+    columns.extend(extra.suggests.then(|| TableColumn::text("suggested")));
     let rows = rows
         .iter()
         .map(|r| {
@@ -421,12 +515,19 @@ fn rank_table(rows: &[Ranked], column: &str, suggests: bool) -> Table {
                 row.label_name.clone(),
                 r.trained_name.clone(),
                 yes(row.noisy),
+            ];
+            cells.extend(
+                extra
+                    .planted
+                    .then(|| row.planted.map_or("-", Kind::name).to_string()),
+            );
+            cells.extend([
                 crate::scores::flag_text(column, r.scored.score)
                     .unwrap_or_else(|| format!("{:.4}", r.scored.score)),
                 r.predicted_name.clone(),
                 yes(row.correct),
-            ];
-            if suggests {
+            ]);
+            if extra.suggests {
                 cells.push(r.suggested_name.clone().unwrap_or_default());
             }
             cells
@@ -456,6 +557,7 @@ mod tests {
             scores: vec![],
             companions: vec![],
             suggested_label: None,
+            planted: None,
         }
     }
 
@@ -487,9 +589,32 @@ mod tests {
 
     #[test]
     fn selections_as_people_write_them() {
+        let score = |column: &str, op, value| Select::Score {
+            column: column.into(),
+            op,
+            value,
+        };
         let sel: Select = "label_issue=TRUE".parse().unwrap();
-        assert_eq!((sel.column.as_str(), sel.value), ("label_issue", 1.0));
-        assert_eq!("x<=False".parse::<Select>().unwrap().value, 0.0);
+        assert_eq!(sel, score("label_issue", std::cmp::Ordering::Equal, 1.0));
+        assert_eq!(
+            "x<=False".parse::<Select>().unwrap(),
+            score("x", std::cmp::Ordering::Less, 0.0)
+        );
+        assert_eq!(
+            "planted = zoom".parse::<Select>().unwrap(),
+            Select::Planted(Some(Kind::Zoom))
+        );
+        assert_eq!(
+            "planted=any".parse::<Select>().unwrap().to_string(),
+            "planted=any"
+        );
+        let err = "planted=blur".parse::<Select>().unwrap_err();
+        assert!(
+            err.contains("unknown kind 'blur'") && err.contains("zoom"),
+            "{err}"
+        );
+        let err = "planted>=1".parse::<Select>().unwrap_err();
+        assert!(err.contains("planted=zoom or planted=any"), "{err}");
         let err = "label_issue=yes".parse::<Select>().unwrap_err();
         assert!(
             err.contains("'yes' is not a finite number, true or false"),

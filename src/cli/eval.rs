@@ -35,8 +35,13 @@ pub fn run(a: &EvalArgs) -> Result<()> {
     };
     let e = eval::run(&request)?;
     export::write(std::io::stdout().lock(), &e, a.format)?;
+    let planted = match crate::eval::matrix::Matrix::of_planted(&e.leaderboards) {
+        Some(_) => ", planted-matrix.csv",
+        None => "",
+    };
     eprintln!(
-        "wrote eval.json, deciles.csv, groups.csv, classes.csv, leaderboards.csv and plots to '{}'",
+        "wrote eval.json, deciles.csv, groups.csv, classes.csv, leaderboards.csv{planted} and \
+         plots to '{}'",
         request.out_dir().display()
     );
     Ok(())

@@ -56,6 +56,19 @@ impl Kind {
         }
     }
 
+    /// What was done to the examples of this kind, for headings.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kind::Uniform => "label changed to another class, drawn uniformly",
+            Kind::Adjacent => "label changed to the next class",
+            Kind::Pairs => "label changed to its confusable pair",
+            Kind::Noise => "Gaussian noise added, label kept",
+            Kind::Zoom => "centre zoomed in, label kept",
+            Kind::Shift => "shifted with a black border, label kept",
+            Kind::Foreign => "replaced by a foreign image, label kept",
+        }
+    }
+
     /// Whether the kind changes the trained label (else the pixels).
     pub fn is_label(self) -> bool {
         matches!(self, Kind::Uniform | Kind::Adjacent | Kind::Pairs)
@@ -85,6 +98,15 @@ pub const SHIFT: f64 = 10.0 / 32.0;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct PlantSpec(pub Vec<(Kind, f64)>);
+
+impl PlantSpec {
+    /// The kinds planted, in kind order.
+    pub fn kinds(&self) -> Vec<Kind> {
+        let mut kinds: Vec<Kind> = self.0.iter().map(|&(k, _)| k).collect();
+        kinds.sort();
+        kinds
+    }
+}
 
 impl TryFrom<String> for PlantSpec {
     type Error = String;

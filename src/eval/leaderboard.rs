@@ -14,6 +14,7 @@
 //! 95% interval, and the verdict speaks only when that interval excludes 0.5 and there are
 //! at least [`MIN_POSITIVES`] positives; otherwise it says there is not enough evidence.
 use super::stats::{self, AurocTest};
+use crate::data::plant::Kind;
 use crate::data::SplitKind;
 use crate::scores::{self, Column, ColumnRef, ScoreRow, ScoresFile};
 use serde::{Deserialize, Serialize};
@@ -23,38 +24,80 @@ use std::fmt;
 /// Fewer positives than this never give a verdict.
 pub const MIN_POSITIVES: usize = 20;
 
-/// What a leaderboard asks.
+/// What a leaderboard asks. Written as `difficulty`, `memorization`, `atypical`,
+/// `flagged`, or `planted:KIND` (eval.json, leaderboards.csv).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(try_from = "String", into = "String")]
 pub enum Question {
     Difficulty,
     Memorization,
     Atypical,
     Flagged,
+    /// The training examples `vog train --plant` planted with this kind, among the
+    /// training examples nothing was planted into.
+    Planted(Kind),
 }
 
 impl Question {
     /// A heading for tables.
-    pub fn title(self) -> &'static str {
+    pub fn title(self) -> String {
         match self {
-            Question::Difficulty => "test difficulty (misclassified test examples)",
-            Question::Memorization => "memorization (shuffled training labels)",
-            Question::Atypical => "atypical (planted atypical training images)",
-            Question::Flagged => "flagged (the examples listed with --flagged)",
+            Question::Difficulty => "test difficulty (misclassified test examples)".into(),
+            Question::Memorization => "memorization (shuffled training labels)".into(),
+            Question::Atypical => "atypical (planted atypical training images)".into(),
+            Question::Flagged => "flagged (the examples listed with --flagged)".into(),
+            Question::Planted(k) => format!("planted {} ({})", k.name(), k.describe()),
         }
     }
 
     /// Whether the question concerns row `r`: its AUROC is measured over these rows, and
     /// the examples shown for it come from them too. Difficulty asks of the test split,
     /// memorization of the training split, atypical of the training examples whose labels
-    /// were not shuffled (a shuffled one is another question), flagged of every example.
+    /// were not shuffled (a shuffled one is another question), flagged of every example, a
+    /// planted kind of the training examples planted with it or with nothing (another
+    /// kind's examples are another question: kinds would mask each other).
     pub fn concerns(self, r: &ScoreRow) -> bool {
         match self {
             Question::Difficulty => r.split == SplitKind::Test,
             Question::Memorization => r.split == SplitKind::Train,
             Question::Atypical => r.split == SplitKind::Train && !r.noisy,
             Question::Flagged => true,
+            Question::Planted(k) => r.split == SplitKind::Train && r.planted.is_none_or(|p| p == k),
         }
+    }
+}
+
+impl fmt::Display for Question {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Question::Difficulty => f.write_str("difficulty"),
+            Question::Memorization => f.write_str("memorization"),
+            Question::Atypical => f.write_str("atypical"),
+            Question::Flagged => f.write_str("flagged"),
+            Question::Planted(k) => write!(f, "planted:{}", k.name()),
+        }
+    }
+}
+
+impl TryFrom<String> for Question {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Ok(match s.as_str() {
+            "difficulty" => Question::Difficulty,
+            "memorization" => Question::Memorization,
+            "atypical" => Question::Atypical,
+            "flagged" => Question::Flagged,
+            _ => match s.strip_prefix("planted:") {
+                Some(kind) => Question::Planted(kind.parse()?),
+                None => return Err(format!("unknown question '{s}'")),
+            },
+        })
+    }
+}
+
+impl From<Question> for String {
+    fn from(q: Question) -> String {
+        q.to_string()
     }
 }
 
@@ -170,30 +213,27 @@ pub struct Ask<'a> {
 
 /// The questions a scores file can answer on its own, plus one per set of `ids` given
 /// (atypical, flagged), each asked of the rows it concerns. Questions without both
-/// positives and negatives are left out.
+/// positives and negatives are left out. In the file of a run with planted hardness each
+/// planted kind is a question of its own, and memorization is not asked: its "shuffled"
+/// examples would be the planted label kinds pooled.
 pub fn asks<'a>(f: &'a ScoresFile, sets: &[(Question, &HashSet<String>)]) -> Vec<Ask<'a>> {
-    let rows_of =
-        |q: Question| -> Vec<&ScoreRow> { f.rows.iter().filter(|r| q.concerns(r)).collect() };
-    let mut out = Vec::new();
-    let test = rows_of(Question::Difficulty);
-    out.push(Ask {
-        question: Question::Difficulty,
-        positive: test.iter().map(|r| !r.correct).collect(),
-        rows: test,
-    });
-    let train = rows_of(Question::Memorization);
-    out.push(Ask {
-        question: Question::Memorization,
-        positive: train.iter().map(|r| r.noisy).collect(),
-        rows: train,
-    });
-    for (question, ids) in sets {
-        let rows = rows_of(*question);
-        out.push(Ask {
-            question: *question,
-            positive: rows.iter().map(|r| ids.contains(&r.id)).collect(),
+    let ask = |question: Question, positive: &dyn Fn(&ScoreRow) -> bool| {
+        let rows: Vec<&ScoreRow> = f.rows.iter().filter(|r| question.concerns(r)).collect();
+        Ask {
+            question,
+            positive: rows.iter().map(|r| positive(r)).collect(),
             rows,
-        });
+        }
+    };
+    let mut out = vec![ask(Question::Difficulty, &|r| !r.correct)];
+    if f.meta.planted.is_empty() {
+        out.push(ask(Question::Memorization, &|r| r.noisy));
+    }
+    for &kind in &f.meta.planted {
+        out.push(ask(Question::Planted(kind), &|r| r.planted == Some(kind)));
+    }
+    for (question, ids) in sets {
+        out.push(ask(*question, &|r| ids.contains(&r.id)));
     }
     out.retain(|a| a.positive.contains(&true) && a.positive.contains(&false));
     out
@@ -335,6 +375,7 @@ mod tests {
             scores: Vec::new(),
             companions: Vec::new(),
             suggested_label: None,
+            planted: None,
         };
         let (test, clean, shuffled) = (
             row(SplitKind::Test, false),

@@ -15,6 +15,7 @@
 //! splits is evaluated split by split. Beside them, [`leaderboard`] ranks every score of
 //! the file (VoG and the companions) per question.
 pub mod leaderboard;
+pub mod matrix;
 pub mod output;
 pub mod plots;
 pub mod stats;
@@ -213,8 +214,12 @@ pub fn class_level(f: &ScoresFile, raw: &[f64]) -> ClassLevel {
     }
 }
 
-/// Figure 7 over the training rows; `None` when no example was shuffled.
+/// Figure 7 over the training rows; `None` when no example was shuffled, or in the file
+/// of a run with planted hardness (its changed labels are asked of kind by kind).
 pub fn memorization(f: &ScoresFile, raw: &[f64]) -> Option<Memorization> {
+    if !f.meta.planted.is_empty() {
+        return None;
+    }
     let rows: Vec<usize> = (0..f.len())
         .filter(|&i| f.rows[i].split == SplitKind::Train)
         .collect();
@@ -403,7 +408,7 @@ fn evaluate_split(f: &ScoresFile, split: SplitKind) -> SplitEval {
 }
 
 /// The Data Map of a file's training examples, when it has their training dynamics:
-/// shuffled examples are marked, or those in `flagged` when given.
+/// shuffled (or planted) examples are marked, or those in `flagged` when given.
 pub fn data_map_points(
     f: &ScoresFile,
     flagged: Option<&HashSet<String>>,
@@ -423,7 +428,7 @@ pub fn data_map_points(
                 variability: r.companions[v]?,
                 confidence: r.companions[conf]?,
                 correctness: r.companions[corr]?,
-                marked: flagged.map_or(r.noisy, |ids| ids.contains(&r.id)),
+                marked: flagged.map_or(r.noisy || r.planted.is_some(), |ids| ids.contains(&r.id)),
             })
         })
         .collect();

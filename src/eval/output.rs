@@ -35,6 +35,11 @@ pub fn write_table(mut w: impl std::io::Write, e: &Evaluation) -> Result<()> {
         leaderboard_table(l).write_text(&mut w)?;
         writeln!(w)?;
     }
+    if let Some(m) = super::matrix::Matrix::of_planted(&e.leaderboards) {
+        writeln!(w, "== which score finds which planted kind ==")?;
+        m.write_text(&mut w)?;
+        writeln!(w)?;
+    }
     if let Some(strength) = &e.out_of_sample_strength {
         writeln!(w, "{}", strength.sentence())?;
     }
@@ -244,7 +249,8 @@ fn write_memorization_rows(w: &mut impl std::io::Write, s: &SplitEval, wide: usi
 }
 
 /// The files of an evaluation by name, as their bytes: `eval.json`, `deciles.csv`,
-/// `groups.csv`, `classes.csv`, `leaderboards.csv` and every plot (SVG and PNG; `data-map`
+/// `groups.csv`, `classes.csv`, `leaderboards.csv`, `planted-matrix.csv` (scores by planted
+/// kinds, for runs with planted hardness) and every plot (SVG and PNG; `data-map`
 /// for training examples with dynamics). Plots are named `PLOT-TARGET`, or
 /// `PLOT-SPLIT-TARGET` for a file holding both splits. The same evaluation of the same file
 /// gives the same bytes, so `vog verify` checks a folder by making them again.
@@ -260,16 +266,19 @@ pub fn output_files(
         ("classes.csv".into(), classes_csv(e)?),
         ("leaderboards.csv".into(), leaderboards_csv(e)?),
     ];
+    if let Some(m) = super::matrix::Matrix::of_planted(&e.leaderboards) {
+        files.push(("planted-matrix.csv".into(), m.to_csv()?));
+    }
     let mut plot = |name: String, svg: String| -> Result<()> {
         files.push((format!("{name}.svg"), svg.as_bytes().to_vec()));
         files.push((format!("{name}.png"), plots::svg_to_png(&svg)?));
         Ok(())
     };
     if let Some(points) = super::data_map_points(f, flagged) {
-        let marked = if flagged.is_some() {
-            "flagged"
-        } else {
-            "shuffled"
+        let marked = match (flagged, f.meta.planted.is_empty()) {
+            (Some(_), _) => "flagged",
+            (None, false) => "planted",
+            (None, true) => "shuffled",
         };
         plot("data-map".into(), plots::data_map(&points, marked)?)?;
     }

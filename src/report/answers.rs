@@ -21,20 +21,30 @@ const REVIEW_TOP: usize = 200;
 pub(super) fn write(out: &mut String, scored: &[&Evaluated], thumbs: &mut Thumbs) -> Result<()> {
     out.push_str("<p>For each question this run can answer: the score that picks its examples out best here (AUROC with its 95% interval, oriented the way the score claims to point), and the examples it ranks first. A question without a score that separates with evidence says so.</p><div class=\"cards\">");
     protocol_card(out, scored)?;
-    let mut asked: Vec<Question> = Vec::new();
-    for s in scored {
-        for l in &s.evaluation.leaderboards {
-            if !asked.contains(&l.question) {
-                asked.push(l.question);
-                card(out, s, l, thumbs)?;
-            }
-        }
+    let asked = asked(scored);
+    for &question in &asked {
+        let (s, l) = scored
+            .iter()
+            .find_map(|s| Some((*s, s.evaluation.leaderboard(question)?)))
+            .expect("asked by one of the files");
+        card(out, s, l, thumbs)?;
     }
     if asked.is_empty() {
         out.push_str("<p>No question could be asked of these scores (no misclassified test examples, shuffled labels or listed ids).</p>");
     }
     out.push_str("</div>");
     Ok(())
+}
+
+/// Every question the files' leaderboards ask, in the order they first ask them.
+fn asked(scored: &[&Evaluated]) -> Vec<Question> {
+    let mut asked: Vec<Question> = Vec::new();
+    for l in scored.iter().flat_map(|s| &s.evaluation.leaderboards) {
+        if !asked.contains(&l.question) {
+            asked.push(l.question);
+        }
+    }
+    asked
 }
 
 /// Where gradients captured during training were scored beside checkpoints: per question,
@@ -46,12 +56,7 @@ fn protocol_card(out: &mut String, scored: &[&Evaluated]) -> Result<()> {
         return Ok(());
     }
     out.push_str("<div class=\"card protocol\"><h3>Which protocol gives the paper's direction?</h3><p>The paper's <code>vog</code> (the true-class logit's input gradients) from the run's checkpoints in eval mode on clean images (the paper's text), and from the gradients captured during training right after each optimizer step on the augmented batch just trained on (the authors' script). The paper's direction is higher VoG = harder: AUROC above 0.5 with its 95% interval.</p><table><tr><th>question</th><th>protocol (scores file)</th><th>AUROC [95% interval]</th><th>direction</th></tr>");
-    for question in [
-        Question::Difficulty,
-        Question::Memorization,
-        Question::Atypical,
-        Question::Flagged,
-    ] {
+    for question in asked(scored) {
         for s in scored {
             let Some(l) = s
                 .evaluation
@@ -76,7 +81,7 @@ fn protocol_card(out: &mut String, scored: &[&Evaluated]) -> Result<()> {
             write!(
                 out,
                 "<tr><td>{}</td><td>{} ({})</td><td>{}</td><td>{direction}</td></tr>",
-                esc(question.title()),
+                esc(&question.title()),
                 esc(&protocol),
                 esc(&file_name(&s.file)),
                 fmt_auroc(e.test.as_ref())
@@ -122,7 +127,7 @@ fn card(out: &mut String, s: &Evaluated, l: &Leaderboard, thumbs: &mut Thumbs) -
     write!(
         out,
         r#"<div class="card"><h3>{}</h3><p>{} of {} examples in {}.</p>"#,
-        esc(l.question.title()),
+        esc(&l.question.title()),
         l.positives,
         l.examples,
         esc(&file_name(&s.file))

@@ -10,6 +10,7 @@
 //! already computed; it does not compute them.
 mod answers;
 mod examples;
+pub mod matrix;
 
 use examples::write_examples_section;
 
@@ -105,6 +106,16 @@ pub fn write_report(mut w: impl Write, input: &ReportInput) -> Result<()> {
         cache: HashMap::new(),
     };
     let mut page = Sections::default();
+    if let Some(m) = input
+        .scored
+        .iter()
+        .find_map(|s| crate::eval::matrix::Matrix::of_planted(&s.evaluation.leaderboards))
+    {
+        page.add("planted", "Which score finds which planted kind", |out| {
+            out.push_str(&matrix::matrix_html(&m));
+            Ok(())
+        })?;
+    }
     page.add("answers", "Where to look first", |out| {
         answers::write(out, input.scored, &mut thumbs)
     })?;
@@ -213,7 +224,7 @@ fn write_summary(out: &mut String, scored: &[&Evaluated]) -> Result<()> {
             write!(
                 out,
                 "<h3>{} &mdash; {}: {} positives among {}</h3>{}",
-                esc(l.question.title()),
+                esc(&l.question.title()),
                 esc(&file_name(&s.file)),
                 l.positives,
                 l.examples,

@@ -60,6 +60,8 @@ pub struct Example {
     pub predicted: i64,
     /// The out-of-sample suggestion, where the file has one.
     pub suggested: Option<i64>,
+    /// The kind of hardness planted into it (`vog train --plant`), with what was done.
+    pub planted: Option<String>,
     /// The values of [`Page::columns`] (`None` where a score does not apply).
     pub values: Vec<Option<f64>>,
     /// The image as a PNG data URI.
@@ -138,6 +140,9 @@ fn examples(
                 trained: row.trained_label,
                 predicted: row.predicted,
                 suggested: row.suggested_label,
+                planted: row
+                    .planted
+                    .map(|k| format!("{} ({})", k.name(), k.describe())),
                 values: columns
                     .iter()
                     .map(|(_, c)| crate::scores::value(row, *c))

@@ -106,6 +106,7 @@
     if (ex.label !== ex.trained) { facts.push(['original label', className(ex.label)]); }
     facts.push(['predicted', className(ex.predicted)]);
     if (ex.suggested !== null && ex.suggested !== undefined) { facts.push(['suggested (out-of-sample)', className(ex.suggested)]); }
+    if (ex.planted) { facts.push(['planted', ex.planted]); }
     facts.push(['split', ex.split]);
     fillTable($('facts'), facts);
     fillTable($('scores'), page.columns.map(function (c, i) {

@@ -1,6 +1,7 @@
 //! The scores CSV itself: its columns, one row per example, written and read back by
 //! column name (see the module header of [`crate::scores`] for the layout).
 use super::meta::ScoresMeta;
+use crate::data::plant::Kind as Planted;
 use crate::data::SplitKind;
 use crate::variance::Target;
 use anyhow::{bail, Context, Result};
@@ -149,6 +150,9 @@ pub struct ScoreRow {
     /// The class the out-of-sample probabilities favour (`vog crossval`): a training row's
     /// in a file with the out-of-sample scores ([`suggests`]), `None` elsewhere.
     pub suggested_label: Option<i64>,
+    /// The kind of hardness `vog train --plant` planted into this training example; `None`
+    /// for every other example (and every test example).
+    pub planted: Option<Planted>,
 }
 
 /// Whether the score column `name` is a flag (`label_issue`): shown as `true`/`false`,
@@ -181,26 +185,30 @@ pub fn score_columns(targets: &[Target]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Every column of a file with `targets` and `companions`, in order.
-pub fn header(targets: &[Target], companions: &[Companion]) -> Vec<String> {
+/// Every column of a file described by `meta`, in order: the `planted` column follows
+/// `noisy` in the files of runs with planted hardness.
+pub fn header(meta: &ScoresMeta) -> Vec<String> {
+    let planted = !meta.planted.is_empty();
     BASE_COLUMNS
         .iter()
-        .map(|s| s.to_string())
-        .chain(score_columns(targets).into_iter().flat_map(|(r, z)| [r, z]))
-        .chain(companions.iter().map(|c| c.name().to_string()))
-        .chain(suggests(companions).then(|| "suggested_label".to_string()))
+        .flat_map(|&s| match (s, planted) {
+            ("noisy", true) => vec![s.to_string(), "planted".to_string()],
+            _ => vec![s.to_string()],
+        })
+        .chain(
+            score_columns(&meta.targets)
+                .into_iter()
+                .flat_map(|(r, z)| [r, z]),
+        )
+        .chain(meta.companions.iter().map(|c| c.name().to_string()))
+        .chain(suggests(&meta.companions).then(|| "suggested_label".to_string()))
         .collect()
 }
 
-/// Writes the header and rows.
-pub fn write_csv(
-    w: impl Write,
-    targets: &[Target],
-    companions: &[Companion],
-    rows: &[ScoreRow],
-) -> Result<()> {
+/// Writes the header and rows of a file described by `meta`.
+pub fn write_csv(w: impl Write, meta: &ScoresMeta, rows: &[ScoreRow]) -> Result<()> {
     let mut csv = csv::Writer::from_writer(w);
-    csv.write_record(header(targets, companions))?;
+    csv.write_record(header(meta))?;
     for r in rows {
         let mut rec = vec![
             r.id.clone(),
@@ -210,9 +218,11 @@ pub fn write_csv(
             r.label_name.clone(),
             r.trained_label.to_string(),
             r.noisy.to_string(),
-            r.predicted.to_string(),
-            r.correct.to_string(),
         ];
+        if !meta.planted.is_empty() {
+            rec.push(r.planted.map_or("", Planted::name).to_string());
+        }
+        rec.extend([r.predicted.to_string(), r.correct.to_string()]);
         for (raw, z) in &r.scores {
             rec.push(format!("{raw:e}"));
             // Only a shard's rows lack the z-score, which needs every shard.
@@ -222,10 +232,10 @@ pub fn write_csv(
                 String::new()
             });
         }
-        for (c, v) in companions.iter().zip(&r.companions) {
+        for (c, v) in meta.companions.iter().zip(&r.companions) {
             rec.push(v.map_or(String::new(), |v| c.format(v)));
         }
-        if suggests(companions) {
+        if suggests(&meta.companions) {
             rec.push(r.suggested_label.map_or(String::new(), |l| l.to_string()));
         }
         csv.write_record(&rec)?;
@@ -423,6 +433,29 @@ impl Table {
             scores,
             companions,
             suggested_label: self.suggested(r, meta, split)?,
+            planted: self.planted(r, meta, split)?,
         })
+    }
+
+    /// Row `r`'s planted kind: one the sidecar lists, in a training row only; empty (and
+    /// `None`) elsewhere and in files of runs without planted hardness.
+    fn planted(&self, r: usize, meta: &ScoresMeta, split: SplitKind) -> Result<Option<Planted>> {
+        if meta.planted.is_empty() {
+            return Ok(None);
+        }
+        let text = self.get(r, "planted");
+        if text.is_empty() {
+            return Ok(None);
+        }
+        let kind = text.parse::<Planted>().ok();
+        match kind {
+            Some(k) if split == SplitKind::Train && meta.planted.contains(&k) => Ok(Some(k)),
+            _ => bail!(
+                "'{}' row {}: column 'planted' holds '{text}', not a kind its sidecar lists for a                  training example ({})",
+                self.path.display(),
+                r + 2,
+                meta.planted.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
+            ),
+        }
     }
 }

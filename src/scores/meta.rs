@@ -103,6 +103,10 @@ pub struct ScoresMeta {
     /// --captured`) rather than from checkpoints; `epochs` are then the capture epochs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub captured: Option<CapturedScoring>,
+    /// The kinds of hardness the run planted (`vog train --plant`), in kind order: the file
+    /// then has a `planted` column naming each planted training example's kind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub planted: Vec<crate::data::plant::Kind>,
 }
 
 /// How the scores of gradients captured during training were made.

@@ -80,7 +80,7 @@ pub fn check_out(out: &Path) -> Result<()> {
 pub fn write(csv: &Path, meta: &mut ScoresMeta, rows: &[ScoreRow]) -> Result<()> {
     check_rows(meta, rows, csv)?;
     let mut bytes = Vec::new();
-    write_csv(&mut bytes, &meta.targets, &meta.companions, rows)?;
+    write_csv(&mut bytes, meta, rows)?;
     meta.csv = Some(crate::digest::of_bytes(&bytes));
     crate::atomic_file::write_bytes(csv, &bytes)?;
     let json = serde_json::to_vec_pretty(meta)?;
@@ -147,7 +147,7 @@ impl ScoresFile {
         if table.records.is_empty() && meta.shard.is_none() {
             bail!("'{}' holds no examples", path.display());
         }
-        let expected = header(&meta.targets, &meta.companions);
+        let expected = header(&meta);
         // Files scored before `suggested_label` existed lack it and are read without it.
         let older = &expected[..expected.len() - usize::from(suggests(&meta.companions))];
         if table.headers != expected && table.headers != older {
@@ -345,6 +345,7 @@ mod tests {
             scores: vec![(1.5e-3, -0.25), (2.0, 1.0)],
             companions: vec![Some(0.5), None],
             suggested_label: None,
+            planted: None,
         }
     }
 
@@ -381,20 +382,14 @@ mod tests {
             csv: None,
             precision: Default::default(),
             captured: None,
+            planted: Vec::new(),
         }
     }
 
     #[test]
     fn header_and_round_trip() {
         let mut buf = Vec::new();
-        let companions = [Companion::Loss, Companion::Aum];
-        write_csv(
-            &mut buf,
-            &[Target::Logit, Target::Prob],
-            &companions,
-            &[row()],
-        )
-        .unwrap();
+        write_csv(&mut buf, &meta(vec![Target::Logit, Target::Prob]), &[row()]).unwrap();
         let text = String::from_utf8(buf).unwrap();
         let mut lines = text.lines();
         assert_eq!(

@@ -176,6 +176,7 @@ pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
     let labels = rows::Labels {
         assigned: &rows::trained_labels(&prepared),
         class_names: &m.dataset.class_names,
+        planted: &rows::planted(&prepared),
     };
     let splits = splits(&prepared, o.split)?;
     o.warn_if_slow(reporter);
@@ -204,6 +205,7 @@ pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
         incomplete,
         class_names: m.dataset.class_names.clone(),
         captured: source.captured,
+        planted: m.config.plant.as_ref().map_or_else(Vec::new, |p| p.kinds()),
     };
     write_scores(o, provenance, rows, started, reporter)
 }

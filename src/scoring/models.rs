@@ -132,6 +132,7 @@ pub fn run(cfg: &ModelScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta
         incomplete: None,
         class_names: listing.class_names.clone(),
         captured: None,
+        planted: Vec::new(),
         scored_with: {
             let names: Vec<String> = cfg.models.iter().map(|p| p.display().to_string()).collect();
             format!("the models {}", names.join(", "))
@@ -317,5 +318,6 @@ fn row(
         scores: s.raw.iter().map(|r| (r[j], f64::NAN)).collect(),
         companions: s.companions.iter().map(|c| Some(c[j])).collect(),
         suggested_label: None,
+        planted: None,
     }
 }

@@ -36,6 +36,8 @@ pub(super) struct Provenance {
     /// What was scored, for the error about non-finite scores.
     pub(super) scored_with: String,
     pub(super) captured: Option<scores::CapturedScoring>,
+    /// The kinds the run planted, in kind order.
+    pub(super) planted: Vec<crate::data::plant::Kind>,
 }
 
 /// The one end of every scoring: refuses non-finite scores, z-scores within each class
@@ -83,6 +85,7 @@ pub(super) fn write_scores(
         csv: None,
         precision: o.precision,
         captured: p.captured,
+        planted: p.planted,
     };
     scores::write(&o.out, &mut meta, &rows)?;
     Ok(meta)

@@ -2,6 +2,7 @@
 //! or relabelled ones included), one row per example in dataset order, with the training
 //! dynamics columns of the training rows.
 use super::gradients::{Scorer, SplitScores};
+use crate::data::plant::Kind;
 use crate::data::prepare::PreparedData;
 use crate::data::{Split, SplitKind};
 use crate::dynamics::DynamicsScores;
@@ -14,6 +15,8 @@ pub(super) struct Labels<'a> {
     /// id -> the label trained with, where it was shuffled.
     pub(super) assigned: &'a HashMap<String, i64>,
     pub(super) class_names: &'a [String],
+    /// id -> the kind of hardness planted into that training example (`--plant`).
+    pub(super) planted: &'a HashMap<String, Kind>,
 }
 
 /// Scores every split (labels as trained); the rows carry raw VoG and NaN z-scores.
@@ -24,7 +27,7 @@ pub(super) fn score_splits(
     dynamics: Option<&DynamicsScores>,
     reporter: &dyn Reporter,
 ) -> Vec<ScoreRow> {
-    let (assigned, class_names) = (labels.assigned, labels.class_names);
+    let assigned = labels.assigned;
     let total: usize = splits.iter().map(|(_, s)| s.len()).sum();
     let device = crate::device::describe(scorer.options.device);
     let task = reporter.task(
@@ -41,7 +44,7 @@ pub(super) fn score_splits(
             .map(|(id, &l)| *assigned.get(id).unwrap_or(&l))
             .collect();
         let s = scorer.score(&split.images, &trained, task.as_ref());
-        rows.extend(split_rows(kind, split, &trained, &s, class_names, dynamics));
+        rows.extend(split_rows(kind, split, &trained, &s, labels, dynamics));
     }
     rows
 }
@@ -53,7 +56,7 @@ fn split_rows(
     split: &Split,
     trained: &[i64],
     s: &SplitScores,
-    class_names: &[String],
+    labels: &Labels,
     dynamics: Option<&DynamicsScores>,
 ) -> Vec<ScoreRow> {
     let companions = |i: usize| -> Vec<Option<f64>> {
@@ -76,7 +79,7 @@ fn split_rows(
             split: kind,
             index: i,
             label: split.labels[i],
-            label_name: class_names[split.labels[i] as usize].clone(),
+            label_name: labels.class_names[split.labels[i] as usize].clone(),
             trained_label: trained[i],
             noisy: trained[i] != split.labels[i],
             predicted: s.predicted[i],
@@ -84,7 +87,20 @@ fn split_rows(
             scores: s.raw.iter().map(|r| (r[i], f64::NAN)).collect(),
             companions: companions(i),
             suggested_label: None,
+            planted: match kind {
+                SplitKind::Train => labels.planted.get(&split.ids[i]).copied(),
+                SplitKind::Test => None,
+            },
         })
+        .collect()
+}
+
+/// id -> the kind planted into it, for the training examples `--plant` altered.
+pub(super) fn planted(prepared: &PreparedData) -> HashMap<String, Kind> {
+    prepared
+        .planted
+        .iter()
+        .map(|p| (p.id.clone(), p.kind))
         .collect()
 }
 
