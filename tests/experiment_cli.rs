@@ -215,3 +215,128 @@ fn as_run_config_scores_both_protocols() {
     }
     succeed(vog().arg("verify").arg(&run));
 }
+
+/// Issue 35 item 3: a `[hardness]` file trains a clean run and one run per kind, fraction
+/// and seed, and gathers one matrix per stage across them; run again, it trains nothing.
+#[test]
+fn a_hardness_suite_gathers_one_matrix() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("suite");
+    let config = dir.path().join("suite.toml");
+    let text = format!(
+        r#"dataset = "synth"
+data_dir = "data"
+out = "{}"
+device = "cpu"
+train_subset = 200
+test_subset = 40
+
+[hardness]
+kinds = ["zoom", "uniform"]
+fractions = [0.1]
+seeds = [0, 1]
+
+[train]
+epochs = 3
+batch_size = 64
+lr = 0.05
+lr_milestones = [2]
+lr_gamma = 0.1
+momentum = 0.9
+weight_decay = 5e-4
+width = 2
+augment = true
+save_epochs = "all"
+seed = 0
+
+[score]
+stages = ["all"]
+splits = ["train"]
+targets = ["logit", "logprob"]
+batch_size = 64
+"#,
+        out.display()
+    );
+    std::fs::write(&config, &text).unwrap();
+    let o = succeed(vog().args(["experiment", "--quiet"]).arg(&config));
+    let stdout = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        stdout.contains("== stage all: which score finds which kind (6 runs) =="),
+        "{stdout}"
+    );
+    assert!(stdout.contains("zoom 10%: "), "{stdout}");
+    let mut runs: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("seed"))
+        .collect();
+    runs.sort();
+    assert_eq!(
+        runs,
+        [
+            "clean-seed0",
+            "clean-seed1",
+            "uniform-0.1-seed0",
+            "uniform-0.1-seed1",
+            "zoom-0.1-seed0",
+            "zoom-0.1-seed1"
+        ]
+    );
+    // Each run plants its one kind with its own seed.
+    let manifest = |name: &str| -> Value {
+        serde_json::from_slice(&std::fs::read(out.join(name).join("run/run.json")).unwrap())
+            .unwrap()
+    };
+    assert_eq!(manifest("zoom-0.1-seed1")["config"]["plant"], "zoom:0.1");
+    assert_eq!(manifest("zoom-0.1-seed1")["config"]["hyper"]["seed"], 1);
+    assert!(manifest("clean-seed0")["config"]["plant"].is_null());
+    // The matrix: a column per kind and fraction over both seeds, 20 planted in each run.
+    let csv = std::fs::read_to_string(out.join("matrix-all.csv")).unwrap();
+    assert!(csv.contains("\nzoom 10%,vog,true,"), "{csv}");
+    assert!(csv.contains("\nuniform 10%,vog_logprob,true,"), "{csv}");
+    let zoom_vog = csv
+        .lines()
+        .find(|l| l.starts_with("zoom 10%,vog,"))
+        .unwrap();
+    assert!(
+        zoom_vog.contains(",2,40,"),
+        "two runs, 20 planted in each: {zoom_vog}"
+    );
+    let results: Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["runs"].as_array().unwrap().len(), 6);
+    let html = std::fs::read_to_string(out.join("hardness.html")).unwrap();
+    assert!(
+        html.contains("<meta name=\"generator\" content=\"vog\">")
+            && html.contains("uniform-0.1-seed1")
+    );
+    // Again: every run is up to date, the same matrix.
+    let before = std::fs::metadata(out.join("zoom-0.1-seed0/run/run.json"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    succeed(vog().args(["experiment", "--quiet"]).arg(&config));
+    let after = std::fs::metadata(out.join("zoom-0.1-seed0/run/run.json"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(before, after, "nothing trained again");
+    assert_eq!(
+        std::fs::read_to_string(out.join("matrix-all.csv")).unwrap(),
+        csv
+    );
+    // Two ways of making labels wrong at once are refused before anything is written.
+    let both = dir.path().join("both.toml");
+    std::fs::write(
+        &both,
+        text.replace("test_subset = 40", "test_subset = 40\nlabel_noise = 0.1")
+            .replace(
+                &out.display().to_string(),
+                &dir.path().join("none").display().to_string(),
+            ),
+    )
+    .unwrap();
+    let err = common::vog_fails(&["experiment", both.to_str().unwrap()]);
+    assert!(err.contains("sets label_noise and [hardness]"), "{err}");
+    assert!(!dir.path().join("none").exists());
+}

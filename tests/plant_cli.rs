@@ -133,3 +133,180 @@ fn bad_plants_are_refused_before_anything_is_written() {
     let err = String::from_utf8_lossy(&out_of.stderr);
     assert!(err.contains("cannot be used with '--label-noise"), "{err}");
 }
+
+/// Issue 35 item 2: a planted run's scores carry the kind, and eval, rank, review, grids,
+/// verify and the report ask of each kind on its own.
+#[test]
+fn every_later_command_knows_the_planted_kinds() {
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("run");
+    let args = [
+        "--train-subset",
+        "300",
+        "--test-subset",
+        "60",
+        "--width",
+        "2",
+        "--epochs",
+        "3",
+        "--save-epochs",
+        "all",
+        "--plant",
+        "uniform:0.1,zoom:0.1,foreign:0.1",
+    ];
+    train_synth(&run, &args);
+    succeed(
+        vog()
+            .args(["score", "--quiet", "--split", "both", "--run"])
+            .arg(&run),
+    );
+    let scores = run.join("scores-both-all.csv");
+    let planted_ids = |kind: &str| -> std::collections::BTreeSet<String> {
+        let planted = run.join("planted.csv");
+        column(&planted, "id")
+            .into_iter()
+            .zip(column(&planted, "kind"))
+            .filter(|(_, k)| k == kind)
+            .map(|(id, _)| id)
+            .collect()
+    };
+    // The scores file's planted column is planted.csv's record.
+    let by_column: std::collections::BTreeSet<String> = column(&scores, "id")
+        .into_iter()
+        .zip(column(&scores, "planted"))
+        .filter(|(_, k)| k == "zoom")
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(by_column, planted_ids("zoom"));
+    // eval: one leaderboard per kind, 30 planted among the 210 untouched + 30; no
+    // memorization question (its "shuffled" would be uniform's changed labels).
+    let o = succeed(vog().arg("eval").arg(&scores));
+    let said = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        said.contains(
+            "== planted zoom (centre zoomed in, label kept): 30 positives among 240 examples =="
+        ),
+        "{said}"
+    );
+    assert!(!said.contains("memorization"), "{said}");
+    assert!(
+        said.contains("== which score finds which planted kind =="),
+        "{said}"
+    );
+    assert!(said.contains("\nforeign: "), "{said}");
+    let eval = run.join("scores-both-all-eval");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(eval.join("eval.json")).unwrap()).unwrap();
+    let questions: Vec<&str> = json["leaderboards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["question"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        questions,
+        [
+            "difficulty",
+            "planted:uniform",
+            "planted:zoom",
+            "planted:foreign"
+        ]
+    );
+    let matrix = std::fs::read_to_string(eval.join("planted-matrix.csv")).unwrap();
+    assert!(
+        matrix.starts_with("column,score,higher_is_harder,auroc,low,high,runs,positives,verdict\n")
+    );
+    assert!(matrix.contains("\nzoom,vog,true,"), "{matrix}");
+    // verify makes the evaluation folder again, the matrix included.
+    let said = String::from_utf8(succeed(vog().arg("verify").arg(&run)).stdout).unwrap();
+    assert!(said.contains("planted-matrix.csv"), "{said}");
+    // rank --select planted=KIND keeps exactly that kind's examples; the CSV names it.
+    let o = succeed(vog().arg("rank").arg(&scores).args([
+        "--select",
+        "planted=zoom",
+        "--format",
+        "csv",
+    ]));
+    let out = d.path().join("zoom.csv");
+    std::fs::write(&out, &o.stdout).unwrap();
+    let ranked: std::collections::BTreeSet<String> = column(&out, "id").into_iter().collect();
+    assert_eq!(ranked, planted_ids("zoom"));
+    assert!(column(&out, "planted").iter().all(|k| k == "zoom"));
+    let s = scores.to_str().unwrap();
+    let err = vog_fails(&["rank", s, "--select", "planted=shift"]);
+    assert!(
+        err.contains("--select planted=shift matches no example")
+            && err.contains("(its run planted uniform, zoom, foreign)"),
+        "{err}"
+    );
+    let err = vog_fails(&["rank", s, "--select", "planted=blur"]);
+    assert!(err.contains("unknown kind 'blur'"), "{err}");
+    // Grids (legend and caption) and the review page name the kind.
+    let grid = d.path().join("grid.png");
+    succeed(
+        vog()
+            .arg("rank")
+            .arg(&scores)
+            .args(["--select", "planted=foreign", "--top", "4", "--grid"])
+            .arg(&grid),
+    );
+    assert!(column(&grid.with_extension("csv"), "planted")
+        .iter()
+        .all(|k| k == "foreign"));
+    let page = d.path().join("review.html");
+    succeed(
+        vog()
+            .arg("review")
+            .arg(&scores)
+            .args(["--select", "planted=any", "--out"])
+            .arg(&page),
+    );
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("\"planted\":\"zoom (centre zoomed in, label kept)\""));
+    // The report opens with the matrix.
+    let report = d.path().join("report.html");
+    succeed(
+        vog()
+            .args(["report", "--run"])
+            .arg(&run)
+            .arg("--out")
+            .arg(&report),
+    );
+    let html = std::fs::read_to_string(&report).unwrap();
+    let matrix_at = html
+        .find("Which score finds which planted kind</h2>")
+        .unwrap();
+    assert!(matrix_at < html.find("Where to look first</h2>").unwrap());
+    assert!(html.contains("<table class=\"matrix\">"));
+}
+
+/// A foreign image's grid tile shows the image trained on, not the dataset's.
+#[test]
+fn grids_show_planted_images_as_trained() {
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("run");
+    let args = [&TINY[..], &["--plant", "foreign:0.5"]].concat();
+    train_synth(&run, &args);
+    succeed(
+        vog()
+            .args(["score", "--quiet", "--split", "train", "--run"])
+            .arg(&run),
+    );
+    let scores = run.join("scores-train-all.csv");
+    let grid = d.path().join("g.png");
+    succeed(
+        vog()
+            .arg("rank")
+            .arg(&scores)
+            .args(["--select", "planted=foreign", "--top", "1", "--grid"])
+            .arg(&grid),
+    );
+    // A checkerboard of two colours: the tile's image area holds at most a few colours
+    // (a synthetic image has hundreds).
+    let img = image::open(&grid).unwrap().to_rgb8();
+    let colours: std::collections::HashSet<[u8; 3]> = (8..30)
+        .flat_map(|y| (8..30).map(move |x| (x, y)))
+        .map(|(x, y)| img.get_pixel(x, y).0)
+        .collect();
+    assert!(colours.len() <= 2, "{} colours", colours.len());
+}

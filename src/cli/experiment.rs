@@ -1,7 +1,7 @@
 //! `vog experiment`: the paper's reproduction from a `configs/paper-*.toml` file.
 use super::{reporter, Terminal};
 use crate::eval::leaderboard::{ScoreKind, Verdict};
-use crate::experiment::{self, ExperimentFile, Overrides};
+use crate::experiment::{self, suite, ExperimentFile, Overrides};
 use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
@@ -48,6 +48,11 @@ impl ExperimentArgs {
 
 pub fn run(a: &ExperimentArgs) -> Result<()> {
     let (file, plan) = ExperimentFile::read(&a.config)?.resolve(&a.overrides(), &a.config)?;
+    if let Some(h) = &file.hardness {
+        let runs = h.runs(&plan, &a.config)?;
+        reporter::stop_on_ctrl_c()?;
+        return run_suite(file.clone(), &runs, &plan.out, a.quiet);
+    }
     reporter::stop_on_ctrl_c()?;
     let results = experiment::run(file, &plan, &Terminal::detect(a.quiet))?;
     println!(
@@ -80,6 +85,25 @@ pub fn run(a: &ExperimentArgs) -> Result<()> {
         );
     }
     println!("report: {}", results.report.display());
+    Ok(())
+}
+
+/// Runs a `[hardness]` suite and prints each stage's matrix.
+fn run_suite(
+    file: ExperimentFile,
+    runs: &[suite::SuiteRun],
+    out: &std::path::Path,
+    quiet: bool,
+) -> Result<()> {
+    let results = suite::run(file, runs, out, &Terminal::detect(quiet))?;
+    for (stage, m) in &results.matrices {
+        println!(
+            "== stage {stage}: which score finds which kind ({} runs) ==",
+            results.runs.len()
+        );
+        m.write_text(&mut std::io::stdout().lock())?;
+    }
+    println!("matrix: {}", results.page.display());
     Ok(())
 }
 

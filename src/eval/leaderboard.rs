@@ -383,10 +383,32 @@ mod tests {
             row(SplitKind::Train, true),
         );
         let who = |q: Question| [&test, &clean, &shuffled].map(|r| q.concerns(r));
+        // A planted kind: its own examples and the untouched ones, never another kind's.
+        let planted = |kind| ScoreRow {
+            planted: Some(kind),
+            ..row(SplitKind::Train, false)
+        };
+        let (zoom, noise) = (planted(Kind::Zoom), planted(Kind::Noise));
+        let asks_zoom =
+            [&test, &clean, &zoom, &noise].map(|r| Question::Planted(Kind::Zoom).concerns(r));
+        assert_eq!(asks_zoom, [false, true, true, false]);
         assert_eq!(who(Question::Difficulty), [true, false, false]);
         assert_eq!(who(Question::Memorization), [false, true, true]);
         assert_eq!(who(Question::Atypical), [false, true, false]);
         assert_eq!(who(Question::Flagged), [true, true, true]);
+    }
+
+    #[test]
+    fn questions_read_back_as_written() {
+        let zoom = Question::Planted(Kind::Zoom);
+        for q in [Question::Difficulty, Question::Flagged, zoom] {
+            let s = serde_json::to_string(&q).unwrap();
+            assert_eq!(serde_json::from_str::<Question>(&s).unwrap(), q);
+        }
+        assert_eq!(serde_json::to_string(&zoom).unwrap(), "\"planted:zoom\"");
+        let err = serde_json::from_str::<Question>("\"planted:blur\"").unwrap_err();
+        assert!(err.to_string().contains("unknown kind 'blur'"), "{err}");
+        assert!(zoom.title().starts_with("planted zoom (centre zoomed in"));
     }
 
     fn test(auroc: f64, lo: f64, hi: f64, positives: usize) -> AurocTest {

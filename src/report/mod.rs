@@ -1,6 +1,7 @@
 //! `vog report`: one self-contained HTML file (every image a data URI, no script or style
 //! from anywhere else; the page's own CSS and JS are `report.css` and `report.js` beside
-//! this file) in collapsible sections listed at the top. It opens with an answer per
+//! this file) in collapsible sections listed at the top. It opens with the matrix of
+//! scores by planted kinds where the run planted hardness (`matrix.rs`), then an answer per
 //! question (`answers.rs`: the best score on this run and the examples it ranks first),
 //! then the leaderboards of every scores file with the Data Map of the training examples
 //! and its regions, the run's configuration and training curves, the evaluations of each
@@ -106,16 +107,7 @@ pub fn write_report(mut w: impl Write, input: &ReportInput) -> Result<()> {
         cache: HashMap::new(),
     };
     let mut page = Sections::default();
-    if let Some(m) = input
-        .scored
-        .iter()
-        .find_map(|s| crate::eval::matrix::Matrix::of_planted(&s.evaluation.leaderboards))
-    {
-        page.add("planted", "Which score finds which planted kind", |out| {
-            out.push_str(&matrix::matrix_html(&m));
-            Ok(())
-        })?;
-    }
+    add_planted(&mut page, input.scored)?;
     page.add("answers", "Where to look first", |out| {
         answers::write(out, input.scored, &mut thumbs)
     })?;
@@ -198,6 +190,33 @@ impl Sections {
     }
 }
 
+/// The matrix of scores by planted kinds, where a file's run planted hardness.
+fn add_planted(page: &mut Sections, scored: &[&Evaluated]) -> Result<()> {
+    let found = scored
+        .iter()
+        .find_map(|s| crate::eval::matrix::Matrix::of_planted(&s.evaluation.leaderboards));
+    match found {
+        Some(m) => page.add("planted", "Which score finds which planted kind", |out| {
+            out.push_str(&matrix::matrix_html(&m));
+            Ok(())
+        }),
+        None => Ok(()),
+    }
+}
+
+/// A page in the report's style from ready sections (id, title, HTML), collapsible and
+/// listed at the top: `vog experiment` writes its hardness matrix with it.
+pub fn sections_page(title: &str, sections: &[(String, String, String)]) -> Result<String> {
+    let mut page = Sections::default();
+    for (id, heading, html) in sections {
+        page.add(id, heading, |out| {
+            out.push_str(html);
+            Ok(())
+        })?;
+    }
+    Ok(page.html(title))
+}
+
 /// How strong the fold models behind a file's out-of-sample columns were, as a paragraph
 /// (empty without them); a verdict of too weak is marked.
 pub(crate) fn strength_html(s: &Evaluated) -> String {
@@ -237,20 +256,24 @@ fn write_summary(out: &mut String, scored: &[&Evaluated]) -> Result<()> {
         .iter()
         .find_map(|s| eval::data_map_points(&s.file, None).map(|p| (s, p)))
     {
+        let marked = match s.file.meta.planted.is_empty() {
+            true => "shuffled",
+            false => "planted",
+        };
         write!(
             out,
             "<h3>Data Map of {}</h3>{}",
             esc(&file_name(&s.file)),
-            plot_img(&plots::data_map(&points, "shuffled")?, "data map")?
+            plot_img(&plots::data_map(&points, marked)?, "data map")?
         )?;
         let r = plots::Regions::of(&points);
         write!(
             out,
             "<p>Regions: ambiguous = the third with the highest variability (at least {:.3}); of \
              the rest, easy-to-learn = confidence at least {}, hard-to-learn = below. \
-             Easy-to-learn {} ({} shuffled), ambiguous {} ({} shuffled), hard-to-learn {} ({} \
-             shuffled). Colour: fraction of epochs predicted right (red 0, green 1); ringed: \
-             shuffled labels.</p>",
+             Easy-to-learn {} ({} {marked}), ambiguous {} ({} {marked}), hard-to-learn {} ({} \
+             {marked}). Colour: fraction of epochs predicted right (red 0, green 1); ringed: \
+             {marked} examples.</p>",
             r.variability,
             plots::REGION_CONFIDENCE,
             r.easy,

@@ -387,6 +387,49 @@ mod tests {
     }
 
     #[test]
+    fn planted_kinds_round_trip_in_their_column() {
+        use crate::data::plant::Kind;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.csv");
+        let mut m = meta(vec![Target::Logit]);
+        (m.planted, m.split, m.examples) = (vec![Kind::Noise, Kind::Zoom], SplitChoice::Both, 2);
+        let planted = ScoreRow {
+            id: "train/000002".into(),
+            split: SplitKind::Train,
+            planted: Some(Kind::Zoom),
+            scores: vec![(1.0, 0.5)],
+            companions: vec![Some(0.5), Some(1.0)],
+            ..row()
+        };
+        let test = ScoreRow {
+            scores: vec![(1.0, 0.5)],
+            ..row()
+        };
+        let rows = [planted, test];
+        write(&p, &mut m, &rows).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            text.starts_with(
+                "id,split,index,label,label_name,trained_label,noisy,planted,predicted,"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("\ntrain/000002,train,1,3,cat,3,false,zoom,5,"),
+            "{text}"
+        );
+        assert_eq!(ScoresFile::read(&p).unwrap().rows, rows);
+        // A kind the sidecar does not list, or a planted test example, is refused.
+        for (from, to) in [(",zoom,", ",shift,"), (",false,,5,", ",false,noise,5,")] {
+            std::fs::write(&p, text.replacen(from, to, 1)).unwrap();
+            m.csv = None;
+            std::fs::write(sidecar_path(&p), serde_json::to_vec(&m).unwrap()).unwrap();
+            let err = ScoresFile::read(&p).unwrap_err().to_string();
+            assert!(err.contains("column 'planted' holds"), "{err}");
+        }
+    }
+
+    #[test]
     fn header_and_round_trip() {
         let mut buf = Vec::new();
         write_csv(&mut buf, &meta(vec![Target::Logit, Target::Prob]), &[row()]).unwrap();

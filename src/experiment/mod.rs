@@ -4,7 +4,10 @@
 //! (the paper's figures 4-6) and whole-training stages on both splits with every target, evaluate each, early and late
 //! compared, report), plus a `results.json` summary. Re-running resumes at the first step
 //! whose output is missing; an interrupted training resumes from its last finished epoch
-//! (as `vog train --resume` does).
+//! (as `vog train --resume` does). With `plant` the run plants hardness; with a
+//! `[hardness]` table the file describes a [suite] of planted runs instead.
+pub mod suite;
+
 use crate::config::{Hyper, TrainConfig};
 use crate::data::prepare::{LabelNoise, Selection};
 use crate::data::DatasetSpec;
@@ -32,6 +35,12 @@ pub struct ExperimentFile {
     pub train_subset: Option<usize>,
     #[serde(default)]
     pub test_subset: Option<usize>,
+    /// Hardness planted into the run (`vog train --plant`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plant: Option<crate::data::plant::PlantSpec>,
+    /// A suite of planted runs instead of one run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardness: Option<suite::Hardness>,
     pub train: Hyper,
     pub score: ScoreSettings,
 }
@@ -75,19 +84,8 @@ impl ExperimentFile {
                 &mut self.test_subset,
                 o.test_subset.map(Some),
             );
-        let s = &self.score;
-        if s.stages.is_empty() || s.splits.is_empty() || s.targets.is_empty() {
-            bail!(
-                "[score] in '{}' needs at least one stage, split and target",
-                path.display()
-            );
-        }
-        if s.batch_size == 0 {
-            bail!(
-                "[score] batch_size in '{}' must be at least 1",
-                path.display()
-            );
-        }
+        check_score(&self.score, path)?;
+        self.check_planting(path)?;
         let device = device::parse(&self.device).with_context(|| origins.name("device"))?;
         let dataset = DatasetSpec::resolve(&self.dataset, &self.data_dir, self.train.seed)
             .with_context(|| origins.name("dataset"))?;
@@ -98,10 +96,12 @@ impl ExperimentFile {
                 fraction,
                 seed: self.train.seed,
             }),
+            plant: self.plant.clone(),
             ..Selection::default()
         };
         let train = TrainConfig::new(dataset, self.train.clone(), selection, device, &origins)?;
         check_captured_stage(&self.score, &train, path)?;
+        let s = &self.score;
         let plan = Plan {
             train,
             origins,
@@ -114,6 +114,51 @@ impl ExperimentFile {
             reuse: true,
         };
         Ok((self, plan))
+    }
+}
+
+/// Refuses a `[score]` table that scores nothing.
+fn check_score(s: &ScoreSettings, path: &Path) -> Result<()> {
+    if s.stages.is_empty() || s.splits.is_empty() || s.targets.is_empty() {
+        bail!(
+            "[score] in '{}' needs at least one stage, split and target",
+            path.display()
+        );
+    }
+    if s.batch_size == 0 {
+        bail!(
+            "[score] batch_size in '{}' must be at least 1",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+impl ExperimentFile {
+    /// One way of making examples wrong at a time: `plant`, `[hardness]` and `label_noise`
+    /// exclude each other; a suite needs the training split scored.
+    fn check_planting(&self, path: &Path) -> Result<()> {
+        let file = path.display();
+        let given = [
+            self.label_noise.map(|_| "label_noise"),
+            self.plant.as_ref().map(|_| "plant"),
+            self.hardness.as_ref().map(|_| "[hardness]"),
+        ];
+        let given: Vec<&str> = given.into_iter().flatten().collect();
+        if given.len() > 1 {
+            bail!(
+                "'{file}' sets {}: one kind of planted or shuffled labels at a time (a suite \
+                 plants each kind into runs of its own)",
+                given.join(" and ")
+            );
+        }
+        if self.hardness.is_some()
+            && !self.score.splits.contains(&SplitChoice::Train)
+            && !self.score.splits.contains(&SplitChoice::Both)
+        {
+            bail!("[hardness] in '{file}' asks of the training examples: [score] splits must include train");
+        }
+        Ok(())
     }
 }
 
@@ -180,10 +225,10 @@ mod tests {
     #[test]
     fn shipped_paper_configs_are_valid() {
         for (text, noise) in [
-            (include_str!("../configs/paper-cifar10.toml"), None),
-            (include_str!("../configs/paper-cifar100.toml"), None),
+            (include_str!("../../configs/paper-cifar10.toml"), None),
+            (include_str!("../../configs/paper-cifar100.toml"), None),
             (
-                include_str!("../configs/paper-cifar10-noise20.toml"),
+                include_str!("../../configs/paper-cifar10-noise20.toml"),
                 Some(0.2),
             ),
         ] {
@@ -209,8 +254,100 @@ mod tests {
     }
 
     #[test]
+    fn shipped_hardness_configs_describe_their_suites() {
+        for (text, runs, train) in [
+            (
+                include_str!("../../configs/hardness-cifar10.toml"),
+                66,
+                None,
+            ),
+            (
+                include_str!("../../configs/hardness-cifar10-cpu.toml"),
+                30,
+                Some(4000),
+            ),
+        ] {
+            let file: ExperimentFile = toml::from_str(text).unwrap();
+            let path = Path::new("hardness.toml");
+            let (file, plan) = file.resolve(&Overrides::default(), path).unwrap();
+            assert_eq!(plan.train.train_subset, train);
+            let suite = file.hardness.unwrap().runs(&plan, path).unwrap();
+            assert_eq!(suite.len(), runs);
+            assert_eq!(suite[0].name, "clean-seed0");
+            assert!(suite[0].plan.train.plant.is_none());
+            assert_eq!(suite[1].name, "uniform-0.05-seed0");
+            assert_eq!(
+                suite[1].plan.train.plant.as_ref().unwrap().to_string(),
+                "uniform:0.05"
+            );
+            assert_eq!(suite[1].plan.out, plan.out.join("uniform-0.05-seed0"));
+            let last = suite.last().unwrap();
+            assert!(last.name.starts_with("foreign-") && last.plan.train.hyper.seed == last.seed);
+        }
+    }
+
+    #[test]
+    fn planting_is_refused_where_it_cannot_mean_anything() {
+        let base = include_str!("../../configs/hardness-cifar10-cpu.toml");
+        let refused = |edit: &dyn Fn(&str) -> String| -> String {
+            let file: ExperimentFile = toml::from_str(&edit(base)).unwrap();
+            let path = Path::new("h.toml");
+            match file.resolve(&Overrides::default(), path) {
+                Err(e) => e.to_string(),
+                Ok((file, plan)) => file
+                    .hardness
+                    .unwrap()
+                    .runs(&plan, path)
+                    .unwrap_err()
+                    .to_string(),
+            }
+        };
+        let err = refused(&|t| {
+            t.replace(
+                "train_subset = 4000",
+                "train_subset = 4000\nlabel_noise = 0.2",
+            )
+        });
+        assert_eq!(err, "'h.toml' sets label_noise and [hardness]: one kind of planted or shuffled labels at a time (a suite plants each kind into runs of its own)");
+        let err = refused(&|t| t.replace("splits = [\"train\"]", "splits = [\"test\"]"));
+        assert!(err.contains("[score] splits must include train"), "{err}");
+        let err = refused(&|t| t.replace("fractions = [0.05, 0.1]", "fractions = [0.0001]"));
+        assert_eq!(
+            err,
+            "[hardness] fraction 0.0001 in 'h.toml' plants no example in 4000 training examples"
+        );
+        let err = refused(&|t| t.replace("fractions = [0.05, 0.1]", "fractions = [1.5]"));
+        assert!(err.contains("must lie in (0, 1)"), "{err}");
+        let err = refused(&|t| t.replace("seeds = [0, 1]", "seeds = [1, 1]"));
+        assert!(
+            err.contains("lists a kind, fraction or seed twice"),
+            "{err}"
+        );
+        let err = refused(&|t| t.replace("seeds = [0, 1]", "seeds = []"));
+        assert!(
+            err.contains("at least one kind, fraction and seed"),
+            "{err}"
+        );
+        let unknown = base.replace("\"zoom\"", "\"blur\"");
+        let err = toml::from_str::<ExperimentFile>(&unknown)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("blur"), "{err}");
+        // A single run may plant, as vog train --plant does.
+        let single = include_str!("../../configs/paper-cifar10.toml").replace(
+            "device = \"auto\"",
+            "device = \"auto\"\nplant = \"zoom:0.1\"",
+        );
+        let file: ExperimentFile = toml::from_str(&single).unwrap();
+        let (_, plan) = file
+            .resolve(&Overrides::default(), Path::new("p.toml"))
+            .unwrap();
+        assert_eq!(plan.train.plant.unwrap().to_string(), "zoom:0.1");
+    }
+
+    #[test]
     fn bad_values_name_the_file() {
-        let text = include_str!("../configs/paper-cifar10.toml")
+        let text = include_str!("../../configs/paper-cifar10.toml")
             .replace("batch_size = 128", "batch_size = 0");
         let file: ExperimentFile = toml::from_str(&text).unwrap();
         let err = file
