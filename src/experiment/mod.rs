@@ -264,7 +264,7 @@ mod tests {
             (
                 include_str!("../../configs/hardness-cifar10-cpu.toml"),
                 30,
-                Some(4000),
+                Some(3000),
             ),
         ] {
             let file: ExperimentFile = toml::from_str(text).unwrap();
@@ -304,8 +304,8 @@ mod tests {
         };
         let err = refused(&|t| {
             t.replace(
-                "train_subset = 4000",
-                "train_subset = 4000\nlabel_noise = 0.2",
+                "train_subset = 3000",
+                "train_subset = 3000\nlabel_noise = 0.2",
             )
         });
         assert_eq!(err, "'h.toml' sets label_noise and [hardness]: one kind of planted or shuffled labels at a time (a suite plants each kind into runs of its own)");
@@ -314,7 +314,7 @@ mod tests {
         let err = refused(&|t| t.replace("fractions = [0.05, 0.1]", "fractions = [0.0001]"));
         assert_eq!(
             err,
-            "[hardness] fraction 0.0001 in 'h.toml' plants no example in 4000 training examples"
+            "[hardness] fraction 0.0001 in 'h.toml' plants no example in 3000 training examples"
         );
         let err = refused(&|t| t.replace("fractions = [0.05, 0.1]", "fractions = [1.5]"));
         assert!(err.contains("must lie in (0, 1)"), "{err}");
