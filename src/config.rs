@@ -271,6 +271,9 @@ pub struct TrainConfig {
     /// Hardness planted into the training split (`--plant`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plant: Option<crate::data::plant::PlantSpec>,
+    /// The folder whose images `foreign` plants (`--plant-source`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plant_source: Option<std::path::PathBuf>,
     /// The run this one trains again with a person's changes (`vog train --from`), and the
     /// person's files as read; `exclude` and `relabel` above are what they amount to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -313,6 +316,7 @@ impl TrainConfig {
             decisions: selection.decisions,
             subset_seed: selection.subset_seed,
             plant: selection.plant,
+            plant_source: selection.plant_source,
             from: None,
             device,
         })
@@ -329,6 +333,7 @@ impl TrainConfig {
             decisions: self.decisions.clone(),
             subset_seed: self.subset_seed,
             plant: self.plant.clone(),
+            plant_source: self.plant_source.clone(),
         }
     }
 }

@@ -310,3 +310,91 @@ fn grids_show_planted_images_as_trained() {
         .collect();
     assert!(colours.len() <= 2, "{} colours", colours.len());
 }
+
+/// `foreign` from `--plant-source DIR`: every image of the folder (sub-folders too) may be
+/// drawn, resized to the dataset's size; bad folders are refused before anything is written.
+#[test]
+fn foreign_images_come_from_a_source_folder() {
+    let d = tempfile::tempdir().unwrap();
+    let source = d.path().join("source");
+    std::fs::create_dir_all(source.join("sub")).unwrap();
+    // Two solid colours of another size than the dataset's 32x32.
+    image::RgbImage::from_pixel(50, 40, image::Rgb([250, 10, 10]))
+        .save(source.join("red.png"))
+        .unwrap();
+    image::RgbImage::from_pixel(20, 20, image::Rgb([10, 10, 250]))
+        .save(source.join("sub/blue.png"))
+        .unwrap();
+    std::fs::write(source.join("notes.txt"), "not an image").unwrap();
+    let run = d.path().join("run");
+    let args = [&TINY[..], &["--plant", "foreign:0.2", "--plant-source"]].concat();
+    let mut cmd = vog();
+    cmd.args(["train", "--dataset", "synth", "--device", "cpu", "--quiet"]);
+    succeed(cmd.args(&args).arg(&source).arg("--out").arg(&run));
+    let parameters = column(&run.join("planted.csv"), "parameters");
+    assert_eq!(parameters.len(), 40);
+    assert!(
+        parameters
+            .iter()
+            .all(|p| p == "source=red.png" || p == "source=sub/blue.png"),
+        "{parameters:?}"
+    );
+    assert!(parameters.iter().any(|p| p == "source=sub/blue.png"));
+    // The grid shows a planted image as trained: one solid colour.
+    succeed(
+        vog()
+            .args(["score", "--quiet", "--split", "train", "--run"])
+            .arg(&run),
+    );
+    let grid = d.path().join("g.png");
+    succeed(
+        vog()
+            .arg("rank")
+            .arg(run.join("scores-train-all.csv"))
+            .args(["--select", "planted=foreign", "--top", "1", "--grid"])
+            .arg(&grid),
+    );
+    let img = image::open(&grid).unwrap().to_rgb8();
+    let colour = img.get_pixel(16, 16).0;
+    assert!(
+        colour == [250, 10, 10] || colour == [10, 10, 250],
+        "{colour:?}"
+    );
+    // Refused on one line, nothing written.
+    let empty = d.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    std::fs::write(source.join("bad.png"), "not a png").unwrap();
+    let out = d.path().join("refused");
+    for (plant, dir, says) in [
+        (
+            "foreign:0.1",
+            empty.as_path(),
+            "holds no images (png, jpg or jpeg)",
+        ),
+        (
+            "foreign:0.1",
+            d.path().join("missing").as_path(),
+            "--plant-source: cannot read",
+        ),
+        (
+            "zoom:0.1",
+            source.as_path(),
+            "it needs foreign among the kinds planted",
+        ),
+        ("foreign:0.1", source.as_path(), "cannot decode image"),
+    ] {
+        let mut args = vec![
+            "train",
+            "--dataset",
+            "synth",
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend(TINY);
+        args.extend(["--plant", plant, "--plant-source", dir.to_str().unwrap()]);
+        let err = vog_fails(&args);
+        assert!(err.contains(says), "{plant} {}: {err}", dir.display());
+        assert!(!out.exists(), "nothing written");
+    }
+}

@@ -23,7 +23,7 @@ pub struct TrainArgs {
         "dataset", "out", "config", "epochs", "batch_size", "lr", "width", "save_epochs",
         "seed", "eval_every", "precision", "no_augment", "train_subset", "test_subset", "label_noise", "noise_seed",
         "exclude", "relabel", "decisions", "lr_step", "no_shuffle", "capture_epochs", "capture_targets",
-        "overwrite", "from", "deterministic", "plant",
+        "overwrite", "from", "deterministic", "plant", "plant_source",
     ])]
     pub resume: Option<PathBuf>,
     /// Train the finished run RUN again as it was (data, subsets, labels as it trained them,
@@ -32,6 +32,7 @@ pub struct TrainArgs {
         "dataset", "config", "epochs", "batch_size", "lr", "width", "save_epochs",
         "seed", "eval_every", "precision", "no_augment", "train_subset", "test_subset", "label_noise", "noise_seed",
         "lr_step", "no_shuffle", "capture_epochs", "capture_targets", "deterministic", "plant",
+        "plant_source",
     ])]
     pub from: Option<PathBuf>,
     /// cifar10, cifar100, synth, or an image folder ROOT with train/<class>/ (and test/<class>/).
@@ -119,9 +120,15 @@ pub struct TrainArgs {
     /// truck->automobile, bird->airplane, deer->horse, cat<->dog; elsewhere a seeded
     /// pairing); image kinds (label kept) noise (Gaussian, sigma 0.2 of the pixel range),
     /// zoom (the centre 1/1.75, resized back), shift (10/32 of the side, border black),
-    /// foreign (a generated checkerboard). Images held in memory only.
+    /// foreign (a generated checkerboard, or an image of --plant-source). Images held in
+    /// memory only.
     #[arg(long, value_name = "KIND:F,...", conflicts_with_all = ["label_noise", "relabel", "decisions"])]
     pub plant: Option<crate::data::plant::PlantSpec>,
+    /// The images foreign plants instead of a checkerboard: every png, jpg and jpeg in DIR
+    /// and its sub-folders, each planted one drawn at random (seeded) and resized to the
+    /// dataset's images.
+    #[arg(long, value_name = "DIR", requires = "plant")]
+    pub plant_source: Option<PathBuf>,
     /// Seed of the label shuffle (default: --seed).
     #[arg(long, requires = "label_noise")]
     pub noise_seed: Option<u64>,
@@ -190,7 +197,8 @@ impl TrainArgs {
             .flag("train_subset", true)
             .flag("test_subset", true)
             .flag("label_noise", true)
-            .flag("plant", true);
+            .flag("plant", true)
+            .flag("plant_source", true);
         h.augment &= !self.no_augment;
         // The synthetic data follows the run's seed, whichever source set it.
         let dataset = dataset.with_seed(h.seed);
@@ -238,6 +246,12 @@ impl TrainArgs {
             decisions,
             subset_seed: None,
             plant: self.plant.clone(),
+            plant_source: self
+                .plant_source
+                .as_deref()
+                .map(std::path::absolute)
+                .transpose()
+                .context("--plant-source")?,
         })
     }
 }

@@ -13,11 +13,12 @@
 //! far from every class). Examples are drawn per kind without overlap from one seeded
 //! permutation; the record is written as `planted.csv`
 //! (`id,kind,original_label,trained_label,parameters`).
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
+use std::path::Path;
 use tch::{Kind as Dtype, Tensor};
 
 /// What is planted.
@@ -219,6 +220,7 @@ pub fn plant(
     images: &mut Tensor,
     labels: &mut [i64],
     class_names: &[String],
+    source: &[Foreign],
     rng: &mut impl Rng,
 ) -> Result<Vec<Planted>> {
     let n = labels.len();
@@ -240,7 +242,7 @@ pub fn plant(
                 }
                 Kind::Adjacent => ((original + 1) % k, String::new()),
                 Kind::Pairs => (pairs[original as usize].unwrap(), String::new()),
-                _ => (original, alter_image(kind, images, i, rng)?),
+                _ => (original, alter_image(kind, images, i, source, rng)?),
             };
             labels[i] = trained;
             let (id, original_label, trained_label) = (ids[i].clone(), original, trained);
@@ -288,8 +290,15 @@ fn draw(
     Ok(picked)
 }
 
-/// Alters image `i` of `images` (NCHW uint8) by an image kind; returns its parameters.
-fn alter_image(kind: Kind, images: &mut Tensor, i: usize, rng: &mut impl Rng) -> Result<String> {
+/// Alters image `i` of `images` (NCHW uint8) by an image kind (`foreign` from `source`
+/// where given); returns its parameters.
+fn alter_image(
+    kind: Kind,
+    images: &mut Tensor,
+    i: usize,
+    source: &[Foreign],
+    rng: &mut impl Rng,
+) -> Result<String> {
     let img = images.get(i as i64); // CHW uint8
     let (new, parameters) = match kind {
         Kind::Noise => {
@@ -309,6 +318,10 @@ fn alter_image(kind: Kind, images: &mut Tensor, i: usize, rng: &mut impl Rng) ->
             let (dx, dy) = [(d, 0), (-d, 0), (0, d), (0, -d)][rng.gen_range(0..4)];
             (shift(&img, dx, dy), format!("dx={dx} dy={dy}"))
         }
+        Kind::Foreign if !source.is_empty() => {
+            let f = &source[rng.gen_range(0..source.len())];
+            (f.image.shallow_clone(), format!("source={}", f.path))
+        }
         Kind::Foreign => {
             let colours: Vec<u8> = (0..6).map(|_| rng.gen()).collect();
             (checkerboard(&img.size(), &colours), "checkerboard".into())
@@ -317,6 +330,59 @@ fn alter_image(kind: Kind, images: &mut Tensor, i: usize, rng: &mut impl Rng) ->
     };
     images.get(i as i64).copy_(&new);
     Ok(parameters)
+}
+
+/// An image `foreign` may plant (`--plant-source`): its path relative to the folder, and
+/// its pixels resized to the dataset's images, CHW uint8.
+pub struct Foreign {
+    pub path: String,
+    pub image: Tensor,
+}
+
+/// The images in `dir` and its sub-folders (png, jpg, jpeg; sorted by path), each resized
+/// to `height` x `width` (bilinear, the aspect ratio not kept): what `foreign` draws from.
+/// An unreadable folder, one without images, or an image that does not decode is refused.
+pub fn read_source(dir: &Path, height: i64, width: i64) -> Result<Vec<Foreign>> {
+    let mut files = Vec::new();
+    let mut folders = vec![dir.to_path_buf()];
+    while let Some(d) = folders.pop() {
+        for p in super::folder::read_dir(&d).context("--plant-source")? {
+            match p.is_dir() {
+                true => folders.push(p),
+                false if super::folder::is_image(&p) => files.push(p),
+                false => {}
+            }
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        bail!(
+            "--plant-source '{}' holds no images (png, jpg or jpeg) to plant as foreign",
+            dir.display()
+        );
+    }
+    files
+        .iter()
+        .map(|f| {
+            let img = super::folder::decode(f).context("--plant-source")?;
+            let img = image::imageops::resize(
+                &img,
+                width as u32,
+                height as u32,
+                image::imageops::FilterType::Triangle,
+            );
+            let chw = super::images_tensor(&img.into_raw(), 1, [height, width, 3])?
+                .squeeze_dim(0)
+                .permute([2, 0, 1])
+                .contiguous();
+            let path = f
+                .strip_prefix(dir)
+                .unwrap_or(f)
+                .to_string_lossy()
+                .into_owned();
+            Ok(Foreign { path, image: chw })
+        })
+        .collect()
 }
 
 /// A standard normal draw (Box-Muller), from the one seeded stream.
@@ -426,7 +492,16 @@ mod tests {
         let mut images = Tensor::zeros([n as i64, 3, 8, 8], (Dtype::Uint8, tch::Device::Cpu));
         let spec: PlantSpec = "uniform:0.1,adjacent:0.05,pairs:0.1".parse().unwrap();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-        let r = plant(&spec, &ids, &mut images, &mut trained, &names(10), &mut rng).unwrap();
+        let r = plant(
+            &spec,
+            &ids,
+            &mut images,
+            &mut trained,
+            &names(10),
+            &[],
+            &mut rng,
+        )
+        .unwrap();
         let count = |k: Kind| r.iter().filter(|p| p.kind == k).count();
         assert_eq!(
             (

@@ -4,7 +4,7 @@
 //! scorer sees exactly the examples, labels and normalization training saw.
 use super::decisions::{self, Decisions, Exclusions, Relabels};
 use super::noise::{self, NoisyLabel};
-use super::plant::{self, PlantSpec, Planted};
+use super::plant::{self, Kind, PlantSpec, Planted};
 use super::transform::Normalization;
 use super::{subset, Dataset, DatasetSpec, Split};
 use crate::origin::Origins;
@@ -38,6 +38,8 @@ pub struct Selection {
     /// Hardness planted into the training split (`--plant`), after the subsets and
     /// exclusions, drawn from the run's seed.
     pub plant: Option<PlantSpec>,
+    /// The folder whose images `foreign` plants (`--plant-source`), absolute.
+    pub plant_source: Option<std::path::PathBuf>,
 }
 
 impl Selection {
@@ -56,6 +58,16 @@ impl Selection {
                 "{} cannot be combined with label noise or relabelled examples: each changes \
                  training labels, and a planted kind is measured on its own",
                 origins.name("plant")
+            );
+        }
+        let foreign = self
+            .plant
+            .as_ref()
+            .is_some_and(|p| p.kinds().contains(&Kind::Foreign));
+        if self.plant_source.is_some() && !foreign {
+            bail!(
+                "{} gives the images foreign plants: it needs foreign among the kinds planted",
+                origins.name("plant_source")
             );
         }
         if let Some(noise) = &self.label_noise {
@@ -147,12 +159,22 @@ fn plant_into(
         return Ok(Vec::new());
     };
     let train = &mut data.train;
+    let source = match &sel.plant_source {
+        Some(dir) => {
+            let [_, _, h, w] = train.images.size()[..] else {
+                bail!("the training images are not NCHW")
+            };
+            plant::read_source(dir, h, w)?
+        }
+        None => Vec::new(),
+    };
     plant::plant(
         spec,
         &train.ids,
         &mut train.images,
         train_labels,
         &data.class_names,
+        &source,
         &mut rng::stream(seed, "plant"),
     )
 }
