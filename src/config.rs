@@ -274,6 +274,9 @@ pub struct TrainConfig {
     /// The folder whose images `foreign` plants (`--plant-source`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plant_source: Option<std::path::PathBuf>,
+    /// The classes `confusable` plants, as another run's model ranked them (`--plant-from`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plant_from: Option<crate::data::plant::PlantFrom>,
     /// The run this one trains again with a person's changes (`vog train --from`), and the
     /// person's files as read; `exclude` and `relabel` above are what they amount to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -317,6 +320,7 @@ impl TrainConfig {
             subset_seed: selection.subset_seed,
             plant: selection.plant,
             plant_source: selection.plant_source,
+            plant_from: selection.plant_from,
             from: None,
             device,
         })
@@ -334,6 +338,7 @@ impl TrainConfig {
             subset_seed: self.subset_seed,
             plant: self.plant.clone(),
             plant_source: self.plant_source.clone(),
+            plant_from: self.plant_from.clone(),
         }
     }
 }

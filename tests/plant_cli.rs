@@ -398,3 +398,111 @@ fn foreign_images_come_from_a_source_folder() {
         assert!(!out.exists(), "nothing written");
     }
 }
+
+/// `confusable` (`--plant-from RUN`): each planted image trains with the class RUN's final
+/// model scores highest after its label; the classes are recorded in the run's
+/// configuration; bad sources refused before anything is written.
+#[test]
+fn confusable_plants_the_class_another_model_ranks_next() {
+    let d = tempfile::tempdir().unwrap();
+    let source = d.path().join("source");
+    train_synth(&source, &TINY);
+    let run = d.path().join("run");
+    let s = source.to_str().unwrap();
+    train_synth(
+        &run,
+        &[&TINY[..], &["--plant", "confusable:0.2", "--plant-from", s]].concat(),
+    );
+    let planted = run.join("planted.csv");
+    let (original, trained) = (
+        column(&planted, "original_label"),
+        column(&planted, "trained_label"),
+    );
+    assert_eq!(original.len(), 40);
+    assert!(
+        original.iter().zip(&trained).all(|(a, b)| a != b),
+        "never the label itself"
+    );
+    let m = manifest(&run);
+    let from = &m["config"]["plant_from"];
+    assert_eq!(from["checkpoint"], "checkpoints/epoch-0002.safetensors");
+    assert!(from["run_id"].as_str().is_some_and(|id| !id.is_empty()));
+    let recorded: HashMap<String, String> = from["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[0].as_str().unwrap().to_string(), p[1].to_string()))
+        .collect();
+    assert_eq!(recorded.len(), 200, "every training image ranked");
+    for (id, t) in column(&planted, "id").iter().zip(&trained) {
+        assert_eq!(&recorded[id], t, "{id}");
+    }
+    // The same classes a second time: the record is the model's, not a draw.
+    let again = d.path().join("again");
+    train_synth(
+        &again,
+        &[&TINY[..], &["--plant", "confusable:0.2", "--plant-from", s]].concat(),
+    );
+    assert_eq!(
+        manifest(&again)["config"]["plant_from"]["classes"],
+        from["classes"]
+    );
+    // Refused on one line, nothing written.
+    let folder = d.path().join("folder");
+    for (class, seed) in [("a", 1u8), ("b", 2)] {
+        for i in 0..4u8 {
+            common::write_image(
+                &folder.join(format!("train/{class}/{i}.png")),
+                32,
+                32,
+                seed * 10 + i,
+            );
+        }
+    }
+    let other = d.path().join("other");
+    let mut cmd = vog();
+    cmd.args(["train", "--dataset"]).arg(&folder);
+    succeed(
+        cmd.args([
+            "--device", "cpu", "--quiet", "--width", "2", "--epochs", "1", "--out",
+        ])
+        .arg(&other),
+    );
+    let out = d.path().join("refused");
+    let o = out.to_str().unwrap();
+    for (extra, says) in [
+        (
+            vec!["--plant", "confusable:0.1"],
+            "it needs --plant-from RUN",
+        ),
+        (
+            vec!["--plant", "zoom:0.1", "--plant-from", s],
+            "--plant-from needs confusable",
+        ),
+        (
+            vec![
+                "--plant",
+                "confusable:0.1",
+                "--plant-from",
+                other.to_str().unwrap(),
+            ],
+            "was trained on other data (2 classes",
+        ),
+        (
+            vec![
+                "--plant",
+                "confusable:0.1",
+                "--plant-from",
+                d.path().join("none").to_str().unwrap(),
+            ],
+            "--plant-from",
+        ),
+    ] {
+        let mut args = vec!["train", "--dataset", "synth", "--quiet", "--out", o];
+        args.extend(TINY);
+        args.extend(extra);
+        let err = vog_fails(&args);
+        assert!(err.contains(says), "{err}");
+        assert!(!out.exists(), "nothing written");
+    }
+}

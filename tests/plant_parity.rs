@@ -104,7 +104,16 @@ fn planted(spec: &str, image: &Tensor, n: usize) -> Tensor {
     let names = vec!["a".to_string(), "b".to_string()];
     let spec: PlantSpec = spec.parse().unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-    plant::plant(&spec, &ids, &mut images, &mut labels, &names, &[], &mut rng).unwrap();
+    plant::plant(
+        &spec,
+        &ids,
+        &mut images,
+        &mut labels,
+        &names,
+        &Default::default(),
+        &mut rng,
+    )
+    .unwrap();
     images
 }
 

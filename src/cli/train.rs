@@ -23,7 +23,7 @@ pub struct TrainArgs {
         "dataset", "out", "config", "epochs", "batch_size", "lr", "width", "save_epochs",
         "seed", "eval_every", "precision", "no_augment", "train_subset", "test_subset", "label_noise", "noise_seed",
         "exclude", "relabel", "decisions", "lr_step", "no_shuffle", "capture_epochs", "capture_targets",
-        "overwrite", "from", "deterministic", "plant", "plant_source",
+        "overwrite", "from", "deterministic", "plant", "plant_source", "plant_from",
     ])]
     pub resume: Option<PathBuf>,
     /// Train the finished run RUN again as it was (data, subsets, labels as it trained them,
@@ -32,7 +32,7 @@ pub struct TrainArgs {
         "dataset", "config", "epochs", "batch_size", "lr", "width", "save_epochs",
         "seed", "eval_every", "precision", "no_augment", "train_subset", "test_subset", "label_noise", "noise_seed",
         "lr_step", "no_shuffle", "capture_epochs", "capture_targets", "deterministic", "plant",
-        "plant_source",
+        "plant_source", "plant_from",
     ])]
     pub from: Option<PathBuf>,
     /// cifar10, cifar100, synth, or an image folder ROOT with train/<class>/ (and test/<class>/).
@@ -120,8 +120,9 @@ pub struct TrainArgs {
     /// truck->automobile, bird->airplane, deer->horse, cat<->dog; elsewhere a seeded
     /// pairing); image kinds (label kept) noise (Gaussian, sigma 0.2 of the pixel range),
     /// zoom (the centre 1/1.75, resized back), shift (10/32 of the side, border black),
-    /// foreign (a generated checkerboard, or an image of --plant-source). Images held in
-    /// memory only.
+    /// foreign (a generated checkerboard, or an image of --plant-source); confusable (the
+    /// class the model of --plant-from ranks next for that image). Images held in memory
+    /// only.
     #[arg(long, value_name = "KIND:F,...", conflicts_with_all = ["label_noise", "relabel", "decisions"])]
     pub plant: Option<crate::data::plant::PlantSpec>,
     /// The images foreign plants instead of a checkerboard: every png, jpg and jpeg in DIR
@@ -129,6 +130,11 @@ pub struct TrainArgs {
     /// dataset's images.
     #[arg(long, value_name = "DIR", requires = "plant")]
     pub plant_source: Option<PathBuf>,
+    /// The finished run whose final model ranks each training image's classes for
+    /// confusable: it plants the class that model scores highest after the image's label.
+    /// Same classes and image size as this run's data.
+    #[arg(long, value_name = "RUN", requires = "plant")]
+    pub plant_from: Option<PathBuf>,
     /// Seed of the label shuffle (default: --seed).
     #[arg(long, requires = "label_noise")]
     pub noise_seed: Option<u64>,
@@ -158,16 +164,7 @@ impl TrainArgs {
             Some(path) => (Hyper::from_file(path)?, Origins::file(path, "")),
             None => (Hyper::defaults_for(&dataset), Origins::default()),
         };
-        let save_epochs = self
-            .save_epochs
-            .as_deref()
-            .map(|s| parse_spec(s, "--save-epochs"))
-            .transpose()?;
-        let capture_epochs = self
-            .capture_epochs
-            .as_deref()
-            .map(|s| parse_spec(s, "--capture-epochs"))
-            .transpose()?;
+        let (save_epochs, capture_epochs) = self.epoch_specs()?;
         let origins = origins
             .set("epochs", &mut h.epochs, self.epochs)
             .set("batch_size", &mut h.batch_size, self.batch_size)
@@ -212,6 +209,17 @@ impl TrainArgs {
         Ok((cfg, origins))
     }
 
+    /// `--save-epochs` and `--capture-epochs`, parsed.
+    fn epoch_specs(&self) -> Result<(Option<EpochSpec>, Option<EpochSpec>)> {
+        let parse = |spec: &Option<String>, flag: &str| {
+            spec.as_deref().map(|s| parse_spec(s, flag)).transpose()
+        };
+        Ok((
+            parse(&self.save_epochs, "--save-epochs")?,
+            parse(&self.capture_epochs, "--capture-epochs")?,
+        ))
+    }
+
     /// `--device`, or `auto` resolved here.
     fn device_or_auto(&self) -> Result<Device> {
         match self.device {
@@ -252,6 +260,7 @@ impl TrainArgs {
                 .map(std::path::absolute)
                 .transpose()
                 .context("--plant-source")?,
+            plant_from: None,
         })
     }
 }
@@ -275,6 +284,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         }
         None => a.to_config()?,
     };
+    let cfg = with_plant_from(a, cfg, &origins)?;
     let prepared = prepare::prepare(&cfg.dataset, &cfg.selection(), cfg.hyper.seed, &origins)?;
     train::check_fits(&cfg, &prepared, &origins)?;
     super::memory::note_batch_size(cfg.hyper.batch_size);
@@ -282,6 +292,21 @@ pub fn run(a: &TrainArgs) -> Result<()> {
     reporter::stop_on_ctrl_c()?;
     let m = train::run(&cfg, &prepared, &run, &Terminal::detect(a.quiet))?;
     print_trained(&m, run.root())
+}
+
+/// `cfg` with the classes `--plant-from RUN`'s model ranks next for its training images
+/// (as they are before planting), for `confusable`.
+fn with_plant_from(a: &TrainArgs, mut cfg: TrainConfig, origins: &Origins) -> Result<TrainConfig> {
+    let Some(run) = &a.plant_from else {
+        return Ok(cfg);
+    };
+    let mut clean = cfg.selection();
+    (clean.plant, clean.plant_source) = (None, None);
+    let data = prepare::prepare(&cfg.dataset, &clean, cfg.hyper.seed, origins)?.data;
+    let classes =
+        crate::scoring::confusable::classes(run, &data.train, &data.class_names, cfg.device)?;
+    cfg.plant_from = Some(classes);
+    Ok(cfg)
 }
 
 /// The configuration of `vog train --from BASE` with `person`'s decisions.

@@ -5,7 +5,9 @@
 //! Label kinds keep the image and change the trained label: `uniform` (another class, drawn
 //! uniformly among the others, never the same one), `adjacent` (class c becomes c+1 in
 //! class-index order, wrapping), `pairs` (a fixed map of confusable classes: for CIFAR-10
-//! truck->automobile, bird->airplane, deer->horse, cat<->dog; elsewhere a seeded pairing).
+//! truck->automobile, bird->airplane, deer->horse, cat<->dog; elsewhere a seeded pairing),
+//! `confusable` (the class another run's final model scores highest for that very image
+//! among the classes other than its label: instance-dependent, [`PlantFrom`]).
 //! Image kinds keep the label and change the pixels: `noise` (Gaussian, sigma a fraction of
 //! the pixel range), `zoom` (a centre crop of 1/factor of the side, resized back bilinearly,
 //! half-pixel centres as PIL's), `shift` (a translation by a fraction of the side in a seeded
@@ -28,6 +30,7 @@ pub enum Kind {
     Uniform,
     Adjacent,
     Pairs,
+    Confusable,
     Noise,
     Zoom,
     Shift,
@@ -35,10 +38,11 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Uniform,
         Kind::Adjacent,
         Kind::Pairs,
+        Kind::Confusable,
         Kind::Noise,
         Kind::Zoom,
         Kind::Shift,
@@ -50,6 +54,7 @@ impl Kind {
             Kind::Uniform => "uniform",
             Kind::Adjacent => "adjacent",
             Kind::Pairs => "pairs",
+            Kind::Confusable => "confusable",
             Kind::Noise => "noise",
             Kind::Zoom => "zoom",
             Kind::Shift => "shift",
@@ -63,6 +68,7 @@ impl Kind {
             Kind::Uniform => "label changed to another class, drawn uniformly",
             Kind::Adjacent => "label changed to the next class",
             Kind::Pairs => "label changed to its confusable pair",
+            Kind::Confusable => "label changed to the class another run's model ranks next",
             Kind::Noise => "Gaussian noise added, label kept",
             Kind::Zoom => "centre zoomed in, label kept",
             Kind::Shift => "shifted with a black border, label kept",
@@ -72,7 +78,10 @@ impl Kind {
 
     /// Whether the kind changes the trained label (else the pixels).
     pub fn is_label(self) -> bool {
-        matches!(self, Kind::Uniform | Kind::Adjacent | Kind::Pairs)
+        matches!(
+            self,
+            Kind::Uniform | Kind::Adjacent | Kind::Pairs | Kind::Confusable
+        )
     }
 }
 
@@ -220,7 +229,7 @@ pub fn plant(
     images: &mut Tensor,
     labels: &mut [i64],
     class_names: &[String],
-    source: &[Foreign],
+    sources: &Sources,
     rng: &mut impl Rng,
 ) -> Result<Vec<Planted>> {
     let n = labels.len();
@@ -230,7 +239,11 @@ pub fn plant(
     free.shuffle(rng);
     let mut record = Vec::new();
     for &(kind, fraction) in &spec.0 {
-        let eligible = |i: &usize| kind != Kind::Pairs || pairs[labels[*i] as usize].is_some();
+        let eligible = |i: &usize| match kind {
+            Kind::Pairs => pairs[labels[*i] as usize].is_some(),
+            Kind::Confusable => sources.confusable.contains_key(&ids[*i]),
+            _ => true,
+        };
         let picked = draw((kind, fraction), n, &free, eligible)?;
         free.retain(|i| !picked.contains(i));
         for &i in &picked {
@@ -242,7 +255,11 @@ pub fn plant(
                 }
                 Kind::Adjacent => ((original + 1) % k, String::new()),
                 Kind::Pairs => (pairs[original as usize].unwrap(), String::new()),
-                _ => (original, alter_image(kind, images, i, source, rng)?),
+                Kind::Confusable => (sources.confusable[&ids[i]], String::new()),
+                _ => (
+                    original,
+                    alter_image(kind, images, i, &sources.foreign, rng)?,
+                ),
             };
             labels[i] = trained;
             let (id, original_label, trained_label) = (ids[i].clone(), original, trained);
@@ -330,6 +347,27 @@ fn alter_image(
     };
     images.get(i as i64).copy_(&new);
     Ok(parameters)
+}
+
+/// What some kinds plant from: `foreign`'s images (`--plant-source`; none: a checkerboard)
+/// and `confusable`'s classes (`--plant-from`), by training example id.
+#[derive(Default)]
+pub struct Sources {
+    pub foreign: Vec<Foreign>,
+    pub confusable: std::collections::HashMap<String, i64>,
+}
+
+/// The run whose final model ranks the classes of each training image for `confusable`
+/// (`--plant-from RUN`, the instance-dependent kind), and what it ranked: per training
+/// example, the class that model scores highest among the classes other than its label.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlantFrom {
+    pub run: std::path::PathBuf,
+    /// Its identity, and the checkpoint used.
+    pub run_id: String,
+    pub checkpoint: String,
+    /// (id, class) in the training split's order.
+    pub classes: Vec<(String, i64)>,
 }
 
 /// An image `foreign` may plant (`--plant-source`): its path relative to the folder, and
@@ -482,6 +520,58 @@ mod tests {
         }
     }
 
+    /// `confusable` trains with the class its source ranked, only where one was ranked.
+    #[test]
+    fn confusable_follows_the_ranked_classes() {
+        let ids: Vec<String> = (0..100).map(|i| format!("e{i}")).collect();
+        let labels: Vec<i64> = (0..100).map(|i| i % 10).collect();
+        let mut trained = labels.clone();
+        let mut images = Tensor::zeros([100, 3, 4, 4], (Dtype::Uint8, tch::Device::Cpu));
+        // Only the first 50 images were ranked, each to (label + 3) mod 10.
+        let sources = Sources {
+            confusable: ids[..50]
+                .iter()
+                .zip(&labels)
+                .map(|(id, l)| (id.clone(), (l + 3) % 10))
+                .collect(),
+            ..Sources::default()
+        };
+        let spec: PlantSpec = "confusable:0.2".parse().unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let r = plant(
+            &spec,
+            &ids,
+            &mut images,
+            &mut trained,
+            &names(10),
+            &sources,
+            &mut rng,
+        )
+        .unwrap();
+        assert_eq!(r.len(), 20);
+        for p in &r {
+            assert_eq!(p.trained_label, (p.original_label + 3) % 10);
+            assert!(sources.confusable.contains_key(&p.id));
+        }
+        let mut trained = labels.clone();
+        let spec: PlantSpec = "confusable:0.6".parse().unwrap();
+        let err = plant(
+            &spec,
+            &ids,
+            &mut images,
+            &mut trained,
+            &names(10),
+            &sources,
+            &mut rng,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("needs 60 examples, and only 50 are left"),
+            "{err}"
+        );
+    }
+
     /// Label kinds: exact counts, no overlap, and each kind's map.
     #[test]
     fn label_kinds_follow_their_maps() {
@@ -498,7 +588,7 @@ mod tests {
             &mut images,
             &mut trained,
             &names(10),
-            &[],
+            &Sources::default(),
             &mut rng,
         )
         .unwrap();

@@ -40,6 +40,8 @@ pub struct Selection {
     pub plant: Option<PlantSpec>,
     /// The folder whose images `foreign` plants (`--plant-source`), absolute.
     pub plant_source: Option<std::path::PathBuf>,
+    /// The classes `confusable` plants (`--plant-from`).
+    pub plant_from: Option<plant::PlantFrom>,
 }
 
 impl Selection {
@@ -159,7 +161,14 @@ fn plant_into(
         return Ok(Vec::new());
     };
     let train = &mut data.train;
-    let source = match &sel.plant_source {
+    let confusable = spec.kinds().contains(&Kind::Confusable);
+    if confusable != sel.plant_from.is_some() {
+        bail!(
+            "confusable plants the class another run's model ranks next: it needs --plant-from \
+             RUN, and --plant-from needs confusable among the kinds planted"
+        );
+    }
+    let foreign = match &sel.plant_source {
         Some(dir) => {
             let [_, _, h, w] = train.images.size()[..] else {
                 bail!("the training images are not NCHW")
@@ -168,13 +177,21 @@ fn plant_into(
         }
         None => Vec::new(),
     };
+    let sources = plant::Sources {
+        foreign,
+        confusable: sel
+            .plant_from
+            .iter()
+            .flat_map(|f| f.classes.iter().cloned())
+            .collect(),
+    };
     plant::plant(
         spec,
         &train.ids,
         &mut train.images,
         train_labels,
         &data.class_names,
-        &source,
+        &sources,
         &mut rng::stream(seed, "plant"),
     )
 }

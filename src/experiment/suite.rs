@@ -23,7 +23,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Hardness {
-    /// The kinds planted, one per run (default: every kind).
+    /// The kinds planted, one per run (default: every kind but `confusable`, which needs a
+    /// run to rank the classes).
     #[serde(default = "every_kind")]
     pub kinds: Vec<Kind>,
     /// The share of the training examples planted, each its own run.
@@ -33,7 +34,10 @@ pub struct Hardness {
 }
 
 fn every_kind() -> Vec<Kind> {
-    Kind::ALL.to_vec()
+    Kind::ALL
+        .into_iter()
+        .filter(|&k| k != Kind::Confusable)
+        .collect()
 }
 
 /// One run of the suite.
@@ -61,6 +65,12 @@ impl Hardness {
             || repeated(self.seeds.iter().map(u64::to_string).collect())
         {
             bail!("[hardness] in '{file}' lists a kind, fraction or seed twice");
+        }
+        if self.kinds.contains(&Kind::Confusable) {
+            bail!(
+                "[hardness] in '{file}' lists confusable, which needs a run to rank the classes \
+                 (vog train --plant confusable:F --plant-from RUN); a suite does not plant it"
+            );
         }
         for &f in &self.fractions {
             if !(f > 0.0 && f < 1.0) {

@@ -16,6 +16,7 @@
 //!   every scoring ends in;
 //! - `models`: the same for a user's TorchScript models on streamed data.
 mod captured;
+pub mod confusable;
 mod gradients;
 mod joined;
 pub mod models;
