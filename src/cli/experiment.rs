@@ -1,4 +1,5 @@
-//! `vog experiment`: the paper's reproduction from a `configs/paper-*.toml` file.
+//! `vog experiment`: the paper's reproduction from a `configs/paper-*.toml` file, or a
+//! suite of planted runs from a `configs/hardness-*.toml` file.
 use super::{reporter, Terminal};
 use crate::eval::leaderboard::{ScoreKind, Verdict};
 use crate::experiment::{self, suite, ExperimentFile, Overrides};
@@ -8,7 +9,9 @@ use std::path::PathBuf;
 
 #[derive(Debug, Args)]
 pub struct ExperimentArgs {
-    /// Experiment file, e.g. configs/paper-cifar10.toml.
+    /// Experiment file, e.g. configs/paper-cifar10.toml; one with a [hardness] table
+    /// (configs/hardness-cifar10-cpu.toml) runs a run per planted kind, fraction and seed
+    /// and gathers which score finds which kind.
     pub config: PathBuf,
     /// Shorten the schedule to N epochs. Learning-rate milestones counted in epochs scale
     /// along; those counted in optimizer steps (lr_step = "batch", the as-run configs) stay

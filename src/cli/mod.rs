@@ -80,7 +80,8 @@ pub enum Command {
     /// Train, score, evaluate and report on synthetic data with planted hard examples
     /// (under 3 minutes on a 2-core CPU), or on a real dataset with --data.
     Demo(DemoArgs),
-    /// Reproduce the paper from a configs/paper-*.toml file: train, score, evaluate, report.
+    /// Reproduce the paper from a configs/paper-*.toml file (train, score, evaluate, report),
+    /// or measure which score finds which planted kind from a configs/hardness-*.toml file.
     Experiment(Box<ExperimentArgs>),
     /// Check a run's checkpoints and resume state against the SHA-256 in its run.json, and
     /// its scores files against their sidecars.
