@@ -330,6 +330,10 @@ pub struct Strength {
     #[serde(default)]
     pub precision_bound_interval: Option<(f64, f64)>,
     pub verdict: StrengthVerdict,
+    /// What the fold models were, where they were not the run's recipe retrained (e.g.
+    /// logistic regression on a feature file's vectors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fold_models: Option<String>,
 }
 
 impl Strength {
@@ -371,6 +375,7 @@ impl Strength {
             precision_bound,
             precision_bound_interval: interval,
             verdict,
+            fold_models: None,
         }
     }
 
@@ -395,8 +400,11 @@ impl Strength {
                 .into(),
         };
         let head = format!(
-            "out-of-sample flags: fold models reach {} on their held-out examples' labels \
+            "out-of-sample flags: fold models{} reach {} on their held-out examples' labels \
              ({tests}); confident learning flags {} of {} training examples ({})",
+            self.fold_models
+                .as_ref()
+                .map_or(String::new(), |m| format!(" ({m})")),
             pct(self.fold_accuracy),
             self.flagged,
             self.examples,

@@ -302,7 +302,7 @@ fn prune(plan: &Plan, outcome: &Outcome, reporter: &dyn Reporter) -> Result<Prun
         task: None,
     };
     match crate::prune::run(&request, reporter)? {
-        crate::prune::Outcome::Table(t) => Ok(t),
+        crate::prune::Outcome::Table(t) => Ok(*t),
         crate::prune::Outcome::Task { .. } => unreachable!("the demo runs every retraining"),
     }
 }

@@ -15,12 +15,15 @@
 //! 4. [`model`]: the CIFAR ResNet-18; [`optim`]: SGD whose state can be saved.
 //! 5. [`variance`] (the VoG math, and gradients captured during training; its tests run
 //!    it through the model), [`confident`] (confident learning on out-of-sample
-//!    probabilities), [`scripted`] (a user's TorchScript checkpoints).
+//!    probabilities), [`logistic`] (multinomial logistic regression on features),
+//!    [`neighbours`] (outliers and near-duplicates among feature vectors), [`scripted`] (a
+//!    user's TorchScript checkpoints).
 //! 6. [`config`] (training recipe, which names what training captures).
 //! 7. [`dynamics`]: the training-dynamics record and the scores built from it.
 //! 8. File formats: [`run_dir`] (run directory and manifest), [`scores`] (scores CSV,
 //!    sidecar, class normalization and the ordering of scored examples), [`oof`] (the
-//!    out-of-sample probabilities of `vog crossval`).
+//!    out-of-sample probabilities of `vog crossval`), [`features`] (the feature files of
+//!    `vog embed`).
 //! 9. [`grid`]: example images by id, and grids of them.
 //! 10. The stages, side by side: [`train`] (a folder of rooms: trainer, epoch, commit,
 //!     capture, derived runs, memory), [`scoring`] (a run's checkpoints or TorchScript
@@ -32,7 +35,7 @@
 //!     folder holds that vog wrote (its crossval and prune folders too), checked.
 //! 13. [`pipeline`]: train -> score -> evaluate -> report in one call; [`bench`]: the
 //!     throughput of training and scoring; [`crossval`]: out-of-sample probabilities by
-//!     cross-fitting.
+//!     cross-fitting; [`embed`]: the features of a dataset's images.
 //! 14. [`demo`] and [`experiment`]: the pipeline with their settings.
 //! 15. [`cli`]: one file per command (clap's arguments, one resolve step into the
 //!     library's request, the call) and the terminal reporter; clap is used nowhere else.
@@ -53,14 +56,18 @@ pub(crate) mod demo;
 pub(crate) mod device;
 pub(crate) mod digest;
 pub(crate) mod dynamics;
+pub(crate) mod embed;
 pub mod epochs;
 pub mod eval;
 pub mod experiment;
 pub(crate) mod export;
+pub(crate) mod features;
 pub(crate) mod grid;
 pub(crate) mod info;
+pub(crate) mod logistic;
 pub(crate) mod merge;
 pub mod model;
+pub(crate) mod neighbours;
 pub(crate) mod oof;
 pub mod optim;
 pub mod origin;

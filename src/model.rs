@@ -100,13 +100,21 @@ impl ResNet {
     }
 }
 
-impl ModuleT for ResNet {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+impl ResNet {
+    /// The penultimate layer: `x` NCHW f32, normalized; returns `[N, 8 * width]` f32, the
+    /// globally pooled activations the linear head reads.
+    pub fn features_t(&self, x: &Tensor, train: bool) -> Tensor {
         let mut h = x.apply(&self.conv1).apply_t(&self.bn1, train).relu();
         for block in &self.blocks {
             h = block.forward_t(&h, train);
         }
-        h.adaptive_avg_pool2d([1, 1]).flatten(1, -1).apply(&self.fc)
+        h.adaptive_avg_pool2d([1, 1]).flatten(1, -1)
+    }
+}
+
+impl ModuleT for ResNet {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.features_t(x, train).apply(&self.fc)
     }
 }
 

@@ -9,6 +9,11 @@
 //! RUN/crossval/probs.json      sidecar (format "vog-crossval/2"): the run's identity and
 //!                              data, K, each fold's checkpoint digest and held-out accuracy,
 //!                              the CSV's size and SHA-256
+//! RUN/crossval/neighbours.csv  with --features: id,split,outlier,near_duplicate_set for
+//!                              every image of both splits (the set empty where none)
+//! RUN/crossval/near-duplicates.csv
+//!                              with --features: set,id,split,label,trained_label,distance,
+//!                              exact, one row per member of each set of near-duplicates
 //! ```
 //!
 //! The probabilities are checked when read, not only their hash: every value finite and in
@@ -28,6 +33,8 @@ pub const DIR: &str = "crossval";
 pub const PLAN: &str = "crossval.json";
 pub const PROBS_CSV: &str = "probs.csv";
 pub const PROBS_JSON: &str = "probs.json";
+pub const NEIGHBOURS_CSV: &str = "neighbours.csv";
+pub const NEAR_DUPLICATES_CSV: &str = "near-duplicates.csv";
 
 /// How far a row's probabilities may sum from 1 (they are softmax outputs in f64).
 const SUM_TOLERANCE: f64 = 1e-6;
@@ -40,6 +47,9 @@ pub struct Plan {
     pub run_id: String,
     pub folds: usize,
     pub seed: u64,
+    /// With `--features`: the feature file's digest (no fold is trained).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<FileDigest>,
 }
 
 /// How one fold's model did on the examples it held out.
@@ -54,9 +64,163 @@ pub struct FoldRecord {
     /// has a test split (probabilities gathered before it was recorded have none).
     #[serde(default)]
     pub test_accuracy: Option<f64>,
-    /// The fold model's checkpoint, relative to `crossval/`, and its digest.
+    /// The fold model's checkpoint, relative to `crossval/`, and its digest (with
+    /// `--features`: the feature file, absolute, and its digest).
     pub checkpoint: String,
     pub digest: FileDigest,
+    /// With `--features`: how its regularization was chosen and how the fit ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linear: Option<LinearFold>,
+}
+
+/// A fold model of `vog crossval --features`: logistic regression on the fold's features.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinearFold {
+    /// The `C` chosen, and the inner log loss of every value tried.
+    pub choice: crate::logistic::Choice,
+    pub iterations: usize,
+    pub converged: bool,
+}
+
+/// Where the probabilities of `vog crossval --features` came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureFit {
+    /// The feature file (absolute, as read) and its digest.
+    pub file: std::path::PathBuf,
+    pub digest: FileDigest,
+    /// What made the features (`FeatureSource::describe`).
+    pub source: String,
+    pub dim: usize,
+    /// How `C` was chosen, in words, and the values tried.
+    pub rule: String,
+    pub grid: Vec<f64>,
+    /// The fold that held out each training example, in the run's order.
+    pub held_out_fold: Vec<usize>,
+    pub seconds: f64,
+    /// Outliers and near-duplicates found among the features.
+    pub neighbours: NeighbourRecord,
+}
+
+/// How `neighbours.csv` and `near-duplicates.csv` were made, and their digests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NeighbourRecord {
+    /// Neighbours per image, and the near-duplicate threshold (share of the median
+    /// nearest-neighbour distance) with the distance it came to.
+    pub k: usize,
+    pub threshold: f64,
+    pub radius: f64,
+    /// Sets of near-duplicates, how many of them cross the train/test split, and how many
+    /// hold images with the same pixels.
+    pub sets: usize,
+    pub crossing: usize,
+    pub exact: usize,
+    pub neighbours_csv: FileDigest,
+    pub near_duplicates_csv: FileDigest,
+}
+
+/// One image of `neighbours.csv`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NeighbourRow {
+    pub id: String,
+    pub split: crate::data::SplitKind,
+    pub outlier: f64,
+    /// Its set in `near-duplicates.csv`, from 1.
+    pub set: Option<usize>,
+}
+
+/// One member of a set of `near-duplicates.csv`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DuplicateRow {
+    pub set: usize,
+    pub id: String,
+    pub split: crate::data::SplitKind,
+    pub label: String,
+    pub trained_label: String,
+    pub distance: f64,
+    pub exact: bool,
+}
+
+/// `neighbours.csv` and `near-duplicates.csv` as bytes.
+pub fn neighbour_files(rows: &[NeighbourRow], sets: &[DuplicateRow]) -> Result<(Vec<u8>, Vec<u8>)> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(["id", "split", "outlier", "near_duplicate_set"])?;
+    for r in rows {
+        let set = r.set.map_or(String::new(), |s| s.to_string());
+        w.write_record([
+            r.id.as_str(),
+            r.split.name(),
+            &format!("{:e}", r.outlier),
+            &set,
+        ])?;
+    }
+    let neighbours = w.into_inner()?;
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "set",
+        "id",
+        "split",
+        "label",
+        "trained_label",
+        "distance",
+        "exact",
+    ])?;
+    for r in sets {
+        w.write_record([
+            r.set.to_string().as_str(),
+            &r.id,
+            r.split.name(),
+            &r.label,
+            &r.trained_label,
+            &format!("{:e}", r.distance),
+            &r.exact.to_string(),
+        ])?;
+    }
+    Ok((neighbours, w.into_inner()?))
+}
+
+/// Reads `neighbours.csv` of `run` against its digest in `record`: outlier score and set of
+/// every image, by id.
+pub fn read_neighbours(
+    run: &Path,
+    record: &NeighbourRecord,
+) -> Result<std::collections::HashMap<String, (f64, Option<usize>)>> {
+    let path = run.join(DIR).join(NEIGHBOURS_CSV);
+    crate::digest::verify(&path, &record.neighbours_csv)?;
+    let bytes =
+        std::fs::read(&path).with_context(|| format!("cannot read '{}'", path.display()))?;
+    let mut r = csv::Reader::from_reader(bytes.as_slice());
+    let mut out = std::collections::HashMap::new();
+    for (n, rec) in r.records().enumerate() {
+        let rec = rec.with_context(|| format!("malformed CSV '{}'", path.display()))?;
+        let bad = || {
+            anyhow::anyhow!(
+                "'{}' row {}: not id,split,outlier,near_duplicate_set",
+                path.display(),
+                n + 2
+            )
+        };
+        if rec.len() != 4 {
+            return Err(bad());
+        }
+        let outlier = rec[2]
+            .parse::<f64>()
+            .ok()
+            .filter(|o| o.is_finite())
+            .ok_or_else(bad)?;
+        let set = match &rec[3] {
+            "" => None,
+            v => Some(v.parse::<usize>().map_err(|_| bad())?),
+        };
+        out.insert(rec[0].to_string(), (outlier, set));
+    }
+    Ok(out)
+}
+
+impl FeatureFit {
+    /// `logistic regression on the features of SOURCE`.
+    pub fn describe(&self) -> String {
+        format!("logistic regression on the features of {}", self.source)
+    }
 }
 
 /// `probs.json`: what the probabilities are of.
@@ -80,6 +244,9 @@ pub struct ProbsMeta {
     pub test_examples: Option<usize>,
     /// Size and SHA-256 of `probs.csv`.
     pub csv: FileDigest,
+    /// With `--features`: the features and how the fold models were fitted on them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<FeatureFit>,
 }
 
 /// Out-of-sample probabilities of a run's training examples, in the run's order.

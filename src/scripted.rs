@@ -16,6 +16,9 @@ use std::path::{Path, PathBuf};
 use tch::nn::ModuleT;
 use tch::{CModule, Device, Tensor};
 
+/// What a scored model returns.
+const LOGITS: &str = "[batch, classes] logits";
+
 /// One TorchScript checkpoint, in eval mode.
 #[derive(Debug)]
 pub struct ScriptedModel {
@@ -84,8 +87,9 @@ impl ScriptedModel {
     }
 
     /// Runs `probe` (NCHW, one image, as scoring will feed it), checks that the output is
-    /// `[1, classes]` and returns the number of classes.
-    pub fn output_width(&self, probe: &Tensor) -> Result<usize> {
+    /// `[1, width]` (what the caller `expects`, e.g. `[batch, classes] logits`) and returns
+    /// the width.
+    pub fn output_width(&self, probe: &Tensor, expects: &str) -> Result<usize> {
         let shape = probe.size();
         let out = tch::no_grad(|| self.module.forward_ts(&[probe])).map_err(|e| {
             anyhow::anyhow!(
@@ -100,7 +104,7 @@ impl ScriptedModel {
         let size = out.size();
         if size.len() != 2 {
             bail!(
-                "model '{}' returns a {}-D output {size:?}; it must return [batch, classes] logits",
+                "model '{}' returns a {}-D output {size:?}; it must return {expects}",
                 self.path.display(),
                 size.len()
             );
@@ -140,7 +144,7 @@ impl ScriptedModel {
 
     /// [`ScriptedModel::output_width`], required to be `classes`.
     pub fn check_output(&self, probe: &Tensor, classes: usize) -> Result<()> {
-        let width = self.output_width(probe)?;
+        let width = self.output_width(probe, LOGITS)?;
         if width != classes {
             bail!(
                 "model '{}' returns {width} logits per image, but the data has {classes} classes (pass --classes with the model's class order)",

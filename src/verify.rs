@@ -187,6 +187,10 @@ fn crossval(root: &Path, m: &RunManifest, v: &mut Verification) {
 
 /// Refuses probabilities whose fold models were trained again since they were gathered.
 fn folds_unchanged(dir: &Path, meta: &oof::ProbsMeta) -> Result<()> {
+    if meta.features.is_some() {
+        // Fitted on features, no fold was trained: nothing to compare.
+        return Ok(());
+    }
     for f in &meta.fold_records {
         let path = dir.join(&f.checkpoint);
         if path.exists() && digest::of_file(&path)? != f.digest {

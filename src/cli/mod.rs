@@ -5,6 +5,7 @@ mod bench;
 mod crossval;
 mod data;
 mod demo;
+mod embed;
 mod eval;
 mod experiment;
 mod memory;
@@ -29,6 +30,7 @@ use clap::{Parser, Subcommand};
 use crossval::CrossvalArgs;
 use data::{DataCommand, DownloadArgs};
 use demo::DemoArgs;
+use embed::EmbedArgs;
 use eval::EvalArgs;
 use experiment::ExperimentArgs;
 use merge::MergeArgs;
@@ -93,6 +95,9 @@ pub enum Command {
     /// Out-of-sample probabilities of a run's training examples by cross-fitting (K
     /// trainings with its recipe), for confident learning's label issues in `vog score`.
     Crossval(CrossvalArgs),
+    /// The features of a dataset's images from a feature model (TorchScript, or a vog
+    /// run's penultimate layer), for `vog crossval --features`.
+    Embed(Box<EmbedArgs>),
     /// Test accuracy after retraining without what a score flags, against random removal.
     Prune(PruneArgs),
 }
@@ -173,6 +178,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Merge(a) => merge::run(&a),
         Command::Bench(a) => bench::run(&a),
         Command::Crossval(a) => crossval::run(&a),
+        Command::Embed(a) => embed::run(&a),
         Command::Prune(a) => prune::run(&a),
     }
 }

@@ -230,10 +230,19 @@ impl ScoreArgs {
 }
 
 fn normalization(a: &ScoreArgs) -> Result<Normalization> {
-    if let Some(p) = a.normalize {
+    normalization_of(a.normalize, &a.mean, &a.std)
+}
+
+/// The normalization `--normalize` names, or `--mean`/`--std` give, for `--model`.
+pub(super) fn normalization_of(
+    preset: Option<NormPreset>,
+    mean: &[f64],
+    std: &[f64],
+) -> Result<Normalization> {
+    if let Some(p) = preset {
         return Ok(p.normalization());
     }
-    if a.mean.is_empty() {
+    if mean.is_empty() {
         bail!("--model needs the normalization the model was trained with: --normalize imagenet|cifar10|cifar100|none, or --mean R,G,B --std R,G,B");
     }
     let three = |v: &[f64], name: &str| -> Result<[f64; 3]> {
@@ -242,12 +251,12 @@ fn normalization(a: &ScoreArgs) -> Result<Normalization> {
             .filter(|v| v.iter().all(|x| x.is_finite()))
             .with_context(|| format!("--{name} needs three finite numbers R,G,B"))
     };
-    let std = three(&a.std, "std")?;
+    let std = three(std, "std")?;
     if std.iter().any(|&s| s <= 0.0) {
         bail!("--std values must be positive");
     }
     Ok(Normalization {
-        mean: three(&a.mean, "mean")?,
+        mean: three(mean, "mean")?,
         std,
     })
 }

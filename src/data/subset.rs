@@ -35,6 +35,34 @@ pub fn stratified(
     Ok(picked)
 }
 
+/// The fold (0 to `folds` - 1) of each example: stratified by `labels`, dealt
+/// round-robin after a shuffle within each class, so folds are disjoint, complete and
+/// balanced within one example per class.
+pub fn folds(labels: &[i64], folds: usize, rng: &mut impl Rng) -> Result<Vec<usize>> {
+    if folds < 2 {
+        bail!("--folds must be at least 2 (every example needs a model that did not see it)");
+    }
+    let mut fold = vec![0; labels.len()];
+    let mut classes: Vec<i64> = labels.to_vec();
+    classes.sort_unstable();
+    classes.dedup();
+    for c in classes {
+        let mut members: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == c).collect();
+        if members.len() < folds {
+            bail!(
+                "class {c} has {} training example(s), fewer than the {folds} folds: every fold's \
+                 model must see every class (use fewer --folds)",
+                members.len()
+            );
+        }
+        members.shuffle(rng);
+        for (n, i) in members.into_iter().enumerate() {
+            fold[i] = n % folds;
+        }
+    }
+    Ok(fold)
+}
+
 /// Splits `n` among classes of the given sizes by largest remainder (ties: lower class).
 fn quotas(sizes: &[usize], n: usize) -> Vec<usize> {
     let total: usize = sizes.iter().sum();

@@ -66,7 +66,7 @@ impl std::str::FromStr for Task {
 /// What a call did: the table, or (with a task) how many retrainings were its own.
 #[derive(Debug)]
 pub enum Outcome {
-    Table(PruneTable),
+    Table(Box<PruneTable>),
     Task { trained: usize, of: usize },
 }
 
@@ -157,7 +157,7 @@ pub fn run(req: &PruneRequest, reporter: &dyn Reporter) -> Result<Outcome> {
         },
     };
     write(&req.run.join(DIR), &table)?;
-    Ok(Outcome::Table(table))
+    Ok(Outcome::Table(Box::new(table)))
 }
 
 /// The folder of the retrainings inside the run.

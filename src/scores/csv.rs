@@ -56,6 +56,9 @@ pub enum Companion {
     /// 1 where confident learning (Northcutt et al. 2021) flags the label, else 0.
     #[serde(rename = "label_issue")]
     LabelIssue,
+    /// Mean cosine distance of the image's features to its nearest training images
+    /// (`vog crossval --features`; see [`crate::neighbours`]).
+    Outlier,
 }
 
 impl Companion {
@@ -77,6 +80,9 @@ impl Companion {
         Companion::LabelIssue,
     ];
 
+    /// From the features of `vog crossval --features`, for every split.
+    pub const FEATURES: [Companion; 1] = [Companion::Outlier];
+
     /// Its column name.
     pub fn name(self) -> &'static str {
         match self {
@@ -92,6 +98,7 @@ impl Companion {
             Companion::OofMargin => "oof_margin",
             Companion::OofEntropy => "oof_entropy",
             Companion::LabelIssue => "label_issue",
+            Companion::Outlier => "outlier",
         }
     }
 
@@ -112,6 +119,7 @@ impl Companion {
                 | Companion::Forgetting
                 | Companion::OofEntropy
                 | Companion::LabelIssue
+                | Companion::Outlier
         )
     }
 

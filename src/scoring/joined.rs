@@ -103,6 +103,38 @@ pub(super) fn add_out_of_sample(
     }))
 }
 
+/// Adds the `outlier` column of `vog crossval --features` (its `neighbours.csv`) to every
+/// row, where the run's probabilities came from features; returns whether it did.
+pub(super) fn add_outliers(
+    cfg: &ScoreConfig,
+    m: &RunManifest,
+    rows: &mut [ScoreRow],
+) -> Result<bool> {
+    let Some(meta) = crate::oof::read_meta(&cfg.run)? else {
+        return Ok(false);
+    };
+    let Some(fit) = meta.features.filter(|_| meta.run_id == m.id()) else {
+        return Ok(false);
+    };
+    let found = crate::oof::read_neighbours(&cfg.run, &fit.neighbours)?;
+    for r in rows.iter_mut() {
+        match found.get(&r.id) {
+            Some(&(outlier, _)) => r.companions.push(Some(outlier)),
+            None if r.split == SplitKind::Test => r.companions.push(None),
+            None => bail!(
+                "'{}' has no outlier score of training example '{}' (the run changed since \
+                 vog crossval --features ran: run it again)",
+                cfg.run
+                    .join(crate::oof::DIR)
+                    .join(crate::oof::NEIGHBOURS_CSV)
+                    .display(),
+                r.id
+            ),
+        }
+    }
+    Ok(true)
+}
+
 /// How strong the fold models of `meta` were (their pooled held-out agreement with the
 /// given labels against their mean accuracy on the clean test split), and what that allows
 /// of the `issues` they flag.
@@ -125,9 +157,11 @@ fn strength(
         classes: meta.classes,
     };
     let flagged = issues.iter().filter(|&&b| b).count();
-    Ok(crate::confident::Strength::new(
+    let mut strength = crate::confident::Strength::new(
         fit,
         (flagged, issues.len()),
         crate::confident::joint_noise_rate(&oos.labels, &oos.probs)?,
-    ))
+    );
+    strength.fold_models = meta.features.as_ref().map(|f| f.describe());
+    Ok(strength)
 }

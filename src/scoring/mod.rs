@@ -23,7 +23,7 @@ pub mod models;
 mod provenance;
 mod rows;
 
-pub use gradients::{load_models, Scorer, SplitScores};
+pub use gradients::{load_models, LoadedModel, Scorer, SplitScores};
 use provenance::{write_scores, Provenance};
 
 use crate::data::prepare::{self, PreparedData};
@@ -188,7 +188,8 @@ pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
         source = source.captured(&run, &m, record);
     }
     let out_of_sample = joined::add_out_of_sample(cfg, &m, &mut rows, reporter)?;
-    let companions = companions(dynamics.is_some(), out_of_sample.is_some());
+    let outliers = joined::add_outliers(cfg, &m, &mut rows)?;
+    let companions = companions(dynamics.is_some(), out_of_sample.is_some(), outliers);
     let provenance = Provenance {
         run: Some(std::path::absolute(&cfg.run).unwrap_or_else(|_| cfg.run.clone())),
         models: None,
@@ -212,14 +213,17 @@ pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
 }
 
 /// The companion columns of a run's scores: the checkpoints' own, then the training
-/// dynamics and the out-of-sample columns where they joined.
-fn companions(dynamics: bool, out_of_sample: bool) -> Vec<Companion> {
+/// dynamics, the out-of-sample columns and the features' outlier score where they joined.
+fn companions(dynamics: bool, out_of_sample: bool, outliers: bool) -> Vec<Companion> {
     let mut columns = Companion::CHECKPOINT.to_vec();
     if dynamics {
         columns.extend(Companion::DYNAMICS);
     }
     if out_of_sample {
         columns.extend(Companion::OUT_OF_SAMPLE);
+    }
+    if outliers {
+        columns.extend(Companion::FEATURES);
     }
     columns
 }

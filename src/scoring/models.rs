@@ -223,7 +223,7 @@ fn check_models(
         .to_kind(cfg.options.precision.kind());
     // Two images, so a model that ignores the batch size is caught here, not in scoring.
     let x = Tensor::cat(&[&x, &x], 0);
-    let width = models[0].output_width(&x)?;
+    let width = models[0].output_width(&x, "[batch, classes] logits")?;
     if listing.indexed && width > listing.class_names.len() {
         listing.class_names = (0..width).map(|i| i.to_string()).collect();
     }

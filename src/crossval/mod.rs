@@ -8,6 +8,10 @@
 //! relabelled ones kept) less the fold: the fold's `exclude.csv` and `relabel.csv` say so.
 //! The probabilities go to `RUN/crossval/probs.csv` (`id,label,p0..pK-1`, the label the
 //! one trained with) with a sidecar `probs.json` tying them to the run's data.
+//!
+//! With `--features` no network is trained: each fold model is a logistic regression on a
+//! feature file's vectors of the run's examples ([`features`]).
+mod features;
 use crate::confident::argmax;
 use crate::data::prepare::{self, PreparedData};
 use crate::data::transform;
@@ -20,7 +24,6 @@ use crate::run_dir::{RunDir, RunManifest, MANIFEST};
 use crate::scoring;
 use crate::train::{self, Edits};
 use anyhow::{bail, Context, Result};
-use rand::seq::SliceRandom;
 use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
 
@@ -36,6 +39,8 @@ pub struct CrossvalRequest {
     pub gather: bool,
     /// Replace a cross-fitting of another K (or of an earlier training of the run).
     pub overwrite: bool,
+    /// Fit logistic regression on these features (a `vog embed` file) instead of training.
+    pub features: Option<PathBuf>,
 }
 
 /// What a finished `vog crossval` gathered.
@@ -48,29 +53,7 @@ pub struct Gathered {
 /// The fold of each training example: stratified by `labels`, dealt round-robin after a
 /// seeded shuffle within each class, so folds are disjoint, complete and balanced.
 pub fn assign_folds(labels: &[i64], folds: usize, seed: u64) -> Result<Vec<usize>> {
-    if folds < 2 {
-        bail!("--folds must be at least 2 (every example needs a model that did not see it)");
-    }
-    let mut rng = rng::stream(seed, "crossval");
-    let mut fold = vec![0; labels.len()];
-    let mut classes: Vec<i64> = labels.to_vec();
-    classes.sort_unstable();
-    classes.dedup();
-    for c in classes {
-        let mut members: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == c).collect();
-        if members.len() < folds {
-            bail!(
-                "class {c} has {} training example(s), fewer than the {folds} folds: every fold's \
-                 model must see every class (use fewer --folds)",
-                members.len()
-            );
-        }
-        members.shuffle(&mut rng);
-        for (n, i) in members.into_iter().enumerate() {
-            fold[i] = n % folds;
-        }
-    }
-    Ok(fold)
+    crate::data::subset::folds(labels, folds, &mut rng::stream(seed, "crossval"))
 }
 
 /// Runs `vog crossval`; returns the probabilities gathered (`None` when only one fold was
@@ -97,11 +80,35 @@ pub fn run(req: &CrossvalRequest, reporter: &dyn Reporter) -> Result<Option<Gath
         );
     }
     let dir = req.run.join(oof::DIR);
+    if let Some(file) = &req.features {
+        let feats = crate::features::read(file)?;
+        let plan = oof::Plan {
+            format: oof::PLAN_FORMAT.into(),
+            run_id: m.id(),
+            folds: req.folds,
+            seed: cfg.hyper.seed,
+            features: Some(feats.meta.tensors.clone()),
+        };
+        refuse_other_plan(req, &plan)?;
+        let fitted = features::fit_folds(&feats, &fold, &m, &prepared, reporter)?;
+        adopt_plan(req, &plan)?;
+        let mut meta = probs_meta(req, &plan, &m, &prepared, fitted.records);
+        meta.features = Some(fitted.fit);
+        let dir = req.run.join(oof::DIR);
+        crate::atomic_file::write_bytes(&dir.join(oof::NEIGHBOURS_CSV), &fitted.files.0)?;
+        crate::atomic_file::write_bytes(&dir.join(oof::NEAR_DUPLICATES_CSV), &fitted.files.1)?;
+        oof::write(&req.run, &fitted.oos, &mut meta)?;
+        return Ok(Some(Gathered {
+            oos: fitted.oos,
+            meta,
+        }));
+    }
     let plan = oof::Plan {
         format: oof::PLAN_FORMAT.into(),
         run_id: m.id(),
         folds: req.folds,
         seed: cfg.hyper.seed,
+        features: None,
     };
     adopt_plan(req, &plan)?;
     let wanted: Vec<usize> = match req.only {
@@ -117,9 +124,23 @@ pub fn run(req: &CrossvalRequest, reporter: &dyn Reporter) -> Result<Option<Gath
         return Ok(None);
     }
     let (oos, fold_records) = gather(&dir, &fold, &m, &prepared, reporter)?;
-    let mut meta = ProbsMeta {
+    let mut meta = probs_meta(req, &plan, &m, &prepared, fold_records);
+    oof::write(&req.run, &oos, &mut meta)?;
+    Ok(Some(Gathered { oos, meta }))
+}
+
+/// The sidecar of probabilities gathered from `fold_records` (its digest and counts filled
+/// in when written).
+fn probs_meta(
+    req: &CrossvalRequest,
+    plan: &oof::Plan,
+    m: &RunManifest,
+    prepared: &PreparedData,
+    fold_records: Vec<FoldRecord>,
+) -> ProbsMeta {
+    ProbsMeta {
         format: oof::PROBS_FORMAT.into(),
-        run_id: plan.run_id,
+        run_id: plan.run_id.clone(),
         dataset_fingerprint: m.dataset.fingerprint.clone(),
         folds: req.folds,
         seed: plan.seed,
@@ -129,9 +150,8 @@ pub fn run(req: &CrossvalRequest, reporter: &dyn Reporter) -> Result<Option<Gath
         run_test_accuracy: m.epochs.last().and_then(|e| e.test_accuracy),
         test_examples: prepared.data.test.as_ref().map(|t| t.len()),
         csv: crate::digest::of_bytes(b""),
-    };
-    oof::write(&req.run, &oos, &mut meta)?;
-    Ok(Some(Gathered { oos, meta }))
+        features: None,
+    }
 }
 
 /// Makes `plan` the cross-fitting of the run's `crossval/`: recorded if none was begun,
@@ -139,9 +159,23 @@ pub fn run(req: &CrossvalRequest, reporter: &dyn Reporter) -> Result<Option<Gath
 /// `overwrite`, which removes it. Nothing is written when refused.
 fn adopt_plan(req: &CrossvalRequest, plan: &oof::Plan) -> Result<()> {
     let dir = req.run.join(oof::DIR);
+    if refuse_other_plan(req, plan)? {
+        return Ok(());
+    }
+    if req.overwrite && dir.exists() {
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("cannot remove '{}'", dir.display()))?;
+    }
+    oof::write_plan(&req.run, plan)
+}
+
+/// Refuses (writing nothing) a `plan` that is not the one `crossval/` holds, unless
+/// `overwrite`; returns whether it is that one.
+fn refuse_other_plan(req: &CrossvalRequest, plan: &oof::Plan) -> Result<bool> {
+    let dir = req.run.join(oof::DIR);
     let there = oof::read_plan(&req.run)?;
     if there.as_ref() == Some(plan) {
-        return Ok(());
+        return Ok(true);
     }
     if req.gather {
         bail!(
@@ -155,6 +189,16 @@ fn adopt_plan(req: &CrossvalRequest, plan: &oof::Plan) -> Result<()> {
         );
     }
     match (&there, req.overwrite) {
+        (Some(p), false) if p.features != plan.features => bail!(
+            "'{}' holds a {}-fold vog crossval {}: pass --overwrite to replace it",
+            dir.display(),
+            p.folds,
+            match (&p.features, &plan.features) {
+                (None, _) => "that trained the recipe's fold models",
+                (Some(_), None) => "fitted on features (--features)",
+                (Some(_), Some(_)) => "fitted on other features",
+            }
+        ),
         (Some(p), false) => bail!(
             "'{}' holds a {}-fold vog crossval{}: ask for --folds {} to continue it, or pass \
              --overwrite to replace it",
@@ -171,11 +215,9 @@ fn adopt_plan(req: &CrossvalRequest, plan: &oof::Plan) -> Result<()> {
              replace it",
             dir.display()
         ),
-        (_, true) if dir.exists() => std::fs::remove_dir_all(&dir)
-            .with_context(|| format!("cannot remove '{}'", dir.display()))?,
         _ => {}
     }
-    oof::write_plan(&req.run, plan)
+    Ok(false)
 }
 
 fn fold_dir(dir: &Path, f: usize) -> PathBuf {
@@ -325,6 +367,7 @@ fn gather(
                 .cloned()
                 .map_or_else(|| run.digest(&checkpoint), Ok)?,
             checkpoint: format!("fold-{f}/{checkpoint}"),
+            linear: None,
         });
     }
     let oos = OutOfSample {

@@ -1,0 +1,297 @@
+//! `vog embed`: the features of every image of a dataset (both splits, ids kept) from a
+//! feature model, for `vog crossval --features` (see [`crate::features`] for the file).
+//!
+//! The images are a dataset as `vog train` loads it, or exactly a run's (its subsets,
+//! planted images as it trained them). The model is a TorchScript file returning
+//! `[batch, D]` features (a backbone without its classifier, e.g. exported by
+//! `scripts/export_features.py`), fed as `vog score --model` feeds its models: pixels in
+//! [0, 1], the shorter side resized (bilinear, libtorch's upsampling without antialias),
+//! the centre square cut out, normalized; or a finished vog run's last checkpoint, whose
+//! globally pooled penultimate layer is read in eval mode with the run's normalization.
+use crate::data::prepare;
+use crate::data::transform::{self, Normalization, Normalizer};
+use crate::data::{Dataset, DatasetSpec, Split};
+use crate::features::{self, FeatureSource, FeaturesMeta, Preprocessing, SplitIndex};
+use crate::origin::Origins;
+use crate::precision::Precision;
+use crate::progress::Reporter;
+use crate::run_dir::{RunDir, MANIFEST};
+use crate::scoring::{self, LoadedModel};
+use crate::scripted::ScriptedModel;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+/// Whose images are embedded.
+#[derive(Debug, Clone)]
+pub enum Images {
+    /// A finished run's, as it trained and tested on them.
+    Run(PathBuf),
+    /// A whole dataset, as `vog train` loads it.
+    Dataset(DatasetSpec),
+}
+
+/// What makes the features.
+#[derive(Debug, Clone)]
+pub enum FeatureModel {
+    /// A TorchScript file returning `[batch, D]`, with its preprocessing.
+    Script {
+        file: PathBuf,
+        resize: Option<u32>,
+        crop: Option<u32>,
+        normalization: Normalization,
+    },
+    /// A finished vog run: its last checkpoint up to the pooling.
+    Backbone(PathBuf),
+}
+
+/// A validated `vog embed` request.
+#[derive(Debug, Clone)]
+pub struct EmbedRequest {
+    pub images: Images,
+    pub model: FeatureModel,
+    /// `.safetensors`; the sidecar goes beside it.
+    pub out: PathBuf,
+    pub device: Device,
+    pub batch_size: usize,
+}
+
+/// The network of either kind, ready to map a normalized batch to features.
+enum Net {
+    Script(ScriptedModel),
+    Backbone(Vec<LoadedModel>),
+}
+
+impl Net {
+    /// `x`: NCHW f32, normalized; returns `[N, D]`.
+    fn features(&self, x: &Tensor) -> Tensor {
+        tch::no_grad(|| match self {
+            Net::Script(m) => tch::nn::ModuleT::forward_t(m, x, false),
+            Net::Backbone(m) => m[0].net.features_t(x, false),
+        })
+    }
+}
+
+/// Runs `vog embed`; returns the sidecar written.
+pub fn run(req: &EmbedRequest, reporter: &dyn Reporter) -> Result<FeaturesMeta> {
+    features::check_name(&req.out)?;
+    if req.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let (data, dataset) = load_images(&req.images)?;
+    let (net, source, mut pre) = load_model(req, &data)?;
+    pre.input = input_shape(&data.train, &pre)?;
+    let normalizer = pre.normalization.on(req.device);
+    let probe = prepare_batch(&data.train.images.narrow(0, 0, 1), &pre, &normalizer, req);
+    let dim = check_output(&net, &probe, data.num_classes(), &source)?;
+    let mut splits = Vec::new();
+    let mut tensors = Vec::new();
+    for (kind, split) in [
+        (crate::data::SplitKind::Train, Some(&data.train)),
+        (crate::data::SplitKind::Test, data.test.as_ref()),
+    ] {
+        let Some(split) = split else { continue };
+        let task = reporter.task(
+            &format!("embedding the {kind} split"),
+            split.len() as u64,
+            "image",
+        );
+        let mut rows = Vec::new();
+        for start in (0..split.len()).step_by(req.batch_size) {
+            let n = req.batch_size.min(split.len() - start) as i64;
+            let x = prepare_batch(
+                &split.images.narrow(0, start as i64, n),
+                &pre,
+                &normalizer,
+                req,
+            );
+            rows.push(net.features(&x).to_device(Device::Cpu).to_kind(Kind::Float));
+            task.advance(n as u64);
+            if reporter.stop_requested() {
+                bail!("stopped by the user; nothing was written");
+            }
+        }
+        tensors.push(Tensor::cat(&rows, 0));
+        splits.push(SplitIndex {
+            split: kind,
+            ids: split.ids.clone(),
+            labels: split.labels.clone(),
+            pixels: split.pixel_digests(),
+        });
+    }
+    let mut meta = FeaturesMeta {
+        format: features::FORMAT.into(),
+        source,
+        preprocessing: pre,
+        dataset,
+        dataset_fingerprint: data.fingerprint(),
+        class_names: data.class_names.clone(),
+        dim,
+        splits,
+        tensors: crate::digest::of_bytes(b""),
+    };
+    features::write(&req.out, &mut meta, &tensors)?;
+    Ok(meta)
+}
+
+/// The images of `images`, and how the sidecar names them.
+fn load_images(images: &Images) -> Result<(Dataset, String)> {
+    match images {
+        Images::Dataset(spec) => Ok((spec.load()?, spec.name())),
+        Images::Run(run) => {
+            let dir = RunDir::open_shared(run)?;
+            let m = dir.read_manifest()?;
+            let origins = Origins::file(&dir.path(MANIFEST), "config.");
+            let cfg = &m.config;
+            let p = prepare::prepare(&cfg.dataset, &cfg.selection(), cfg.hyper.seed, &origins)?;
+            if p.data.fingerprint() != m.dataset.fingerprint {
+                bail!(
+                    "the data of run '{}' changed since it trained (its fingerprint differs)",
+                    run.display()
+                );
+            }
+            Ok((p.data, format!("the images of run '{}'", run.display())))
+        }
+    }
+}
+
+/// The network, where it came from, and the preprocessing it takes (input shape unset).
+fn load_model(req: &EmbedRequest, data: &Dataset) -> Result<(Net, FeatureSource, Preprocessing)> {
+    match &req.model {
+        FeatureModel::Script {
+            file,
+            resize,
+            crop,
+            normalization,
+        } => {
+            let model = ScriptedModel::load(file, req.device, Precision::Fp32)?;
+            let file = std::path::absolute(file)
+                .with_context(|| format!("cannot resolve '{}'", file.display()))?;
+            let digest = crate::digest::of_file(&file)?;
+            let pre = Preprocessing {
+                resize: *resize,
+                crop: *crop,
+                normalization: normalization.clone(),
+                input: [0; 3],
+            };
+            Ok((
+                Net::Script(model),
+                FeatureSource::Model { file, digest },
+                pre,
+            ))
+        }
+        FeatureModel::Backbone(run) => backbone(run, req.device, data),
+    }
+}
+
+/// A finished run's last checkpoint as a feature model.
+fn backbone(
+    run: &Path,
+    device: Device,
+    data: &Dataset,
+) -> Result<(Net, FeatureSource, Preprocessing)> {
+    let dir = RunDir::open_shared(run)?;
+    let m = dir.read_manifest()?;
+    if !m.complete {
+        bail!(
+            "--backbone '{}' has not finished training (vog train --resume)",
+            run.display()
+        );
+    }
+    let last = *m
+        .saved_epochs
+        .last()
+        .with_context(|| format!("--backbone '{}' saved no checkpoint", run.display()))?;
+    let shape = data.train.image_shape();
+    if m.dataset.image_shape != shape {
+        bail!(
+            "--backbone '{}' trained on {:?} images, these are {shape:?}",
+            run.display(),
+            m.dataset.image_shape
+        );
+    }
+    let net = scoring::load_models(&dir, &m, &[last], device, Precision::Fp32)?;
+    let checkpoint = RunDir::checkpoint_name(last);
+    let source = FeatureSource::Run {
+        run: std::path::absolute(run)
+            .with_context(|| format!("cannot resolve '{}'", run.display()))?,
+        run_id: m.id(),
+        digest: dir.digest(&checkpoint)?,
+        checkpoint,
+    };
+    let pre = Preprocessing {
+        resize: None,
+        crop: None,
+        normalization: m.normalization.clone(),
+        input: [0; 3],
+    };
+    Ok((Net::Backbone(net), source, pre))
+}
+
+/// The model's input shape after `pre` for images of `split`; refuses a crop larger than
+/// the (resized) image.
+fn input_shape(split: &Split, pre: &Preprocessing) -> Result<[i64; 3]> {
+    let [c, h, w] = split.image_shape();
+    let (h, w) = resized((h, w), pre.resize);
+    match pre.crop.map(|s| s as i64) {
+        Some(s) if s > h.min(w) => bail!("--crop {s} is larger than the {h}x{w} images"),
+        Some(s) => Ok([c, s, s]),
+        None => Ok([c, h, w]),
+    }
+}
+
+/// `(h, w)` with the shorter side scaled to `side` (aspect ratio kept, rounded down as
+/// torchvision does).
+fn resized((h, w): (i64, i64), side: Option<u32>) -> (i64, i64) {
+    let Some(s) = side.map(|s| s as i64) else {
+        return (h, w);
+    };
+    if h <= w {
+        (s, w * s / h)
+    } else {
+        (h * s / w, s)
+    }
+}
+
+/// uint8 NCHW images -> the model's input: NCHW f32 on the device, resized, cropped,
+/// normalized.
+fn prepare_batch(
+    images: &Tensor,
+    pre: &Preprocessing,
+    norm: &Normalizer,
+    req: &EmbedRequest,
+) -> Tensor {
+    let mut x = transform::to_unit(&images.to_device(req.device));
+    let size = x.size();
+    let (h, w) = resized((size[2], size[3]), pre.resize);
+    if pre.resize.is_some() {
+        x = x.upsample_bilinear2d([h, w], false, None, None);
+    }
+    if let Some(s) = pre.crop.map(|s| s as i64) {
+        x = x.narrow(2, (h - s) / 2, s).narrow(3, (w - s) / 2, s);
+    }
+    norm.apply(&x)
+}
+
+/// Runs the probe; the features' length D. Refuses an output that is not `[1, D]`, a crop
+/// larger than the image, and D equal to the number of classes (logits, most likely).
+fn check_output(
+    net: &Net,
+    probe: &Tensor,
+    classes: usize,
+    source: &FeatureSource,
+) -> Result<usize> {
+    let out = match net {
+        Net::Script(m) => m.output_width(probe, "[batch, D] features")?,
+        Net::Backbone(_) => net.features(probe).size()[1] as usize,
+    };
+    if out == classes {
+        bail!(
+            "{} returns {out} values per image, as many as the dataset has classes: those look \
+             like logits, not features; export the network without its classifier (scripts/\
+             export_features.py)",
+            source.describe()
+        );
+    }
+    Ok(out)
+}

@@ -1,0 +1,389 @@
+//! `vog embed` and `vog crossval --features` end to end on synthetic data: features from a
+//! TorchScript model and from a run, fold probabilities against scikit-learn's
+//! LogisticRegression, outlier scores against cleanlab's, and the bad input refused.
+mod common;
+use common::{column, python, succeed, train_synth, vog, vog_fails};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A finished synthetic run with 20% shuffled labels and two checkpoints.
+fn run(dir: &Path, seed: &str) -> PathBuf {
+    let run = dir.join(format!("run-{seed}"));
+    train_synth(
+        &run,
+        &[
+            "--train-subset",
+            "300",
+            "--test-subset",
+            "100",
+            "--width",
+            "4",
+            "--epochs",
+            "2",
+            "--save-epochs",
+            "1,2",
+            "--label-noise",
+            "0.2",
+            "--seed",
+            seed,
+        ],
+    );
+    run
+}
+
+/// A TorchScript model mapping images to `d` values (NaN with `nan`).
+fn script(dir: &Path, name: &str, d: usize, nan: bool) -> PathBuf {
+    let path = dir.join(name);
+    let code = format!(
+        "import torch\ntorch.manual_seed(0)\nclass F(torch.nn.Module):\n    def __init__(s):\n        super().__init__()\n        s.conv = torch.nn.Conv2d(3, {d}, 3)\n    def forward(s, x):\n        y = s.conv(x).relu().mean((2, 3))\n        return y * float('nan') if {} else y\ntorch.jit.save(torch.jit.trace(F().eval(), torch.zeros(2, 3, 32, 32)), '{}')",
+        if nan { "True" } else { "False" },
+        path.display()
+    );
+    let out = Command::new(python()).args(["-c", &code]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
+
+fn embed(args: &[&str]) -> std::process::Output {
+    succeed(
+        vog()
+            .args(["embed", "--device", "cpu", "--quiet"])
+            .args(args),
+    )
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn features_from_a_model_and_a_run_give_the_usual_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = run(dir.path(), "0");
+    let feats = dir.path().join("f.safetensors");
+    let model = script(dir.path(), "f.pt", 16, false);
+    embed(&[
+        "--run",
+        s(&run),
+        "--model",
+        s(&model),
+        "--normalize",
+        "cifar10",
+        "--resize",
+        "40",
+        "--crop",
+        "36",
+        "--out",
+        s(&feats),
+    ]);
+    let side: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("f.json")).unwrap()).unwrap();
+    assert_eq!(side["dim"], 16);
+    assert_eq!(
+        side["preprocessing"]["input"],
+        serde_json::json!([3, 36, 36])
+    );
+    assert_eq!(side["splits"][0]["ids"].as_array().unwrap().len(), 300);
+    let out = succeed(vog().args([
+        "crossval",
+        "--run",
+        s(&run),
+        "--folds",
+        "3",
+        "--features",
+        s(&feats),
+        "--quiet",
+    ]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("logistic regression on the features of the model"),
+        "{text}"
+    );
+    assert!(text.contains("(C = "), "{text}");
+    // From the run's own penultimate layer: 8 x width values; replacing needs --overwrite.
+    let own = dir.path().join("own.safetensors");
+    embed(&["--run", s(&run), "--backbone", s(&run), "--out", s(&own)]);
+    let err = vog_fails(&[
+        "crossval",
+        "--run",
+        s(&run),
+        "--folds",
+        "3",
+        "--features",
+        s(&own),
+    ]);
+    assert!(
+        err.contains("fitted on other features") && err.contains("--overwrite"),
+        "{err}"
+    );
+    succeed(vog().args([
+        "crossval",
+        "--run",
+        s(&run),
+        "--folds",
+        "3",
+        "--features",
+        s(&own),
+        "--overwrite",
+        "--quiet",
+    ]));
+    let scores = dir.path().join("scores.csv");
+    succeed(vog().args([
+        "score",
+        "--run",
+        s(&run),
+        "--split",
+        "both",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        s(&scores),
+    ]));
+    let outlier = column(&scores, "outlier");
+    assert_eq!(outlier.len(), 400);
+    assert!(outlier.iter().all(|v| v.parse::<f64>().unwrap() >= 0.0));
+    assert_eq!(
+        column(&scores, "label_issue")
+            .iter()
+            .filter(|v| v.is_empty())
+            .count(),
+        100
+    );
+    let side: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("scores.json")).unwrap()).unwrap();
+    let models = side["out_of_sample_strength"]["fold_models"]
+        .as_str()
+        .unwrap();
+    assert!(
+        models.contains("logistic regression") && models.contains("run-0"),
+        "{models}"
+    );
+    succeed(vog().args(["verify", s(&run)]));
+    succeed(vog().args(["rank", s(&scores), "--column", "outlier", "--top", "3"]));
+}
+
+#[test]
+fn bad_features_are_refused_on_one_line_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = run(dir.path(), "0");
+    let other = run_other(dir.path());
+    let f = |name: &str| dir.path().join(name);
+    let logits = script(dir.path(), "logits.pt", 10, false);
+    let err = vog_fails(&[
+        "embed",
+        "--run",
+        s(&run),
+        "--model",
+        s(&logits),
+        "--normalize",
+        "none",
+        "--out",
+        s(&f("l.safetensors")),
+        "--device",
+        "cpu",
+    ]);
+    assert!(
+        err.contains("returns 10 values per image") && err.contains("logits"),
+        "{err}"
+    );
+    let nan = script(dir.path(), "nan.pt", 8, true);
+    let err = vog_fails(&[
+        "embed",
+        "--run",
+        s(&run),
+        "--model",
+        s(&nan),
+        "--normalize",
+        "none",
+        "--out",
+        s(&f("n.safetensors")),
+        "--device",
+        "cpu",
+    ]);
+    assert!(err.contains("not finite"), "{err}");
+    assert!(!f("n.safetensors").exists() && !f("n.json").exists());
+    let err = vog_fails(&[
+        "embed",
+        "--run",
+        s(&run),
+        "--backbone",
+        s(&run),
+        "--out",
+        s(&f("x.npy")),
+    ]);
+    assert!(err.contains("must end in .safetensors"), "{err}");
+    // Features of another dataset (another seed's images under the same ids).
+    embed(&[
+        "--run",
+        s(&other),
+        "--backbone",
+        s(&run),
+        "--out",
+        s(&f("o.safetensors")),
+    ]);
+    let err = vog_fails(&[
+        "crossval",
+        "--run",
+        s(&run),
+        "--features",
+        s(&f("o.safetensors")),
+    ]);
+    assert!(
+        err.contains("features of another image") || err.contains("holds no features"),
+        "{err}"
+    );
+    // Edited after embedding; sidecar missing; K beyond a class's count.
+    embed(&[
+        "--run",
+        s(&run),
+        "--backbone",
+        s(&run),
+        "--out",
+        s(&f("g.safetensors")),
+    ]);
+    let mut bytes = std::fs::read(f("g.safetensors")).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(f("e.safetensors"), &bytes).unwrap();
+    std::fs::copy(f("g.json"), f("e.json")).unwrap();
+    let err = vog_fails(&[
+        "crossval",
+        "--run",
+        s(&run),
+        "--features",
+        s(&f("e.safetensors")),
+    ]);
+    assert!(err.contains("changed since vog embed"), "{err}");
+    std::fs::copy(f("g.safetensors"), f("m.safetensors")).unwrap();
+    let err = vog_fails(&[
+        "crossval",
+        "--run",
+        s(&run),
+        "--features",
+        s(&f("m.safetensors")),
+    ]);
+    assert!(
+        err.contains("cannot read") && err.contains("m.json"),
+        "{err}"
+    );
+    let err = vog_fails(&[
+        "crossval",
+        "--run",
+        s(&run),
+        "--features",
+        s(&f("g.safetensors")),
+        "--folds",
+        "100",
+    ]);
+    assert!(err.contains("fewer than the 100 folds"), "{err}");
+    assert!(
+        !run.join("crossval").exists(),
+        "nothing written by a refusal"
+    );
+}
+
+/// A run on other images with the same ids (synthetic data of another seed).
+fn run_other(dir: &Path) -> PathBuf {
+    run(dir, "1")
+}
+
+/// Runs `code` with the test environment's Python and `args`; panics with its stderr.
+fn oracle(code: &str, args: &[&Path]) -> String {
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(code)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The last line: cleanlab says what it fits on stdout.
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines().last().unwrap_or("").to_string()
+}
+
+/// The run's features in probs.csv's order, its labels, and probs.json, in Python.
+const LOAD: &str = r#"
+import sys, json, csv, numpy as np
+from safetensors.numpy import load_file
+feats, run = sys.argv[1], sys.argv[2]
+side = json.load(open(feats[:-len('safetensors')] + 'json'))
+tensors = load_file(feats)
+row = {i: n for n, i in enumerate(side['splits'][0]['ids'])}
+probs = list(csv.reader(open(run + '/crossval/probs.csv')))[1:]
+X = tensors['train'][[row[r[0]] for r in probs]].astype(np.float64)
+y = np.array([int(r[1]) for r in probs])
+P = np.array([[float(v) for v in r[2:]] for r in probs])
+meta = json.load(open(run + '/crossval/probs.json'))
+"#;
+
+#[test]
+fn fold_probabilities_match_scikit_learn_and_outliers_match_cleanlab() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = run(dir.path(), "0");
+    let feats = dir.path().join("f.safetensors");
+    let model = script(dir.path(), "f.pt", 12, false);
+    embed(&[
+        "--run",
+        s(&run),
+        "--model",
+        s(&model),
+        "--normalize",
+        "cifar10",
+        "--out",
+        s(&feats),
+    ]);
+    succeed(vog().args([
+        "crossval",
+        "--run",
+        s(&run),
+        "--folds",
+        "3",
+        "--features",
+        s(&feats),
+        "--quiet",
+    ]));
+    // Each fold: standardized on its training part, fitted with the C vog chose; the
+    // largest difference of any held-out probability.
+    let sklearn = format!(
+        "{LOAD}
+from sklearn.linear_model import LogisticRegression
+fold = np.array(meta['features']['held_out_fold'])
+worst = 0.0
+for rec in meta['fold_records']:
+    f, c = rec['fold'], rec['linear']['choice']['c']
+    fit, held = fold != f, fold == f
+    mu, sd = X[fit].mean(0), X[fit].std(0)
+    sd[sd == 0] = 1
+    m = LogisticRegression(C=c, tol=1e-12, max_iter=100000).fit((X[fit] - mu) / sd, y[fit])
+    q = m.predict_proba((X[held] - mu) / sd)
+    worst = max(worst, np.abs(q - P[held][:, m.classes_]).max())
+print(worst)"
+    );
+    let worst: f64 = oracle(&sklearn, &[&feats, &run]).trim().parse().unwrap();
+    assert!(
+        worst < 1e-4,
+        "largest difference from scikit-learn: {worst}"
+    );
+    let cleanlab = format!(
+        "{LOAD}
+from cleanlab.outlier import OutOfDistribution
+ours = {{r[0]: float(r[2]) for r in list(csv.reader(open(run + '/crossval/neighbours.csv')))[1:]}}
+d = np.array([ours[r[0]] for r in probs])
+theirs = OutOfDistribution(params={{'k': 10}}).fit_score(features=X)
+print(np.abs(np.exp(-d / max(np.median(d), 1e-12)) - theirs).max())"
+    );
+    let worst: f64 = oracle(&cleanlab, &[&feats, &run]).trim().parse().unwrap();
+    assert!(
+        worst < 1e-4,
+        "largest difference from cleanlab's outlier score: {worst}"
+    );
+}
