@@ -335,6 +335,14 @@ impl ImageLookup {
         Ok(image::imageops::thumbnail(&img, size(w), size(h)))
     }
 
+    /// The image of the example `id` (of either split), as a thumbnail.
+    pub fn image_of(&self, id: &str) -> Result<RgbImage> {
+        let &at = self.index.get(id).with_context(|| {
+            format!("example '{id}' is not in the dataset (pass --data to point at it)")
+        })?;
+        self.image(at)
+    }
+
     /// The (uncaptioned) tile of a scored example.
     pub fn tile(&self, row: &ScoreRow) -> Result<Tile> {
         let &(kind, i) = self.index.get(&row.id).with_context(|| {

@@ -178,6 +178,53 @@ pub fn neighbour_files(rows: &[NeighbourRow], sets: &[DuplicateRow]) -> Result<(
     Ok((neighbours, w.into_inner()?))
 }
 
+/// The sets of near-duplicates of `run` (identity `run_id`) where `vog crossval
+/// --features` found them, with how they were found; checked against the sidecar's digest.
+pub fn read_near_duplicates(
+    run: &Path,
+    run_id: &str,
+) -> Result<Option<(FeatureFit, Vec<DuplicateRow>)>> {
+    let Some(fit) = read_meta(run)?
+        .filter(|m| m.run_id == run_id)
+        .and_then(|m| m.features)
+    else {
+        return Ok(None);
+    };
+    let path = run.join(DIR).join(NEAR_DUPLICATES_CSV);
+    crate::digest::verify(&path, &fit.neighbours.near_duplicates_csv)?;
+    let bytes =
+        std::fs::read(&path).with_context(|| format!("cannot read '{}'", path.display()))?;
+    let mut r = csv::Reader::from_reader(bytes.as_slice());
+    let mut rows = Vec::new();
+    for (n, rec) in r.records().enumerate() {
+        let rec = rec.with_context(|| format!("malformed CSV '{}'", path.display()))?;
+        let bad = || {
+            anyhow::anyhow!(
+                "'{}' row {}: not set,id,split,label,trained_label,distance,exact",
+                path.display(),
+                n + 2
+            )
+        };
+        if rec.len() != 7 {
+            return Err(bad());
+        }
+        rows.push(DuplicateRow {
+            set: rec[0].parse().map_err(|_| bad())?,
+            id: rec[1].to_string(),
+            split: match &rec[2] {
+                "train" => crate::data::SplitKind::Train,
+                "test" => crate::data::SplitKind::Test,
+                _ => return Err(bad()),
+            },
+            label: rec[3].to_string(),
+            trained_label: rec[4].to_string(),
+            distance: rec[5].parse().map_err(|_| bad())?,
+            exact: rec[6].parse().map_err(|_| bad())?,
+        });
+    }
+    Ok(Some((fit, rows)))
+}
+
 /// Reads `neighbours.csv` of `run` against its digest in `record`: outlier score and set of
 /// every image, by id.
 pub fn read_neighbours(

@@ -174,6 +174,16 @@ fn crossval(root: &Path, m: &RunManifest, v: &mut Verification) {
     match oof::read(root, &m.id(), &m.dataset.fingerprint) {
         Ok(oof::State::Gathered(_, meta)) => {
             v.add(dir.join(oof::PROBS_CSV), Ok(()));
+            if let Some(n) = meta.features.as_ref().map(|f| &f.neighbours) {
+                for (name, want) in [
+                    (oof::NEIGHBOURS_CSV, &n.neighbours_csv),
+                    (oof::NEAR_DUPLICATES_CSV, &n.near_duplicates_csv),
+                ] {
+                    let path = dir.join(name);
+                    let outcome = digest::verify(&path, want);
+                    v.add(path, outcome);
+                }
+            }
             v.add(probs, folds_unchanged(&dir, &meta));
         }
         Ok(oof::State::Unfinished(why)) => v.notes.push(why),

@@ -164,6 +164,18 @@ fn features_from_a_model_and_a_run_give_the_usual_columns() {
         "{models}"
     );
     succeed(vog().args(["verify", s(&run)]));
+    let report = dir.path().join("r.html");
+    succeed(vog().args(["report", "--run", s(&run), "--scores", s(&scores), "--out", s(&report)]));
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(html.contains("Near-duplicates (from features)") && html.contains("sets of near-duplicates"));
+    // A file of crossval/ edited afterwards is named by vog verify.
+    let dups = run.join("crossval/near-duplicates.csv");
+    let mut text = std::fs::read_to_string(&dups).unwrap();
+    text.push_str("99,train/x,train,a,a,0e0,false\n");
+    std::fs::write(&dups, text).unwrap();
+    let out = vog().args(["verify", s(&run)]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("near-duplicates.csv"));
     succeed(vog().args(["rank", s(&scores), "--column", "outlier", "--top", "3"]));
 }
 
@@ -386,4 +398,70 @@ print(np.abs(np.exp(-d / max(np.median(d), 1e-12)) - theirs).max())"
         worst < 1e-4,
         "largest difference from cleanlab's outlier score: {worst}"
     );
+}
+
+#[test]
+fn export_features_makes_a_feature_model_of_a_classifier() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("tinynet.py"),
+        "import torch\nclass Net(torch.nn.Module):\n    def __init__(s, classes):\n        super().__init__()\n        s.body = torch.nn.Sequential(torch.nn.Conv2d(3, 6, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())\n        s.fc = torch.nn.Linear(6, classes)\n    def forward(s, x):\n        return s.fc(s.body(x))\n",
+    )
+    .unwrap();
+    let save = "import torch, tinynet\ntorch.save(tinynet.Net(10).state_dict(), 'w.pth')";
+    let out = Command::new(python())
+        .args(["-c", save])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let script = std::env::current_dir()
+        .unwrap()
+        .join("scripts/export_features.py");
+    let export = |head: &str| {
+        Command::new(python())
+            .arg(&script)
+            .args([
+                "--module",
+                "tinynet:Net",
+                "--kwargs",
+                r#"{"classes": 10}"#,
+                "--weights",
+                "w.pth",
+            ])
+            .args(["--head", head, "--input-shape", "3,32,32", "--out", "f.pt"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let bad = export("classifier");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no attribute 'classifier'"));
+    let good = export("fc");
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    assert!(String::from_utf8_lossy(&good.stdout).contains("6 values per image"));
+    let run = run(dir.path(), "0");
+    let feats = dir.path().join("f.safetensors");
+    let model = dir.path().join("f.pt");
+    embed(&[
+        "--run",
+        s(&run),
+        "--model",
+        s(&model),
+        "--normalize",
+        "imagenet",
+        "--out",
+        s(&feats),
+    ]);
+    let side: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("f.json")).unwrap()).unwrap();
+    assert_eq!(side["dim"], 6);
 }

@@ -7,9 +7,11 @@
 //! and its regions, the run's configuration and training curves, the evaluations of each
 //! scores file (tables, plots, and a comparison where one was made), the lowest- and
 //! highest-VoG examples overall and per class with captioned tiles, a sortable table of
-//! the 200 highest-VoG examples, and the run's `vog prune` table. It renders evaluations
+//! the 200 highest-VoG examples, the sets of near-duplicates `vog crossval --features`
+//! found (`duplicates.rs`), and the run's `vog prune` table. It renders evaluations
 //! already computed; it does not compute them.
 mod answers;
+mod duplicates;
 mod examples;
 pub mod matrix;
 
@@ -34,6 +36,8 @@ pub const TABLE_ROWS: usize = 200;
 /// Tiles in the overall grids, and per class.
 const GRID_TILES: usize = 25;
 const CLASS_TILES: usize = 8;
+/// Sets of near-duplicates shown as tiles.
+const SETS_SHOWN: usize = 24;
 
 /// What a report shows.
 pub struct ReportInput<'a> {
@@ -131,6 +135,13 @@ pub fn write_report(mut w: impl Write, input: &ReportInput) -> Result<()> {
             let title = format!("Examples by VoG ({})", s.file.targets()[0].name());
             page.add("examples", &title, |out| {
                 write_examples_section(out, &s.file, &mut thumbs)
+            })?;
+        }
+    }
+    if let Some((path, manifest)) = input.run {
+        if let Some((fit, rows)) = crate::oof::read_near_duplicates(path, &manifest.id())? {
+            page.add("duplicates", "Near-duplicates (from features)", |out| {
+                duplicates::write(out, &fit, &rows, &images)
             })?;
         }
     }
