@@ -9,10 +9,10 @@ VENV="$CACHE/torch-$TORCH_VERSION"
 STAMP="$VENV/.vog-ready"
 
 # Oracles the tests check vog against (never called by vog itself), pinned.
-ORACLES=("cleanlab==2.7.1" "pillow==11.3.0")
+ORACLES=("cleanlab==2.7.1" "pillow==11.3.0" "scikit-learn==1.9.1")
 
 ensure_oracles() {
-  if ! "$VENV/bin/python" -c 'import cleanlab, PIL' 2>/dev/null; then
+  if ! "$VENV/bin/python" -c 'import cleanlab, PIL, sklearn' 2>/dev/null; then
     echo "setup: installing ${ORACLES[*]} (test oracles)" >&2
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "${ORACLES[@]}"
   fi

@@ -379,6 +379,13 @@ impl Strength {
         }
     }
 
+    /// ` (what the fold models were)` where they were not the recipe retrained.
+    fn models(&self) -> String {
+        self.fold_models
+            .as_ref()
+            .map_or(String::new(), |m| format!(" ({m})"))
+    }
+
     /// The verdict with its figures, on one line.
     /// Whether the implied share of wrong labels is no measurement: models not shown usable
     /// whose estimate was clamped to 0 or 1, or whose bound's interval spans more than a
@@ -402,9 +409,7 @@ impl Strength {
         let head = format!(
             "out-of-sample flags: fold models{} reach {} on their held-out examples' labels \
              ({tests}); confident learning flags {} of {} training examples ({})",
-            self.fold_models
-                .as_ref()
-                .map_or(String::new(), |m| format!(" ({m})")),
+            self.models(),
             pct(self.fold_accuracy),
             self.flagged,
             self.examples,

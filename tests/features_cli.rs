@@ -165,9 +165,20 @@ fn features_from_a_model_and_a_run_give_the_usual_columns() {
     );
     succeed(vog().args(["verify", s(&run)]));
     let report = dir.path().join("r.html");
-    succeed(vog().args(["report", "--run", s(&run), "--scores", s(&scores), "--out", s(&report)]));
+    succeed(vog().args([
+        "report",
+        "--run",
+        s(&run),
+        "--scores",
+        s(&scores),
+        "--out",
+        s(&report),
+    ]));
     let html = std::fs::read_to_string(&report).unwrap();
-    assert!(html.contains("Near-duplicates (from features)") && html.contains("sets of near-duplicates"));
+    assert!(
+        html.contains("Near-duplicates (from features)")
+            && html.contains("sets of near-duplicates")
+    );
     // A file of crossval/ edited afterwards is named by vog verify.
     let dups = run.join("crossval/near-duplicates.csv");
     let mut text = std::fs::read_to_string(&dups).unwrap();

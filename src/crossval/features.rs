@@ -15,6 +15,7 @@ use crate::progress::Reporter;
 use crate::rng;
 use crate::run_dir::RunManifest;
 use anyhow::{bail, Result};
+use std::collections::HashMap;
 use std::time::Instant;
 use tch::{Kind, Tensor};
 
@@ -39,6 +40,17 @@ fn rule() -> String {
 /// The bytes of `neighbours.csv` and `near-duplicates.csv`.
 pub(super) type NeighbourFiles = (Vec<u8>, Vec<u8>);
 
+/// What every fold model is fitted on: the run's training features (`[N, D]` f64), the
+/// labels it trained with, the folds, and the test split's features and true labels.
+struct Problem<'a> {
+    x: Tensor,
+    labels: &'a [i64],
+    classes: i64,
+    fold: &'a [usize],
+    seed: u64,
+    test: Option<(Tensor, Vec<i64>)>,
+}
+
 /// Fits one model per fold of `fold` on `feats`' vectors of the run's examples.
 pub(super) fn fit_folds(
     feats: &Features,
@@ -49,86 +61,36 @@ pub(super) fn fit_folds(
 ) -> Result<Fitted> {
     let started = Instant::now();
     let data = &prepared.data;
-    if feats.meta.class_names != data.class_names {
-        bail!(
-            "'{}' holds features of a dataset with other classes ({}) than the run's ({})",
-            feats.path.display(),
-            feats.meta.class_names.join(", "),
-            data.class_names.join(", ")
-        );
-    }
-    let x = feats
-        .rows(
-            SplitKind::Train,
-            &data.train.ids,
-            &data.train.pixel_digests(),
-        )?
-        .to_kind(Kind::Double);
-    let test = test_rows(feats, prepared, reporter)?;
-    let classes = data.num_classes() as i64;
+    check_classes(feats, &data.class_names)?;
+    let train = &data.train;
+    let x = feats.rows(SplitKind::Train, &train.ids, &train.pixel_digests())?;
+    let problem = Problem {
+        x: x.to_kind(Kind::Double),
+        labels: &prepared.train_labels,
+        classes: data.num_classes() as i64,
+        fold,
+        seed: m.config.hyper.seed,
+        test: test_rows(feats, prepared, reporter)?,
+    };
     let folds = fold.iter().max().map_or(0, |f| f + 1);
-    let mut probs = vec![Vec::new(); data.train.len()];
+    let mut probs = vec![Vec::new(); train.len()];
     let mut records = Vec::with_capacity(folds);
     for f in 0..folds {
-        let (fit_at, held): (Vec<usize>, Vec<usize>) = (0..fold.len()).partition(|&i| fold[i] != f);
-        let pick = |at: &[usize]| {
-            let idx: Vec<i64> = at.iter().map(|&i| i as i64).collect();
-            x.index_select(0, &Tensor::from_slice(&idx))
-        };
-        let labels: Vec<i64> = fit_at.iter().map(|&i| prepared.train_labels[i]).collect();
-        let xf = pick(&fit_at);
-        let mut inner = rng::stream(m.config.hyper.seed, &format!("crossval-features-{f}"));
-        let choice = logistic::choose_c(&xf, &labels, classes, &mut inner)?;
-        let scaler = Standardizer::fit(&xf);
-        let model = logistic::fit(
-            &scaler.apply(&xf),
-            &Tensor::from_slice(&labels),
-            classes,
-            choice.c,
-        );
-        let p = Vec::<Vec<f64>>::try_from(model.predict(&scaler.apply(&pick(&held))))?;
-        for (&i, row) in held.iter().zip(p) {
-            probs[i] = row;
-        }
-        let right = held
-            .iter()
-            .filter(|&&i| argmax(&probs[i]) as i64 == prepared.train_labels[i])
-            .count();
-        let accuracy = right as f64 / held.len().max(1) as f64;
-        let test_accuracy = match &test {
-            Some((xt, yt)) => Some(test_accuracy(&model.predict(&scaler.apply(xt)), yt)?),
-            None => None,
-        };
-        reporter.info(&format!(
-            "crossval fold {f}: logistic regression (C = {}) predicts {:.1}% of {} held-out examples as the label they train with{}",
-            choice.c,
-            100.0 * accuracy,
-            held.len(),
-            if model.converged { "" } else { " (the fit stopped before converging)" }
-        ));
-        records.push(FoldRecord {
-            fold: f,
-            examples: held.len(),
-            accuracy,
-            test_accuracy,
-            checkpoint: feats.path.display().to_string(),
-            digest: feats.meta.tensors.clone(),
-            linear: Some(LinearFold {
-                choice,
-                iterations: model.iterations,
-                converged: model.converged,
-            }),
-        });
+        let mut record = fit_fold(&problem, f, &mut probs, reporter)?;
+        record.checkpoint = feats.path.display().to_string();
+        record.digest = feats.meta.tensors.clone();
+        records.push(record);
         if reporter.stop_requested() {
             bail!("stopped by the user; nothing was written");
         }
     }
     let oos = OutOfSample {
-        ids: data.train.ids.clone(),
+        ids: train.ids.clone(),
         labels: prepared.train_labels.iter().map(|&l| l as usize).collect(),
         probs,
     };
-    let (files, neighbours) = neighbours(&x, test.as_ref().map(|t| &t.0), prepared)?;
+    let test = problem.test.as_ref().map(|t| &t.0);
+    let (files, neighbours) = neighbours(&problem.x, test, prepared)?;
     let fit = FeatureFit {
         file: feats.path.clone(),
         digest: feats.meta.tensors.clone(),
@@ -148,6 +110,74 @@ pub(super) fn fit_folds(
     })
 }
 
+/// Refuses features of a dataset with other classes than the run's.
+fn check_classes(feats: &Features, names: &[String]) -> Result<()> {
+    if feats.meta.class_names != names {
+        bail!(
+            "'{}' holds features of a dataset with other classes ({}) than the run's ({})",
+            feats.path.display(),
+            feats.meta.class_names.join(", "),
+            names.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Fits fold `f`'s model, writes its held-out rows of `probs`; its record (checkpoint
+/// and digest left for the caller).
+fn fit_fold(
+    p: &Problem,
+    f: usize,
+    probs: &mut [Vec<f64>],
+    reporter: &dyn Reporter,
+) -> Result<FoldRecord> {
+    let (fit_at, held): (Vec<usize>, Vec<usize>) = (0..p.fold.len()).partition(|&i| p.fold[i] != f);
+    let pick = |at: &[usize]| {
+        let idx: Vec<i64> = at.iter().map(|&i| i as i64).collect();
+        p.x.index_select(0, &Tensor::from_slice(&idx))
+    };
+    let labels: Vec<i64> = fit_at.iter().map(|&i| p.labels[i]).collect();
+    let xf = pick(&fit_at);
+    let mut inner = rng::stream(p.seed, &format!("crossval-features-{f}"));
+    let choice = logistic::choose_c(&xf, &labels, p.classes, &mut inner)?;
+    let scaler = Standardizer::fit(&xf);
+    let y = Tensor::from_slice(&labels);
+    let model = logistic::fit(&scaler.apply(&xf), &y, p.classes, choice.c);
+    let rows = Vec::<Vec<f64>>::try_from(model.predict(&scaler.apply(&pick(&held))))?;
+    for (&i, row) in held.iter().zip(rows) {
+        probs[i] = row;
+    }
+    let right = held
+        .iter()
+        .filter(|&&i| argmax(&probs[i]) as i64 == p.labels[i])
+        .count();
+    let accuracy = right as f64 / held.len().max(1) as f64;
+    let test_accuracy = match &p.test {
+        Some((xt, yt)) => Some(test_accuracy(&model.predict(&scaler.apply(xt)), yt)?),
+        None => None,
+    };
+    reporter.info(&format!(
+        "crossval fold {f}: logistic regression (C = {}) predicts {:.1}% of {} held-out examples as the label they train with{}",
+        choice.c,
+        100.0 * accuracy,
+        held.len(),
+        if model.converged { "" } else { " (the fit stopped before converging)" }
+    ));
+    Ok(FoldRecord {
+        fold: f,
+        examples: held.len(),
+        accuracy,
+        test_accuracy,
+        checkpoint: String::new(),
+        digest: crate::digest::of_bytes(b""),
+        linear: Some(LinearFold {
+            choice,
+            iterations: model.iterations,
+            converged: model.converged,
+        }),
+    })
+}
+
 /// Outliers and near-duplicates among the run's images: the two files and their record.
 fn neighbours(
     train: &Tensor,
@@ -156,58 +186,24 @@ fn neighbours(
 ) -> Result<(NeighbourFiles, NeighbourRecord)> {
     let data = &prepared.data;
     let none = Tensor::zeros([0, train.size()[1]], (Kind::Double, train.device()));
-    let mut digests = data.train.pixel_digests();
     let test_split = data.test.as_ref().filter(|_| test.is_some());
+    let mut digests = data.train.pixel_digests();
     if let Some(t) = test_split {
         digests.extend(t.pixel_digests());
     }
     let found = crate::neighbours::find(train, test.unwrap_or(&none), &digests);
-    let splits: Vec<(SplitKind, &crate::data::Split)> =
-        std::iter::once((SplitKind::Train, &data.train))
-            .chain(test_split.map(|t| (SplitKind::Test, t)))
-            .collect();
-    let mut set_of = std::collections::HashMap::new();
-    let mut members = Vec::new();
-    for (n, set) in found.sets.iter().enumerate() {
-        for m in set {
-            set_of.insert((m.split, m.index), n + 1);
-            let split = if m.split == SplitKind::Train {
-                &data.train
-            } else {
-                test_split.expect("a test member")
-            };
-            let trained = match m.split {
-                SplitKind::Train => prepared.train_labels[m.index],
-                SplitKind::Test => split.labels[m.index],
-            };
-            members.push(DuplicateRow {
-                set: n + 1,
-                id: split.ids[m.index].clone(),
-                split: m.split,
-                label: data.class_names[split.labels[m.index] as usize].clone(),
-                trained_label: data.class_names[trained as usize].clone(),
-                distance: m.distance,
-                exact: m.exact,
-            });
-        }
+    let mut splits = vec![(SplitKind::Train, &data.train)];
+    splits.extend(test_split.map(|t| (SplitKind::Test, t)));
+    let (set_of, members) = members(&found, prepared, &splits);
+    let mut rows = Vec::new();
+    for ((kind, split), outlier) in splits.iter().zip(&found.outlier) {
+        rows.extend(split.ids.iter().enumerate().map(|(i, id)| NeighbourRow {
+            id: id.clone(),
+            split: *kind,
+            outlier: outlier[i],
+            set: set_of.get(&(*kind, i)).copied(),
+        }));
     }
-    let rows: Vec<NeighbourRow> = splits
-        .iter()
-        .zip(&found.outlier)
-        .flat_map(|((kind, split), outlier)| {
-            let set_of = &set_of;
-            split
-                .ids
-                .iter()
-                .enumerate()
-                .map(move |(i, id)| NeighbourRow {
-                    id: id.clone(),
-                    split: *kind,
-                    outlier: outlier[i],
-                    set: set_of.get(&(*kind, i)).copied(),
-                })
-        })
-        .collect();
     let files = crate::oof::neighbour_files(&rows, &members)?;
     let record = NeighbourRecord {
         k: crate::neighbours::K,
@@ -228,6 +224,41 @@ fn neighbours(
         near_duplicates_csv: crate::digest::of_bytes(&files.1),
     };
     Ok((files, record))
+}
+
+/// The set (from 1) of every image in one, and the rows of `near-duplicates.csv`.
+fn members(
+    found: &crate::neighbours::Neighbours,
+    prepared: &PreparedData,
+    splits: &[(SplitKind, &crate::data::Split)],
+) -> (HashMap<(SplitKind, usize), usize>, Vec<DuplicateRow>) {
+    let names = &prepared.data.class_names;
+    let mut set_of = HashMap::new();
+    let mut rows = Vec::new();
+    for (n, set) in found.sets.iter().enumerate() {
+        for m in set {
+            set_of.insert((m.split, m.index), n + 1);
+            let split = splits
+                .iter()
+                .find(|(k, _)| *k == m.split)
+                .expect("a split embedded")
+                .1;
+            let trained = match m.split {
+                SplitKind::Train => prepared.train_labels[m.index],
+                SplitKind::Test => split.labels[m.index],
+            };
+            rows.push(DuplicateRow {
+                set: n + 1,
+                id: split.ids[m.index].clone(),
+                split: m.split,
+                label: names[split.labels[m.index] as usize].clone(),
+                trained_label: names[trained as usize].clone(),
+                distance: m.distance,
+                exact: m.exact,
+            });
+        }
+    }
+    (set_of, rows)
 }
 
 /// The features and true labels of the run's test examples, where the run has a test

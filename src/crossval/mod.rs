@@ -81,27 +81,7 @@ pub fn run(req: &CrossvalRequest, reporter: &dyn Reporter) -> Result<Option<Gath
     }
     let dir = req.run.join(oof::DIR);
     if let Some(file) = &req.features {
-        let feats = crate::features::read(file)?;
-        let plan = oof::Plan {
-            format: oof::PLAN_FORMAT.into(),
-            run_id: m.id(),
-            folds: req.folds,
-            seed: cfg.hyper.seed,
-            features: Some(feats.meta.tensors.clone()),
-        };
-        refuse_other_plan(req, &plan)?;
-        let fitted = features::fit_folds(&feats, &fold, &m, &prepared, reporter)?;
-        adopt_plan(req, &plan)?;
-        let mut meta = probs_meta(req, &plan, &m, &prepared, fitted.records);
-        meta.features = Some(fitted.fit);
-        let dir = req.run.join(oof::DIR);
-        crate::atomic_file::write_bytes(&dir.join(oof::NEIGHBOURS_CSV), &fitted.files.0)?;
-        crate::atomic_file::write_bytes(&dir.join(oof::NEAR_DUPLICATES_CSV), &fitted.files.1)?;
-        oof::write(&req.run, &fitted.oos, &mut meta)?;
-        return Ok(Some(Gathered {
-            oos: fitted.oos,
-            meta,
-        }));
+        return from_features(req, file, &fold, &m, &prepared, reporter).map(Some);
     }
     let plan = oof::Plan {
         format: oof::PLAN_FORMAT.into(),
@@ -127,6 +107,39 @@ pub fn run(req: &CrossvalRequest, reporter: &dyn Reporter) -> Result<Option<Gath
     let mut meta = probs_meta(req, &plan, &m, &prepared, fold_records);
     oof::write(&req.run, &oos, &mut meta)?;
     Ok(Some(Gathered { oos, meta }))
+}
+
+/// `vog crossval --features`: fold models fitted on `file`'s features; the plan, the
+/// probabilities and the neighbour files are written only once every fold is fitted.
+fn from_features(
+    req: &CrossvalRequest,
+    file: &Path,
+    fold: &[usize],
+    m: &RunManifest,
+    prepared: &PreparedData,
+    reporter: &dyn Reporter,
+) -> Result<Gathered> {
+    let feats = crate::features::read(file)?;
+    let plan = oof::Plan {
+        format: oof::PLAN_FORMAT.into(),
+        run_id: m.id(),
+        folds: req.folds,
+        seed: m.config.hyper.seed,
+        features: Some(feats.meta.tensors.clone()),
+    };
+    refuse_other_plan(req, &plan)?;
+    let fitted = features::fit_folds(&feats, fold, m, prepared, reporter)?;
+    adopt_plan(req, &plan)?;
+    let mut meta = probs_meta(req, &plan, m, prepared, fitted.records);
+    meta.features = Some(fitted.fit);
+    let dir = req.run.join(oof::DIR);
+    crate::atomic_file::write_bytes(&dir.join(oof::NEIGHBOURS_CSV), &fitted.files.0)?;
+    crate::atomic_file::write_bytes(&dir.join(oof::NEAR_DUPLICATES_CSV), &fitted.files.1)?;
+    oof::write(&req.run, &fitted.oos, &mut meta)?;
+    Ok(Gathered {
+        oos: fitted.oos,
+        meta,
+    })
 }
 
 /// The sidecar of probabilities gathered from `fold_records` (its digest and counts filled

@@ -46,7 +46,7 @@ pub(super) struct OutOfSampleRecord {
 /// Adds the out-of-sample scores of `vog crossval` (where it ran) to the training rows,
 /// empty in test rows; returns where they came from, if they were added. A crossval begun
 /// and not finished is said.
-pub(super) fn add_out_of_sample(
+fn add_out_of_sample(
     cfg: &ScoreConfig,
     m: &RunManifest,
     rows: &mut [ScoreRow],
@@ -103,13 +103,21 @@ pub(super) fn add_out_of_sample(
     }))
 }
 
-/// Adds the `outlier` column of `vog crossval --features` (its `neighbours.csv`) to every
-/// row, where the run's probabilities came from features; returns whether it did.
-pub(super) fn add_outliers(
+/// Adds the columns of `vog crossval` ([`add_out_of_sample`], [`add_outliers`]): where the
+/// out-of-sample ones came from, and whether `outlier` was added.
+pub(super) fn add_crossval(
     cfg: &ScoreConfig,
     m: &RunManifest,
     rows: &mut [ScoreRow],
-) -> Result<bool> {
+    reporter: &dyn Reporter,
+) -> Result<(Option<OutOfSampleRecord>, bool)> {
+    let out_of_sample = add_out_of_sample(cfg, m, rows, reporter)?;
+    Ok((out_of_sample, add_outliers(cfg, m, rows)?))
+}
+
+/// Adds the `outlier` column of `vog crossval --features` (its `neighbours.csv`) to every
+/// row, where the run's probabilities came from features; returns whether it did.
+fn add_outliers(cfg: &ScoreConfig, m: &RunManifest, rows: &mut [ScoreRow]) -> Result<bool> {
     let Some(meta) = crate::oof::read_meta(&cfg.run)? else {
         return Ok(false);
     };

@@ -187,9 +187,8 @@ pub fn run(cfg: &ScoreConfig, reporter: &dyn Reporter) -> Result<ScoresMeta> {
         captured::apply(&run, &m, record, o, &mut rows)?;
         source = source.captured(&run, &m, record);
     }
-    let out_of_sample = joined::add_out_of_sample(cfg, &m, &mut rows, reporter)?;
-    let outliers = joined::add_outliers(cfg, &m, &mut rows)?;
-    let companions = companions(dynamics.is_some(), out_of_sample.is_some(), outliers);
+    let (out_of_sample, features) = joined::add_crossval(cfg, &m, &mut rows, reporter)?;
+    let companions = companions(dynamics.is_some(), out_of_sample.is_some(), features);
     let provenance = Provenance {
         run: Some(std::path::absolute(&cfg.run).unwrap_or_else(|_| cfg.run.clone())),
         models: None,
