@@ -476,3 +476,114 @@ fn export_features_makes_a_feature_model_of_a_classifier() {
         serde_json::from_slice(&std::fs::read(dir.path().join("f.json")).unwrap()).unwrap();
     assert_eq!(side["dim"], 6);
 }
+
+#[test]
+fn copies_form_sets_in_the_scores_the_ranking_and_the_review() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("images");
+    for (class, base) in [("a", 0u8), ("b", 100u8)] {
+        for i in 0..12u8 {
+            let seed = base + i * 7;
+            common::write_image(
+                &data.join(format!("train/{class}/{i:02}.png")),
+                16,
+                16,
+                seed,
+            );
+            common::write_image(
+                &data.join(format!("test/{class}/{i:02}.png")),
+                16,
+                16,
+                seed + 3,
+            );
+        }
+    }
+    // A copy under the other class, and a test image trained on (a leak).
+    std::fs::copy(data.join("train/a/00.png"), data.join("train/b/copy.png")).unwrap();
+    std::fs::copy(data.join("test/b/05.png"), data.join("train/b/leak.png")).unwrap();
+    let run = dir.path().join("run");
+    succeed(
+        vog()
+            .args([
+                "train",
+                "--dataset",
+                s(&data),
+                "--width",
+                "4",
+                "--epochs",
+                "2",
+            ])
+            .args([
+                "--save-epochs",
+                "1,2",
+                "--device",
+                "cpu",
+                "--quiet",
+                "--out",
+                s(&run),
+            ]),
+    );
+    let feats = dir.path().join("f.safetensors");
+    embed(&["--run", s(&run), "--backbone", s(&run), "--out", s(&feats)]);
+    succeed(vog().args([
+        "crossval",
+        "--run",
+        s(&run),
+        "--folds",
+        "3",
+        "--features",
+        s(&feats),
+        "--quiet",
+    ]));
+    let sets = dir.path().join("run/crossval/near-duplicates.csv");
+    let set_of = |id: &str| -> String {
+        let ids = column(&sets, "id");
+        let at = ids
+            .iter()
+            .position(|x| x == id)
+            .unwrap_or_else(|| panic!("{id} in no set"));
+        column(&sets, "set")[at].clone()
+    };
+    assert_eq!(set_of("train/a/00.png"), set_of("train/b/copy.png"));
+    assert_eq!(set_of("test/b/05.png"), set_of("train/b/leak.png"));
+    let exact = column(&sets, "exact");
+    let ids = column(&sets, "id");
+    let at = ids.iter().position(|x| x == "train/b/leak.png").unwrap();
+    assert_eq!(exact[at], "true");
+    let scores = dir.path().join("scores.csv");
+    succeed(vog().args([
+        "score",
+        "--run",
+        s(&run),
+        "--split",
+        "both",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        s(&scores),
+    ]));
+    let ids = column(&scores, "id");
+    let col = column(&scores, "near_duplicate_set");
+    let in_scores = |id: &str| col[ids.iter().position(|x| x == id).unwrap()].clone();
+    assert_eq!(in_scores("train/b/leak.png"), set_of("train/b/leak.png"));
+    assert_eq!(in_scores("test/b/05.png"), set_of("train/b/leak.png"));
+    let out = succeed(vog().args(["rank", s(&scores), "--column", "outlier", "--top", "40"]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("duplicate set"));
+    let page = dir.path().join("review.html");
+    succeed(vog().args([
+        "review",
+        s(&scores),
+        "--column",
+        "outlier",
+        "--top",
+        "60",
+        "--out",
+        s(&page),
+    ]));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        html.contains(r#""twins":[{"id":"test/b/05.png""#),
+        "the leak's twin is shown"
+    );
+}

@@ -376,6 +376,7 @@ mod tests {
             companions: Vec::new(),
             suggested_label: None,
             planted: None,
+            near_duplicate_set: None,
         };
         let (test, clean, shuffled) = (
             row(SplitKind::Test, false),

@@ -66,6 +66,20 @@ pub struct Example {
     pub values: Vec<Option<f64>>,
     /// The image as a PNG data URI.
     pub image: String,
+    /// Its set of near-duplicates (`vog crossval --features`), and the set's other members
+    /// the scores file holds, shown beside it.
+    pub set: Option<usize>,
+    pub twins: Vec<Twin>,
+}
+
+/// Another member of an example's set of near-duplicates.
+#[derive(Debug, Serialize)]
+pub struct Twin {
+    pub id: String,
+    pub split: &'static str,
+    /// The label it was trained with (its own, for a test image).
+    pub trained: i64,
+    pub image: String,
 }
 
 /// Size of what was written.
@@ -94,7 +108,8 @@ pub fn run(req: &ReviewRequest) -> Result<Written> {
     let tokens = (0..classes.len())
         .map(|i| crate::data::classes::token(i, &classes))
         .collect();
-    let examples = examples(ranked, &columns, &images)?;
+    let mut examples = examples(ranked, &columns, &images)?;
+    add_twins(&mut examples, &file.rows, &images)?;
     let page = Page {
         scores: std::path::absolute(&req.scores)
             .unwrap_or_else(|_| req.scores.clone())
@@ -148,9 +163,30 @@ fn examples(
                     .map(|(_, c)| crate::scores::value(row, *c))
                     .collect(),
                 image: image_uri(images, row)?,
+                set: row.near_duplicate_set,
+                twins: Vec::new(),
             })
         })
         .collect()
+}
+
+/// Fills each example's [`Twin`]s: the other rows of `rows` in its set.
+fn add_twins(examples: &mut [Example], rows: &[ScoreRow], images: &ImageLookup) -> Result<()> {
+    for ex in examples.iter_mut() {
+        let Some(set) = ex.set else { continue };
+        for row in rows
+            .iter()
+            .filter(|r| r.near_duplicate_set == Some(set) && r.id != ex.id)
+        {
+            ex.twins.push(Twin {
+                id: row.id.clone(),
+                split: row.split.name(),
+                trained: row.trained_label,
+                image: image_uri(images, row)?,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Refuses an output that is not an `.html` file.
@@ -194,7 +230,7 @@ pub fn html(page: &Page) -> Result<String> {
 const BODY: &str = r#"<header><h1 id="title"></h1><div id="progress"></div>
 <div class="buttons"><button id="export">Export decisions.csv</button><button id="help-button">Keys (h)</button></div></header>
 <main><div id="viewer"><img id="image" alt=""><div id="nav"><button id="prev">&larr; previous</button><span id="position"></span><button id="next">next &rarr;</button></div></div>
-<div id="details"><table id="facts"></table><div id="decision"></div>
+<div id="details"><table id="facts"></table><div id="twins"></div><div id="decision"></div>
 <div class="buttons" id="actions"><button data-action="keep">keep (k)</button><button data-action="drop">drop (d)</button><button data-action="relabel">relabel (r)</button><button data-action="unsure">unsure (?)</button><button id="undo">undo (u)</button></div>
 <div id="relabel" hidden><p>New label: press a class's key, or pick one.</p><div id="classes"></div></div>
 <h3>All scores</h3><table id="scores"></table></div></main>

@@ -91,6 +91,23 @@
     return d.action === 'relabel' ? 'relabel as ' + className(d.label) : d.action;
   }
 
+  // The other members of the example's set of near-duplicates, captioned.
+  function showTwins(ex) {
+    var box = $('twins');
+    box.textContent = '';
+    ex.twins.forEach(function (t) {
+      var fig = document.createElement('figure');
+      var img = document.createElement('img');
+      img.src = t.image;
+      img.alt = t.id;
+      var cap = document.createElement('figcaption');
+      cap.textContent = t.id + ' (' + t.split + ', ' + (t.split === 'test' ? 'labelled ' : 'trained as ') + className(t.trained) + ')';
+      fig.appendChild(img);
+      fig.appendChild(cap);
+      box.appendChild(fig);
+    });
+  }
+
   function render() {
     var ex = examples[at];
     var decided = Object.keys(state.decisions).length;
@@ -108,7 +125,9 @@
     if (ex.suggested !== null && ex.suggested !== undefined) { facts.push(['suggested (out-of-sample)', className(ex.suggested)]); }
     if (ex.planted) { facts.push(['planted', ex.planted]); }
     facts.push(['split', ex.split]);
+    if (ex.set) { facts.push(['near-duplicate set', ex.set + ' (' + (ex.twins.length + 1) + ' images in this file)']); }
     fillTable($('facts'), facts);
+    showTwins(ex);
     fillTable($('scores'), page.columns.map(function (c, i) {
       var v = ex.values[i];
       return [c, v === null || v === undefined ? '-' : show(c, Number(v))];

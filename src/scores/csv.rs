@@ -23,6 +23,9 @@ pub const BASE_COLUMNS: [&str; 9] = [
     "correct",
 ];
 
+/// The column naming each example's set of near-duplicates.
+pub const SETS: &str = "near_duplicate_set";
+
 /// A difficulty score scored beside VoG, and which way it points.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -161,6 +164,9 @@ pub struct ScoreRow {
     /// The kind of hardness `vog train --plant` planted into this training example; `None`
     /// for every other example (and every test example).
     pub planted: Option<Planted>,
+    /// Its set of near-duplicates (`vog crossval --features`, from 1) in a file with the
+    /// `outlier` column ([`has_sets`]); `None` where it is in none.
+    pub near_duplicate_set: Option<usize>,
 }
 
 /// Whether the score column `name` is a flag (`label_issue`): shown as `true`/`false`,
@@ -179,6 +185,12 @@ pub fn flag_text(name: &str, v: f64) -> Option<String> {
 /// out-of-sample scores do, after them.
 pub fn suggests(companions: &[Companion]) -> bool {
     companions.contains(&Companion::OofProb)
+}
+
+/// Whether a file with `companions` has the `near_duplicate_set` column: those with the
+/// features' `outlier` column do, last.
+pub fn has_sets(companions: &[Companion]) -> bool {
+    companions.contains(&Companion::Outlier)
 }
 
 /// (`vog_raw…`, `vog…`) column names of each target; the first keeps the plain names.
@@ -210,6 +222,7 @@ pub fn header(meta: &ScoresMeta) -> Vec<String> {
         )
         .chain(meta.companions.iter().map(|c| c.name().to_string()))
         .chain(suggests(&meta.companions).then(|| "suggested_label".to_string()))
+        .chain(has_sets(&meta.companions).then(|| SETS.to_string()))
         .collect()
 }
 
@@ -245,6 +258,12 @@ pub fn write_csv(w: impl Write, meta: &ScoresMeta, rows: &[ScoreRow]) -> Result<
         }
         if suggests(&meta.companions) {
             rec.push(r.suggested_label.map_or(String::new(), |l| l.to_string()));
+        }
+        if has_sets(&meta.companions) {
+            rec.push(
+                r.near_duplicate_set
+                    .map_or(String::new(), |s| s.to_string()),
+            );
         }
         csv.write_record(&rec)?;
     }
@@ -442,7 +461,16 @@ impl Table {
             companions,
             suggested_label: self.suggested(r, meta, split)?,
             planted: self.planted(r, meta, split)?,
+            near_duplicate_set: self.set(r, meta)?,
         })
+    }
+
+    /// Row `r`'s set of near-duplicates, in a file that has the column.
+    fn set(&self, r: usize, meta: &ScoresMeta) -> Result<Option<usize>> {
+        if !has_sets(&meta.companions) || self.get(r, SETS).is_empty() {
+            return Ok(None);
+        }
+        self.parse::<usize>(r, SETS).map(Some)
     }
 
     /// Row `r`'s planted kind: one the sidecar lists, in a training row only; empty (and

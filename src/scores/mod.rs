@@ -26,8 +26,8 @@ mod normalize;
 mod order;
 
 pub use self::csv::{
-    flag_text, header, is_flag, score_columns, suggests, value, write_csv, Column, ColumnRef,
-    Companion, ScoreRow, BASE_COLUMNS,
+    flag_text, has_sets, header, is_flag, score_columns, suggests, value, write_csv, Column,
+    ColumnRef, Companion, ScoreRow, BASE_COLUMNS, SETS,
 };
 pub use check::{check_digest, check_rows, non_finite};
 pub use meta::{
@@ -346,6 +346,7 @@ mod tests {
             companions: vec![Some(0.5), None],
             suggested_label: None,
             planted: None,
+            near_duplicate_set: None,
         }
     }
 

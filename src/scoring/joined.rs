@@ -115,8 +115,8 @@ pub(super) fn add_crossval(
     Ok((out_of_sample, add_outliers(cfg, m, rows)?))
 }
 
-/// Adds the `outlier` column of `vog crossval --features` (its `neighbours.csv`) to every
-/// row, where the run's probabilities came from features; returns whether it did.
+/// Adds the `outlier` column of `vog crossval --features` (its `neighbours.csv`), and
+/// each example's set of near-duplicates, to every row, where the run's probabilities came from features; returns whether it did.
 fn add_outliers(cfg: &ScoreConfig, m: &RunManifest, rows: &mut [ScoreRow]) -> Result<bool> {
     let Some(meta) = crate::oof::read_meta(&cfg.run)? else {
         return Ok(false);
@@ -127,7 +127,10 @@ fn add_outliers(cfg: &ScoreConfig, m: &RunManifest, rows: &mut [ScoreRow]) -> Re
     let found = crate::oof::read_neighbours(&cfg.run, &fit.neighbours)?;
     for r in rows.iter_mut() {
         match found.get(&r.id) {
-            Some(&(outlier, _)) => r.companions.push(Some(outlier)),
+            Some(&(outlier, set)) => {
+                r.companions.push(Some(outlier));
+                r.near_duplicate_set = set;
+            }
             None if r.split == SplitKind::Test => r.companions.push(None),
             None => bail!(
                 "'{}' has no outlier score of training example '{}' (the run changed since \

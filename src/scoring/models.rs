@@ -319,5 +319,6 @@ fn row(
         companions: s.companions.iter().map(|c| Some(c[j])).collect(),
         suggested_label: None,
         planted: None,
+        near_duplicate_set: None,
     }
 }

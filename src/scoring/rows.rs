@@ -91,6 +91,7 @@ fn split_rows(
                 SplitKind::Train => labels.planted.get(&split.ids[i]).copied(),
                 SplitKind::Test => None,
             },
+            near_duplicate_set: None,
         })
         .collect()
 }
