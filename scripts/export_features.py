@@ -34,7 +34,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from export_torchscript import model_class, state_dict  # noqa: E402
+from export_torchscript import exit_on_error, model_class, state_dict  # noqa: E402
 
 
 def build(a):
@@ -93,13 +93,7 @@ def main():
     p.add_argument("--input-shape", required=True, help="C,H,W as vog feeds it")
     p.add_argument("--out", required=True, help="the .pt file to write")
     a = p.parse_args()
-    try:
-        export(a)
-    except (Exception, SystemExit) as e:
-        if isinstance(e, SystemExit) and not isinstance(e.code, str):
-            raise
-        message = " ".join(str(e.code if isinstance(e, SystemExit) else e).split())
-        sys.exit(f"error: {message or type(e).__name__}")
+    exit_on_error(lambda: export(a))
 
 
 if __name__ == "__main__":

@@ -74,6 +74,18 @@ def export(a):
         print(f"{ckpt} -> {os.path.join(a.out, name)}")
 
 
+def exit_on_error(body, cleanup=lambda: None):
+    """Runs body(); any failure runs cleanup() and ends with a one-line error."""
+    try:
+        body()
+    except (Exception, SystemExit) as e:
+        cleanup()
+        if isinstance(e, SystemExit) and not isinstance(e.code, str):
+            raise
+        message = " ".join(str(e.code if isinstance(e, SystemExit) else e).split())
+        sys.exit(f"error: {message or type(e).__name__}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--module", required=True)
@@ -83,17 +95,17 @@ def main():
     p.add_argument("checkpoints", nargs="+")
     a = p.parse_args()
     created = not os.path.exists(a.out)
-    try:
+
+    def body():
         output_names(a.checkpoints)
         os.makedirs(a.out, exist_ok=True)
         export(a)
-    except (Exception, SystemExit) as e:
+
+    def cleanup():
         if created and os.path.isdir(a.out) and not os.listdir(a.out):
             os.rmdir(a.out)
-        if isinstance(e, SystemExit) and not isinstance(e.code, str):
-            raise
-        message = " ".join(str(e.code if isinstance(e, SystemExit) else e).split())
-        sys.exit(f"error: {message or type(e).__name__}")
+
+    exit_on_error(body, cleanup)
 
 
 if __name__ == "__main__":
