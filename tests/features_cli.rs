@@ -587,3 +587,67 @@ fn copies_form_sets_in_the_scores_the_ranking_and_the_review() {
         "the leak's twin is shown"
     );
 }
+
+#[test]
+fn a_run_with_planted_hardness_takes_features_though_not_retraining() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("planted");
+    train_synth(
+        &run,
+        &[
+            "--train-subset",
+            "300",
+            "--test-subset",
+            "100",
+            "--width",
+            "4",
+            "--epochs",
+            "2",
+            "--save-epochs",
+            "1,2",
+            "--plant",
+            "uniform:0.1",
+        ],
+    );
+    let err = vog_fails(&["crossval", "--run", s(&run), "--folds", "3"]);
+    assert!(err.contains("without --features"), "{err}");
+    let feats = dir.path().join("f.safetensors");
+    embed(&["--run", s(&run), "--backbone", s(&run), "--out", s(&feats)]);
+    succeed(vog().args([
+        "crossval",
+        "--run",
+        s(&run),
+        "--folds",
+        "3",
+        "--features",
+        s(&feats),
+        "--quiet",
+    ]));
+    let scores = dir.path().join("s.csv");
+    succeed(vog().args([
+        "score",
+        "--run",
+        s(&run),
+        "--split",
+        "train",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        s(&scores),
+    ]));
+    assert_eq!(
+        column(&scores, "planted")
+            .iter()
+            .filter(|k| *k == "uniform")
+            .count(),
+        30
+    );
+    assert_eq!(column(&scores, "outlier").len(), 300);
+    let out = succeed(vog().args(["eval", s(&scores)]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("oof_prob") && text.contains("outlier"),
+        "{text}"
+    );
+}

@@ -67,7 +67,6 @@ pub fn run(req: &CrossvalRequest, reporter: &dyn Reporter) -> Result<Option<Gath
             req.run.display()
         );
     }
-    crate::train::check_derivable(&m.config)?;
     let origins = Origins::file(&main.path(MANIFEST), "config.");
     let cfg = &m.config;
     let prepared = prepare::prepare(&cfg.dataset, &cfg.selection(), cfg.hyper.seed, &origins)?;
@@ -81,8 +80,10 @@ pub fn run(req: &CrossvalRequest, reporter: &dyn Reporter) -> Result<Option<Gath
     }
     let dir = req.run.join(oof::DIR);
     if let Some(file) = &req.features {
+        // Fitted on features, no fold trains: a run with planted hardness is fine.
         return from_features(req, file, &fold, &m, &prepared, reporter).map(Some);
     }
+    crate::train::check_derivable(&m.config)?;
     let plan = oof::Plan {
         format: oof::PLAN_FORMAT.into(),
         run_id: m.id(),

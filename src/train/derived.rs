@@ -23,7 +23,7 @@ pub fn check_derivable(base: &TrainConfig) -> Result<()> {
     if let Some(plant) = &base.plant {
         bail!(
             "the run planted hardness (--plant {plant}); training it again with changes \
-             (--from, vog crossval, vog prune) is not supported yet"
+             (--from, vog crossval without --features, vog prune) is not supported yet"
         );
     }
     Ok(())
