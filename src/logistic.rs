@@ -14,7 +14,8 @@
 //! f64 until the largest gradient component is below [`TOLERANCE`]. Features are
 //! standardized with the mean and standard deviation of the rows the model is fitted on.
 //! `C` is chosen by the rule of [`choose_c`]: stratified 3-fold cross-validation within
-//! the fitting rows, over [`GRID`], lowest mean held-out log loss, ties to the smaller `C`.
+//! the fitting rows (2-fold where a class has only two), over [`GRID`], lowest mean
+//! held-out log loss, ties to the smaller `C`.
 use crate::data::subset;
 use anyhow::{bail, Result};
 use rand::Rng;
@@ -23,7 +24,7 @@ use tch::{Kind, Tensor};
 
 /// The values of `C` that [`choose_c`] tries.
 pub const GRID: [f64; 5] = [1e-3, 1e-2, 1e-1, 1.0, 10.0];
-/// Inner folds of [`choose_c`].
+/// Inner folds of [`choose_c`] (fewer where a class has fewer examples, at least 2).
 pub const INNER_FOLDS: usize = 3;
 /// The largest gradient component at which a fit stops.
 pub const TOLERANCE: f64 = 1e-7;
@@ -172,26 +173,36 @@ pub struct Choice {
     pub c: f64,
     /// Mean inner held-out log loss per value of [`GRID`].
     pub log_loss: Vec<f64>,
+    /// The inner folds it was chosen with.
+    #[serde(default)]
+    pub inner_folds: usize,
 }
 
 /// Chooses `C` for fitting `x` (`[N, D]` f64, raw) to `labels`: stratified
-/// [`INNER_FOLDS`]-fold cross-validation (folds drawn from `rng`), each inner model
-/// standardized on its own rows, lowest mean held-out log loss over [`GRID`], ties to the
-/// smaller `C`. Refuses a class with fewer examples than inner folds.
+/// cross-validation (folds drawn from `rng`; [`INNER_FOLDS`], or as many as the smallest
+/// class has examples, at least 2), each inner model standardized on its own rows, lowest
+/// mean held-out log loss over [`GRID`], ties to the smaller `C`. Refuses a class with a
+/// single example.
 pub fn choose_c(x: &Tensor, labels: &[i64], classes: i64, rng: &mut impl Rng) -> Result<Choice> {
     let mut counts = vec![0usize; classes as usize];
     labels.iter().for_each(|&l| counts[l as usize] += 1);
-    if let Some((c, &n)) = counts.iter().enumerate().find(|(_, &n)| n < INNER_FOLDS) {
+    let (small, &fewest) = counts
+        .iter()
+        .enumerate()
+        .min_by_key(|(_, &n)| n)
+        .expect("at least one class");
+    if fewest < 2 {
         bail!(
-            "class {c} has {n} example(s) in a fold model's training part: choosing the \
-             regularization by {INNER_FOLDS}-fold inner cross-validation needs at least \
-             {INNER_FOLDS} in every class (use fewer --folds)"
+            "class {small} has {fewest} example(s) in a fold model's training part: choosing \
+             the regularization by inner cross-validation needs at least 2 in every class (use \
+             fewer --folds)"
         );
     }
-    let inner = subset::folds(labels, INNER_FOLDS, rng)?;
+    let folds = INNER_FOLDS.min(fewest);
+    let inner = subset::folds(labels, folds, rng)?;
     let y = Tensor::from_slice(labels).to_device(x.device());
     let mut log_loss = vec![0.0; GRID.len()];
-    for f in 0..INNER_FOLDS {
+    for f in 0..folds {
         let rows = |held: bool| -> Tensor {
             let at: Vec<i64> = (0..labels.len())
                 .filter(|&i| (inner[i] == f) == held)
@@ -216,13 +227,14 @@ pub fn choose_c(x: &Tensor, labels: &[i64], classes: i64, rng: &mut impl Rng) ->
                 .gather(1, &yh.unsqueeze(1), false)
                 .mean(Kind::Double)
                 .double_value(&[]);
-            log_loss[k] += nll / INNER_FOLDS as f64;
+            log_loss[k] += nll / folds as f64;
         }
     }
     let best = (0..GRID.len()).fold(0, |b, k| if log_loss[k] < log_loss[b] { k } else { b });
     Ok(Choice {
         c: GRID[best],
         log_loss,
+        inner_folds: folds,
     })
 }
 
@@ -286,9 +298,12 @@ mod tests {
         let choice = choose_c(&x, &labels, 3, &mut rng).unwrap();
         assert!(choice.c >= 1.0, "{choice:?}");
         assert_eq!(choice.log_loss.len(), GRID.len());
-        let err = choose_c(&x.narrow(0, 0, 4), &labels[..4], 3, &mut rng)
+        // Two of a class: two inner folds; one: refused.
+        let two = choose_c(&x.narrow(0, 0, 6), &labels[..6], 3, &mut rng).unwrap();
+        assert_eq!((choice.inner_folds, two.inner_folds), (3, 2));
+        let err = choose_c(&x.narrow(0, 0, 5), &labels[..5], 3, &mut rng)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("class 0 has 2 example(s)"), "{err}");
+        assert!(err.contains("class 2 has 1 example(s)"), "{err}");
     }
 }

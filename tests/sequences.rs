@@ -1,6 +1,6 @@
 //! Command sequences as a hostile user runs them: a tiny run and TorchScript models, then
 //! seeded random sequences of vog commands with valid and invalid flags (the audit loop's
-//! too: crossval, prune with tiny settings, trainings from the run with selection files
+//! too: embed, crossval (by retraining or on features), prune with tiny settings, trainings from the run with selection files
 //! that are empty, blank, written by a spreadsheet or as vog writes them, or with rows longer
 //! than their header, which must be refused; `vog experiment` rerun into one folder over
 //! changed recipes, whose results must record the recipe its run has), hand edits to
@@ -358,15 +358,36 @@ impl World {
         }
     }
 
+    /// `vog embed` of the run's images by its own network (or a refusal) into
+    /// `out/f.safetensors`, the file `crossval --features` takes.
+    fn embed(&mut self) -> Vec<String> {
+        let mut a: Vec<String> = ["embed", "--quiet", "--device", "cpu", "--run"]
+            .map(String::from)
+            .to_vec();
+        a.push(self.run_path());
+        a.extend(["--backbone".into(), self.run_path()]);
+        a.extend(["--out".into(), self.path("out/f.safetensors")]);
+        a.extend(self.odd_flag(&[&["--batch-size", "0"], &["--crop", "8"]]));
+        a
+    }
+
     fn crossval(&mut self) -> Vec<String> {
         let mut a: Vec<String> = ["crossval", "--quiet", "--run"].map(String::from).to_vec();
         a.push(self.run_path());
         a.extend(["--folds".into(), self.pick(&["2", "2", "3"]).into()]);
-        match self.rng.gen_range(0..4) {
-            0 => a.extend(["--fold".into(), self.pick(&["0", "1"]).into()]),
-            1 => a.push("--gather".into()),
-            2 => a.push("--overwrite".into()),
-            _ => {}
+        // On features half the time once `embed` has written them, else now and then.
+        let features = self.path("out/f.safetensors");
+        let odds = if Path::new(&features).exists() { 2 } else { 6 };
+        if self.rng.gen_range(0..odds) == 0 {
+            a.extend(["--features".into(), features]);
+            a.extend(self.rng.gen_bool(0.3).then(|| "--overwrite".to_string()));
+        } else {
+            match self.rng.gen_range(0..4) {
+                0 => a.extend(["--fold".into(), self.pick(&["0", "1"]).into()]),
+                1 => a.push("--gather".into()),
+                2 => a.push("--overwrite".into()),
+                _ => {}
+            }
         }
         a.extend(self.odd_flag(&[&["--folds", "1"], &["--fold", "7"], &["--folds", "50"]]));
         a
@@ -560,7 +581,8 @@ impl World {
                 return Outcome::Other;
             }
             7 => self.train(),
-            10 => self.crossval(),
+            8 => self.embed(),
+            9 | 10 => self.crossval(),
             11 => self.prune(),
             12 => self.train_again(),
             13 => return self.move_run(),

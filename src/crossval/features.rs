@@ -31,8 +31,10 @@ pub(super) struct Fitted {
 fn rule() -> String {
     format!(
         "C with the lowest mean held-out log loss in stratified {}-fold cross-validation within \
-         each fold model's training examples (ties to the smaller C); features standardized \
-         with the mean and standard deviation of the examples each model is fitted on",
+         each fold model's training examples (as many folds as the smallest class has \
+         examples where that is fewer, at least 2; ties to the smaller C); features \
+         standardized with the mean and standard deviation of the examples each model is \
+         fitted on",
         logistic::INNER_FOLDS
     )
 }
