@@ -60,6 +60,41 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// `vog embed` of the run's images by its own network into `out`.
+fn embed_own(run: &Path, out: &Path) {
+    embed(&["--run", s(run), "--backbone", s(run), "--out", s(out)]);
+}
+
+/// `vog crossval --run RUN --features FEATS --folds K --quiet` with `extra`; its output.
+fn fit(run: &Path, feats: &Path, folds: &str, extra: &[&str]) -> std::process::Output {
+    let args = [
+        "crossval",
+        "--quiet",
+        "--run",
+        s(run),
+        "--features",
+        s(feats),
+        "--folds",
+        folds,
+    ];
+    succeed(vog().args(args).args(extra))
+}
+
+/// `vog score --run RUN --split SPLIT --out OUT` on the CPU.
+fn score(run: &Path, split: &str, out: &Path) {
+    let args = [
+        "score",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--run",
+        s(run),
+        "--split",
+        split,
+    ];
+    succeed(vog().args(args).arg("--out").arg(out));
+}
+
 #[test]
 fn features_from_a_model_and_a_run_give_the_usual_columns() {
     let dir = tempfile::tempdir().unwrap();
@@ -88,16 +123,7 @@ fn features_from_a_model_and_a_run_give_the_usual_columns() {
         serde_json::json!([3, 36, 36])
     );
     assert_eq!(side["splits"][0]["ids"].as_array().unwrap().len(), 300);
-    let out = succeed(vog().args([
-        "crossval",
-        "--run",
-        s(&run),
-        "--folds",
-        "3",
-        "--features",
-        s(&feats),
-        "--quiet",
-    ]));
+    let out = fit(&run, &feats, "3", &[]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("logistic regression on the features of the model"),
@@ -106,7 +132,7 @@ fn features_from_a_model_and_a_run_give_the_usual_columns() {
     assert!(text.contains("(C = "), "{text}");
     // From the run's own penultimate layer: 8 x width values; replacing needs --overwrite.
     let own = dir.path().join("own.safetensors");
-    embed(&["--run", s(&run), "--backbone", s(&run), "--out", s(&own)]);
+    embed_own(&run, &own);
     let err = vog_fails(&[
         "crossval",
         "--run",
@@ -120,30 +146,9 @@ fn features_from_a_model_and_a_run_give_the_usual_columns() {
         err.contains("fitted on other features") && err.contains("--overwrite"),
         "{err}"
     );
-    succeed(vog().args([
-        "crossval",
-        "--run",
-        s(&run),
-        "--folds",
-        "3",
-        "--features",
-        s(&own),
-        "--overwrite",
-        "--quiet",
-    ]));
+    fit(&run, &own, "3", &["--overwrite"]);
     let scores = dir.path().join("scores.csv");
-    succeed(vog().args([
-        "score",
-        "--run",
-        s(&run),
-        "--split",
-        "both",
-        "--device",
-        "cpu",
-        "--quiet",
-        "--out",
-        s(&scores),
-    ]));
+    score(&run, "both", &scores);
     let outlier = column(&scores, "outlier");
     assert_eq!(outlier.len(), 400);
     assert!(outlier.iter().all(|v| v.parse::<f64>().unwrap() >= 0.0));
@@ -364,16 +369,7 @@ fn fold_probabilities_match_scikit_learn_and_outliers_match_cleanlab() {
         "--out",
         s(&feats),
     ]);
-    succeed(vog().args([
-        "crossval",
-        "--run",
-        s(&run),
-        "--folds",
-        "3",
-        "--features",
-        s(&feats),
-        "--quiet",
-    ]));
+    fit(&run, &feats, "3", &[]);
     // Each fold: standardized on its training part, fitted with the C vog chose; the
     // largest difference of any held-out probability.
     let sklearn = format!(
@@ -524,17 +520,8 @@ fn copies_form_sets_in_the_scores_the_ranking_and_the_review() {
             ]),
     );
     let feats = dir.path().join("f.safetensors");
-    embed(&["--run", s(&run), "--backbone", s(&run), "--out", s(&feats)]);
-    succeed(vog().args([
-        "crossval",
-        "--run",
-        s(&run),
-        "--folds",
-        "3",
-        "--features",
-        s(&feats),
-        "--quiet",
-    ]));
+    embed_own(&run, &feats);
+    fit(&run, &feats, "3", &[]);
     let sets = dir.path().join("run/crossval/near-duplicates.csv");
     let set_of = |id: &str| -> String {
         let ids = column(&sets, "id");
@@ -551,18 +538,7 @@ fn copies_form_sets_in_the_scores_the_ranking_and_the_review() {
     let at = ids.iter().position(|x| x == "train/b/leak.png").unwrap();
     assert_eq!(exact[at], "true");
     let scores = dir.path().join("scores.csv");
-    succeed(vog().args([
-        "score",
-        "--run",
-        s(&run),
-        "--split",
-        "both",
-        "--device",
-        "cpu",
-        "--quiet",
-        "--out",
-        s(&scores),
-    ]));
+    score(&run, "both", &scores);
     let ids = column(&scores, "id");
     let col = column(&scores, "near_duplicate_set");
     let in_scores = |id: &str| col[ids.iter().position(|x| x == id).unwrap()].clone();
@@ -612,30 +588,10 @@ fn a_run_with_planted_hardness_takes_features_though_not_retraining() {
     let err = vog_fails(&["crossval", "--run", s(&run), "--folds", "3"]);
     assert!(err.contains("without --features"), "{err}");
     let feats = dir.path().join("f.safetensors");
-    embed(&["--run", s(&run), "--backbone", s(&run), "--out", s(&feats)]);
-    succeed(vog().args([
-        "crossval",
-        "--run",
-        s(&run),
-        "--folds",
-        "3",
-        "--features",
-        s(&feats),
-        "--quiet",
-    ]));
+    embed_own(&run, &feats);
+    fit(&run, &feats, "3", &[]);
     let scores = dir.path().join("s.csv");
-    succeed(vog().args([
-        "score",
-        "--run",
-        s(&run),
-        "--split",
-        "train",
-        "--device",
-        "cpu",
-        "--quiet",
-        "--out",
-        s(&scores),
-    ]));
+    score(&run, "train", &scores);
     assert_eq!(
         column(&scores, "planted")
             .iter()
