@@ -4,11 +4,12 @@
 //! The images are a dataset as `vog train` loads it, or exactly a run's (its subsets,
 //! planted images as it trained them). The model is a TorchScript file returning
 //! `[batch, D]` features (a backbone without its classifier, e.g. exported by
-//! `scripts/export_features.py`), fed as `vog score --model` feeds its models: pixels in
-//! [0, 1], the shorter side resized (bilinear, libtorch's upsampling without antialias),
-//! the centre square cut out, normalized; or a finished vog run's last checkpoint, whose
+//! `scripts/export_features.py`), fed as `vog score --model` feeds its models (the same
+//! [`Preprocess`]: the shorter side resized bilinearly, the centre square cut out as
+//! torchvision does), pixels in [0, 1], normalized; or a finished vog run's last checkpoint, whose
 //! globally pooled penultimate layer is read in eval mode with the run's normalization.
 use crate::data::prepare;
+use crate::data::stream::Preprocess;
 use crate::data::transform::{self, Normalization, Normalizer};
 use crate::data::{Dataset, DatasetSpec, Split};
 use crate::features::{self, FeatureSource, FeaturesMeta, Preprocessing, SplitIndex};
@@ -82,7 +83,7 @@ pub fn run(req: &EmbedRequest, reporter: &dyn Reporter) -> Result<FeaturesMeta> 
     let (net, source, mut pre) = load_model(req, &data)?;
     pre.input = input_shape(&data.train, &pre)?;
     let normalizer = pre.normalization.on(req.device);
-    let probe = prepare_batch(&data.train.images.narrow(0, 0, 1), &pre, &normalizer, req);
+    let probe = prepare_batch(&data.train.images.narrow(0, 0, 1), &pre, &normalizer, req)?;
     let dim = check_output(&net, &probe, data.num_classes(), &source)?;
     let mut splits = Vec::new();
     let mut tensors = Vec::new();
@@ -104,7 +105,7 @@ pub fn run(req: &EmbedRequest, reporter: &dyn Reporter) -> Result<FeaturesMeta> 
                 &pre,
                 &normalizer,
                 req,
-            );
+            )?;
             rows.push(net.features(&x).to_device(Device::Cpu).to_kind(Kind::Float));
             task.advance(n as u64);
             if reporter.stop_requested() {
@@ -228,49 +229,59 @@ fn backbone(
     Ok((Net::Backbone(net), source, pre))
 }
 
+/// The resize and crop of `pre`, as `vog score --model` applies them to decoded images.
+fn stream_preprocess(pre: &Preprocessing) -> Preprocess {
+    Preprocess {
+        resize: pre.resize,
+        crop: pre.crop,
+    }
+}
+
 /// The model's input shape after `pre` for images of `split`; refuses a crop larger than
 /// the (resized) image.
 fn input_shape(split: &Split, pre: &Preprocessing) -> Result<[i64; 3]> {
     let [c, h, w] = split.image_shape();
-    let (h, w) = resized((h, w), pre.resize);
-    match pre.crop.map(|s| s as i64) {
-        Some(s) if s > h.min(w) => bail!("--crop {s} is larger than the {h}x{w} images"),
-        Some(s) => Ok([c, s, s]),
-        None => Ok([c, h, w]),
-    }
-}
-
-/// `(h, w)` with the shorter side scaled to `side` (aspect ratio kept, rounded down as
-/// torchvision does).
-fn resized((h, w): (i64, i64), side: Option<u32>) -> (i64, i64) {
-    let Some(s) = side.map(|s| s as i64) else {
-        return (h, w);
+    let resized = Preprocess {
+        crop: None,
+        ..stream_preprocess(pre)
     };
-    if h <= w {
-        (s, w * s / h)
-    } else {
-        (h * s / w, s)
+    let (rw, rh) = resized.output_size((w as u32, h as u32));
+    if let Some(s) = pre.crop.filter(|&s| s > rw.min(rh)) {
+        bail!("--crop {s} is larger than the {rh}x{rw} images");
     }
+    let (w, h) = stream_preprocess(pre).output_size((w as u32, h as u32));
+    Ok([c, h as i64, w as i64])
 }
 
-/// uint8 NCHW images -> the model's input: NCHW f32 on the device, resized, cropped,
-/// normalized.
+/// uint8 NCHW images -> the model's input: NCHW f32 on the device, resized and cropped
+/// image by image exactly as `vog score --model` does ([`Preprocess::apply`]), normalized.
 fn prepare_batch(
     images: &Tensor,
     pre: &Preprocessing,
     norm: &Normalizer,
     req: &EmbedRequest,
-) -> Tensor {
-    let mut x = transform::to_unit(&images.to_device(req.device));
-    let size = x.size();
-    let (h, w) = resized((size[2], size[3]), pre.resize);
-    if pre.resize.is_some() {
-        x = x.upsample_bilinear2d([h, w], false, None, None);
-    }
-    if let Some(s) = pre.crop.map(|s| s as i64) {
-        x = x.narrow(2, (h - s) / 2, s).narrow(3, (w - s) / 2, s);
-    }
-    norm.apply(&x)
+) -> Result<Tensor> {
+    let stream = stream_preprocess(pre);
+    let images = match stream == Preprocess::default() {
+        true => images.shallow_clone(),
+        false => {
+            let mut hwc = Vec::new();
+            for i in 0..images.size()[0] {
+                let img = crate::data::to_rgb(&images.get(i))?;
+                hwc.extend(
+                    stream
+                        .apply(img, Path::new("an embedded image"))?
+                        .into_raw(),
+                );
+            }
+            let [_, h, w] = pre.input;
+            Tensor::from_slice(&hwc)
+                .view([images.size()[0], h, w, 3])
+                .permute([0, 3, 1, 2])
+                .contiguous()
+        }
+    };
+    Ok(norm.apply(&transform::to_unit(&images.to_device(req.device))))
 }
 
 /// Runs the probe; the features' length D. Refuses an output that is not `[1, D]`, a crop
