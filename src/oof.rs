@@ -178,6 +178,38 @@ pub fn neighbour_files(rows: &[NeighbourRow], sets: &[DuplicateRow]) -> Result<(
     Ok((neighbours, w.into_inner()?))
 }
 
+/// The records of the CSV `name` of `run`'s `crossval/`, checked against `want` first, each
+/// with its line number; `columns` (the header) names the layout in errors.
+fn verified_records(
+    run: &Path,
+    name: &str,
+    want: &FileDigest,
+    columns: &str,
+) -> Result<Vec<(csv::StringRecord, usize)>> {
+    let path = run.join(DIR).join(name);
+    crate::digest::verify(&path, want)?;
+    let bytes =
+        std::fs::read(&path).with_context(|| format!("cannot read '{}'", path.display()))?;
+    let mut out = Vec::new();
+    for (n, rec) in csv::Reader::from_reader(bytes.as_slice())
+        .records()
+        .enumerate()
+    {
+        let rec = rec.with_context(|| format!("malformed CSV '{}'", path.display()))?;
+        if rec.len() != columns.split(',').count() {
+            bail!("'{}' row {}: not {columns}", path.display(), n + 2);
+        }
+        out.push((rec, n + 2));
+    }
+    Ok(out)
+}
+
+/// The error of line `line` of `crossval/name`, which is not `columns`.
+fn bad_row(run: &Path, name: &str, line: usize, columns: &str) -> anyhow::Error {
+    let path = run.join(DIR).join(name);
+    anyhow::anyhow!("'{}' row {line}: not {columns}", path.display())
+}
+
 /// The sets of near-duplicates of `run` (identity `run_id`) where `vog crossval
 /// --features` found them, with how they were found; checked against the sidecar's digest.
 pub fn read_near_duplicates(
@@ -190,32 +222,15 @@ pub fn read_near_duplicates(
     else {
         return Ok(None);
     };
-    let path = run.join(DIR).join(NEAR_DUPLICATES_CSV);
-    crate::digest::verify(&path, &fit.neighbours.near_duplicates_csv)?;
-    let bytes =
-        std::fs::read(&path).with_context(|| format!("cannot read '{}'", path.display()))?;
-    let mut r = csv::Reader::from_reader(bytes.as_slice());
+    const COLUMNS: &str = "set,id,split,label,trained_label,distance,exact";
+    let want = &fit.neighbours.near_duplicates_csv;
     let mut rows = Vec::new();
-    for (n, rec) in r.records().enumerate() {
-        let rec = rec.with_context(|| format!("malformed CSV '{}'", path.display()))?;
-        let bad = || {
-            anyhow::anyhow!(
-                "'{}' row {}: not set,id,split,label,trained_label,distance,exact",
-                path.display(),
-                n + 2
-            )
-        };
-        if rec.len() != 7 {
-            return Err(bad());
-        }
+    for (rec, line) in verified_records(run, NEAR_DUPLICATES_CSV, want, COLUMNS)? {
+        let bad = || bad_row(run, NEAR_DUPLICATES_CSV, line, COLUMNS);
         rows.push(DuplicateRow {
             set: rec[0].parse().map_err(|_| bad())?,
             id: rec[1].to_string(),
-            split: match &rec[2] {
-                "train" => crate::data::SplitKind::Train,
-                "test" => crate::data::SplitKind::Test,
-                _ => return Err(bad()),
-            },
+            split: rec[2].parse().map_err(|_| bad())?,
             label: rec[3].to_string(),
             trained_label: rec[4].to_string(),
             distance: rec[5].parse().map_err(|_| bad())?,
@@ -231,24 +246,10 @@ pub fn read_neighbours(
     run: &Path,
     record: &NeighbourRecord,
 ) -> Result<std::collections::HashMap<String, (f64, Option<usize>)>> {
-    let path = run.join(DIR).join(NEIGHBOURS_CSV);
-    crate::digest::verify(&path, &record.neighbours_csv)?;
-    let bytes =
-        std::fs::read(&path).with_context(|| format!("cannot read '{}'", path.display()))?;
-    let mut r = csv::Reader::from_reader(bytes.as_slice());
+    const COLUMNS: &str = "id,split,outlier,near_duplicate_set";
     let mut out = std::collections::HashMap::new();
-    for (n, rec) in r.records().enumerate() {
-        let rec = rec.with_context(|| format!("malformed CSV '{}'", path.display()))?;
-        let bad = || {
-            anyhow::anyhow!(
-                "'{}' row {}: not id,split,outlier,near_duplicate_set",
-                path.display(),
-                n + 2
-            )
-        };
-        if rec.len() != 4 {
-            return Err(bad());
-        }
+    for (rec, line) in verified_records(run, NEIGHBOURS_CSV, &record.neighbours_csv, COLUMNS)? {
+        let bad = || bad_row(run, NEIGHBOURS_CSV, line, COLUMNS);
         let outlier = rec[2]
             .parse::<f64>()
             .ok()

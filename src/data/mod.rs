@@ -38,6 +38,19 @@ impl SplitKind {
     }
 }
 
+impl std::str::FromStr for SplitKind {
+    type Err = String;
+
+    /// `train` or `test`, as files name the splits.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "train" => Ok(SplitKind::Train),
+            "test" => Ok(SplitKind::Test),
+            other => Err(format!("'{other}' is not a split (train or test)")),
+        }
+    }
+}
+
 impl fmt::Display for SplitKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

@@ -415,13 +415,13 @@ impl Table {
 
     /// Row `r` as a scored example of a file described by `meta`.
     pub(super) fn row(&self, r: usize, meta: &ScoresMeta) -> Result<ScoreRow> {
-        let split = match self.get(r, "split") {
-            "train" => SplitKind::Train,
-            "test" => SplitKind::Test,
-            other => bail!(
-                "'{}' row {}: column 'split' holds '{other}', expected train or test",
+        let split: SplitKind = match self.get(r, "split").parse() {
+            Ok(k) => k,
+            Err(_) => bail!(
+                "'{}' row {}: column 'split' holds '{}', expected train or test",
                 self.path.display(),
-                r + 2
+                r + 2,
+                self.get(r, "split")
             ),
         };
         let required = |name: &str| -> Result<f64> {
