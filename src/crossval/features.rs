@@ -43,8 +43,10 @@ fn rule() -> String {
 pub(super) type NeighbourFiles = (Vec<u8>, Vec<u8>);
 
 /// What every fold model is fitted on: the run's training features (`[N, D]` f64), the
-/// labels it trained with, the folds, and the test split's features and true labels.
+/// labels it trained with, the folds, and the test split's features and true labels; the
+/// feature file every fold record names.
 struct Problem<'a> {
+    feats: &'a Features,
     x: Tensor,
     labels: &'a [i64],
     classes: i64,
@@ -67,6 +69,7 @@ pub(super) fn fit_folds(
     let train = &data.train;
     let x = feats.rows(SplitKind::Train, &train.ids, &train.pixel_digests())?;
     let problem = Problem {
+        feats,
         x: x.to_kind(Kind::Double),
         labels: &prepared.train_labels,
         classes: data.num_classes() as i64,
@@ -78,10 +81,7 @@ pub(super) fn fit_folds(
     let mut probs = vec![Vec::new(); train.len()];
     let mut records = Vec::with_capacity(folds);
     for f in 0..folds {
-        let mut record = fit_fold(&problem, f, &mut probs, reporter)?;
-        record.checkpoint = feats.path.display().to_string();
-        record.digest = feats.meta.tensors.clone();
-        records.push(record);
+        records.push(fit_fold(&problem, f, &mut probs, reporter)?);
         if reporter.stop_requested() {
             bail!("stopped by the user; nothing was written");
         }
@@ -125,8 +125,7 @@ fn check_classes(feats: &Features, names: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Fits fold `f`'s model, writes its held-out rows of `probs`; its record (checkpoint
-/// and digest left for the caller).
+/// Fits fold `f`'s model, writes its held-out rows of `probs`; its record.
 fn fit_fold(
     p: &Problem,
     f: usize,
@@ -170,8 +169,8 @@ fn fit_fold(
         examples: held.len(),
         accuracy,
         test_accuracy,
-        checkpoint: String::new(),
-        digest: crate::digest::of_bytes(b""),
+        checkpoint: p.feats.path.display().to_string(),
+        digest: p.feats.meta.tensors.clone(),
         linear: Some(LinearFold {
             choice,
             iterations: model.iterations,
