@@ -245,6 +245,27 @@ fn bad_features_are_refused_on_one_line_and_write_nothing() {
         s(&f("x.npy")),
     ]);
     assert!(err.contains("must end in .safetensors"), "{err}");
+    // The run's network takes its images as it trained: no preprocessing of ours.
+    let out = f("p.safetensors");
+    for flag in [
+        &["--crop", "8"][..],
+        &["--resize", "40"],
+        &["--normalize", "none"],
+        &["--mean", "0,0,0", "--std", "1,1,1"],
+    ] {
+        let mut args = vec![
+            "embed",
+            "--run",
+            s(&run),
+            "--backbone",
+            s(&run),
+            "--out",
+            s(&out),
+        ];
+        args.extend_from_slice(flag);
+        let err = vog_fails(&args);
+        assert!(err.contains("cannot be used with"), "{flag:?}: {err}");
+    }
     // Features of another dataset (another seed's images under the same ids).
     embed(&[
         "--run",

@@ -1,5 +1,5 @@
 //! `vog embed`: the features of a dataset's images, for `vog crossval --features`.
-use super::score::{normalization_of, NormPreset};
+use super::normalize::{normalization_of, NormPreset};
 use super::{reporter, values, Terminal};
 use crate::data::DatasetSpec;
 use crate::embed::{self, EmbedRequest, FeatureModel, Images};
@@ -38,19 +38,30 @@ pub struct EmbedArgs {
     #[arg(long, value_name = "RUN")]
     pub backbone: Option<PathBuf>,
     /// With --model: the normalization the model was trained with, by name.
-    #[arg(long, value_enum, requires = "model", conflicts_with_all = ["mean", "std"])]
+    #[arg(long, value_enum, requires = "model", conflicts_with_all = ["mean", "std", "backbone"])]
     pub normalize: Option<NormPreset>,
     /// With --model: per-channel mean of pixels in [0, 1], as R,G,B.
-    #[arg(long, value_delimiter = ',', requires = "std", requires = "model")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        requires = "std",
+        requires = "model",
+        conflicts_with = "backbone"
+    )]
     pub mean: Vec<f64>,
     /// With --model: per-channel standard deviation, as R,G,B.
-    #[arg(long, value_delimiter = ',', requires = "mean")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        requires = "mean",
+        conflicts_with = "backbone"
+    )]
     pub std: Vec<f64>,
     /// With --model: resize every image's shorter side to this many pixels (bilinear).
-    #[arg(long, requires = "model")]
+    #[arg(long, requires = "model", conflicts_with = "backbone")]
     pub resize: Option<u32>,
     /// With --model: then cut out the centre square of this side.
-    #[arg(long, requires = "model")]
+    #[arg(long, requires = "model", conflicts_with = "backbone")]
     pub crop: Option<u32>,
     /// The feature file to write (.safetensors; its sidecar .json goes beside it).
     #[arg(long)]

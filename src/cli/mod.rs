@@ -10,6 +10,7 @@ mod eval;
 mod experiment;
 mod memory;
 mod merge;
+mod normalize;
 mod prune;
 mod rank;
 mod report;
@@ -104,11 +105,27 @@ pub enum Command {
 
 /// Parses the command line. A bad value is reported on one line, like every other error;
 /// help, version and usage errors are clap's own.
+/// The first line of clap's message, with the list that follows a line ending in `:` (the
+/// arguments a conflict names) folded into it: one line, whatever clap conflicts on.
+fn first_line(text: &str) -> String {
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or("error: invalid value");
+    match first.strip_suffix(':') {
+        Some(head) => {
+            let listed: Vec<&str> = lines
+                .take_while(|l| l.starts_with(' '))
+                .map(str::trim)
+                .collect();
+            format!("{head} {}", listed.join(", "))
+        }
+        None => first.to_string(),
+    }
+}
+
 pub fn parse() -> Cli {
     Cli::try_parse().unwrap_or_else(|e| match e.kind() {
         ErrorKind::InvalidValue | ErrorKind::ValueValidation | ErrorKind::ArgumentConflict => {
-            let text = e.render().to_string();
-            eprintln!("{}", text.lines().next().unwrap_or("error: invalid value"));
+            eprintln!("{}", first_line(&e.render().to_string()));
             std::process::exit(2);
         }
         _ => e.exit(),
@@ -196,4 +213,17 @@ fn page_out(named: Option<&std::path::Path>, default: &str) -> Result<std::path:
         "the page's default name, used when --out is left out",
     )?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_conflict_with_several_arguments_is_one_line() {
+        let clap = "error: the argument '--backbone <RUN>' cannot be used with:\n  --mean <MEAN>\n  --std <STD>\n\nUsage: vog embed\n";
+        assert_eq!(
+            super::first_line(clap),
+            "error: the argument '--backbone <RUN>' cannot be used with --mean <MEAN>, --std <STD>"
+        );
+        assert_eq!(super::first_line("error: bad\n\nUsage"), "error: bad");
+    }
 }

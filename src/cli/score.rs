@@ -1,5 +1,6 @@
 //! `vog score`: a run's checkpoints (`--run`) or the user's TorchScript models (`--model`),
 //! one set of options, resolved once into the library's request.
+use super::normalize::{normalization_of, NormPreset};
 use super::{values, Terminal};
 use crate::data::stream::{Preprocess, Source, StreamSpec};
 use crate::data::transform::Normalization;
@@ -11,7 +12,7 @@ use crate::scoring::{self, ScoreConfig, ScoreOptions};
 use crate::scripted;
 use crate::variance::{Channels, GradNorm, Reduce, Target, Variant};
 use anyhow::{bail, Context, Result};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use std::path::{Path, PathBuf};
 use tch::Device;
 
@@ -104,31 +105,6 @@ pub struct ScoreArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
-}
-
-/// Named normalizations (`--normalize`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum NormPreset {
-    /// torchvision's ImageNet statistics.
-    Imagenet,
-    Cifar10,
-    Cifar100,
-    /// Pixels in [0, 1], unchanged.
-    None,
-}
-
-impl NormPreset {
-    fn normalization(self) -> Normalization {
-        match self {
-            NormPreset::Imagenet => Normalization::IMAGENET,
-            NormPreset::Cifar10 => Normalization::CIFAR10,
-            NormPreset::Cifar100 => Normalization::CIFAR100,
-            NormPreset::None => Normalization {
-                mean: [0.0; 3],
-                std: [1.0; 3],
-            },
-        }
-    }
 }
 
 /// The request `vog score` makes of the library.
@@ -231,34 +207,6 @@ impl ScoreArgs {
 
 fn normalization(a: &ScoreArgs) -> Result<Normalization> {
     normalization_of(a.normalize, &a.mean, &a.std)
-}
-
-/// The normalization `--normalize` names, or `--mean`/`--std` give, for `--model`.
-pub(super) fn normalization_of(
-    preset: Option<NormPreset>,
-    mean: &[f64],
-    std: &[f64],
-) -> Result<Normalization> {
-    if let Some(p) = preset {
-        return Ok(p.normalization());
-    }
-    if mean.is_empty() {
-        bail!("--model needs the normalization the model was trained with: --normalize imagenet|cifar10|cifar100|none, or --mean R,G,B --std R,G,B");
-    }
-    let three = |v: &[f64], name: &str| -> Result<[f64; 3]> {
-        <[f64; 3]>::try_from(v)
-            .ok()
-            .filter(|v| v.iter().all(|x| x.is_finite()))
-            .with_context(|| format!("--{name} needs three finite numbers R,G,B"))
-    };
-    let std = three(std, "std")?;
-    if std.iter().any(|&s| s <= 0.0) {
-        bail!("--std values must be positive");
-    }
-    Ok(Normalization {
-        mean: three(mean, "mean")?,
-        std,
-    })
 }
 
 /// An image folder or a CSV manifest, without class file or preprocessing.
