@@ -191,6 +191,7 @@ pub fn plan(o: &DemoOptions) -> Result<Plan> {
         targets: file.score.targets,
         batch_size: file.score.batch_size,
         reuse: false,
+        features: None,
     })
 }
 

@@ -11,12 +11,13 @@
 use crate::data::prepare;
 use crate::data::stream::Preprocess;
 use crate::data::transform::{self, Normalization, Normalizer};
+use crate::data::SplitKind;
 use crate::data::{Dataset, DatasetSpec, Split};
 use crate::features::{self, FeatureSource, FeaturesMeta, Preprocessing, SplitIndex};
 use crate::origin::Origins;
 use crate::precision::Precision;
 use crate::progress::Reporter;
-use crate::run_dir::{RunDir, MANIFEST};
+use crate::run_dir::{RunDir, RunManifest, MANIFEST};
 use crate::scoring::{self, LoadedModel};
 use crate::scripted::ScriptedModel;
 use anyhow::{bail, Context, Result};
@@ -80,39 +81,27 @@ pub fn run(req: &EmbedRequest, reporter: &dyn Reporter) -> Result<FeaturesMeta> 
         bail!("--batch-size must be at least 1");
     }
     let (data, dataset) = load_images(&req.images)?;
+    if let FeatureModel::Backbone(backbone) = &req.model {
+        check_backbone(backbone, &req.images, &data.train, reporter)?;
+    }
     let (net, source, mut pre) = load_model(req, &data)?;
     pre.input = input_shape(&data.train, &pre)?;
-    let normalizer = pre.normalization.on(req.device);
-    let probe = prepare_batch(&data.train.images.narrow(0, 0, 1), &pre, &normalizer, req)?;
-    let dim = check_output(&net, &probe, data.num_classes(), &source)?;
+    let embedder = Embedder {
+        normalizer: pre.normalization.on(req.device),
+        net,
+        pre,
+        req,
+    };
+    let probe = embedder.input(&data.train.images.narrow(0, 0, 1))?;
+    let dim = check_output(&embedder.net, &probe, data.num_classes(), &source)?;
     let mut splits = Vec::new();
     let mut tensors = Vec::new();
     for (kind, split) in [
-        (crate::data::SplitKind::Train, Some(&data.train)),
-        (crate::data::SplitKind::Test, data.test.as_ref()),
+        (SplitKind::Train, Some(&data.train)),
+        (SplitKind::Test, data.test.as_ref()),
     ] {
         let Some(split) = split else { continue };
-        let task = reporter.task(
-            &format!("embedding the {kind} split"),
-            split.len() as u64,
-            "image",
-        );
-        let mut rows = Vec::new();
-        for start in (0..split.len()).step_by(req.batch_size) {
-            let n = req.batch_size.min(split.len() - start) as i64;
-            let x = prepare_batch(
-                &split.images.narrow(0, start as i64, n),
-                &pre,
-                &normalizer,
-                req,
-            )?;
-            rows.push(net.features(&x).to_device(Device::Cpu).to_kind(Kind::Float));
-            task.advance(n as u64);
-            if reporter.stop_requested() {
-                bail!("stopped by the user; nothing was written");
-            }
-        }
-        tensors.push(Tensor::cat(&rows, 0));
+        tensors.push(embedder.split(split, kind, reporter)?);
         splits.push(SplitIndex {
             split: kind,
             ids: split.ids.clone(),
@@ -123,7 +112,7 @@ pub fn run(req: &EmbedRequest, reporter: &dyn Reporter) -> Result<FeaturesMeta> 
     let mut meta = FeaturesMeta {
         format: features::FORMAT.into(),
         source,
-        preprocessing: pre,
+        preprocessing: embedder.pre,
         dataset,
         dataset_fingerprint: data.fingerprint(),
         class_names: data.class_names.clone(),
@@ -133,6 +122,95 @@ pub fn run(req: &EmbedRequest, reporter: &dyn Reporter) -> Result<FeaturesMeta> 
     };
     features::write(&req.out, &mut meta, &tensors)?;
     Ok(meta)
+}
+
+/// The network with what it needs to embed a batch of images.
+struct Embedder<'a> {
+    net: Net,
+    pre: Preprocessing,
+    normalizer: Normalizer,
+    req: &'a EmbedRequest,
+}
+
+impl Embedder<'_> {
+    /// uint8 NCHW images -> the model's input (see [`prepare_batch`]).
+    fn input(&self, images: &Tensor) -> Result<Tensor> {
+        prepare_batch(images, &self.pre, &self.normalizer, self.req)
+    }
+
+    /// The features of every image of `split`: `[N, D]` f32 on the CPU, in its order.
+    fn split(&self, split: &Split, kind: SplitKind, reporter: &dyn Reporter) -> Result<Tensor> {
+        let batch = self.req.batch_size;
+        let task = reporter.task(
+            &format!("embedding the {kind} split"),
+            split.len() as u64,
+            "image",
+        );
+        let mut rows = Vec::new();
+        for start in (0..split.len()).step_by(batch) {
+            let n = batch.min(split.len() - start) as i64;
+            let x = self.input(&split.images.narrow(0, start as i64, n))?;
+            rows.push(
+                self.net
+                    .features(&x)
+                    .to_device(Device::Cpu)
+                    .to_kind(Kind::Float),
+            );
+            task.advance(n as u64);
+            if reporter.stop_requested() {
+                bail!("stopped by the user; nothing was written");
+            }
+        }
+        Ok(Tensor::cat(&rows, 0))
+    }
+}
+
+/// Warns where the backbone trained on some of the training images embedded here (found by
+/// their pixels; all of them where it is the run embedded): its features then carry the
+/// labels it was given for them, so fold models fitted on them are not out of sample for
+/// those images (outliers and near-duplicates, which use no label, are unaffected).
+fn check_backbone(
+    backbone: &Path,
+    images: &Images,
+    train: &Split,
+    reporter: &dyn Reporter,
+) -> Result<()> {
+    let (dir, m, _, _) = backbone_source(backbone)?;
+    let own = match images {
+        Images::Run(run) => RunDir::open_shared(run)?.read_manifest()?.id() == m.id(),
+        Images::Dataset(_) => false,
+    };
+    let origins = Origins::file(&dir.path(MANIFEST), "config.");
+    let cfg = &m.config;
+    let seen = match prepare::prepare(&cfg.dataset, &cfg.selection(), cfg.hyper.seed, &origins) {
+        Ok(p) => p.data.train.pixel_digests(),
+        Err(e) => {
+            reporter.warn(&format!(
+                "cannot tell whether --backbone '{}' trained on these images (its data: {e:#})",
+                backbone.display()
+            ));
+            return Ok(());
+        }
+    };
+    let seen: std::collections::HashSet<String> = seen.into_iter().collect();
+    let shared = train
+        .pixel_digests()
+        .iter()
+        .filter(|d| seen.contains(*d))
+        .count();
+    if shared > 0 {
+        reporter.warn(&format!(
+            "--backbone '{}'{} trained on {shared} of the {} training images embedded here, \
+             with the labels it was given: fold models fitted on its features are not out of \
+             sample for them, so label_issue, oof_* and the strength verdict read better than \
+             they are (outlier and near-duplicates use no label); a backbone trained on other \
+             images avoids that",
+            backbone.display(),
+            if own { " (the run embedded)" } else { "" },
+            train.len()
+        ));
+    }
+    Ok(())
 }
 
 /// The images of `images`, and how the sidecar names them.
@@ -166,31 +244,29 @@ fn load_model(req: &EmbedRequest, data: &Dataset) -> Result<(Net, FeatureSource,
             normalization,
         } => {
             let model = ScriptedModel::load(file, req.device, Precision::Fp32)?;
-            let file = std::path::absolute(file)
-                .with_context(|| format!("cannot resolve '{}'", file.display()))?;
-            let digest = crate::digest::of_file(&file)?;
             let pre = Preprocessing {
                 resize: *resize,
                 crop: *crop,
                 normalization: normalization.clone(),
                 input: [0; 3],
             };
-            Ok((
-                Net::Script(model),
-                FeatureSource::Model { file, digest },
-                pre,
-            ))
+            Ok((Net::Script(model), script_source(file)?, pre))
         }
         FeatureModel::Backbone(run) => backbone(run, req.device, data),
     }
 }
 
-/// A finished run's last checkpoint as a feature model.
-fn backbone(
-    run: &Path,
-    device: Device,
-    data: &Dataset,
-) -> Result<(Net, FeatureSource, Preprocessing)> {
+/// How the sidecar names a TorchScript feature model: its absolute path and digest.
+fn script_source(file: &Path) -> Result<FeatureSource> {
+    let file = std::path::absolute(file)
+        .with_context(|| format!("cannot resolve '{}'", file.display()))?;
+    let digest = crate::digest::of_file(&file)?;
+    Ok(FeatureSource::Model { file, digest })
+}
+
+/// A finished run as a feature model: the run, its manifest, its last saved epoch, and how
+/// the sidecar names it.
+fn backbone_source(run: &Path) -> Result<(RunDir, RunManifest, usize, FeatureSource)> {
     let dir = RunDir::open_shared(run)?;
     let m = dir.read_manifest()?;
     if !m.complete {
@@ -203,6 +279,24 @@ fn backbone(
         .saved_epochs
         .last()
         .with_context(|| format!("--backbone '{}' saved no checkpoint", run.display()))?;
+    let checkpoint = RunDir::checkpoint_name(last);
+    let source = FeatureSource::Run {
+        run: std::path::absolute(run)
+            .with_context(|| format!("cannot resolve '{}'", run.display()))?,
+        run_id: m.id(),
+        digest: dir.digest(&checkpoint)?,
+        checkpoint,
+    };
+    Ok((dir, m, last, source))
+}
+
+/// A finished run's last checkpoint as a feature model.
+fn backbone(
+    run: &Path,
+    device: Device,
+    data: &Dataset,
+) -> Result<(Net, FeatureSource, Preprocessing)> {
+    let (dir, m, last, source) = backbone_source(run)?;
     let shape = data.train.image_shape();
     if m.dataset.image_shape != shape {
         bail!(
@@ -212,14 +306,6 @@ fn backbone(
         );
     }
     let net = scoring::load_models(&dir, &m, &[last], device, Precision::Fp32)?;
-    let checkpoint = RunDir::checkpoint_name(last);
-    let source = FeatureSource::Run {
-        run: std::path::absolute(run)
-            .with_context(|| format!("cannot resolve '{}'", run.display()))?,
-        run_id: m.id(),
-        digest: dir.digest(&checkpoint)?,
-        checkpoint,
-    };
     let pre = Preprocessing {
         resize: None,
         crop: None,
@@ -227,6 +313,39 @@ fn backbone(
         input: [0; 3],
     };
     Ok((Net::Backbone(net), source, pre))
+}
+
+/// Whether `req.out` holds, intact, what `req` would write: the features of the same run's
+/// images (its data fingerprint) from the same model file or backbone checkpoint (their
+/// digests), preprocessed the same way. Only a run's images are compared (a dataset's
+/// would have to be loaded): for a dataset this is false.
+pub fn up_to_date(req: &EmbedRequest) -> Result<bool> {
+    let Images::Run(run) = &req.images else {
+        return Ok(false);
+    };
+    if !features::sidecar(&req.out).is_file() {
+        return Ok(false);
+    }
+    let Ok(feats) = features::read(&req.out) else {
+        return Ok(false);
+    };
+    let m = RunDir::open_shared(run)?.read_manifest()?;
+    let (source, same_preprocessing) = match &req.model {
+        FeatureModel::Script {
+            file,
+            resize,
+            crop,
+            normalization,
+        } => {
+            let p = &feats.meta.preprocessing;
+            let same = p.resize == *resize && p.crop == *crop && p.normalization == *normalization;
+            (script_source(file)?, same)
+        }
+        FeatureModel::Backbone(backbone) => (backbone_source(backbone)?.3, true),
+    };
+    Ok(feats.meta.dataset_fingerprint == m.dataset.fingerprint
+        && feats.meta.source == source
+        && same_preprocessing)
 }
 
 /// The resize and crop of `pre`, as `vog score --model` applies them to decoded images.

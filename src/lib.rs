@@ -33,11 +33,12 @@
 //! 12. [`report`]: the HTML page over their results; [`review`]: the page on which a
 //!     person decides about the examples a ranking selects; [`verify`]: every file a run
 //!     folder holds that vog wrote (its crossval and prune folders too), checked.
-//! 13. [`pipeline`]: train -> score -> evaluate -> report in one call; [`bench`]: the
-//!     throughput of training and scoring; [`crossval`]: out-of-sample probabilities by
-//!     cross-fitting; [`embed`]: the features of a dataset's images.
-//! 14. [`demo`] and [`experiment`]: the pipeline with their settings.
-//! 15. [`cli`]: one file per command (clap's arguments, one resolve step into the
+//! 13. [`bench`]: the throughput of training and scoring; [`crossval`]: out-of-sample
+//!     probabilities by cross-fitting; [`embed`]: the features of a dataset's images.
+//! 14. [`pipeline`]: train -> (embed -> cross-fit) -> score -> evaluate -> report in one
+//!     call.
+//! 15. [`demo`] and [`experiment`]: the pipeline with their settings.
+//! 16. [`cli`]: one file per command (clap's arguments, one resolve step into the
 //!     library's request, the call) and the terminal reporter; clap is used nowhere else.
 //!
 //! Only what `main.rs` and the tests use is public; the rest is `pub(crate)`, so rustc

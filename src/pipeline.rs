@@ -4,7 +4,10 @@
 //! up-to-date scores files are kept, so an interrupted run resumes at the first step whose
 //! output is missing.
 use crate::config::TrainConfig;
+use crate::crossval::{self, CrossvalRequest};
+use crate::data::SplitKind;
 use crate::data::{download, prepare};
+use crate::embed::{self, EmbedRequest, FeatureModel, Images};
 use crate::epochs::Stage;
 use crate::eval::leaderboard::Question;
 use crate::eval::{self, Evaluated, Evaluation};
@@ -13,7 +16,7 @@ use crate::progress::Reporter;
 use crate::prune::PruneTable;
 use crate::report::{self, ReportInput};
 use crate::run_dir::{RunDir, RunManifest};
-use crate::scores::{self, ScoresFile, ScoresMeta, SplitChoice};
+use crate::scores::{self, Companion, ScoresFile, ScoresMeta, SplitChoice};
 use crate::scoring::{self, ScoreConfig, ScoreOptions};
 use crate::train;
 use crate::variance::{Target, Variant};
@@ -50,7 +53,24 @@ pub struct Plan {
     /// Keep a finished training of the same configuration and scores files that match;
     /// otherwise start from scratch.
     pub reuse: bool,
+    /// Out-of-sample flags from a feature model, fitted after training.
+    pub features: Option<FeatureStep>,
 }
+
+/// Out-of-sample flags from a feature model (`[features]` of an experiment file): once the
+/// run has trained, its images are embedded into `OUT/features.safetensors` (`vog embed
+/// --run`) and a logistic regression fitted per fold on them (`vog crossval --features`),
+/// so that every scores file carries `oof_*`, `label_issue`, `outlier` and
+/// `near_duplicate_set`, and the evaluation ranks them beside VoG.
+#[derive(Debug, Clone)]
+pub struct FeatureStep {
+    pub model: FeatureModel,
+    /// K of the cross-fitting.
+    pub folds: usize,
+}
+
+/// The feature file of a plan's run, in its output folder.
+pub const FEATURES_FILE: &str = "features.safetensors";
 
 impl Plan {
     pub fn run_dir(&self) -> PathBuf {
@@ -106,6 +126,9 @@ pub fn run(plan: &Plan, reporter: &dyn Reporter) -> Result<Outcome> {
     }
     download::ensure(&plan.train.dataset, reporter)?;
     let manifest = train_or_reuse(plan, reporter)?;
+    if let Some(step) = &plan.features {
+        fit_features(plan, step, reporter)?;
+    }
     let mut stages = Vec::new();
     for &split in &plan.splits {
         // Gradients are captured on training batches only.
@@ -197,6 +220,47 @@ fn train_or_reuse(plan: &Plan, reporter: &dyn Reporter) -> Result<RunManifest> {
     train::run(&plan.train, &prepared, &run, reporter)
 }
 
+/// Embeds the run's images and cross-fits on them, each unless reuse is on and its output
+/// is up to date.
+fn fit_features(plan: &Plan, step: &FeatureStep, reporter: &dyn Reporter) -> Result<()> {
+    let run = plan.run_dir();
+    if crate::oof::read_plan(&run)?.is_some_and(|p| p.features.is_none()) {
+        bail!(
+            "'{}' holds fold models that vog crossval trained; [features] would replace their \
+             probabilities: move that folder away, or remove [features]",
+            run.join(crate::oof::DIR).display()
+        );
+    }
+    let embedding = EmbedRequest {
+        images: Images::Run(run.clone()),
+        model: step.model.clone(),
+        out: plan.out.join(FEATURES_FILE),
+        device: plan.train.device,
+        batch_size: plan.batch_size,
+    };
+    if plan.reuse && embed::up_to_date(&embedding)? {
+        reporter.info("embedding: up to date");
+    } else {
+        embed::run(&embedding, reporter)?;
+    }
+    if plan.reuse && crossval::up_to_date_on_features(&run, &embedding.out, step.folds)? {
+        reporter.info("cross-fitting on the features: up to date");
+        return Ok(());
+    }
+    let request = CrossvalRequest {
+        run,
+        folds: step.folds,
+        only: None,
+        gather: false,
+        // The plan owns its run: a fit on other features or folds is replaced (not retrained
+        // folds: refused above).
+        overwrite: true,
+        features: Some(embedding.out),
+    };
+    crossval::run(&request, reporter)?;
+    Ok(())
+}
+
 fn prepare_data(plan: &Plan) -> Result<prepare::PreparedData> {
     let cfg = &plan.train;
     prepare::prepare(
@@ -250,6 +314,7 @@ fn up_to_date(csv: &Path, plan: &Plan, m: &RunManifest, stage: &Stage) -> bool {
         return false;
     };
     csv.is_file()
+        && joins_crossval(&meta, &plan.run_dir())
         && meta.targets == plan.targets
         && meta.variant == Variant::default()
         && meta.dataset_fingerprint == m.dataset.fingerprint
@@ -260,6 +325,20 @@ fn up_to_date(csv: &Path, plan: &Plan, m: &RunManifest, stage: &Stage) -> bool {
                 .select(&m.saved_epochs, m.config.hyper.epochs)
                 .is_ok_and(|e| e == meta.epochs),
         }
+}
+
+/// Whether scores with `meta` carry the columns the run's `crossval/` gives now: the
+/// out-of-sample probabilities (training rows) and the features' outliers, where it has
+/// them, of the probabilities as they are.
+fn joins_crossval(meta: &ScoresMeta, run: &Path) -> bool {
+    let Ok(probs) = crate::oof::read_meta(run) else {
+        return false;
+    };
+    let trained = meta.split.kinds().contains(&SplitKind::Train);
+    let wanted = probs.as_ref().filter(|_| trained).map(|p| &p.csv);
+    let outliers = probs.as_ref().is_some_and(|p| p.features.is_some());
+    meta.out_of_sample.as_ref() == wanted
+        && meta.companions.contains(&Companion::Outlier) == outliers
 }
 
 /// Adds the early-versus-late comparison to each split's early stage.

@@ -340,3 +340,175 @@ batch_size = 64
     assert!(err.contains("sets label_noise and [hardness]"), "{err}");
     assert!(!dir.path().join("none").exists());
 }
+
+/// The suite's config for `kinds` with a `[features]` table `features`, writing into `out`.
+fn suite_with_features(out: &std::path::Path, features: &str) -> String {
+    format!(
+        r#"dataset = "synth"
+data_dir = "data"
+out = "{}"
+device = "cpu"
+train_subset = 200
+test_subset = 40
+
+[hardness]
+kinds = ["uniform"]
+fractions = [0.1]
+seeds = [0]
+
+[features]
+{features}
+
+[train]
+epochs = 2
+batch_size = 64
+lr = 0.05
+lr_milestones = [2]
+lr_gamma = 0.1
+momentum = 0.9
+weight_decay = 5e-4
+width = 2
+augment = false
+save_epochs = "all"
+seed = 0
+
+[score]
+stages = ["all"]
+splits = ["both"]
+targets = ["logit"]
+batch_size = 64
+"#,
+        out.display()
+    )
+}
+
+fn modified(path: &std::path::Path) -> std::time::SystemTime {
+    std::fs::metadata(path).unwrap().modified().unwrap()
+}
+
+/// `[features]`: every run of a suite is embedded and cross-fitted on its features after
+/// training, so the matrix ranks `oof_prob`, `label_issue` and `outlier` per planted kind;
+/// run again, nothing is redone; other folds redo the cross-fitting and the scores only.
+#[test]
+fn a_suite_with_features_ranks_the_out_of_sample_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let backbone = dir.path().join("backbone");
+    succeed(
+        vog()
+            .args([
+                "train",
+                "--dataset",
+                "synth",
+                "--train-subset",
+                "300",
+                "--test-subset",
+                "40",
+                "--width",
+                "2",
+                "--epochs",
+                "2",
+                // Other synthetic images than the suite's (seed 0): a backbone that never
+                // saw the audited images, so nothing is warned of.
+                "--seed",
+                "1",
+                "--quiet",
+                "--out",
+            ])
+            .arg(&backbone),
+    );
+    let out = dir.path().join("suite");
+    let config = dir.path().join("suite.toml");
+    let features = format!("backbone = \"{}\"\nfolds = 2", backbone.display());
+    std::fs::write(&config, suite_with_features(&out, &features)).unwrap();
+    let o = succeed(vog().args(["experiment", "--quiet"]).arg(&config));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("warning"), "{err}");
+    let run = out.join("uniform-0.1-seed0");
+    let probs: Value =
+        serde_json::from_slice(&std::fs::read(run.join("run/crossval/probs.json")).unwrap())
+            .unwrap();
+    assert_eq!(probs["folds"], 2);
+    assert!(probs["features"]["source"].to_string().contains("backbone"));
+    let csv = std::fs::read_to_string(out.join("matrix-all.csv")).unwrap();
+    for score in ["oof_prob", "label_issue", "outlier"] {
+        assert!(
+            csv.lines()
+                .any(|l| l.starts_with(&format!("uniform 10%,{score},"))),
+            "no {score} row in the matrix:\n{csv}"
+        );
+    }
+    let scores = run.join("run/scores-both-all.csv");
+    let header = std::fs::read_to_string(&scores).unwrap();
+    let header = header.lines().next().unwrap();
+    assert!(
+        header.contains("oof_prob") && header.contains("outlier"),
+        "{header}"
+    );
+    succeed(vog().arg("verify").arg(run.join("run")));
+    // Again: the features, the cross-fitting and the scores are up to date.
+    let (feats, fitted, scored) = (
+        modified(&run.join("features.safetensors")),
+        modified(&run.join("run/crossval/probs.json")),
+        modified(&scores),
+    );
+    succeed(vog().args(["experiment", "--quiet"]).arg(&config));
+    assert_eq!(feats, modified(&run.join("features.safetensors")));
+    assert_eq!(fitted, modified(&run.join("run/crossval/probs.json")));
+    assert_eq!(scored, modified(&scores));
+    // Other folds: the same features, cross-fitted and scored again.
+    let features = format!("backbone = \"{}\"\nfolds = 3", backbone.display());
+    std::fs::write(&config, suite_with_features(&out, &features)).unwrap();
+    succeed(vog().args(["experiment", "--quiet"]).arg(&config));
+    assert_eq!(feats, modified(&run.join("features.safetensors")));
+    assert_ne!(scored, modified(&scores));
+    let probs: Value =
+        serde_json::from_slice(&std::fs::read(run.join("run/crossval/probs.json")).unwrap())
+            .unwrap();
+    assert_eq!(probs["folds"], 3);
+    succeed(vog().arg("verify").arg(run.join("run")));
+    // A backbone with preprocessing is refused before anything is written.
+    let none = dir.path().join("none");
+    let bad = format!(
+        "backbone = \"{}\"\nnormalize = \"imagenet\"",
+        backbone.display()
+    );
+    std::fs::write(&config, suite_with_features(&none, &bad)).unwrap();
+    let err = vog_fails(&["experiment", config.to_str().unwrap()]);
+    assert!(err.contains("[features] normalize in"), "{err}");
+    assert!(!none.exists());
+}
+
+/// `[features]` never replaces fold models that `vog crossval` trained on the run.
+#[test]
+fn features_leave_retrained_folds_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("exp");
+    let config = dir.path().join("exp.toml");
+    let plain = suite_with_features(&out, "")
+        .replace(
+            "[hardness]\nkinds = [\"uniform\"]\nfractions = [0.1]\nseeds = [0]\n",
+            "",
+        )
+        .replace("[features]\n", "");
+    std::fs::write(&config, &plain).unwrap();
+    succeed(vog().args(["experiment", "--quiet"]).arg(&config));
+    let run = out.join("run");
+    succeed(
+        vog()
+            .args(["crossval", "--folds", "2", "--quiet", "--run"])
+            .arg(&run),
+    );
+    let probs = std::fs::read(run.join("crossval/probs.csv")).unwrap();
+    let features = format!("[features]\nbackbone = \"{}\"", run.display());
+    std::fs::write(&config, format!("{plain}\n{features}\n")).unwrap();
+    let err = vog_fails(&["experiment", "--quiet", config.to_str().unwrap()]);
+    assert!(
+        err.contains("holds fold models that vog crossval trained; [features] would replace"),
+        "{err}"
+    );
+    assert_eq!(
+        probs,
+        std::fs::read(run.join("crossval/probs.csv")).unwrap()
+    );
+    assert!(!out.join("features.safetensors").exists());
+}

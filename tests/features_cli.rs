@@ -60,9 +60,15 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// `vog embed` of the run's images by its own network into `out`.
+/// `vog embed` of the run's images by its own network into `out`: fine for outliers and
+/// near-duplicates, and warned of (its features carry the labels it trained with).
 fn embed_own(run: &Path, out: &Path) {
-    embed(&["--run", s(run), "--backbone", s(run), "--out", s(out)]);
+    let o = embed(&["--run", s(run), "--backbone", s(run), "--out", s(out)]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("(the run embedded) trained on ") && err.contains("not out of sample"),
+        "{err}"
+    );
 }
 
 /// `vog crossval --run RUN --features FEATS --folds K --quiet` with `extra`; its output.

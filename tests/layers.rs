@@ -34,7 +34,8 @@ const LAYERS: &[&[&str]] = &[
     &["train", "scoring", "eval", "rank", "merge"],
     &["prune"],
     &["report", "review", "verify"],
-    &["pipeline", "bench", "crossval", "embed"],
+    &["bench", "crossval", "embed"],
+    &["pipeline"],
     &["demo", "experiment"],
     &["cli"],
 ];

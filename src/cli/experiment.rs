@@ -11,7 +11,8 @@ use std::path::PathBuf;
 pub struct ExperimentArgs {
     /// Experiment file, e.g. configs/paper-cifar10.toml; one with a [hardness] table
     /// (configs/hardness-cifar10-cpu.toml) runs a run per planted kind, fraction and seed
-    /// and gathers which score finds which kind.
+    /// and gathers which score finds which kind; a [features] table (model or backbone,
+    /// folds) also embeds and cross-fits every run on a feature model.
     pub config: PathBuf,
     /// Shorten the schedule to N epochs. Learning-rate milestones counted in epochs scale
     /// along; those counted in optimizer steps (lr_step = "batch", the as-run configs) stay

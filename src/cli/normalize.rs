@@ -1,7 +1,7 @@
 //! The normalization a `--model` was trained with, as `vog score` and `vog embed` take it:
 //! `--normalize NAME`, or `--mean R,G,B --std R,G,B`.
 use crate::data::transform::Normalization;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::ValueEnum;
 
 /// Named normalizations (`--normalize`).
@@ -17,15 +17,8 @@ pub enum NormPreset {
 
 impl NormPreset {
     fn normalization(self) -> Normalization {
-        match self {
-            NormPreset::Imagenet => Normalization::IMAGENET,
-            NormPreset::Cifar10 => Normalization::CIFAR10,
-            NormPreset::Cifar100 => Normalization::CIFAR100,
-            NormPreset::None => Normalization {
-                mean: [0.0; 3],
-                std: [1.0; 3],
-            },
-        }
+        let name = self.to_possible_value().expect("no preset is skipped");
+        Normalization::named(name.get_name()).expect("every preset is a named normalization")
     }
 }
 
@@ -41,18 +34,26 @@ pub(super) fn normalization_of(
     if mean.is_empty() {
         bail!("--model needs the normalization the model was trained with: --normalize imagenet|cifar10|cifar100|none, or --mean R,G,B --std R,G,B");
     }
-    let three = |v: &[f64], name: &str| -> Result<[f64; 3]> {
-        <[f64; 3]>::try_from(v)
-            .ok()
-            .filter(|v| v.iter().all(|x| x.is_finite()))
-            .with_context(|| format!("--{name} needs three finite numbers R,G,B"))
-    };
-    let std = three(std, "std")?;
-    if std.iter().any(|&s| s <= 0.0) {
-        bail!("--std values must be positive");
+    Normalization::from_mean_std(mean, std, "--")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_preset_is_a_named_normalization() {
+        for p in NormPreset::value_variants() {
+            let name = p.to_possible_value().unwrap();
+            assert_eq!(
+                Some(p.normalization()),
+                Normalization::named(name.get_name())
+            );
+            assert!(Normalization::NAMES.contains(&name.get_name()));
+        }
+        assert_eq!(
+            Normalization::named("cifar10"),
+            Some(Normalization::CIFAR10)
+        );
     }
-    Ok(Normalization {
-        mean: three(mean, "mean")?,
-        std,
-    })
 }

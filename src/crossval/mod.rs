@@ -110,6 +110,28 @@ pub fn run(req: &CrossvalRequest, reporter: &dyn Reporter) -> Result<Option<Gath
     Ok(Some(Gathered { oos, meta }))
 }
 
+/// Whether `run`'s `crossval/` holds what `vog crossval --features FILE --folds K` would
+/// gather now: the probabilities of this training of the run, of K folds, fitted on FILE as
+/// it is (its digest), intact.
+pub fn up_to_date_on_features(run: &Path, file: &Path, folds: usize) -> Result<bool> {
+    let m = RunDir::open_shared(run)?.read_manifest()?;
+    let Some(meta) = oof::read_meta(run)? else {
+        return Ok(false);
+    };
+    let Some(fit) = &meta.features else {
+        return Ok(false);
+    };
+    if meta.run_id != m.id()
+        || meta.folds != folds
+        || !file.is_file()
+        || fit.digest != crate::digest::of_file(file)?
+    {
+        return Ok(false);
+    }
+    let state = oof::read(run, &m.id(), &m.dataset.fingerprint);
+    Ok(matches!(state, Ok(oof::State::Gathered(..))))
+}
+
 /// `vog crossval --features`: fold models fitted on `file`'s features; the plan, the
 /// probabilities and the neighbour files are written only once every fold is fitted.
 fn from_features(

@@ -29,6 +29,43 @@ impl Normalization {
         std: [0.2673, 0.2564, 0.2762],
     };
 
+    /// The statistics a name stands for (`--normalize NAME`, `normalize = "NAME"`), one of
+    /// [`Self::NAMES`]; `none` leaves pixels in [0, 1].
+    pub fn named(name: &str) -> Option<Normalization> {
+        match name {
+            "imagenet" => Some(Self::IMAGENET),
+            "cifar10" => Some(Self::CIFAR10),
+            "cifar100" => Some(Self::CIFAR100),
+            "none" => Some(Normalization {
+                mean: [0.0; 3],
+                std: [1.0; 3],
+            }),
+            _ => None,
+        }
+    }
+
+    /// The names [`Self::named`] takes.
+    pub const NAMES: [&'static str; 4] = ["imagenet", "cifar10", "cifar100", "none"];
+
+    /// Statistics given as numbers; refuses anything but three finite means and three
+    /// positive standard deviations, naming them `{prefix}mean` and `{prefix}std`.
+    pub fn from_mean_std(mean: &[f64], std: &[f64], prefix: &str) -> anyhow::Result<Self> {
+        let three = |v: &[f64], name: &str| -> anyhow::Result<[f64; 3]> {
+            <[f64; 3]>::try_from(v)
+                .ok()
+                .filter(|v| v.iter().all(|x| x.is_finite()))
+                .ok_or_else(|| anyhow::anyhow!("{prefix}{name} needs three finite numbers R,G,B"))
+        };
+        let std = three(std, "std")?;
+        if std.iter().any(|&s| s <= 0.0) {
+            anyhow::bail!("{prefix}std values must be positive");
+        }
+        Ok(Normalization {
+            mean: three(mean, "mean")?,
+            std,
+        })
+    }
+
     /// Statistics of `images` (NCHW uint8, three channels).
     pub fn from_images(images: &Tensor) -> Self {
         let x = images.to_kind(Kind::Double) / 255.0;

@@ -5,7 +5,9 @@
 //! compared, report), plus a `results.json` summary. Re-running resumes at the first step
 //! whose output is missing; an interrupted training resumes from its last finished epoch
 //! (as `vog train --resume` does). With `plant` the run plants hardness; with a
-//! `[hardness]` table the file describes a [suite] of planted runs instead.
+//! `[hardness]` table the file describes a [suite] of planted runs instead; with a
+//! `[features]` table every run is also embedded and cross-fitted on the [features].
+pub mod features;
 pub mod suite;
 
 use crate::config::{Hyper, TrainConfig};
@@ -41,6 +43,9 @@ pub struct ExperimentFile {
     /// A suite of planted runs instead of one run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hardness: Option<suite::Hardness>,
+    /// Out-of-sample flags from a feature model, for the run (or every run of the suite).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<features::FeatureSettings>,
     pub train: Hyper,
     pub score: ScoreSettings,
 }
@@ -101,6 +106,7 @@ impl ExperimentFile {
         };
         let train = TrainConfig::new(dataset, self.train.clone(), selection, device, &origins)?;
         check_captured_stage(&self.score, &train, path)?;
+        let features = self.features.as_ref().map(|f| f.step(path)).transpose()?;
         let s = &self.score;
         let plan = Plan {
             train,
@@ -112,6 +118,7 @@ impl ExperimentFile {
             targets: s.targets.clone(),
             batch_size: s.batch_size,
             reuse: true,
+            features,
         };
         Ok((self, plan))
     }
