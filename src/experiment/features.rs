@@ -60,9 +60,16 @@ impl FeatureSettings {
                 if let Some(key) = self.preprocessing_key() {
                     bail!("[features] {key} in '{file}' applies to a model; a backbone takes its run's own preprocessing");
                 }
+                check_backbone(run, path)?;
                 FeatureModel::Backbone(run.clone())
             }
             (Some(model), None) => {
+                if !model.is_file() {
+                    bail!(
+                        "[features] model '{}' in '{file}' is not a file",
+                        model.display()
+                    );
+                }
                 if self.resize == Some(0) || self.crop == Some(0) {
                     bail!("[features] resize and crop in '{file}' must be at least 1 pixel");
                 }
@@ -115,47 +122,56 @@ impl FeatureSettings {
     }
 }
 
+/// Refuses a backbone that is not a finished run, before anything trains.
+fn check_backbone(run: &Path, path: &Path) -> Result<()> {
+    let finished = crate::run_dir::RunDir::open_shared(run)
+        .and_then(|r| r.read_manifest())
+        .map(|m| m.complete);
+    match finished {
+        Ok(true) => Ok(()),
+        Ok(false) => bail!(
+            "[features] backbone '{}' in '{}' has not finished training (vog train --resume)",
+            run.display(),
+            path.display()
+        ),
+        Err(e) => bail!("[features] backbone in '{}': {e:#}", path.display()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn settings(text: &str) -> FeatureSettings {
-        toml::from_str(text).unwrap()
-    }
-
-    fn refused(text: &str) -> String {
-        settings(text)
-            .step(Path::new("e.toml"))
-            .unwrap_err()
-            .to_string()
+    /// `text` with `f.pt` standing for a model file that exists; the table's step.
+    fn step(text: &str) -> Result<FeatureStep> {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("f.pt");
+        std::fs::write(&model, b"a model").unwrap();
+        let text = text.replace("\"f.pt\"", &format!("{:?}", model.display().to_string()));
+        let settings: FeatureSettings = toml::from_str(&text).unwrap();
+        settings.step(Path::new("e.toml"))
     }
 
     #[test]
-    fn a_model_takes_its_preprocessing_and_a_backbone_none() {
-        let step = settings("model = \"f.pt\"\nnormalize = \"imagenet\"\nresize = 40\ncrop = 32")
-            .step(Path::new("e.toml"))
-            .unwrap();
-        assert_eq!(step.folds, 5);
+    fn a_model_takes_its_preprocessing() {
+        let s = step("model = \"f.pt\"\nnormalize = \"imagenet\"\nresize = 40\ncrop = 32").unwrap();
+        assert_eq!(s.folds, 5);
         let FeatureModel::Script {
             resize,
             crop,
             normalization,
             ..
-        } = step.model
+        } = s.model
         else {
             panic!("a model")
         };
         assert_eq!((resize, crop), (Some(40), Some(32)));
         assert_eq!(normalization, Normalization::IMAGENET);
-        let step = settings("backbone = \"runs/b\"\nfolds = 3")
-            .step(Path::new("e.toml"))
-            .unwrap();
-        assert_eq!(step.folds, 3);
-        assert!(matches!(step.model, FeatureModel::Backbone(_)));
-        let step = settings("model = \"f.pt\"\nmean = [0.5, 0.5, 0.5]\nstd = [0.25, 0.25, 0.25]")
-            .step(Path::new("e.toml"))
-            .unwrap();
-        let FeatureModel::Script { normalization, .. } = step.model else {
+        let s =
+            step("model = \"f.pt\"\nmean = [0.5, 0.5, 0.5]\nstd = [0.25, 0.25, 0.25]\nfolds = 3")
+                .unwrap();
+        assert_eq!(s.folds, 3);
+        let FeatureModel::Script { normalization, .. } = s.model else {
             panic!("a model")
         };
         assert_eq!(normalization.std, [0.25; 3]);
@@ -172,6 +188,14 @@ mod tests {
             (
                 "backbone = \"r\"\ncrop = 32",
                 "[features] crop in 'e.toml' applies to a model",
+            ),
+            (
+                "backbone = \"/nonexistent/run\"",
+                "[features] backbone in 'e.toml': '/nonexistent/run' is not a vog run",
+            ),
+            (
+                "model = \"/nonexistent.pt\"\nnormalize = \"none\"",
+                "model '/nonexistent.pt' in 'e.toml' is not a file",
             ),
             (
                 "model = \"f.pt\"",
@@ -202,7 +226,7 @@ mod tests {
                 "folds in 'e.toml' must be at least 2",
             ),
         ] {
-            let err = refused(text);
+            let err = step(text).unwrap_err().to_string();
             assert!(err.contains(said), "{text}: {err}");
         }
         assert!(toml::from_str::<FeatureSettings>("backbone = \"r\"\nfold = 3").is_err());
