@@ -17,9 +17,16 @@ daemons=()
 cleanup() {
     if [[ ${#daemons[@]} -gt 0 ]]; then
         scontrol shutdown >/dev/null 2>&1 || true
+        # slurmctld saves its state as it stops: removing its folder under it fails
+        # ("Directory not empty"), so wait for the daemons first (10 s at most).
+        for _ in $(seq 20); do
+            kill -0 "${daemons[@]}" 2>/dev/null || break
+            sleep 0.5
+        done
         kill "${daemons[@]}" 2>/dev/null || true
     fi
-    rm -rf "$work"
+    # A file a stopping daemon still writes must not fail a test that passed.
+    rm -rf "$work" 2>/dev/null || { sleep 1 && rm -rf "$work"; } || echo "could not remove '$work'" >&2
 }
 trap cleanup EXIT
 
