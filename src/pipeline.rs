@@ -69,6 +69,25 @@ pub struct FeatureStep {
     pub folds: usize,
 }
 
+impl FeatureStep {
+    /// Where the scores from features come from, in words for a page.
+    pub fn describe(&self) -> String {
+        let source = match &self.model {
+            FeatureModel::Script { file, .. } => format!("the model '{}'", file.display()),
+            FeatureModel::Backbone(run) => {
+                format!("the vog run '{}' (its last checkpoint)", run.display())
+            }
+        };
+        format!(
+            "oof_prob, oof_margin, oof_entropy and label_issue: logistic regression cross-fitted \
+             in {} folds on the features of {source}, in each run (its {FEATURES_FILE}); \
+             outlier: the mean cosine distance to the 10 nearest training images in those \
+             features.",
+            self.folds
+        )
+    }
+}
+
 /// The feature file of a plan's run, in its output folder.
 pub const FEATURES_FILE: &str = "features.safetensors";
 

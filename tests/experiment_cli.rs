@@ -437,6 +437,11 @@ fn a_suite_with_features_ranks_the_out_of_sample_flags() {
             "no {score} row in the matrix:\n{csv}"
         );
     }
+    let page = std::fs::read_to_string(out.join("hardness.html")).unwrap();
+    assert!(
+        page.contains("logistic regression cross-fitted in 2 folds on the features of the vog run"),
+        "the page says where oof_* came from"
+    );
     let scores = run.join("run/scores-both-all.csv");
     let header = std::fs::read_to_string(&scores).unwrap();
     let header = header.lines().next().unwrap();

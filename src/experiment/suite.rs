@@ -173,7 +173,12 @@ pub fn run(
         crate::atomic_file::write_bytes(&csv, &m.to_csv()?)?;
     }
     let page = out.join("hardness.html");
-    crate::atomic_file::write_bytes(&page, page_html(&results, &matrices)?.as_bytes())?;
+    let features = runs
+        .first()
+        .and_then(|r| r.plan.features.as_ref())
+        .map(|f| f.describe());
+    let html = page_html(&results, &matrices, features.as_deref())?;
+    crate::atomic_file::write_bytes(&page, html.as_bytes())?;
     let suite = SuiteResults {
         config: file,
         runs: results,
@@ -231,15 +236,21 @@ fn gather(results: &[RunResult], stage: &Stage) -> Matrix {
     Matrix::new(&columns)
 }
 
-/// `hardness.html`: each stage's matrix, then the runs with their accuracies.
-fn page_html(results: &[RunResult], matrices: &[(Stage, Matrix)]) -> Result<String> {
+/// `hardness.html`: each stage's matrix (after where the scores from features came from,
+/// if any), then the runs with their accuracies.
+fn page_html(
+    results: &[RunResult],
+    matrices: &[(Stage, Matrix)],
+    features: Option<&str>,
+) -> Result<String> {
+    let from = features.map_or(String::new(), |f| format!("<p>{}</p>", esc(f)));
     let mut sections: Vec<(String, String, String)> = matrices
         .iter()
         .map(|(stage, m)| {
             (
                 format!("matrix-{}", stage.slug()),
                 format!("Which score finds which kind (stage {stage})"),
-                crate::report::matrix::matrix_html(m),
+                format!("{from}{}", crate::report::matrix::matrix_html(m)),
             )
         })
         .collect();
