@@ -113,6 +113,7 @@ impl EmbedArgs {
 
 pub fn run(a: &EmbedArgs) -> Result<()> {
     let request = a.request()?;
+    super::memory::note_batch_size(request.batch_size);
     reporter::stop_on_ctrl_c()?;
     let meta = embed::run(&request, &Terminal::detect(a.quiet))?;
     let counts: Vec<String> = meta
