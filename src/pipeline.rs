@@ -333,7 +333,7 @@ fn up_to_date(csv: &Path, plan: &Plan, m: &RunManifest, stage: &Stage) -> bool {
         return false;
     };
     csv.is_file()
-        && joins_crossval(&meta, &plan.run_dir())
+        && joins_crossval(&meta, &plan.run_dir(), &m.id())
         && meta.targets == plan.targets
         && meta.variant == Variant::default()
         && meta.dataset_fingerprint == m.dataset.fingerprint
@@ -348,11 +348,13 @@ fn up_to_date(csv: &Path, plan: &Plan, m: &RunManifest, stage: &Stage) -> bool {
 
 /// Whether scores with `meta` carry the columns the run's `crossval/` gives now: the
 /// out-of-sample probabilities (training rows) and the features' outliers, where it has
-/// them, of the probabilities as they are.
-fn joins_crossval(meta: &ScoresMeta, run: &Path) -> bool {
+/// them for this training of the run (`run_id`; scoring ignores others), of the
+/// probabilities as they are.
+fn joins_crossval(meta: &ScoresMeta, run: &Path, run_id: &str) -> bool {
     let Ok(probs) = crate::oof::read_meta(run) else {
         return false;
     };
+    let probs = probs.filter(|p| p.run_id == run_id);
     let trained = meta.split.kinds().contains(&SplitKind::Train);
     let wanted = probs.as_ref().filter(|_| trained).map(|p| &p.csv);
     let outliers = probs.as_ref().is_some_and(|p| p.features.is_some());
