@@ -8,16 +8,14 @@
 //! [`Preprocess`]: the shorter side resized bilinearly, the centre square cut out as
 //! torchvision does), pixels in [0, 1], normalized; or a finished vog run's last checkpoint, whose
 //! globally pooled penultimate layer is read in eval mode with the run's normalization.
-use crate::data::prepare;
 use crate::data::stream::Preprocess;
 use crate::data::transform::{self, Normalization, Normalizer};
 use crate::data::SplitKind;
 use crate::data::{Dataset, DatasetSpec, Split};
 use crate::features::{self, FeatureSource, FeaturesMeta, Preprocessing, SplitIndex};
-use crate::origin::Origins;
 use crate::precision::Precision;
 use crate::progress::Reporter;
-use crate::run_dir::{RunDir, RunManifest, MANIFEST};
+use crate::run_dir::{RunDir, RunManifest};
 use crate::scoring::{self, LoadedModel};
 use crate::scripted::ScriptedModel;
 use anyhow::{bail, Context, Result};
@@ -81,10 +79,10 @@ pub fn run(req: &EmbedRequest, reporter: &dyn Reporter) -> Result<FeaturesMeta> 
         bail!("--batch-size must be at least 1");
     }
     let (data, dataset) = load_images(&req.images)?;
+    let (net, source, mut pre) = load_model(req, &data)?;
     if let FeatureModel::Backbone(backbone) = &req.model {
         check_backbone(backbone, &req.images, &data.train, reporter)?;
     }
-    let (net, source, mut pre) = load_model(req, &data)?;
     pre.input = input_shape(&data.train, &pre)?;
     let embedder = Embedder {
         normalizer: pre.normalization.on(req.device),
@@ -168,21 +166,21 @@ impl Embedder<'_> {
 /// Warns where the backbone trained on some of the training images embedded here (found by
 /// their pixels; all of them where it is the run embedded): its features then carry the
 /// labels it was given for them, so fold models fitted on them are not out of sample for
-/// those images (outliers and near-duplicates, which use no label, are unaffected).
+/// those images (outliers and near-duplicates, which use no label, are unaffected). The
+/// backbone was checked as a model already ([`load_model`]).
 fn check_backbone(
     backbone: &Path,
     images: &Images,
     train: &Split,
     reporter: &dyn Reporter,
 ) -> Result<()> {
-    let (dir, m, _, _) = backbone_source(backbone)?;
+    let dir = RunDir::open_shared(backbone)?;
+    let m = dir.read_manifest()?;
     let own = match images {
         Images::Run(run) => RunDir::open_shared(run)?.read_manifest()?.id() == m.id(),
         Images::Dataset(_) => false,
     };
-    let origins = Origins::file(&dir.path(MANIFEST), "config.");
-    let cfg = &m.config;
-    let seen = match prepare::prepare(&cfg.dataset, &cfg.selection(), cfg.hyper.seed, &origins) {
+    let seen = match dir.prepare_data(&m) {
         Ok(p) => p.data.train.pixel_digests(),
         Err(e) => {
             reporter.warn(&format!(
@@ -220,9 +218,7 @@ fn load_images(images: &Images) -> Result<(Dataset, String)> {
         Images::Run(run) => {
             let dir = RunDir::open_shared(run)?;
             let m = dir.read_manifest()?;
-            let origins = Origins::file(&dir.path(MANIFEST), "config.");
-            let cfg = &m.config;
-            let p = prepare::prepare(&cfg.dataset, &cfg.selection(), cfg.hyper.seed, &origins)?;
+            let p = dir.prepare_data(&m)?;
             if p.data.fingerprint() != m.dataset.fingerprint {
                 bail!(
                     "the data of run '{}' changed since it trained (its fingerprint differs)",

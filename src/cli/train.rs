@@ -316,14 +316,13 @@ fn from_run(base: &Path, person: Selection) -> Result<TrainConfig> {
             "--from trains a run again with changes: give --decisions, --exclude or --relabel"
         );
     }
-    let m = RunDir::open_shared(base)?.read_manifest()?;
+    let dir = RunDir::open_shared(base)?;
+    let m = dir.read_manifest()?;
     if !m.complete {
         anyhow::bail!("run '{}' has not finished training", base.display());
     }
-    let cfg = &m.config;
-    let origins = Origins::file(&base.join(crate::run_dir::MANIFEST), "config.");
-    let prepared = prepare::prepare(&cfg.dataset, &cfg.selection(), cfg.hyper.seed, &origins)?;
-    train::config_from(base, cfg, &prepared, person)
+    let prepared = dir.prepare_data(&m)?;
+    train::config_from(base, &m.config, &prepared, person)
 }
 
 /// `vog train --resume RUN`.

@@ -13,14 +13,13 @@
 //! feature file's vectors of the run's examples ([`features`]).
 mod features;
 use crate::confident::argmax;
-use crate::data::prepare::{self, PreparedData};
+use crate::data::prepare::PreparedData;
 use crate::data::transform;
 use crate::oof::{self, FoldRecord, OutOfSample, ProbsMeta};
-use crate::origin::Origins;
 use crate::precision::Precision;
 use crate::progress::Reporter;
 use crate::rng;
-use crate::run_dir::{RunDir, RunManifest, MANIFEST};
+use crate::run_dir::{RunDir, RunManifest};
 use crate::scoring;
 use crate::train::{self, Edits};
 use anyhow::{bail, Context, Result};
@@ -67,9 +66,8 @@ pub fn run(req: &CrossvalRequest, reporter: &dyn Reporter) -> Result<Option<Gath
             req.run.display()
         );
     }
-    let origins = Origins::file(&main.path(MANIFEST), "config.");
+    let prepared = main.prepare_data(&m)?;
     let cfg = &m.config;
-    let prepared = prepare::prepare(&cfg.dataset, &cfg.selection(), cfg.hyper.seed, &origins)?;
     let fold = assign_folds(&prepared.train_labels, req.folds, cfg.hyper.seed)?;
     if let Some(i) = req.only.filter(|&i| i >= req.folds) {
         bail!(

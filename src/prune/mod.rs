@@ -13,12 +13,11 @@ use table::{rows, write};
 
 use crate::atomic_file;
 use crate::config::TrainConfig;
-use crate::data::prepare::{self, PreparedData};
+use crate::data::prepare::PreparedData;
 use crate::data::SplitKind;
-use crate::origin::Origins;
 use crate::progress::Reporter;
 use crate::rng;
-use crate::run_dir::{RunDir, RunManifest, MANIFEST};
+use crate::run_dir::{RunDir, RunManifest};
 use crate::scores::{scored, top_k, Companion, ScoresFile};
 use crate::train::{self, Edits};
 use anyhow::{bail, Context, Result};
@@ -277,9 +276,7 @@ fn open_run(run: &Path) -> Result<(RunManifest, PreparedData)> {
         );
     }
     crate::train::check_derivable(&m.config)?;
-    let origins = Origins::file(&main.path(MANIFEST), "config.");
-    let cfg = &m.config;
-    let prepared = prepare::prepare(&cfg.dataset, &cfg.selection(), cfg.hyper.seed, &origins)?;
+    let prepared = main.prepare_data(&m)?;
     Ok((m, prepared))
 }
 

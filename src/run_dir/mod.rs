@@ -25,7 +25,9 @@ pub use manifest::{
 };
 
 use crate::atomic_file;
+use crate::data::prepare::{self, PreparedData};
 use crate::digest::{self, FileDigest};
+use crate::origin::Origins;
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::fs::File;
@@ -271,6 +273,15 @@ impl RunDir {
             );
         }
         Ok(m)
+    }
+
+    /// The data the run of manifest `m` trained and was tested on, prepared again from its
+    /// recorded recipe (subsets, label noise, planted images); errors about a recorded value
+    /// name its key in `run.json`.
+    pub fn prepare_data(&self, m: &RunManifest) -> Result<PreparedData> {
+        let origins = Origins::file(&self.manifest_path(), "config.");
+        let cfg = &m.config;
+        prepare::prepare(&cfg.dataset, &cfg.selection(), cfg.hyper.seed, &origins)
     }
 
     /// Saves the model state for `epoch`; returns its name relative to the run.
